@@ -1,0 +1,25 @@
+"""Exception hierarchy. Every message says where (file, row, key), what, and what is allowed."""
+
+
+class TunerError(Exception):
+    """Root of every error forecast-tuner raises on purpose."""
+
+
+class DataError(TunerError):
+    """Bar data that cannot be used: unreadable file, bad row, too few bars."""
+
+
+class ConfigError(TunerError):
+    """A configuration file, search space or trial parameter that is not valid."""
+
+
+class AggregationError(ConfigError):
+    """An aggregation spec that is unknown or out of range."""
+
+
+class WeightsError(TunerError):
+    """Model weights that cannot be found, downloaded or loaded."""
+
+
+class UnknownFamilyError(ConfigError):
+    """A model family name that is not registered."""
