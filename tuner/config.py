@@ -1,0 +1,171 @@
+"""Loading and validating the YAML in ``configs/``: family search spaces (``configs/spaces``).
+
+Errors name the file and the key path, and say what is allowed:
+``configs/spaces/toto.yaml: search_space.num_samples.choices[2]: 0 must be >= 1``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuner.errors import ConfigError, TunerError
+from tuner.forecasters.base import Family, family_class
+from tuner.search_space import Dimension, SearchSpace
+
+CONFIGS_ENV = "TUNER_CONFIGS"
+
+
+def configs_dir(explicit: str | Path | None = None) -> Path:
+    """The ``configs/`` folder: ``explicit``, ``$TUNER_CONFIGS``, ``./configs``, or the repo's."""
+    candidates = [explicit, os.environ.get(CONFIGS_ENV), Path.cwd() / "configs",
+                  Path(__file__).resolve().parents[1] / "configs"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "spaces").is_dir():
+            return Path(candidate)
+    if explicit:
+        raise ConfigError(f"{explicit}: no spaces/ folder in this configs directory")
+    raise ConfigError(
+        f"no configs/ folder with spaces/ found (looked in ./configs and the repository); "
+        f"set ${CONFIGS_ENV} or run from the repository root"
+    )
+
+
+def read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(file.read_text())
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read: {e}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{file}: not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}{unknown[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    """A family's search space file.
+
+    Attributes:
+        family: the family name.
+        context_length: bars of history each window carries.
+        space: the search space (dimensions + fixed parameters).
+        source: the YAML file it came from.
+    """
+
+    family: str
+    context_length: int
+    space: SearchSpace
+    source: Path
+
+
+def load_family_config(family: str, directory: str | Path | None = None) -> FamilyConfig:
+    """Load and validate ``configs/spaces/<family>.yaml``."""
+    cls = family_class(family)
+    file = configs_dir(directory) / "spaces" / f"{family}.yaml"
+    if not file.is_file():
+        raise ConfigError(f"{file}: no search space file for family {family!r}")
+    return parse_family_config(read_yaml(file), cls, file)
+
+
+def parse_family_config(data: Mapping[str, Any], cls: type[Family], file: Path) -> FamilyConfig:
+    where = f"{file}: "
+    check_keys(data, {"family", "context_length", "search_space", "fixed"}, where)
+    if data.get("family", cls.name) != cls.name:
+        raise ConfigError(f"{where}family: {data['family']!r} but the file is for {cls.name!r}")
+    context = data.get("context_length")
+    if isinstance(context, bool) or not isinstance(context, int) or context < 1:
+        raise ConfigError(f"{where}context_length: {context!r} must be a positive integer")
+    raw_space = data.get("search_space") or {}
+    fixed = dict(data.get("fixed") or {})
+    if not isinstance(raw_space, dict):
+        raise ConfigError(f"{where}search_space: must be a mapping of parameter → range")
+    dims = []
+    for name, spec in raw_space.items():
+        dims.append(_dimension(cls, name, spec, f"{where}search_space.{name}", [d.name for d in dims]))
+    both = sorted(set(raw_space) & set(fixed))
+    if both:
+        raise ConfigError(f"{where}fixed.{both[0]}: also in search_space; keep one")
+    for name, value in fixed.items():
+        if name not in cls.params:
+            raise ConfigError(f"{where}fixed.{name}: unknown parameter for family {cls.name}; "
+                              f"known: {', '.join(sorted(cls.params))}")
+        cls.params[name].check(name, value, f"{where}fixed.")
+    missing = sorted(cls.required - set(raw_space) - set(fixed))
+    if missing:
+        raise ConfigError(f"{where}search_space.{missing[0]}: required by family {cls.name} "
+                          "(search it or set it under fixed)")
+    space = SearchSpace(cls.name, tuple(dims), fixed)
+    _check_corners(cls, space, where)
+    return FamilyConfig(cls.name, context, space, file)
+
+
+def _dimension(cls: type[Family], name: str, spec: Any, where: str, earlier: list[str]) -> Dimension:
+    if name not in cls.params:
+        raise ConfigError(f"{where}: unknown parameter for family {cls.name}; "
+                          f"known: {', '.join(sorted(cls.params))}")
+    rule = cls.params[name]
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected {{choices: [...]}} or {{low: ..., high: ...}}")
+    check_keys(spec, {"choices", "low", "high", "log", "step", "type", "at_least"}, f"{where}.")
+    if "choices" in spec:
+        if set(spec) - {"choices"}:
+            raise ConfigError(f"{where}: choices cannot be combined with {sorted(set(spec) - {'choices'})}")
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise ConfigError(f"{where}.choices: must be a non-empty list")
+        checked = tuple(rule.check(f"choices[{i}]", v, f"{where}.") for i, v in enumerate(choices))
+        return Dimension(name, "categorical", choices=checked)
+    if "low" not in spec or "high" not in spec:
+        raise ConfigError(f"{where}: needs both low and high (or choices)")
+    kind = spec.get("type", "int" if rule.kind == "int" else "float")
+    if kind not in ("int", "float") or (rule.kind == "int" and kind != "int") or rule.kind == "aggregate":
+        raise ConfigError(f"{where}.type: {kind!r} does not fit a {rule.kind} parameter")
+    low = rule.check("low", spec["low"], f"{where}.")
+    high = rule.check("high", spec["high"], f"{where}.")
+    if low > high:
+        raise ConfigError(f"{where}: low {low:g} > high {high:g}")
+    log = bool(spec.get("log", False))
+    if log and low <= 0:
+        raise ConfigError(f"{where}.log: a log scale needs low > 0, got {low:g}")
+    step = spec.get("step")
+    if step is not None and (log or not isinstance(step, (int, float)) or step <= 0):
+        raise ConfigError(f"{where}.step: {step!r} must be a positive number and not used with log")
+    at_least = spec.get("at_least")
+    if at_least is not None and at_least not in earlier:
+        raise ConfigError(f"{where}.at_least: {at_least!r} must name a dimension listed before it "
+                          f"(listed: {', '.join(earlier) or 'none'})")
+    return Dimension(name, kind, low=low, high=high, log=log, step=step, at_least=at_least)
+
+
+def _check_corners(cls: type[Family], space: SearchSpace, where: str) -> None:
+    """Every combination of extreme values must be a valid trial (e.g. samples_per_batch divides)."""
+    import itertools
+
+    family = cls()
+    options = []
+    for dim in space.dimensions:
+        if dim.kind == "categorical":
+            options.append(dim.choices)
+        else:
+            options.append((dim.low, dim.high) if dim.at_least is None else (dim.high,))
+    for combo in itertools.islice(itertools.product(*options), 4096):
+        params = {**dict(zip(space.names, combo, strict=True)), **space.fixed}
+        try:
+            family.check_params(params, where=f"{where}")
+        except TunerError as e:
+            raise ConfigError(f"{e} (for the combination {params})") from e

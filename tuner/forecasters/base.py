@@ -1,0 +1,194 @@
+"""The interface a model family implements, its parameter rules, and the family registry.
+
+A family turns a trial's parameters into sample paths for a batch of windows, then reduces them
+to one point forecast per window. Lifecycle (the same in a plain process and in a Ray actor):
+
+1. ``Family(weights=..., device=...)`` is cheap: nothing is loaded;
+2. ``load()`` loads the weights once (an actor calls it once and serves every later trial);
+3. ``forecast(batch, params, seed)`` any number of times, for any symbol;
+4. ``close()`` frees memory (GPU included).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tuner import aggregation
+from tuner.errors import ConfigError, UnknownFamilyError
+from tuner.windows import WindowBatch, window_seeds
+
+
+@dataclass(frozen=True)
+class Param:
+    """The intrinsic rule of one parameter (what any value must satisfy, searched or not).
+
+    ``kind`` is ``"int"``, ``"float"`` or ``"aggregate"`` (an aggregation spec). Bounds are
+    inclusive unless ``low_open`` (then ``value > low``).
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    help: str = ""
+
+    def check(self, name: str, value: Any, where: str) -> Any:
+        """Return the value in its canonical type or raise ConfigError naming ``where.name``."""
+        path = f"{where}{name}"
+        if self.kind == "aggregate":
+            aggregation.parse(value) if isinstance(value, str) else aggregation.parse(str(value))
+            return value
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+                raise ConfigError(f"{path}: {value!r} must be an integer")
+            value = int(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{path}: {value!r} must be a finite number")
+            value = float(value)
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            op = ">" if self.low_open else ">="
+            raise ConfigError(f"{path}: {value!r} must be {op} {self.low:g}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(f"{path}: {value!r} must be <= {self.high:g}")
+        return value
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A family's output on one batch.
+
+    Attributes:
+        point: (W,) point forecasts of the target close, price units.
+        samples: (W, S) the sample paths' target closes the point forecast was reduced from.
+        latency_s: wall seconds for sampling and reduction of the whole batch.
+    """
+
+    point: np.ndarray
+    samples: np.ndarray
+    latency_s: float
+
+
+class Family(ABC):
+    """A model family. Subclasses set ``name``, ``params`` and implement ``sample``."""
+
+    name: ClassVar[str]
+    params: ClassVar[Mapping[str, Param]]
+    required: ClassVar[frozenset[str]] = frozenset()
+    production: ClassVar[bool] = True
+    """False for test-only families, which ``tuner run`` never tunes by default."""
+
+    _registry: ClassVar[dict[str, type[Family]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return  # an abstract intermediate class
+        holder = Family._registry.get(cls.name)
+        if holder is not None and holder is not cls:
+            raise TypeError(f"family {cls.name!r} already registered by {holder.__module__}.{holder.__name__}")
+        Family._registry[cls.name] = cls
+
+    def __init__(self, weights: Any = None, device: str | None = None) -> None:
+        self.weights = weights
+        self.device = device
+        self.loaded = False
+
+    # ---------------------------------------------------------------------------- lifecycle
+    def load(self) -> None:
+        """Load weights once. Families without weights do nothing."""
+        self.loaded = True
+
+    def close(self) -> None:
+        """Free what ``load`` took."""
+        self.loaded = False
+
+    @property
+    def weights_id(self) -> str | None:
+        """What was loaded, for result files (hub ids/folders); None for weights-free families."""
+        return None
+
+    @property
+    def tiny_weights(self) -> bool:
+        """True when the loaded weights are tiny random-init ones (results are then noise)."""
+        return False
+
+    # ---------------------------------------------------------------------------- params
+    def check_params(self, params: Mapping[str, Any], where: str = "params.") -> dict[str, Any]:
+        """Validate a trial's parameters and fill defaults; ConfigError names the bad key."""
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise ConfigError(
+                f"{where}{unknown[0]}: unknown parameter for family {self.name}; "
+                f"known: {', '.join(sorted(self.params))}"
+            )
+        missing = sorted(self.required - set(params))
+        if missing:
+            raise ConfigError(f"{where}{missing[0]}: required by family {self.name}")
+        checked = {k: self.params[k].check(k, v, where) for k, v in params.items()}
+        return self.complete_params(checked, where)
+
+    def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
+        """Cross-parameter rules and defaults (override in families)."""
+        return params
+
+    # ---------------------------------------------------------------------------- forecasting
+    @abstractmethod
+    def sample(self, batch: WindowBatch, params: Mapping[str, Any], seeds: list[int]) -> np.ndarray:
+        """Sample paths' target closes, shape (W, S), for checked ``params``.
+
+        ``seeds`` holds one seed per window; a window's samples must depend only on its own
+        context and seed (never on other windows, never on bars at or after its origin).
+        """
+
+    def reduce(self, samples: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
+        """(W, S) samples → (W,) point forecasts. Default: the ``aggregate`` parameter."""
+        return aggregation.parse(params["aggregate"])(samples)
+
+    def forecast(self, batch: WindowBatch, params: Mapping[str, Any], seed: int) -> Forecast:
+        """Point forecasts for every window of ``batch``; ``params`` are checked first."""
+        params = self.check_params(params)
+        if not self.loaded:
+            self.load()
+        seeds = window_seeds(seed, batch)
+        start = time.perf_counter()
+        samples = np.asarray(self.sample(batch, params, seeds), dtype=np.float64)
+        point = self.reduce(samples, params)
+        latency = time.perf_counter() - start
+        return Forecast(point=point, samples=samples, latency_s=latency)
+
+
+def family_class(name: str) -> type[Family]:
+    """The registered family ``name``; UnknownFamilyError lists the known ones."""
+    _import_builtin_families()
+    try:
+        return Family._registry[name]
+    except KeyError:
+        known = ", ".join(sorted(Family._registry))
+        raise UnknownFamilyError(f"unknown family {name!r}; known: {known}") from None
+
+
+def family_names(production_only: bool = True) -> list[str]:
+    _import_builtin_families()
+    return sorted(n for n, c in Family._registry.items() if c.production or not production_only)
+
+
+def _import_builtin_families() -> None:
+    # Imported here, not at module top: the families import torch-using model code lazily anyway,
+    # but keeping registration on demand avoids import cycles with this module.
+    from tuner.forecasters import bootstrap, kronos_ensemble, kronos_standard, toto  # noqa: F401
+
+
+def divisor_at_most(n: int, cap: int) -> int:
+    """The largest divisor of ``n`` that is ``<= cap`` (a samples_per_batch that splits n evenly)."""
+    for d in range(min(n, cap), 0, -1):
+        if n % d == 0:
+            return d
+    return 1

@@ -1,0 +1,68 @@
+"""What both Kronos families share: loading Kronos + tokenizer, and sampling with a temperature per path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tuner.errors import ConfigError
+from tuner.forecasters.base import Param, divisor_at_most
+from tuner.forecasters.torch_family import TorchFamily
+from tuner.windows import MIN_CONTEXT, WindowBatch
+
+DEFAULT_SAMPLES_PER_BATCH = 256
+
+KRONOS_PARAMS = {
+    "temperature": Param("float", 0.0, 10.0, low_open=True, help="sampling temperature"),
+    "top_p": Param("float", 0.0, 1.0, low_open=True, help="nucleus mass kept (1 = off)"),
+    "top_k": Param("int", 0, 1 << 20, help="tokens kept (0 = off)"),
+    "max_context": Param("int", MIN_CONTEXT, 4096, help="context bars the model sees"),
+    "clip": Param("float", 0.0, 1000.0, low_open=True, help="inputs clipped at ±clip std"),
+    "samples_per_batch": Param("int", 1, 1 << 20, help="memory knob; must divide the path count"),
+}
+
+
+class KronosFamily(TorchFamily):
+    """Abstract: subclasses say how many paths, at which temperatures, and how they are reduced."""
+
+    model_keys = ("kronos", "kronos_tokenizer")
+    count_param: str
+
+    def _load_model(self, model_folder, tokenizer_folder):
+        from tuner.models.kronos import load_kronos
+
+        return load_kronos(model_folder, tokenizer_folder, device=self.device, dtype=self.autocast_dtype)
+
+    def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
+        n = params[self.count_param]
+        per_batch = params.get("samples_per_batch")
+        if per_batch is None:
+            per_batch = divisor_at_most(n, DEFAULT_SAMPLES_PER_BATCH)
+        elif n % per_batch:
+            raise ConfigError(
+                f"{where}samples_per_batch: {per_batch} does not divide {self.count_param} {n}"
+            )
+        return {**params, "samples_per_batch": per_batch}
+
+    def temperatures(self, params: Mapping[str, Any]) -> np.ndarray:
+        raise NotImplementedError
+
+    def sample(self, batch: WindowBatch, params: Mapping[str, Any], seeds: list[int]) -> np.ndarray:
+        import torch
+
+        from tuner.models.kronos import sample_kronos
+
+        model, tokenizer = self.model
+        batch = batch.truncated(params["max_context"])
+        paths = sample_kronos(
+            model, tokenizer,
+            torch.as_tensor(batch.context, dtype=torch.float32),
+            torch.as_tensor(batch.context_times.astype(np.int64)),
+            torch.as_tensor(batch.future_times.astype(np.int64)),
+            temperatures=torch.as_tensor(self.temperatures(params), dtype=torch.float32),
+            top_p=params["top_p"], top_k=params["top_k"], clip=params["clip"],
+            seeds=seeds, samples_per_batch=params["samples_per_batch"],
+        )
+        return paths[:, :, -1, 3].double().cpu().numpy()  # target bar's close

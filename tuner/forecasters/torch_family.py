@@ -1,0 +1,74 @@
+"""What the model-backed families share: weights source, device choice, cached model loading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuner.forecasters.base import Family
+from tuner.models import registry
+from tuner.weights import WeightsSource, split_revision
+
+
+def pick_device(device: str | None) -> str:
+    """``device`` if given, else CUDA when present, else CPU."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TorchFamily(Family):
+    """A family backed by checkpoints; ``weights`` is a :class:`WeightsSource`, str or None."""
+
+    model_keys: tuple[str, ...] = ()
+    """Which fields of WeightsSource this family loads (e.g. ``("kronos", "kronos_tokenizer")``)."""
+
+    def __init__(self, weights: Any = None, device: str | None = None,
+                 autocast_dtype: str | None = None) -> None:
+        if not isinstance(weights, WeightsSource):
+            weights = WeightsSource.parse(weights, family=self.name)
+        super().__init__(weights, device)
+        self.autocast_dtype = autocast_dtype
+        self.model: Any = None
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(getattr(self.weights, k) for k in self.model_keys)
+
+    @property
+    def weights_id(self) -> str:
+        return ",".join(f"{k}={getattr(self.weights, k)}" for k in self.model_keys)
+
+    @property
+    def tiny_weights(self) -> bool:
+        if not self.loaded:
+            self.load()
+        return self._tiny
+
+    def load(self) -> None:
+        self.device = pick_device(self.device)
+        key = (type(self).model_kind(), self.sources, self.device, self.autocast_dtype)
+        self.model, self._tiny = registry.get_model(key, self._load_resolved)
+        self.loaded = True
+
+    def close(self) -> None:
+        self.model = None
+        self.loaded = False
+
+    def _load_resolved(self) -> tuple[Any, bool]:
+        from tuner.models.checkpoint import is_tiny, resolve_checkpoint
+
+        folders = []
+        for source in self.sources:
+            ident, revision = split_revision(source)
+            folders.append(resolve_checkpoint(ident, revision=revision))
+        return self._load_model(*folders), any(is_tiny(f) for f in folders)
+
+    @classmethod
+    def model_kind(cls) -> str:
+        return "+".join(cls.model_keys)
+
+    def _load_model(self, *folders: Any) -> Any:
+        """Load from resolved local checkpoint folders, in ``model_keys`` order."""
+        raise NotImplementedError

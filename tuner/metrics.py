@@ -1,0 +1,84 @@
+"""Scores of point forecasts on a window batch, and the naive no-change baseline.
+
+``pct_return_mae`` is the primary metric: mean over windows of
+``|forecast/prev_close - actual_close/prev_close|`` (returns as fractions, so 0.01 = 1 %).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from tuner.errors import TunerError
+from tuner.windows import WindowBatch
+
+
+@dataclass(frozen=True)
+class Scores:
+    """How point forecasts did on one period.
+
+    Attributes:
+        pct_return_mae: mean |predicted return - actual return|, returns as fractions.
+        price_mae: mean |forecast - actual close|, in the data's price units.
+        latency_s: wall seconds to produce all the period's forecasts (0 for the baseline).
+        latency_per_forecast_s: ``latency_s / windows``.
+        windows: number of forecasts scored.
+    """
+
+    pct_return_mae: float
+    price_mae: float
+    latency_s: float
+    latency_per_forecast_s: float
+    windows: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Scores:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def score(forecast: np.ndarray, batch: WindowBatch, latency_s: float = 0.0) -> Scores:
+    """Score point forecasts ``(W,)`` of the target close against ``batch``.
+
+    Raises:
+        TunerError: the forecast has the wrong shape or holds NaN/inf (naming the window).
+    """
+    forecast = np.asarray(forecast, dtype=np.float64)
+    if forecast.shape != (len(batch),):
+        raise TunerError(
+            f"{batch.symbol} {batch.period}: forecast shape {forecast.shape}, expected ({len(batch)},)"
+        )
+    bad = np.flatnonzero(~np.isfinite(forecast))
+    if bad.size:
+        i = int(bad[0])
+        raise TunerError(
+            f"{batch.symbol} {batch.period}: forecast for bar {batch.target_index[i]} is {forecast[i]}"
+        )
+    predicted = forecast / batch.prev_close - 1.0
+    return Scores(
+        pct_return_mae=float(np.mean(np.abs(predicted - batch.actual_return))),
+        price_mae=float(np.mean(np.abs(forecast - batch.actual_close))),
+        latency_s=float(latency_s),
+        latency_per_forecast_s=float(latency_s) / len(batch),
+        windows=len(batch),
+    )
+
+
+def naive_forecast(batch: WindowBatch) -> np.ndarray:
+    """The no-change forecast: the next close equals the last close seen (predicted return 0)."""
+    return batch.prev_close.copy()
+
+
+def baseline(batch: WindowBatch) -> Scores:
+    """Scores of the naive no-change forecast on the same windows."""
+    return score(naive_forecast(batch), batch, latency_s=0.0)
+
+
+def skill(model: Scores, reference: Scores) -> float:
+    """``1 - model/reference`` pct_return_mae: > 0 beats the reference, 0 ties, < 0 loses."""
+    if reference.pct_return_mae == 0:
+        return 0.0 if model.pct_return_mae == 0 else float("-inf")
+    return 1.0 - model.pct_return_mae / reference.pct_return_mae
