@@ -71,10 +71,7 @@ class Aggregation:
             cut = math.floor(s * self.q + 1e-9)  # 1e-9: 0.1·20 must count as 2, not 1.999...
             lo = cut if kind in ("trimmed_mean", "upper_trimmed_mean") else 0
             hi = s - cut if kind in ("trimmed_mean", "lower_trimmed_mean") else s
-            if hi <= lo:
-                raise AggregationError(
-                    f"aggregation {self.spec!r}: trimming {cut} of {s} samples leaves none"
-                )
+            # parse() bounds the share (< 0.5 both sides, < 1 one side), so lo < hi always.
             return np.sort(samples, axis=-1)[..., lo:hi].mean(axis=-1)
         mean, std = samples.mean(axis=-1), samples.std(axis=-1)
         if kind == "mean_minus_std":

@@ -368,9 +368,9 @@ def _parse_times(column: pd.Series, where) -> np.ndarray:
     empty = np.flatnonzero((text.isna() | (text == "")).to_numpy())
     if empty.size:
         raise DataError(f"{where(int(empty[0]))}: missing timestamp")
-    if pd.api.types.is_numeric_dtype(column):
-        unit = _epoch_unit(column.to_numpy(dtype=np.float64))
-        parsed = pd.to_datetime(column, unit=unit, utc=True, errors="coerce")
+    if pd.api.types.is_numeric_dtype(column) or text.str.fullmatch(r"\d{9,19}(\.\d*)?").all():
+        numbers = pd.to_numeric(text).to_numpy(dtype=np.float64)  # unix epoch, unit by magnitude
+        parsed = pd.to_datetime(pd.Series(numbers), unit=_epoch_unit(numbers), utc=True, errors="coerce")
     else:
         parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
     bad = np.flatnonzero(parsed.isna().to_numpy())

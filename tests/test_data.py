@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import random_walk_bars
+
+from tuner.data import bundled_data_path, check_data, load_bars, load_dataset
+from tuner.errors import DataError
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False)
+
+
+def test_when_folder_has_two_symbols_then_both_load_with_canonical_columns(data_folder):
+    dataset = load_dataset(data_folder)
+    assert dataset.symbols == ["AAA", "BBB"]
+    frame = dataset.get("AAA").frame
+    assert list(frame.columns) == ["timestamp", "open", "high", "low", "close", "volume", "amount"]
+    assert frame["timestamp"].is_monotonic_increasing
+    ohlc_mean = frame[["open", "high", "low", "close"]].mean(axis=1)
+    np.testing.assert_allclose(frame["amount"], frame["volume"] * ohlc_mean)
+
+
+def test_when_bundled_data_loads_then_every_symbol_is_usable():
+    reports = check_data(bundled_data_path(), min_bars=72)
+    assert {r.symbol for r in reports} >= {"AAPL", "MSFT", "IBM", "GOOG", "GOOGL", "EURUSD"}
+    assert all(r.usable for r in reports), [r.problems for r in reports if not r.usable]
+    assert next(r for r in reports if r.symbol == "EURUSD").frequency == "01:00:00"
+
+
+
+
+@pytest.mark.parametrize(
+    "row, value, column, message",
+    [
+        (5, "not a date", "Date", "line 7: cannot parse timestamp 'not a date'"),
+        (5, "", "Date", "line 7: missing timestamp"),
+        (5, "", "Close", "line 7: empty close"),
+        (5, "abc", "Close", "line 7: close 'abc' is not a number"),
+        (5, "0", "Close", "line 7: close 0 is not a positive price"),
+        (5, "-3.5", "Open", "line 7: open -3.5 is not a positive price"),
+        (5, "nan", "Close", "line 7: empty close"),
+        (5, "-10", "Volume", "line 7: negative volume -10"),
+    ],
+)
+def test_when_a_cell_is_bad_then_error_names_file_line_and_problem(write_csv, row, value, column, message):
+    frame = random_walk_bars(100).astype({column: object})
+    frame.loc[row, column] = value
+    file = write_csv("BAD.csv", frame)
+    with pytest.raises(DataError) as info:
+        load_bars(file)
+    assert str(info.value) == f"{file} {message}"
+
+
+def test_when_timestamp_repeats_then_error_names_both_lines(write_csv):
+    frame = random_walk_bars(100)
+    frame.loc[9, "Date"] = frame.loc[8, "Date"]
+    file = write_csv("DUP.csv", frame)
+    with pytest.raises(DataError, match=r"line 11: timestamp 2020-01-09 00:00:00 repeats line 10$"):
+        load_bars(file)
+
+
+def test_when_rows_are_unsorted_then_error_names_the_line(write_csv):
+    frame = random_walk_bars(100)
+    frame.loc[[20, 21], "Date"] = frame.loc[[21, 20], "Date"].values
+    file = write_csv("UNSORTED.csv", frame)
+    with pytest.raises(DataError, match=r"line 23: timestamp .* is earlier than the row before it"):
+        load_bars(file)
+
+
+def test_when_rows_are_newest_first_then_they_are_reversed_with_a_note(write_csv):
+    frame = random_walk_bars(100)
+    bars = load_bars(write_csv("REV.csv", frame.iloc[::-1]))
+    assert bars.frame["timestamp"].is_monotonic_increasing
+    np.testing.assert_allclose(bars.close, frame["Close"])
+    assert any("newest-first" in n for n in bars.notes)
+    assert bars.where(0).endswith("line 101")  # the oldest bar sits on the file's last line
+
+
+def test_when_high_below_low_then_error(write_csv):
+    frame = random_walk_bars(100)
+    frame.loc[3, ["High", "Low"]] = [90.0, 95.0]
+    file = write_csv("HL.csv", frame)
+    with pytest.raises(DataError, match=r"line 5: high 90 < low 95"):
+        load_bars(file)
+
+
+def test_when_file_is_empty_then_error(write_csv):
+    file = write_csv("EMPTY.csv", "")
+    with pytest.raises(DataError, match="EMPTY.csv: empty file"):
+        load_bars(file)
+
+
+def test_when_only_a_header_then_error(write_csv):
+    file = write_csv("HEAD.csv", "Date,Close\n")
+    with pytest.raises(DataError, match="header but no rows"):
+        load_bars(file)
+
+
+def test_when_semicolon_delimited_then_it_loads(write_csv):
+    frame = random_walk_bars(50)
+    file = write_csv("SEMI.csv", frame.to_csv(index=False, sep=";"))
+    np.testing.assert_allclose(load_bars(file).close, frame["Close"])
+
+
+def test_when_whitespace_delimited_then_error_says_so(write_csv):
+    file = write_csv("WS.csv", "Date Open High Low Close\n2020-01-01 1 2 0.5 1.5\n")
+    with pytest.raises(DataError, match="line 1: .*looks whitespace-delimited"):
+        load_bars(file)
+
+
+def test_when_not_utf8_then_error_names_line(tmp_path):
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    file = folder / "LAT.csv"
+    file.write_bytes("Date,Close\n2020-01-01,1.0\n2020-01-02,2.0 \xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"LAT.csv line 3: not UTF-8 text \(byte 0xe9"):
+        load_bars(file)
+
+
+def test_when_utf16_with_bom_then_it_loads(tmp_path):
+    file = tmp_path / "U16.csv"
+    file.write_bytes(csv_text(random_walk_bars(50)).encode("utf-16"))
+    assert len(load_bars(file)) == 50
+
+
+def test_when_a_file_has_no_close_column_then_it_is_skipped_not_tuned(data_folder, write_csv, caplog):
+    write_csv("data_summary.csv", "symbol,rows,best_mae\nAAA,400,0.01\n")
+    dataset = load_dataset(data_folder)
+    assert dataset.symbols == ["AAA", "BBB"]
+    assert [f.name for f, _ in dataset.skipped] == ["data_summary.csv"]
+    assert "skipped" in caplog.text and "no close column" in caplog.text
+
+
+def test_when_one_file_is_bad_then_the_others_still_load(data_folder, write_csv):
+    write_csv("CCC.csv", "Date,Close\n2020-01-01,1\n2020-01-01,2\n")
+    dataset = load_dataset(data_folder)
+    assert dataset.symbols == ["AAA", "BBB"]
+    assert "repeats line 2" in str(dataset.errors["CCC"])
+    with pytest.raises(DataError, match="repeats"):
+        dataset.get("CCC")
+
+
+def test_when_one_file_holds_many_symbols_then_each_is_split_out(tmp_path):
+    a, b = random_walk_bars(60, seed=1), random_walk_bars(60, seed=2)
+    both = pd.concat([a.assign(Ticker="A"), b.assign(Ticker="B")])
+    file = tmp_path / "all.parquet"
+    both.to_parquet(file)
+    dataset = load_dataset(file)
+    assert dataset.symbols == ["A", "B"]
+    np.testing.assert_allclose(dataset.get("B").close, b["Close"])
+    assert dataset.get("B").where(0).endswith("row 61")
+
+
+def test_when_adjusted_close_present_then_it_is_the_close_and_ohlc_are_scaled(write_csv):
+    frame = random_walk_bars(50)
+    frame["Adj Close"] = frame["Close"] / 2
+    bars = load_bars(write_csv("ADJ.csv", frame))
+    np.testing.assert_allclose(bars.close, frame["Close"] / 2)
+    np.testing.assert_allclose(bars.frame["high"], frame["High"] / 2)
+    assert any("Adj Close" in n for n in bars.notes)
+
+
+def test_when_close_only_then_ohlc_filled_and_volume_zero(write_csv):
+    bars = load_bars(write_csv("C.csv", "timestamp,close\n2020-01-01,1\n2020-01-02,2\n2020-01-03,3\n"))
+    assert (bars.frame["open"] == bars.close).all() and (bars.frame["volume"] == 0).all()
+
+
+def test_when_a_split_is_unadjusted_then_the_jump_is_reported(write_csv):
+    frame = random_walk_bars(100)
+    frame.loc[60:, ["Open", "High", "Low", "Close"]] /= 2
+    write_csv("SPLIT.csv", frame)
+    (report,) = check_data(write_csv("SPLIT.csv", frame))
+    assert report.usable
+    assert any("line 62" in w and "jumps -5" in w for w in report.warnings), report.warnings
+
+
+def test_when_too_few_bars_then_check_says_how_many_are_needed(write_csv):
+    (report,) = check_data(write_csv("SHORT.csv", random_walk_bars(50)), min_bars=72, need="ctx 32 + 40")
+    assert report.problems == ("too few bars: has 50, needs 72 (ctx 32 + 40)",)
+
+
+def test_when_symbols_are_requested_then_only_those_load_and_missing_ones_are_errors(data_folder):
+    dataset = load_dataset(data_folder, symbols=["AAA", "ZZZ"])
+    assert dataset.symbols == ["AAA"]
+    assert "ZZZ" in dataset.errors
+
+
+def test_when_epoch_seconds_then_timestamps_parse(write_csv):
+    bars = load_bars(write_csv("EP.csv", "time,close\n1700000000,1\n1700003600,2\n"))
+    assert str(bars.frame["timestamp"][1]) == "2023-11-14 23:13:20"
