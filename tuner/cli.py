@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def main(verbose: int) -> None:
         tuner data check tuner/sample_data
         tuner evaluate --family toto --symbol AAPL --params '{"num_samples": 256, "aggregate": "median"}'
     """
+    # Ray reads this when it is imported (every command imports Ray lazily, after this line):
+    # token auth is Ray 2.60's default, and clients joining a cluster by address must ask for it.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
 
@@ -139,6 +143,154 @@ def data_check(path, as_json, val_windows, test_windows, horizon, context):
                 click.echo(f"  warning: {w}")
     if not all(r.usable for r in reports):
         sys.exit(1)
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+@main.command()
+@click.option("--config", "config_path", default=None,
+              help="Experiment YAML (or a name in configs/experiments/). Default: sample.")
+@click.option("--data", default=None, help="Bar data folder or file. Default: the bundled sample data.")
+@click.option("--symbols", default=None, help="Comma-separated symbols. Default: all in the data.")
+@click.option("--families", default=None, help="Comma-separated families to tune.")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials per (symbol, family) study.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Experiment seed.")
+@click.option("--name", default=None, help="Experiment name (an existing name is resumed).")
+@click.option("--storage", default=None, help="Experiments folder, shared path or s3:// / gs:// URI.")
+@click.option("--weights", default=None,
+              help="Hub ids (toto=...,kronos=...,kronos_tokenizer=...) or a make-tiny folder.")
+@click.option("--address", default=None, help="Join a Ray cluster (auto, ray://host:10001). Default: local Ray.")
+@click.option("--max-concurrent-per-study", type=click.IntRange(min=1), default=None,
+              help="Trials of one study in flight at once.")
+@click.option("--device", default=None, help="auto, cpu or cuda.")
+@click.option("--val-windows", type=click.IntRange(min=1), default=None, help="Validation bars.")
+@click.option("--test-windows", type=click.IntRange(min=1), default=None, help="Test bars.")
+@click.option("--horizon", type=click.IntRange(min=1), default=None, help="Bars ahead.")
+@click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
+@library_errors
+def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
+        max_concurrent_per_study, device, val_windows, test_windows, horizon, no_dashboard):
+    """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
+
+    With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
+    An existing --name is resumed.
+
+    \b
+    Example:
+        tuner run
+        tuner run --config monthly --address auto
+        tuner run --symbols AAPL,MSFT --families toto --trials 20 --weights tiny-weights/
+    """
+    from dataclasses import replace
+
+    from tuner.experiment import run_experiment
+    from tuner.experiment_config import load_experiment_config
+    from tuner.weights import WeightsSource
+    from tuner.windows import WindowSpec
+
+    config = load_experiment_config(config_path)
+    if any(v is not None for v in (val_windows, test_windows, horizon)):
+        w = config.windows
+        config = replace(config, windows=WindowSpec(val_windows or w.val_windows,
+                                                    test_windows or w.test_windows, horizon or w.horizon))
+    config = config.with_overrides(
+        data=data, symbols=_split(symbols), families=_split(families), trials=trials, seed=seed,
+        name=name, storage=storage, address=address, device=device,
+        max_concurrent_per_study=max_concurrent_per_study,
+        weights=WeightsSource.parse(weights) if weights else None,
+    )
+    run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--address", default=None, help="Ray cluster to resume on. Default: a local Ray.")
+@click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
+@library_errors
+def resume(name, storage, address, no_dashboard):
+    """Continue an interrupted experiment: finished trials are kept, studies keep their history.
+
+    \b
+    Example:
+        tuner resume sample
+        tuner resume monthly --storage s3://my-bucket/tuner --address auto
+    """
+    from tuner.experiment import resume_experiment
+
+    resume_experiment(name, storage, address, echo=click.echo,
+                      include_dashboard=False if no_dashboard else None)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--json", "as_json", is_flag=True, help="Print everything stored as JSON.")
+@library_errors
+def status(name, storage, as_json):
+    """Show an experiment's progress (while it runs) or its results (when done).
+
+    \b
+    Example:
+        tuner status sample
+    """
+    from tuner.experiment import experiment_status
+
+    info = experiment_status(name, storage)
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    progress, summary = info["progress"], info["summary"]
+    click.echo(f"experiment {name} at {info['root']}")
+    if progress:
+        click.echo(f"trials {progress['trials_done']}/{progress['trials_total']}, ETA {progress['eta']}")
+        for key, s in progress["studies"].items():
+            best = s["best_pct_return_mae"]
+            click.echo(f"  {key:<32} {s['done']:>4}/{s['total']:<4} best {'-' if best is None else f'{best:.5f}'}"
+                       + (f"  failed {s['failed']}" if s["failed"] else ""))
+    else:
+        click.echo("no progress recorded yet")
+    if summary:
+        state = "complete" if summary["complete"] else "INCOMPLETE"
+        click.echo(f"finished ({state}): {summary['trials']}")
+        for symbol, e in sorted(summary["symbols"].items()):
+            click.echo(f"  {symbol:<10} {e['best_family']:<16} val {e['validation_pct_return_mae']:.5f} "
+                       f"test {e['test_pct_return_mae']:.5f}")
+        if summary.get("tiny_weights"):
+            click.echo("WARNING: made with tiny random-init weights")
+
+
+@main.group()
+def models() -> None:
+    """Model checkpoints.
+
+    \b
+    Example:
+        tuner models make-tiny tiny-weights/
+    """
+
+
+@models.command("make-tiny")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Init seed.")
+@library_errors
+def make_tiny_command(folder, seed):
+    """Write tiny random-init Toto and Kronos checkpoints in the official format.
+
+    Pass FOLDER as --weights to give every family its checkpoints (tests, offline dry runs;
+    results made with them are labelled tiny and are noise).
+
+    \b
+    Example:
+        tuner models make-tiny tiny-weights/ && tuner run --weights tiny-weights/
+    """
+    from tuner.models.tiny import make_tiny
+
+    out = make_tiny(folder, seed=seed)
+    for sub in sorted(p for p in out.iterdir() if p.is_dir()):
+        click.echo(f"{sub}: {', '.join(sorted(f.name for f in sub.iterdir()))}")
 
 
 if __name__ == "__main__":

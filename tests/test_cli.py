@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import random_walk_bars
+
+from tuner.cli import main
+
+PARAMS = '{"num_samples": 64, "aggregate": "median"}'
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield (*prefix, name)
+        if isinstance(cmd, click.Group):
+            yield from all_commands(cmd, (*prefix, name))
+
+
+@pytest.mark.parametrize("path", [(), *all_commands(main)], ids=lambda p: " ".join(p) or "tuner")
+def test_when_help_is_asked_then_every_command_explains_itself_with_an_example(path):
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Example:" in result.output, f"tuner {' '.join(path)} --help has no Example block"
+
+
+def test_when_evaluate_on_bundled_data_then_json_has_validation_test_and_baseline():
+    result = CliRunner().invoke(main, ["evaluate", "--family", "bootstrap_returns", "--symbol", "IBM",
+                                       "--params", PARAMS, "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["symbol"] == "IBM" and data["seed"] == 4 and data["model_type"] == "bootstrap_returns"
+    assert data["validation"]["windows"] == 20 and data["test"]["windows"] == 20
+    assert data["baseline"]["validation"]["latency_s"] == 0.0
+
+
+def test_when_family_is_unknown_then_error_lists_known_families():
+    result = CliRunner().invoke(main, ["evaluate", "--family", "prophet", "--symbol", "IBM", "--params", "{}"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: unknown family 'prophet'; known: bootstrap_returns, kronos_ensemble")
+
+
+def test_when_params_is_not_json_then_usage_error_names_the_option():
+    result = CliRunner().invoke(main, ["evaluate", "--family", "toto", "--symbol", "IBM", "--params", "{num"])
+    assert result.exit_code == 2 and "--params" in result.output and "not valid JSON" in result.output
+
+
+def test_when_symbol_is_missing_then_error_lists_symbols():
+    result = CliRunner().invoke(main, ["evaluate", "--family", "bootstrap_returns", "--symbol", "TSLA",
+                                       "--params", PARAMS])
+    assert result.exit_code == 1 and "symbol 'TSLA' not found" in result.output
+
+
+def test_when_data_check_finds_a_bad_file_then_it_reports_it_and_exits_1(write_csv, tmp_path):
+    write_csv("GOOD.csv", random_walk_bars(100))
+    write_csv("BAD.csv", "Date,Close\n2020-01-01,1\n2020-01-02,x\n")
+    write_csv("data_summary.csv", "symbol,score\nGOOD,1\n")
+    result = CliRunner().invoke(main, ["data", "check", str(tmp_path / "data")])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0] == "GOOD: ok"
+    assert f"  problem: {tmp_path / 'data' / 'BAD.csv'} line 3: close 'x' is not a number" in lines
+    assert any(line.startswith("data_summary: NOT USABLE") for line in lines)
+
+
+def test_when_data_check_json_then_it_parses():
+    result = CliRunner().invoke(main, ["data", "check", "tuner/sample_data", "--json"])
+    assert result.exit_code == 0
+    assert {r["symbol"] for r in json.loads(result.output)} >= {"AAPL", "EURUSD"}
+
+
+def test_when_run_as_a_real_process_then_evaluate_prints_json():
+    out = subprocess.run([sys.executable, "-m", "tuner.cli", "evaluate", "--family", "bootstrap_returns",
+                          "--symbol", "MSFT", "--params", PARAMS], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["symbol"] == "MSFT"

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tuner.config import configs_dir, load_family_config, parse_family_config
+from tuner.errors import AggregationError, ConfigError
+from tuner.forecasters import family_class, family_names
+from tuner.search_space import Dimension, SearchSpace
+
+FILE = Path("configs/spaces/x.yaml")
+
+
+def parse(family: str, data: dict):
+    return parse_family_config(data, family_class(family), FILE)
+
+
+@pytest.mark.parametrize("family", ["toto", "kronos_standard", "kronos_ensemble", "bootstrap_returns"])
+def test_when_shipped_space_loads_then_it_is_valid(family):
+    config = load_family_config(family)
+    assert config.family == family and config.context_length >= 32
+    assert config.source == configs_dir() / "spaces" / f"{family}.yaml"
+
+
+def test_when_spec_defaults_then_shipped_spaces_match_spec():
+    toto = load_family_config("toto").space
+    dims = {d.name: d for d in toto.dimensions}
+    assert dims["num_samples"].choices == (64, 128, 256, 512, 1024, 2048)
+    assert len(dims["aggregate"].choices) == 12
+    ens = {d.name: d for d in load_family_config("kronos_ensemble").space.dimensions}
+    assert (ens["temp_max"].low, ens["temp_max"].high, ens["temp_max"].at_least) == (0.20, 0.35, "temperature")
+    std = {d.name: d for d in load_family_config("kronos_standard").space.dimensions}
+    assert std["top_k"].choices == (0, 16, 20, 24, 28, 32) and (std["clip"].low, std["clip"].high) == (1.2, 2.5)
+
+
+def test_when_production_families_listed_then_test_family_is_not_among_them():
+    assert family_names() == ["kronos_ensemble", "kronos_standard", "toto"]
+    assert "bootstrap_returns" in family_names(production_only=False)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"context_length": 512, "search_space": {"num_samples": {"choices": [64, 0]}, "aggregate": {"choices": ["mean"]}}},
+     "search_space.num_samples.choices[1]: 0 must be >= 1"),
+    ({"context_length": 512, "search_space": {"num_sample": {"choices": [64]}}},
+     "search_space.num_sample: unknown parameter for family toto"),
+    ({"context_length": 512, "search_space": {"num_samples": {"choices": [64]}}},
+     "search_space.aggregate: required by family toto"),
+    ({"context_length": 512, "search_space": {"num_samples": {"choices": [64]}, "aggregate": {"choices": ["mean"]}},
+      "fixed": {"samples_per_batch": 48}},
+     "samples_per_batch: 48 does not divide num_samples 64"),
+    ({"context_length": "long"}, "context_length: 'long' must be a positive integer"),
+    ({"context_length": 512, "colour": 1}, "colour: unknown key"),
+])
+def test_when_space_is_invalid_then_error_names_file_and_key(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse("toto", data)
+    assert str(FILE) in str(info.value) and message in str(info.value)
+
+
+def test_when_space_has_a_bad_aggregate_then_error_names_the_spec():
+    with pytest.raises(AggregationError, match="'trimmed_mean_60'"):
+        parse("toto", {"context_length": 512, "search_space": {
+            "num_samples": {"choices": [64]}, "aggregate": {"choices": ["mean", "trimmed_mean_60"]}}})
+
+
+def test_when_at_least_names_a_later_dimension_then_error():
+    with pytest.raises(ConfigError, match="at_least: 'temperature' must name a dimension listed before it"):
+        parse("kronos_ensemble", {"context_length": 256, "search_space": {
+            "temp_max": {"low": 0.2, "high": 0.35, "at_least": "temperature"},
+            "temperature": {"low": 0.1, "high": 0.25}}})
+
+
+def test_when_log_scale_has_nonpositive_low_then_error():
+    with pytest.raises(ConfigError, match="log scale needs low > 0"):
+        parse("kronos_standard", {"context_length": 256, "search_space": {
+            "top_k": {"low": 0, "high": 32, "log": True}}})
+
+
+def run_space(space: SearchSpace, n: int = 200, seed: int = 0) -> list[dict]:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    configs = []
+    for _ in range(n):
+        trial = study.ask()
+        configs.append(space.sample_config(trial))
+        study.tell(trial, 0.0)
+    return configs
+
+
+def test_when_space_runs_in_optuna_then_bounds_are_inclusive_and_categoricals_exact():
+    space = SearchSpace("t", (Dimension("c", "categorical", choices=(1, 2, 3)),
+                              Dimension("i", "int", low=0, high=2),
+                              Dimension("f", "float", low=0.5, high=0.5)), fixed={"k": 7})
+    configs = run_space(space, 60)
+    assert {c["c"] for c in configs} == {1, 2, 3}
+    assert {c["i"] for c in configs} == {0, 1, 2}  # both ends reachable: inclusive
+    assert {c["f"] for c in configs} == {0.5} and all(c["k"] == 7 for c in configs)
+
+
+def test_when_log_scale_then_samples_spread_over_decades():
+    space = SearchSpace("t", (Dimension("f", "float", low=1e-4, high=1.0, log=True),))
+    values = [c["f"] for c in run_space(space, 400)]
+    assert min(values) >= 1e-4 and max(values) <= 1.0
+    assert sum(v < 1e-2 for v in values) > 100  # uniform would put ~1% below 0.01
+
+
+def test_when_temp_max_is_at_least_temperature_then_every_suggestion_respects_it():
+    space = load_family_config("kronos_ensemble").space
+    configs = run_space(space, 200)
+    assert all(c["temp_max"] >= c["temperature"] for c in configs)
+    assert all(0.20 <= c["temp_max"] <= 0.35 for c in configs)
+    family = family_class("kronos_ensemble")()
+    for c in configs[:20]:
+        family.check_params(c)
+
+
+def test_when_space_is_pickled_then_it_still_works():
+    import pickle
+
+    space = pickle.loads(pickle.dumps(load_family_config("toto").space))
+    assert set(run_space(space, 3)[0]) == {"num_samples", "aggregate"}

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import random_walk_bars
+
+from tuner.data import load_bars
+from tuner.errors import TunerError
+from tuner.metrics import Scores, baseline, score, skill
+from tuner.windows import WindowSpec, make_periods
+
+
+@pytest.fixture
+def batch(write_csv):
+    bars = load_bars(write_csv("A.csv", random_walk_bars(120)))
+    return make_periods(bars, WindowSpec(val_windows=5, test_windows=5), 32).validation
+
+
+def test_when_forecast_is_exact_then_errors_are_zero(batch):
+    s = score(batch.actual_close, batch, latency_s=2.0)
+    assert s.pct_return_mae == 0 and s.price_mae == 0
+    assert s.latency_per_forecast_s == pytest.approx(2.0 / 5) and s.windows == 5
+
+
+def test_when_forecast_is_one_percent_above_prev_close_then_pct_error_follows_definition(batch):
+    s = score(batch.prev_close * 1.01, batch)
+    assert s.pct_return_mae == pytest.approx(np.mean(np.abs(0.01 - batch.actual_return)))
+    assert s.price_mae == pytest.approx(np.mean(np.abs(batch.prev_close * 1.01 - batch.actual_close)))
+
+
+def test_when_baseline_then_its_error_is_the_mean_absolute_return(batch):
+    b = baseline(batch)
+    assert b.pct_return_mae == pytest.approx(np.mean(np.abs(batch.actual_return)))
+    assert b.latency_s == 0
+
+
+def test_when_model_halves_the_baseline_error_then_skill_is_half():
+    m = Scores(0.01, 1.0, 0.0, 0.0, 20)
+    ref = Scores(0.02, 2.0, 0.0, 0.0, 20)
+    assert skill(m, ref) == pytest.approx(0.5)
+    assert skill(ref, m) == pytest.approx(-1.0)
+
+
+def test_when_forecast_has_nan_then_error_names_the_bar(batch):
+    bad = batch.actual_close.copy()
+    bad[2] = np.nan
+    with pytest.raises(TunerError, match=f"forecast for bar {batch.target_index[2]} is nan"):
+        score(bad, batch)
+
+
+def test_when_forecast_has_wrong_shape_then_error(batch):
+    with pytest.raises(TunerError, match=r"forecast shape \(4,\), expected \(5,\)"):
+        score(np.ones(4), batch)
+
+
+def test_when_scores_round_trip_through_dict_then_equal():
+    s = Scores(0.01, 1.0, 0.5, 0.025, 20)
+    assert Scores.from_dict(s.to_dict()) == s

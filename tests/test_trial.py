@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import FAMILY_PARAMS, random_walk_bars
+
+from tuner.data import load_bars
+from tuner.errors import ConfigError
+from tuner.forecasters import family_class
+from tuner.trial import TrialResult, run_trial
+from tuner.windows import WindowSpec, make_periods
+
+
+@pytest.fixture
+def periods(write_csv):
+    bars = load_bars(write_csv("AAA.csv", random_walk_bars(300, seed=11)))
+    return make_periods(bars, WindowSpec(), 128)
+
+
+def bootstrap():
+    return family_class("bootstrap_returns")()
+
+
+def test_when_same_seed_then_same_result_and_seed_is_recorded(periods):
+    a = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=3)
+    b = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=3)
+    c = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=4)
+    assert a.objective == b.objective != c.objective
+    assert a.seed == 3 and a.to_dict()["seed"] == 3
+
+
+def test_when_tuning_then_the_test_period_is_not_scored(periods):
+    result = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=0)
+    assert result.test is None and result.to_dict()["test"] is None
+
+
+def test_when_winner_is_rescored_with_test_then_validation_is_the_trials_own_value(periods):
+    tuning = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=9)
+    final = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=9, with_test=True)
+    assert final.validation.scores.pct_return_mae == tuning.validation.scores.pct_return_mae
+    assert final.test.scores.windows == 20 and final.test.baseline.windows == 20
+
+
+def test_when_result_round_trips_through_json_then_it_is_equal(periods):
+    result = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=1, with_test=True)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert set(data) >= {"symbol", "model_type", "config", "validation", "test", "baseline", "seed", "weights"}
+    assert TrialResult.from_dict(data) == result
+
+
+def test_when_params_have_an_unknown_key_then_error_names_it(periods):
+    with pytest.raises(ConfigError, match="params.temperature: unknown parameter for family bootstrap_returns"):
+        run_trial(bootstrap(), {**FAMILY_PARAMS["bootstrap_returns"], "temperature": 1}, periods, seed=0)
+
+
+@pytest.mark.parametrize("family, params, message", [
+    ("toto", {"num_samples": 64, "aggregate": "mean", "samples_per_batch": 48},
+     "params.samples_per_batch: 48 does not divide num_samples 64"),
+    ("kronos_ensemble", {**FAMILY_PARAMS["kronos_ensemble"], "temp_max": 0.05},
+     "params.temp_max: 0.05 must be >= temperature 0.1"),
+    ("kronos_standard", {**FAMILY_PARAMS["kronos_standard"], "top_p": 1.5}, "params.top_p: 1.5 must be <= 1"),
+    ("kronos_standard", {**FAMILY_PARAMS["kronos_standard"], "top_k": 2.5}, "params.top_k: 2.5 must be an integer"),
+])
+def test_when_family_params_break_a_rule_then_error_names_it(family, params, message):
+    with pytest.raises(ConfigError) as info:
+        family_class(family)().check_params(params)
+    assert str(info.value) == message
+
+
+def test_when_evaluation_core_is_imported_then_ray_is_not():
+    code = ("import sys, tuner.trial, tuner.evaluate, tuner.forecasters, tuner.config, tuner.cli;"
+            "from tuner.forecasters import family_names; family_names();"
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

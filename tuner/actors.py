@@ -1,0 +1,169 @@
+"""Model actors: long-lived Ray actors that load a family's weights once and evaluate trials.
+
+Design ("model-server actor, trials call it"): each family gets a pool of :class:`ModelServer`
+actors holding the model and every symbol's windows; Tune trials are light CPU-only functions
+that call an actor and report its scores. The GPU share is reserved by the actor, where the
+model work runs; trials reserve no GPU, so nothing is double-booked. Actors are owned by the
+driver (not detached): when the driver exits or dies, they and their GPUs go with it.
+
+Why this design over "fractional-GPU trial actors with a per-process model cache": loads are
+exactly one per actor whatever Tune does with its trial actors; several studies share one
+loaded model; and the actor is where cross-trial work (sample banks, batching) can live.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tuner.forecasters.base import Family, family_class
+from tuner.forecasters.torch_family import TorchFamily
+from tuner.models import registry
+from tuner.trial import run_trial
+from tuner.weights import WeightsSource
+from tuner.windows import Periods
+
+log = logging.getLogger(__name__)
+
+
+def build_family(name: str, weights: WeightsSource | None, device: str | None,
+                 autocast_dtype: str | None = None) -> Family:
+    cls = family_class(name)
+    if issubclass(cls, TorchFamily):
+        return cls(weights=weights, device=device, autocast_dtype=autocast_dtype)
+    return cls(weights=weights, device=device)
+
+
+class ModelServer:
+    """One family's model, loaded once per actor process, serving trials of every symbol.
+
+    Args:
+        family: the family name.
+        weights: checkpoint sources.
+        periods: symbol → validation/test windows for this family's context length.
+        device: ``auto`` (CUDA when Ray gave this actor a GPU), ``cpu`` or ``cuda``.
+        autocast_dtype: ``bf16``/``fp16`` on CUDA, None for fp32.
+        threads: torch CPU threads.
+    """
+
+    def __init__(self, family: str, weights: WeightsSource | None, periods: Mapping[str, Periods],
+                 device: str = "auto", autocast_dtype: str | None = None, threads: int = 1) -> None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.family_name = family
+        self.periods = dict(periods)
+        self.family = build_family(family, weights, device, autocast_dtype)
+        start = time.perf_counter()
+        self.family.load()
+        self.load_s = time.perf_counter() - start
+        self.calls = 0
+        self.busy_s = 0.0
+        log.info("actor %s loaded %s in %.1fs on %s", family, self.family.weights_id, self.load_s, device)
+
+    def info(self) -> dict[str, Any]:
+        """Where the actor runs and what it loaded (the driver logs and records this)."""
+        import warnings
+
+        import ray
+
+        with warnings.catch_warnings():  # Ray deprecates an attribute this property reads
+            warnings.simplefilter("ignore")
+            restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        return {
+            "family": self.family_name,
+            "node": ray.util.get_node_ip_address(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": str(self.family.device),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+            "weights": self.family.weights_id,
+            "tiny_weights": self.family.tiny_weights,
+            "model_loads": registry.load_count(),
+            "load_s": self.load_s,
+            "restarted": restarted,
+            "calls": self.calls,
+            "busy_s": self.busy_s,
+        }
+
+    def evaluate(self, symbol: str, params: Mapping[str, Any], seed: int,
+                 with_test: bool = False) -> dict[str, Any]:
+        """Run one trial; returns ``TrialResult.to_dict()`` plus where and how long it ran."""
+        start = time.perf_counter()
+        periods = self.periods.get(symbol)
+        if periods is None:
+            raise KeyError(f"actor for {self.family_name} has no windows for symbol {symbol!r}")
+        result = run_trial(self.family, params, periods, seed, with_test=with_test)
+        elapsed = time.perf_counter() - start
+        self.calls += 1
+        self.busy_s += elapsed
+        return {"result": result.to_dict(), "actor_s": elapsed,
+                "node": _node_ip(), "pid": os.getpid()}
+
+
+def _node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
+@dataclass(frozen=True)
+class Routing:
+    """What a trial needs to find its family's actors (names, not handles: names survive a
+    driver restart, where new actors take the same role under new names)."""
+
+    namespace: str
+    actors: Mapping[str, tuple[str, ...]]
+    seed: int
+
+    def pick(self, family: str, trial_id: str):
+        import zlib
+
+        import ray
+
+        names = self.actors[family]
+        name = names[zlib.crc32(trial_id.encode()) % len(names)]
+        return name, ray.get_actor(name, namespace=self.namespace)
+
+
+def tuning_trial(config: dict[str, Any], routing: Routing) -> None:
+    """The Tune trainable: route one trial to a model actor and report its validation scores."""
+    import ray
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id() or "local"
+    start = time.perf_counter()
+    name, actor = routing.pick(config["family"], trial_id)
+    out = ray.get(actor.evaluate.remote(config["symbol"], config["params"], routing.seed))
+    wall = time.perf_counter() - start
+    validation = out["result"]["validation"]
+    baseline = out["result"]["baseline"]["validation"]
+    tune.report({
+        "pct_return_mae": validation["pct_return_mae"],
+        "price_mae": validation["price_mae"],
+        "latency_s": validation["latency_s"],
+        "latency_per_forecast_s": validation["latency_per_forecast_s"],
+        "windows": validation["windows"],
+        "skill": validation["skill"],
+        "baseline_pct_return_mae": baseline["pct_return_mae"],
+        "seed": routing.seed,
+        "config_checked": out["result"]["config"],
+        "actor": name,
+        "node": out["node"],
+        "actor_s": out["actor_s"],
+        "wait_s": max(0.0, wall - out["actor_s"]),
+        "trial_wall_s": wall,
+        "tiny_weights": out["result"]["tiny_weights"],
+    })
+
+
+def trial_dirname(trial) -> str:
+    """Short, readable trial folder names (Tune's default packs the whole config in)."""
+    return f"{trial.config.get('study', 'trial').replace('/', '_')}_{trial.trial_id}"

@@ -1,0 +1,193 @@
+"""Collation: every trial of an experiment → winners per study, result files, summary, trial table.
+
+Ray-free: the experiment driver turns Tune's results into :class:`TrialRecord` values and hands
+them here. Nothing is dropped silently: trials that failed or never ran are counted per study
+and listed in the trial table with their status.
+
+Files, under ``<storage>/<experiment>/``:
+
+* ``<family>/<SYMBOL>.json``: the study's winner (SPEC.md layout) with its validation score (the
+  trial's own value), its test-period score and the naive baseline on both periods;
+* ``summary.json``: per symbol the best family by validation pct_return_mae, plus run facts
+  (model loads, actors, trial counts, wall time, whether the weights were tiny);
+* ``trials.parquet``: one row per trial: config, metrics, latency, timings, node, status, error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tuner.storage import Storage
+from tuner.trial import TrialResult
+
+COMPLETED, FAILED, NEVER_RAN = "completed", "failed", "never_ran"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the driver saw it.
+
+    Attributes:
+        trial_id: Tune's trial id ('' for trials that never ran).
+        symbol, family: the study.
+        status: ``completed``, ``failed`` or ``never_ran``.
+        config: the trial's parameters (empty if it never ran).
+        metrics: what the trial reported (pct_return_mae, price_mae, latency_s, timings, node...).
+        error: the error message of a failed trial.
+    """
+
+    trial_id: str
+    symbol: str
+    family: str
+    status: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def objective(self) -> float:
+        value = self.metrics.get("pct_return_mae")
+        return float(value) if value is not None else math.inf
+
+
+def study_key(symbol: str, family: str) -> str:
+    return f"{symbol}/{family}"
+
+
+def pick_winners(records: Iterable[TrialRecord]) -> dict[tuple[str, str], TrialRecord]:
+    """Per (symbol, family), the completed trial with the lowest validation pct_return_mae
+    (ties: the earlier trial id, so the choice is reproducible)."""
+    best: dict[tuple[str, str], TrialRecord] = {}
+    for r in records:
+        if r.status != COMPLETED or not math.isfinite(r.objective):
+            continue
+        key = (r.symbol, r.family)
+        if key not in best or (r.objective, r.trial_id) < (best[key].objective, best[key].trial_id):
+            best[key] = r
+    return best
+
+
+def trial_counts(records: Iterable[TrialRecord], studies: Iterable[tuple[str, str]],
+                 budget: int) -> dict[tuple[str, str], dict[str, int]]:
+    """Per study: completed, failed and never-ran counts against the budget."""
+    counts = {s: {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0, "budget": budget} for s in studies}
+    for r in records:
+        counts.setdefault((r.symbol, r.family), {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0, "budget": budget})
+        counts[(r.symbol, r.family)][r.status] += 1
+    for c in counts.values():
+        c[NEVER_RAN] = max(c[NEVER_RAN], budget - c[COMPLETED] - c[FAILED])
+    return counts
+
+
+def winner_document(winner: TrialRecord, final: TrialResult, counts: Mapping[str, int],
+                    meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The SPEC.md result file of one study.
+
+    ``final`` is the winner re-run with the test period (same seed); its validation block is
+    replaced by the trial's own reported scores, which are what tuning chose on.
+    """
+    doc = final.to_dict()
+    own = {k: winner.metrics[k] for k in ("pct_return_mae", "price_mae", "latency_s",
+                                            "latency_per_forecast_s", "windows", "skill")
+           if k in winner.metrics}
+    doc["validation"] = {**doc["validation"], **own}
+    doc["trials"] = dict(counts)
+    doc["trial_id"] = winner.trial_id
+    doc["experiment"] = meta.get("experiment")
+    doc["windows"] = meta.get("windows")
+    doc["data"] = meta.get("data")
+    doc["created_at"] = meta.get("created_at")
+    return doc
+
+
+def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tuple[str, str], Mapping[str, int]],
+                  meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``summary.json``: the best family per symbol by validation pct_return_mae, and run facts."""
+    symbols: dict[str, dict[str, Any]] = {}
+    for (symbol, family), doc in sorted(documents.items()):
+        entry = symbols.setdefault(symbol, {"families": {}})
+        entry["families"][family] = {
+            "validation_pct_return_mae": doc["validation"]["pct_return_mae"],
+            "test_pct_return_mae": doc["test"]["pct_return_mae"] if doc.get("test") else None,
+            "latency_per_forecast_s": doc["validation"].get("latency_per_forecast_s"),
+            "config": doc["config"],
+        }
+    for symbol, entry in symbols.items():
+        family, best = min(entry["families"].items(), key=lambda kv: kv[1]["validation_pct_return_mae"])
+        doc = documents[(symbol, family)]
+        entry.update({
+            "best_family": family,
+            "config": doc["config"],
+            "validation_pct_return_mae": best["validation_pct_return_mae"],
+            "test_pct_return_mae": best["test_pct_return_mae"],
+            "baseline_validation_pct_return_mae": doc["baseline"]["validation"]["pct_return_mae"],
+            "baseline_test_pct_return_mae": (doc["baseline"]["test"] or {}).get("pct_return_mae"),
+            "validation_skill": doc["validation"].get("skill"),
+            "test_skill": doc["test"].get("skill") if doc.get("test") else None,
+            "beats_baseline": best["validation_pct_return_mae"]
+            < doc["baseline"]["validation"]["pct_return_mae"],
+        })
+    totals = {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0}
+    for c in counts.values():
+        for k in totals:
+            totals[k] += c[k]
+    missing = sorted(f"{s}/{f}" for (s, f), c in counts.items() if (s, f) not in documents)
+    return {
+        **meta,
+        "complete": totals[FAILED] == 0 and totals[NEVER_RAN] == 0 and not missing,
+        "trials": totals,
+        "studies": {study_key(*k): dict(v) for k, v in sorted(counts.items())},
+        "studies_without_winner": missing,
+        "symbols": symbols,
+    }
+
+
+def trials_table(records: Iterable[TrialRecord]):
+    """One row per trial (pandas DataFrame): study, status, params, metrics, timings, node, error."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {"trial_id": r.trial_id, "symbol": r.symbol, "family": r.family,
+                               "status": r.status, "error": r.error,
+                               "config": json.dumps(dict(r.config), sort_keys=True)}
+        row.update({f"param_{k}": v for k, v in r.config.items()})
+        row.update({k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    # Mixed-type parameter columns (e.g. top_k int vs None) must still serialise to Parquet.
+    for col in frame.columns:
+        if col.startswith("param_") and frame[col].map(type).nunique() > 1:
+            frame[col] = frame[col].astype(str)
+    return frame
+
+
+def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mapping[tuple[str, str], TrialResult],
+                     studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary."""
+    meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    winners = pick_winners(records)
+    counts = trial_counts(records, studies, budget)
+    documents = {}
+    for key, winner in winners.items():
+        if key not in finals:
+            continue
+        documents[key] = winner_document(winner, finals[key], counts[key], meta)
+        storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
+    summary = build_summary(documents, counts, meta)
+    storage.write_parquet("trials.parquet", trials_table(records))
+    storage.write_json("summary.json", summary)
+    return summary
+
+
+def records_from_dicts(rows: Iterable[Mapping[str, Any]]) -> list[TrialRecord]:
+    return [TrialRecord(**row) for row in rows]
+
+
+def record_to_dict(record: TrialRecord) -> dict[str, Any]:
+    return asdict(record)

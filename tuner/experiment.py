@@ -1,0 +1,454 @@
+"""The Ray driver: tune every (symbol, family) study of an experiment, then collate the winners.
+
+Flow: load data and cut windows (before Ray starts, so bad input fails fast) → resolve weights
+→ join or start Ray → start each family's model actors and wait until they have loaded →
+one Tune run whose searcher multiplexes one Optuna TPE study per (symbol, family) →
+re-score each winner on the test period → write result files, summary and trial table.
+
+A run under an existing name resumes it (Tune restores its trials and the searcher every
+study's history); ``tuner resume NAME`` does the same from the stored config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tuner import __version__
+from tuner.actors import ModelServer, Routing, trial_dirname, tuning_trial
+from tuner.collate import COMPLETED, FAILED, TrialRecord, write_experiment
+from tuner.config import load_family_config
+from tuner.data import bundled_data_path, load_dataset
+from tuner.errors import ConfigError, DataError, TunerError, WeightsError
+from tuner.experiment_config import ExperimentConfig, FamilyResources
+from tuner.storage import Storage, is_uri
+from tuner.trial import TrialResult
+from tuner.weights import FAMILY_MODEL, WeightsSource, split_revision
+from tuner.windows import make_periods
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "tuner-experiment.json"
+NAMESPACE = "forecast-tuner"
+TRIAL_RESOURCES = {"cpu": 0.01}
+"""Trials only wait on a model actor; the actor holds the real CPU/GPU share."""
+GPU_SHARE = {"toto": 0.5, "kronos_standard": 0.25, "kronos_ensemble": 0.25}
+"""Default GPU share per model actor: one actor of each family fills one GPU."""
+CHECKPOINT_PERIOD_S = "2"
+"""Tune's experiment-state save interval (its default is >= 10 s): little is lost on a kill."""
+
+Echo = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------- entry
+
+
+def run_experiment(config: ExperimentConfig, echo: Echo = print,
+                   include_dashboard: bool | None = None) -> dict[str, Any]:
+    """Run (or resume, if the name exists) an experiment; return its summary."""
+    storage = Storage(config.storage, config.name)
+    stored = _stored_config(storage)
+    if stored is not None:
+        _check_same_experiment(stored, config, storage)
+        config = replace(stored, address=config.address)
+        echo(f"experiment {config.name} exists at {storage.root}: resuming it")
+    return _run(config, storage, echo, include_dashboard, fallback_allowed=config.weights is None)
+
+
+def resume_experiment(name: str, storage_root: str = "results", address: str | None = None,
+                      echo: Echo = print, include_dashboard: bool | None = None) -> dict[str, Any]:
+    """Continue an interrupted experiment from its stored config and Tune state."""
+    storage = Storage(storage_root, name)
+    stored = _stored_config(storage)
+    if stored is None:
+        raise ConfigError(f"no experiment {name!r} under {storage.base} (no {CONFIG_FILE})")
+    return _run(replace(stored, address=address), storage, echo, include_dashboard, fallback_allowed=False)
+
+
+def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any]:
+    """What is stored about an experiment: config, live progress and, when done, the summary."""
+    from tuner.progress import read_progress
+
+    storage = Storage(storage_root, name)
+    if not storage.exists(CONFIG_FILE):
+        raise ConfigError(f"no experiment {name!r} under {storage.base} (no {CONFIG_FILE})")
+    status: dict[str, Any] = {"experiment": name, "root": storage.root,
+                              "config": storage.read_json(CONFIG_FILE),
+                              "progress": read_progress(storage)}
+    status["summary"] = storage.read_json("summary.json") if storage.exists("summary.json") else None
+    return status
+
+
+# ------------------------------------------------------------------------------------- the run
+
+
+def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
+         fallback_allowed: bool) -> dict[str, Any]:
+    started = time.time()
+    periods, studies, skipped = _cut_windows(config)
+    for what, why in skipped.items():
+        echo(f"skipped {what}: {why}")
+    weights, tiny_fallback = _resolve_weights(config, echo, fallback_allowed)
+    config = replace(config, weights=weights)
+
+    import ray
+
+    started_ray = _connect(config, include_dashboard)
+    actors: dict[str, list] = {}
+    try:
+        _check_shared_storage(storage)
+        storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
+                                         "version": __version__})
+        actors, infos = _start_actors(config, periods, echo)
+        routing = Routing(NAMESPACE, {f: tuple(names) for f, names in
+                                      ((f, [n for n, _ in pool]) for f, pool in actors.items())},
+                          config.seed)
+        tuner, resumed = _make_tuner(config, storage, routing, studies, len(infos))
+        echo(f"tuning {len(studies)} studies × {config.trials} trials "
+             f"({len(config.families)} families, {len({s for s, _ in studies})} symbols) with "
+             f"{len(infos)} model actors; Ray dashboard: {_dashboard_url()}"
+             + (" [resumed]" if resumed else ""))
+        grid = tuner.fit()
+        watchdog_message = _watchdog_message(tuner)
+        records = _records(grid, studies)
+        finals = _score_winners(records, actors, config.seed)
+        infos = ray.get([handle.info.remote() for pool in actors.values() for _, handle in pool])
+        meta = _meta(config, infos, skipped, started, tiny_fallback, resumed)
+        summary = write_experiment(storage, records, finals, studies, config.trials, meta)
+        if watchdog_message:
+            summary["stopped"] = watchdog_message
+            storage.write_json("summary.json", summary)
+            raise TunerError(watchdog_message)
+        _report(summary, storage, echo)
+        return summary
+    finally:
+        for pool in actors.values():
+            for _, handle in pool:
+                ray.kill(handle, no_restart=True)
+        if started_ray:
+            ray.shutdown()
+
+
+def _stored_config(storage: Storage) -> ExperimentConfig | None:
+    from tuner.experiment_config import parse_experiment_config
+
+    if not storage.exists(CONFIG_FILE):
+        return None
+    data = storage.read_json(CONFIG_FILE)
+    data.pop("tiny_fallback", None)
+    data.pop("version", None)
+    return parse_experiment_config(data, storage.path(CONFIG_FILE))
+
+
+def _check_same_experiment(stored: ExperimentConfig, new: ExperimentConfig, storage: Storage) -> None:
+    keys = ("data", "symbols", "families", "trials", "seed", "windows")
+    if new.weights is not None:
+        keys += ("weights",)
+    diff = [k for k in keys if getattr(stored, k) != getattr(new, k)]
+    if diff:
+        raise ConfigError(
+            f"experiment {new.name!r} already exists at {storage.root} with a different "
+            f"{', '.join(diff)}; resume it with `tuner resume {new.name}` or pick another --name"
+        )
+
+
+def _cut_windows(config: ExperimentConfig):
+    """Per family, symbol → Periods; the studies to run; what was skipped and why."""
+    source = config.data or bundled_data_path()
+    dataset = load_dataset(source, symbols=config.symbols)
+    skipped: dict[str, str] = {str(f): why for f, why in dataset.skipped}
+    skipped.update({sym: str(err) for sym, err in dataset.errors.items()})
+    periods: dict[str, dict] = {}
+    studies: list[tuple[str, str]] = []
+    for family in config.families:
+        context = load_family_config(family).context_length
+        periods[family] = {}
+        for symbol in dataset.symbols:
+            try:
+                periods[family][symbol] = make_periods(dataset.bars[symbol], config.windows, context)
+            except DataError as e:
+                skipped[f"{symbol}/{family}"] = str(e)
+    for symbol in dataset.symbols:
+        studies += [(symbol, f) for f in config.families if symbol in periods[f]]
+    if not studies:
+        raise DataError(f"{source}: nothing to tune; " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return periods, studies, skipped
+
+
+def _resolve_weights(config: ExperimentConfig, echo: Echo, fallback_allowed: bool):
+    """Check every needed checkpoint can be found; offline default runs fall back to tiny ones."""
+    from tuner.models.checkpoint import resolve_checkpoint
+
+    weights = config.weights_source
+    needed = {FAMILY_MODEL[f] for f in config.families if f in FAMILY_MODEL}
+    if "kronos" in needed:
+        needed.add("kronos_tokenizer")
+    try:
+        for key in sorted(needed):
+            ident, revision = split_revision(getattr(weights, key))
+            resolve_checkpoint(ident, revision=revision)
+        return weights, False
+    except WeightsError as e:
+        if not fallback_allowed:
+            raise
+        from tuner.models.tiny import make_tiny
+
+        folder = Path(os.environ.get("TUNER_TINY_WEIGHTS", Path.home() / ".cache" / "forecast-tuner" / "tiny-weights"))
+        make_tiny(folder)
+        echo(f"WARNING: published weights unavailable ({e})")
+        echo(f"WARNING: falling back to TINY RANDOM-INIT weights in {folder}: the pipeline runs end "
+             "to end but every score is noise. Results are labelled tiny_weights=true.")
+        return WeightsSource.parse(str(folder)), True
+
+
+def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> bool:
+    """Join ``config.address`` or start a local Ray; True when this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", CHECKPOINT_PERIOD_S)
+    if config.address:
+        # Joining a cluster: its resources are the cluster's; never pass num_cpus/num_gpus here.
+        ray.init(address=config.address, namespace=NAMESPACE, log_to_driver=True)
+    else:
+        ray.init(namespace=NAMESPACE, include_dashboard=include_dashboard, log_to_driver=True)
+    return True
+
+
+def _dashboard_url() -> str:
+    import ray
+
+    try:
+        url = ray.get_runtime_context().dashboard_url if hasattr(ray.get_runtime_context(), "dashboard_url") else None
+        url = url or ray._private.worker.global_worker.node.address_info.get("webui_url")
+    except Exception:  # dashboard absent (include_dashboard=False) or client mode
+        url = None
+    return f"http://{url}" if url and not str(url).startswith("http") else (url or "not running")
+
+
+def _check_shared_storage(storage: Storage) -> None:
+    """On a multi-node cluster a plain path must be a filesystem every node shares."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if is_uri(storage.root) or len({n["NodeManagerAddress"] for n in nodes}) <= 1:
+        return
+    marker = f".shared-check-{uuid.uuid4().hex[:8]}"
+    storage.write_bytes(marker, b"")
+    target = os.path.join(storage.root, marker)
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    checks = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+              .remote(target) for n in nodes]
+    try:
+        ok = ray.get(checks, timeout=60)
+    finally:
+        os.remove(target)
+    if not all(ok):
+        raise ConfigError(
+            f"storage {storage.base!r} is not shared by every node ({sum(ok)}/{len(ok)} see it): "
+            "on a multi-node cluster Ray Tune does not sync results to the head node. Use a shared "
+            "filesystem path mounted on all nodes or a URI such as s3://bucket/prefix."
+        )
+
+
+def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
+    """Each family's actor count and resources: the config's, filled from the cluster."""
+    import ray
+
+    total = ray.cluster_resources()
+    gpus, cpus = total.get("GPU", 0.0), total.get("CPU", 1.0)
+    n = len(config.families)
+    plan = {}
+    for family in config.families:
+        want = config.resources_for(family)
+        if gpus >= 1 and family in GPU_SHARE:
+            share = want.num_gpus if want.num_gpus is not None else GPU_SHARE[family]
+            actors = want.actors or max(1, int(gpus))
+            cpu = want.num_cpus if want.num_cpus is not None else min(1.0, cpus / (n * actors + 1))
+        else:
+            share = want.num_gpus or 0.0
+            cpu = want.num_cpus if want.num_cpus is not None else (2.0 if cpus >= 8 else cpus / (n + 1))
+            actors = want.actors or max(1, int((cpus - 1) // (cpu * n)))
+        plan[family] = FamilyResources(actors=actors, num_gpus=share, num_cpus=cpu)
+    return plan
+
+
+def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo):
+    """Start every model actor and wait until all have loaded their weights (or time out)."""
+    import ray
+
+    server = ray.remote(ModelServer)
+    run_id = uuid.uuid4().hex[:6]
+    plan = _actor_plan(config)
+    actors: dict[str, list] = {}
+    for family, res in plan.items():
+        data_ref = ray.put(periods[family])
+        actors[family] = []
+        for i in range(res.actors):
+            name = f"{config.name}-{family}-{i}-{run_id}"
+            handle = server.options(
+                name=name, namespace=NAMESPACE, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+                max_restarts=3, max_task_retries=2, max_concurrency=1,
+            ).remote(family, config.weights, data_ref, config.device, config.autocast_dtype,
+                     max(1, round(res.num_cpus)))
+            actors[family].append((name, handle))
+        echo(f"{family}: {res.actors} model actor(s), {res.num_gpus:g} GPU and {res.num_cpus:g} CPU each")
+    pending = {h.info.remote(): (f, n) for f, pool in actors.items() for n, h in pool}
+    ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=config.pending_timeout_s)
+    if waiting:
+        stuck = sorted({pending[r][0] for r in waiting})
+        for pool in actors.values():
+            for _, h in pool:
+                ray.kill(h, no_restart=True)
+        raise TunerError(
+            f"model actors for {', '.join(stuck)} did not start within {config.pending_timeout_s:.0f}s: "
+            f"they need {[(f, plan[f].num_gpus, plan[f].num_cpus) for f in stuck]} (family, GPU, CPU) "
+            f"each; the cluster has {ray.available_resources()} free of {ray.cluster_resources()}. "
+            "Lower resources.<family>.num_gpus/num_cpus/actors, or add nodes."
+        )
+    infos = ray.get(ready)
+    loads = sum(i["model_loads"] for i in infos)
+    echo(f"model actors ready: {len(infos)} actors, {loads} model loads "
+         f"({', '.join(sorted({i['device'] for i in infos}))})")
+    if any(i["tiny_weights"] for i in infos):
+        echo("WARNING: TINY RANDOM-INIT WEIGHTS: scores are noise, for pipeline checks only.")
+    return actors, infos
+
+
+def _make_tuner(config: ExperimentConfig, storage: Storage, routing: Routing,
+                studies: list[tuple[str, str]], n_actors: int):
+    from ray import tune
+
+    from tuner.progress import PendingWatchdog, ProgressView
+    from tuner.search import StudyMultiplexer
+
+    trainable = tune.with_resources(tune.with_parameters(tuning_trial, routing=routing), TRIAL_RESOURCES)
+    if tune.Tuner.can_restore(storage.root):
+        tuner = tune.Tuner.restore(storage.root, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+        return tuner, True
+    spaces = {f"{s}/{f}": (s, f, load_family_config(f).space) for s, f in studies}
+    searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed)
+    watchdog = PendingWatchdog(config.pending_timeout_s)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=config.trials * len(studies),
+            max_concurrent_trials=max(1, min(len(studies) * config.max_concurrent_per_study, 3 * n_actors)),
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=config.name,
+            storage_path=storage.tune_storage_path,
+            failure_config=tune.FailureConfig(max_failures=2),
+            callbacks=[ProgressView(storage.base, config.name, list(spaces), config.trials), watchdog],
+            stop=watchdog,
+            verbose=0,
+        ),
+    )
+    return tuner, False
+
+
+def _watchdog_message(tuner) -> str | None:
+    stop = tuner._local_tuner.get_run_config().stop  # the (possibly restored) watchdog
+    return getattr(stop, "message", None)
+
+
+def _records(grid, studies: list[tuple[str, str]]) -> list[TrialRecord]:
+    records = []
+    for result in grid:
+        cfg = result.config or {}
+        metrics = {k: v for k, v in (result.metrics or {}).items()
+                   if k not in ("config", "config_checked")}
+        if result.error is not None:
+            status, error = FAILED, f"{type(result.error).__name__}: {result.error}"[:2000]
+        elif metrics.get("pct_return_mae") is not None:
+            status, error = COMPLETED, None
+        else:
+            status, error = "never_ran", "stopped before it reported"
+        params = (result.metrics or {}).get("config_checked") or cfg.get("params", {})
+        records.append(TrialRecord(
+            trial_id=metrics.get("trial_id", ""), symbol=cfg.get("symbol", "?"),
+            family=cfg.get("family", "?"), status=status, config=params, metrics=metrics, error=error,
+        ))
+    return records
+
+
+def _score_winners(records: list[TrialRecord], actors: dict[str, list], seed: int):
+    """Re-run each study's winner with the test period (same seed) on its family's actor."""
+    import ray
+
+    from tuner.collate import pick_winners
+
+    winners = pick_winners(records)
+    calls = {key: actors[key[1]][0][1].evaluate.remote(key[0], dict(w.config), seed, True)
+             for key, w in winners.items()}
+    finals = {}
+    for key, ref in calls.items():
+        final = TrialResult.from_dict(ray.get(ref)["result"])
+        own = winners[key].objective
+        if not math.isclose(final.objective, own, rel_tol=1e-9, abs_tol=1e-12):
+            log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
+                        "device?); the trial's own value is reported", *key, final.objective, own)
+        finals[key] = final
+    return finals
+
+
+def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: float,
+          tiny_fallback: bool, resumed: bool) -> dict[str, Any]:
+    import ray
+
+    return {
+        "experiment": config.name,
+        "config": config.to_dict(),
+        "data": config.data or str(bundled_data_path()),
+        "windows": config.windows.__dict__,
+        "seed": config.seed,
+        "weights": config.weights_source.to_dict(),
+        "tiny_weights": any(i["tiny_weights"] for i in infos),
+        "tiny_fallback": tiny_fallback,
+        "model_actors": len(infos),
+        "model_loads": sum(i["model_loads"] for i in infos),
+        "actor_restarts": sum(bool(i["restarted"]) for i in infos),
+        "actors": infos,
+        "skipped": skipped,
+        "resumed": resumed,
+        "wall_s": time.time() - started,
+        "versions": {"forecast-tuner": __version__, "ray": ray.__version__},
+    }
+
+
+def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
+    t = summary["trials"]
+    echo(f"done in {summary['wall_s']:.0f}s: {t['completed']} trials completed, {t['failed']} failed, "
+         f"{t['never_ran']} never ran; {summary['model_loads']} model loads by "
+         f"{summary['model_actors']} actors")
+    for symbol, entry in sorted(summary["symbols"].items()):
+        flag = "" if entry["beats_baseline"] else "  (does not beat the baseline)"
+        test = entry["test_pct_return_mae"]
+        echo(f"  {symbol:<10} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
+             f"test {test:.5f}  baseline {entry['baseline_validation_pct_return_mae']:.5f}{flag}")
+    if summary.get("tiny_weights"):
+        echo("WARNING: these results were made with TINY RANDOM-INIT weights: noise, not skill.")
+    echo(f"results: {storage.root}")
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2, default=str)

@@ -1,0 +1,94 @@
+"""Where experiments live: a local folder, a shared filesystem path, or a URI (s3://, gs://).
+
+Writes are atomic: a file is written under a temporary name and renamed into place (local and
+shared filesystems), or uploaded in one PUT (object stores, where an object appears whole or not
+at all). Temporary names are unique per writer, so parallel writers never race on a rename.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import ConfigError
+
+
+def is_uri(location: str) -> bool:
+    return "://" in location and not location.startswith("file://")
+
+
+class Storage:
+    """An experiment root (``<storage>/<name>``) that files are read from and written to."""
+
+    def __init__(self, root: str, name: str) -> None:
+        self.base = root if is_uri(root) else str(Path(root.removeprefix("file://")).expanduser().resolve())
+        self.name = name
+        self.root = f"{self.base.rstrip('/')}/{name}"
+        if is_uri(self.root):
+            import pyarrow.fs as pafs
+
+            try:
+                self.fs, self._path = pafs.FileSystem.from_uri(self.root)
+            except Exception as e:  # pyarrow raises ArrowInvalid / OSError for bad URIs
+                raise ConfigError(f"storage: cannot use {self.root!r}: {e}") from e
+        else:
+            self.fs, self._path = None, self.root
+
+    @property
+    def tune_storage_path(self) -> str:
+        """What Ray Tune's ``RunConfig(storage_path=...)`` gets (the experiment's parent)."""
+        return self.base
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def _local(self, *parts: str) -> Path:
+        return Path(self._path, *parts)
+
+    def exists(self, *parts: str) -> bool:
+        if self.fs is None:
+            return self._local(*parts).exists()
+        import pyarrow.fs as pafs
+
+        info = self.fs.get_file_info("/".join([self._path, *parts]))
+        return info.type != pafs.FileType.NotFound
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        if self.fs is None:
+            target = self._local(relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+            return str(target)
+        path = f"{self._path}/{relative}"
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(path) as out:
+            out.write(data)
+        return self.path(relative)
+
+    def read_bytes(self, relative: str) -> bytes:
+        if self.fs is None:
+            return self._local(relative).read_bytes()
+        with self.fs.open_input_stream(f"{self._path}/{relative}") as f:
+            return f.read()
+
+    def write_json(self, relative: str, data: Any) -> str:
+        return self.write_bytes(relative, (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+    def read_json(self, relative: str) -> Any:
+        return json.loads(self.read_bytes(relative))
+
+    def write_parquet(self, relative: str, frame) -> str:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return self.write_bytes(relative, buffer.getvalue())
+
+    def read_parquet(self, relative: str):
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(self.read_bytes(relative)))
