@@ -1,0 +1,117 @@
+"""A whole small experiment on a local Ray with tiny checkpoints: every family, collation,
+model-load accounting, tiny-weight labelling, and resuming a finished experiment."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tuner.experiment import experiment_status, run_experiment
+from tuner.experiment_config import ExperimentConfig
+from tuner.weights import WeightsSource
+
+pytestmark = pytest.mark.slow
+
+FAMILIES = ("toto", "kronos_standard", "kronos_ensemble", "bootstrap_returns")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def finished(local_ray, tiny_weights, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("results")
+    config = ExperimentConfig(name="small", symbols=("AAPL", "EURUSD"), families=FAMILIES, trials=3,
+                              seed=7, weights=WeightsSource.parse(str(tiny_weights)), storage=str(storage))
+    lines: list[str] = []
+    summary = run_experiment(config, echo=lines.append)
+    return config, storage / "small", summary, lines
+
+
+def test_when_experiment_finishes_then_every_study_has_a_winner_file(finished):
+    config, root, summary, _ = finished
+    for family in FAMILIES:
+        for symbol in config.symbols:
+            doc = json.loads((root / family / f"{symbol}.json").read_text())
+            assert doc["symbol"] == symbol and doc["model_type"] == family
+            assert doc["seed"] == 7 and doc["trials"] == {"completed": 3, "failed": 0, "never_ran": 0, "budget": 3}
+            for period in ("validation", "test"):
+                assert doc[period]["windows"] == 20 and doc["baseline"][period]["windows"] == 20
+    assert summary["complete"] is True
+    assert summary["trials"] == {"completed": 24, "failed": 0, "never_ran": 0}
+
+
+def test_when_summary_is_written_then_it_names_the_best_family_per_symbol_by_validation(finished):
+    _, root, summary, _ = finished
+    on_disk = json.loads((root / "summary.json").read_text())
+    for symbol, entry in on_disk["symbols"].items():
+        scores = {f: v["validation_pct_return_mae"] for f, v in entry["families"].items()}
+        assert entry["best_family"] == min(scores, key=scores.get)
+        assert set(scores) == set(FAMILIES)
+
+
+def test_when_trials_table_is_written_then_it_has_every_trial_with_metrics_and_node(finished):
+    _, root, _, _ = finished
+    table = pd.read_parquet(root / "trials.parquet")
+    assert len(table) == 24 and (table["status"] == "completed").all()
+    assert table.groupby(["symbol", "family"]).size().eq(3).all()
+    for column in ("pct_return_mae", "price_mae", "latency_s", "actor_s", "wait_s", "node", "config"):
+        assert table[column].notna().all(), column
+
+
+def test_when_winner_is_reported_then_its_validation_score_is_the_trials_own(finished):
+    _, root, _, _ = finished
+    table = pd.read_parquet(root / "trials.parquet")
+    for family in FAMILIES:
+        doc = json.loads((root / family / "AAPL.json").read_text())
+        row = table[table["trial_id"] == doc["trial_id"]].iloc[0]
+        assert doc["validation"]["pct_return_mae"] == row["pct_return_mae"]
+        rows = table[(table["family"] == family) & (table["symbol"] == "AAPL")]
+        assert row["pct_return_mae"] == rows["pct_return_mae"].min()
+
+
+def test_when_models_are_in_actors_then_loads_equal_model_actors(finished):
+    _, _, summary, lines = finished
+    model_actors = [a for a in summary["actors"] if a["family"] != "bootstrap_returns"]
+    assert len(model_actors) == 3
+    assert sum(a["model_loads"] for a in model_actors) == len(model_actors)  # 24 trials, 3 loads
+    assert summary["model_loads"] == 3 and summary["actor_restarts"] == 0
+    assert any("model actors ready: 4 actors, 3 model loads" in line for line in lines)
+
+
+def test_when_weights_are_tiny_then_every_output_says_so(finished):
+    _, root, summary, lines = finished
+    assert summary["tiny_weights"] is True
+    assert json.loads((root / "toto" / "AAPL.json").read_text())["tiny_weights"] is True
+    assert any("TINY RANDOM-INIT" in line for line in lines)
+
+
+def test_when_status_is_read_then_it_reports_the_finished_experiment(finished):
+    config, root, _, _ = finished
+    status = experiment_status("small", str(root.parent))
+    assert status["progress"]["trials_done"] == 24
+    assert status["summary"]["complete"] is True
+
+
+def test_when_a_finished_experiment_is_run_again_then_nothing_is_redone(finished):
+    config, root, summary, _ = finished
+    again = run_experiment(config, echo=lambda line: None)
+    assert again["trials"] == summary["trials"]
+    table = pd.read_parquet(root / "trials.parquet")
+    assert len(table) == 24
+
+
+def test_when_an_existing_name_gets_a_different_config_then_error_says_how_to_resume(finished):
+    from tuner.errors import ConfigError
+
+    config, _, _, _ = finished
+    with pytest.raises(ConfigError, match="already exists .* different trials; resume it with `tuner resume small`"):
+        run_experiment(ExperimentConfig(**{**config.__dict__, "trials": 5}), echo=lambda line: None)
