@@ -315,10 +315,13 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
         for pool in actors.values():
             for _, h in pool:
                 ray.kill(h, no_restart=True)
+        needs = "; ".join(f"{f}: {plan[f].actors} × ({plan[f].num_gpus:g} GPU, {plan[f].num_cpus:g} CPU)"
+                          for f in stuck)
         raise TunerError(
             f"model actors for {', '.join(stuck)} did not start within {config.pending_timeout_s:.0f}s: "
-            f"they need {[(f, plan[f].num_gpus, plan[f].num_cpus) for f in stuck]} (family, GPU, CPU) "
-            f"each; the cluster has {ray.available_resources()} free of {ray.cluster_resources()}. "
+            f"they need {needs}; the cluster has GPU {ray.available_resources().get('GPU', 0):g} and "
+            f"CPU {ray.available_resources().get('CPU', 0):g} free of GPU "
+            f"{ray.cluster_resources().get('GPU', 0):g}, CPU {ray.cluster_resources().get('CPU', 0):g}. "
             "Lower resources.<family>.num_gpus/num_cpus/actors, or add nodes."
         )
     infos = ray.get(ready)
@@ -350,7 +353,7 @@ def _make_tuner(config: ExperimentConfig, storage: Storage, routing: Routing,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             num_samples=config.trials * len(studies),
-            max_concurrent_trials=max(1, min(len(studies) * config.max_concurrent_per_study, 3 * n_actors)),
+            max_concurrent_trials=max(1, min(len(studies) * config.max_concurrent_per_study, 2 * n_actors)),
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),

@@ -1,0 +1,130 @@
+"""Faults: the driver SIGKILLed mid-run and resumed; a model actor killed mid-trial."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import engine_env
+
+pytestmark = pytest.mark.slow
+
+TRIALS = 6
+SYMBOLS = ("AAPL", "MSFT")
+
+
+def tuner_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tuner.cli", *args]
+
+
+def completed_in_progress(root: Path) -> int:
+    try:
+        return json.loads((root / "progress.json").read_text())["trials_done"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_when_driver_is_sigkilled_mid_run_then_resume_completes_without_redoing_trials(tmp_path, slow_configs):
+    storage = tmp_path / "results"
+    root = storage / "killed"
+    env = engine_env(TUNER_CONFIGS=str(slow_configs))
+    run = tuner_cli("run", "--name", "killed", "--storage", str(storage), "--families", "bootstrap_returns",
+                    "--symbols", ",".join(SYMBOLS), "--trials", str(TRIALS), "--no-dashboard")
+    driver = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    deadline = time.time() + 300
+    while completed_in_progress(root) < 3 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    assert driver.poll() is None, "the run ended before it could be interrupted"
+    done_before = completed_in_progress(root)
+    assert 3 <= done_before < TRIALS * len(SYMBOLS)
+    time.sleep(2.5)  # > Tune's experiment checkpoint period (2 s)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    # Ray's agents, started by the dead driver, linger in its process group: end them (by group,
+    # so nothing else on the machine is touched). Ray workers exit on their own.
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    assert not (root / "summary.json").exists()
+    finished_ids = set(pd.DataFrame(_finished_trials(root))["trial_id"])
+    assert len(finished_ids) >= 3
+
+    out = subprocess.run(tuner_cli("resume", "killed", "--storage", str(storage), "--no-dashboard"),
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["complete"] is True and summary["resumed"] is True
+    assert summary["trials"] == {"completed": TRIALS * len(SYMBOLS), "failed": 0, "never_ran": 0}
+    table = pd.read_parquet(root / "trials.parquet")
+    assert len(table) == TRIALS * len(SYMBOLS) and table["trial_id"].is_unique
+    assert finished_ids <= set(table["trial_id"])  # trials finished before the kill were kept
+    for symbol in SYMBOLS:
+        assert (root / "bootstrap_returns" / f"{symbol}.json").exists()
+    # Each study's searcher kept its history: every trial, before and after the kill, is in it.
+    state_file = sorted(root.glob("searcher-state-*.pkl"))[-1]
+    state = pickle.loads(state_file.read_bytes())
+    for key, attrs in state["studies"].items():
+        study = attrs["_ot_study"]
+        assert sum(t.state.name == "COMPLETE" for t in study.trials) == TRIALS, key
+
+
+def _finished_trials(root: Path) -> list[dict]:
+    """Trials Tune recorded as finished in its experiment state (what resume must not redo)."""
+    rows = []
+    for result in root.glob("*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        if lines and "pct_return_mae" in lines[-1]:
+            rows.append({"trial_id": lines[-1]["trial_id"]})
+    return rows
+
+
+@pytest.fixture
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
+    yield ray
+    ray.shutdown()
+
+
+def test_when_a_model_actor_is_killed_mid_trial_then_it_restarts_and_every_trial_completes(
+        local_ray, tmp_path, slow_configs, monkeypatch):
+    from tuner.experiment import run_experiment
+    from tuner.experiment_config import ExperimentConfig
+
+    monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
+    ray = local_ray
+    config = ExperimentConfig(name="crash", symbols=SYMBOLS, families=("bootstrap_returns",),
+                              trials=TRIALS, storage=str(tmp_path))
+    killed: list[str] = []
+
+    def kill_when_busy() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            if completed_in_progress(tmp_path / "crash") >= 2:
+                for actor in ray.util.list_named_actors(all_namespaces=True):
+                    if actor["name"].startswith("crash-bootstrap_returns-"):
+                        handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+                        ray.kill(handle, no_restart=False)  # a crash: Ray restarts it
+                        killed.append(actor["name"])
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_when_busy, daemon=True)
+    killer.start()
+    summary = run_experiment(config, echo=lambda line: None)
+    killer.join(timeout=5)
+    assert killed, "the actor was never killed"
+    assert summary["trials"] == {"completed": TRIALS * len(SYMBOLS), "failed": 0, "never_ran": 0}
+    assert summary["actor_restarts"] == 1
+    assert os.path.exists(tmp_path / "crash" / "bootstrap_returns" / "AAPL.json")
