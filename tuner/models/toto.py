@@ -620,7 +620,9 @@ def _draw(
     shape = nu / 2.0
     d = (shape - 1.0 / 3.0)[..., None]
     v = (1.0 + x / torch.sqrt(9.0 * d)) ** 3
-    ok = (v > 0) & (torch.log(accept_u) < 0.5 * x**2 + d - d * v + d * torch.log(v.clamp_min(1e-300)))
+    ok = (v > 0) & (
+        torch.log(accept_u) < 0.5 * x**2 + d - d * v + d * torch.log(v.clamp_min(1e-300))
+    )
     # If all tries fail (p < 2e-8) keep the last proposal: its d*v is the Wilson-Hilferty
     # approximation of a gamma draw, very close to exact for these shapes.
     choice = torch.where(ok.any(-1), ok.int().argmax(-1), _GAMMA_TRIES - 1)[..., None]
