@@ -107,7 +107,7 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
         _check_shared_storage(storage)
         storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
                                          "version": __version__})
-        actors, infos = _start_actors(config, periods, echo)
+        actors, infos, data_refs = _start_actors(config, periods, echo)  # noqa: F841 (held)
         routing = Routing(NAMESPACE, {f: tuple(names) for f, names in
                                       ((f, [n for n, _ in pool]) for f, pool in actors.items())},
                           config.seed)
@@ -296,8 +296,10 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     run_id = uuid.uuid4().hex[:6]
     plan = _actor_plan(config)
     actors: dict[str, list] = {}
+    data_refs = []  # the driver must hold these: a restarted actor re-reads its constructor args
     for family, res in plan.items():
         data_ref = ray.put(periods[family])
+        data_refs.append(data_ref)
         actors[family] = []
         for i in range(res.actors):
             name = f"{config.name}-{family}-{i}-{run_id}"
@@ -330,7 +332,7 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
          f"({', '.join(sorted({i['device'] for i in infos}))})")
     if any(i["tiny_weights"] for i in infos):
         echo("WARNING: TINY RANDOM-INIT WEIGHTS: scores are noise, for pipeline checks only.")
-    return actors, infos
+    return actors, infos, data_refs
 
 
 def _make_tuner(config: ExperimentConfig, storage: Storage, routing: Routing,

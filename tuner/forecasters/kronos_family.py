@@ -58,9 +58,9 @@ class KronosFamily(TorchFamily):
         batch = batch.truncated(params["max_context"])
         paths = sample_kronos(
             model, tokenizer,
-            torch.as_tensor(batch.context, dtype=torch.float32),
-            torch.as_tensor(batch.context_times.astype(np.int64)),
-            torch.as_tensor(batch.future_times.astype(np.int64)),
+            torch.tensor(batch.context, dtype=torch.float32),
+            torch.tensor(batch.context_times.astype(np.int64)),
+            torch.tensor(batch.future_times.astype(np.int64)),
             temperatures=torch.as_tensor(self.temperatures(params), dtype=torch.float32),
             top_p=params["top_p"], top_k=params["top_k"], clip=params["clip"],
             seeds=seeds, samples_per_batch=params["samples_per_batch"],

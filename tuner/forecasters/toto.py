@@ -46,7 +46,7 @@ class TotoFamily(TorchFamily):
 
         from tuner.models.toto import sample_toto
 
-        context = torch.as_tensor(batch.close_context, dtype=torch.float32)
+        context = torch.tensor(batch.close_context, dtype=torch.float32)
         paths = sample_toto(
             self.model, context, horizon=batch.horizon, num_samples=params["num_samples"],
             seeds=seeds, samples_per_batch=params["samples_per_batch"],
