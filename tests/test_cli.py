@@ -7,8 +7,8 @@ import sys
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import random_walk_bars
 
+from tests.conftest import random_walk_bars
 from tuner.cli import main
 
 PARAMS = '{"num_samples": 64, "aggregate": "median"}'

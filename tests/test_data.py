@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import random_walk_bars
 
+from tests.conftest import random_walk_bars
 from tuner.data import bundled_data_path, check_data, load_bars, load_dataset
 from tuner.errors import DataError
 

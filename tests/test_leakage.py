@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FAMILY_PARAMS, random_walk_bars
 
+from tests.conftest import FAMILY_PARAMS, random_walk_bars
 from tuner.data import load_bars
 from tuner.trial import run_trial
 from tuner.windows import WindowSpec, make_periods

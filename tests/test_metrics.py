@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_walk_bars
 
+from tests.conftest import random_walk_bars
 from tuner.data import load_bars
 from tuner.errors import TunerError
 from tuner.metrics import Scores, baseline, score, skill

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAMILY_PARAMS, random_walk_bars
 
+from tests.conftest import FAMILY_PARAMS, random_walk_bars
 from tuner.data import load_bars
 from tuner.errors import ConfigError
 from tuner.forecasters import family_class

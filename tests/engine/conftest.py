@@ -19,7 +19,7 @@ def slow_configs(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "configs", configs)
     (configs / "spaces" / "bootstrap_returns.yaml").write_text(
         "family: bootstrap_returns\ncontext_length: 256\nsearch_space:\n"
-        "  num_samples: {choices: [150000, 200000]}\n  lookback: {low: 16, high: 255}\n"
+        "  num_samples: {choices: [800000, 1000000]}\n  lookback: {low: 16, high: 255}\n"
         "  aggregate: {choices: [mean, median]}\nfixed: {}\n"
     )
     return configs

@@ -52,7 +52,7 @@ def test_when_experiment_finishes_then_every_study_has_a_winner_file(finished):
 def test_when_summary_is_written_then_it_names_the_best_family_per_symbol_by_validation(finished):
     _, root, summary, _ = finished
     on_disk = json.loads((root / "summary.json").read_text())
-    for symbol, entry in on_disk["symbols"].items():
+    for entry in on_disk["symbols"].values():
         scores = {f: v["validation_pct_return_mae"] for f, v in entry["families"].items()}
         assert entry["best_family"] == min(scores, key=scores.get)
         assert set(scores) == set(FAMILIES)

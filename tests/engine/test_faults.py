@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import engine_env
+
+from tests.engine.conftest import engine_env
 
 pytestmark = pytest.mark.slow
 
-TRIALS = 6
+TRIALS = 8
 SYMBOLS = ("AAPL", "MSFT")
 
 
@@ -38,7 +39,7 @@ def test_when_driver_is_sigkilled_mid_run_then_resume_completes_without_redoing_
     root = storage / "killed"
     env = engine_env(TUNER_CONFIGS=str(slow_configs))
     run = tuner_cli("run", "--name", "killed", "--storage", str(storage), "--families", "bootstrap_returns",
-                    "--symbols", ",".join(SYMBOLS), "--trials", str(TRIALS), "--no-dashboard")
+                    "--symbols", ",".join(SYMBOLS), "--trials", str(TRIALS), "--horizon", "3", "--no-dashboard")
     driver = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
     deadline = time.time() + 300
@@ -57,8 +58,8 @@ def test_when_driver_is_sigkilled_mid_run_then_resume_completes_without_redoing_
     except ProcessLookupError:
         pass
     assert not (root / "summary.json").exists()
-    finished_ids = set(pd.DataFrame(_finished_trials(root))["trial_id"])
-    assert len(finished_ids) >= 3
+    finished = _checkpointed_finished_trials(root)
+    assert len(finished) >= 2, "Tune's last checkpoint before the kill holds no finished trial"
 
     out = subprocess.run(tuner_cli("resume", "killed", "--storage", str(storage), "--no-dashboard"),
                          env=env, capture_output=True, text=True, timeout=600)
@@ -68,7 +69,12 @@ def test_when_driver_is_sigkilled_mid_run_then_resume_completes_without_redoing_
     assert summary["trials"] == {"completed": TRIALS * len(SYMBOLS), "failed": 0, "never_ran": 0}
     table = pd.read_parquet(root / "trials.parquet")
     assert len(table) == TRIALS * len(SYMBOLS) and table["trial_id"].is_unique
-    assert finished_ids <= set(table["trial_id"])  # trials finished before the kill were kept
+    # Trials finished in the checkpoint were kept, not redone: same score, one result line each.
+    kept = table.set_index("trial_id").loc[list(finished), "pct_return_mae"]
+    assert kept.to_dict() == finished
+    for trial_id in finished:
+        (result,) = root.glob(f"*_{trial_id}/result.json")
+        assert len(result.read_text().splitlines()) == 1
     for symbol in SYMBOLS:
         assert (root / "bootstrap_returns" / f"{symbol}.json").exists()
     # Each study's searcher kept its history: every trial, before and after the kill, is in it.
@@ -79,14 +85,17 @@ def test_when_driver_is_sigkilled_mid_run_then_resume_completes_without_redoing_
         assert sum(t.state.name == "COMPLETE" for t in study.trials) == TRIALS, key
 
 
-def _finished_trials(root: Path) -> list[dict]:
-    """Trials Tune recorded as finished in its experiment state (what resume must not redo)."""
-    rows = []
-    for result in root.glob("*/result.json"):
-        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        if lines and "pct_return_mae" in lines[-1]:
-            rows.append({"trial_id": lines[-1]["trial_id"]})
-    return rows
+def _checkpointed_finished_trials(root: Path) -> dict[str, float]:
+    """Trial id → score of the trials Tune's newest experiment checkpoint holds as finished:
+    what a resume must keep rather than run again."""
+    state = json.loads(sorted(root.glob("experiment_state-*.json"))[-1].read_text())
+    finished = {}
+    for trial_json, _ in state["trial_data"]:
+        trial = json.loads(trial_json)
+        if trial["status"] == "TERMINATED":
+            (result,) = root.glob(f"*_{trial['trial_id']}/result.json")
+            finished[trial["trial_id"]] = json.loads(result.read_text().splitlines()[-1])["pct_return_mae"]
+    return finished
 
 
 @pytest.fixture
@@ -102,11 +111,12 @@ def test_when_a_model_actor_is_killed_mid_trial_then_it_restarts_and_every_trial
         local_ray, tmp_path, slow_configs, monkeypatch):
     from tuner.experiment import run_experiment
     from tuner.experiment_config import ExperimentConfig
+    from tuner.windows import WindowSpec
 
     monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
     ray = local_ray
     config = ExperimentConfig(name="crash", symbols=SYMBOLS, families=("bootstrap_returns",),
-                              trials=TRIALS, storage=str(tmp_path))
+                              trials=TRIALS, storage=str(tmp_path), windows=WindowSpec(horizon=3))
     killed: list[str] = []
 
     def kill_when_busy() -> None:

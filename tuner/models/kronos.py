@@ -820,7 +820,9 @@ def sample_kronos(
         clip: normalised inputs are clipped to +-clip (upstream's predictor ``clip``).
         seeds: W ints; window i's paths depend only on its inputs and ``seeds[i]``.
         samples_per_batch: how many paths are decoded together (a memory knob; must divide S; the
-            result is identical whatever it is). None = all S.
+            result is bit-identical whatever it is on CPU, where chunks under 16 paths are padded
+            so BLAS keeps one code path; GPU libraries may round differently per batch size).
+            None = all S.
         max_context: upstream's ``max_context``: the model and the final tokenizer decode see at
             most this many latest tokens (the window slides for long horizons). Must be >= H.
 
