@@ -80,6 +80,7 @@ class ModelServer:
         return {
             "family": self.family_name,
             "node": ray.util.get_node_ip_address(),
+            "node_id": ray.get_runtime_context().get_node_id(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "device": str(self.family.device),
@@ -104,14 +105,15 @@ class ModelServer:
         elapsed = time.perf_counter() - start
         self.calls += 1
         self.busy_s += elapsed
-        return {"result": result.to_dict(), "actor_s": elapsed,
-                "node": _node_ip(), "pid": os.getpid()}
+        return {"result": result.to_dict(), "actor_s": elapsed, **_where()}
 
 
-def _node_ip() -> str:
+def _where() -> dict[str, Any]:
+    """The node (IP and Ray node id: several nodes may share an IP) and process of the caller."""
     import ray
 
-    return ray.util.get_node_ip_address()
+    return {"node": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid()}
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ def tuning_trial(config: dict[str, Any], routing: Routing) -> None:
         "config_checked": out["result"]["config"],
         "actor": name,
         "node": out["node"],
+        "node_id": out["node_id"],
         "actor_s": out["actor_s"],
         "wait_s": max(0.0, wall - out["actor_s"]),
         "trial_wall_s": wall,

@@ -33,7 +33,7 @@ class KronosFamily(TorchFamily):
     def _load_model(self, model_folder, tokenizer_folder):
         from tuner.models.kronos import load_kronos
 
-        return load_kronos(model_folder, tokenizer_folder, device=self.device, dtype=self.autocast_dtype)
+        return load_kronos(model_folder, tokenizer_folder, device=self.device, dtype=self.torch_autocast_dtype())
 
     def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
         n = params[self.count_param]

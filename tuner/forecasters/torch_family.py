@@ -46,6 +46,14 @@ class TorchFamily(Family):
             self.load()
         return self._tiny
 
+    def torch_autocast_dtype(self):
+        """The autocast dtype for the device: bf16/fp16 on CUDA only (CPU runs fp32)."""
+        import torch
+
+        if self.autocast_dtype is None or not str(self.device).startswith("cuda"):
+            return None
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}[self.autocast_dtype]
+
     def load(self) -> None:
         self.device = pick_device(self.device)
         key = (type(self).model_kind(), self.sources, self.device, self.autocast_dtype)

@@ -39,7 +39,7 @@ class TotoFamily(TorchFamily):
     def _load_model(self, folder):
         from tuner.models.toto import load_toto
 
-        return load_toto(folder, device=self.device, dtype=self.autocast_dtype)
+        return load_toto(folder, device=self.device, dtype=self.torch_autocast_dtype())
 
     def sample(self, batch: WindowBatch, params: Mapping[str, Any], seeds: list[int]) -> np.ndarray:
         import torch
