@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tuner.banks import DEFAULT_MAX_BYTES, SampleBank
+from tuner.batching import RequestBatcher
 from tuner.forecasters.base import Family, family_class
 from tuner.forecasters.torch_family import TorchFamily
 from tuner.models import registry
@@ -52,7 +55,8 @@ class ModelServer:
     """
 
     def __init__(self, family: str, weights: WeightsSource | None, periods: Mapping[str, Periods],
-                 device: str = "auto", autocast_dtype: str | None = None, threads: int = 1) -> None:
+                 device: str = "auto", autocast_dtype: str | None = None, threads: int = 1,
+                 bank_max_bytes: int = DEFAULT_MAX_BYTES, batch_wait_s: float = 0.005) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -61,11 +65,16 @@ class ModelServer:
         self.family_name = family
         self.periods = dict(periods)
         self.family = build_family(family, weights, device, autocast_dtype)
+        # Trials of this actor share sample banks, and concurrent ones are merged into fewer
+        # model calls (the actor runs several evaluate() calls at once in threads).
+        self.family.bank = SampleBank(bank_max_bytes) if bank_max_bytes > 0 else None
+        self.family.batcher = RequestBatcher(self.family, wait_s=batch_wait_s) if batch_wait_s > 0 else None
         start = time.perf_counter()
         self.family.load()
         self.load_s = time.perf_counter() - start
         self.calls = 0
         self.busy_s = 0.0
+        self._lock = threading.Lock()
         log.info("actor %s loaded %s in %.1fs on %s", family, self.family.weights_id, self.load_s, device)
 
     def info(self) -> dict[str, Any]:
@@ -92,6 +101,8 @@ class ModelServer:
             "restarted": restarted,
             "calls": self.calls,
             "busy_s": self.busy_s,
+            "bank": self.family.bank.stats() if self.family.bank else None,
+            "batching": self.family.batcher.stats() if self.family.batcher else None,
         }
 
     def evaluate(self, symbol: str, params: Mapping[str, Any], seed: int,
@@ -103,8 +114,9 @@ class ModelServer:
             raise KeyError(f"actor for {self.family_name} has no windows for symbol {symbol!r}")
         result = run_trial(self.family, params, periods, seed, with_test=with_test)
         elapsed = time.perf_counter() - start
-        self.calls += 1
-        self.busy_s += elapsed
+        with self._lock:  # evaluate() runs in several threads at once
+            self.calls += 1
+            self.busy_s += elapsed
         return {"result": result.to_dict(), "actor_s": elapsed, **_where()}
 
 

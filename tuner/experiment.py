@@ -42,6 +42,8 @@ TRIAL_RESOURCES = {"cpu": 0.01}
 """Trials only wait on a model actor; the actor holds the real CPU/GPU share."""
 GPU_SHARE = {"toto": 0.5, "kronos_standard": 0.25, "kronos_ensemble": 0.25}
 """Default GPU share per model actor: one actor of each family fills one GPU."""
+ACTOR_CONCURRENCY = 4
+"""evaluate() calls a model actor runs at once (threads), so its batcher can merge them."""
 CHECKPOINT_PERIOD_S = "2"
 """Tune's experiment-state save interval (its default is >= 10 s): little is lost on a kill."""
 
@@ -305,9 +307,10 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
             name = f"{config.name}-{family}-{i}-{run_id}"
             handle = server.options(
                 name=name, namespace=NAMESPACE, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
-                max_restarts=3, max_task_retries=2, max_concurrency=1,
+                max_restarts=3, max_task_retries=2, max_concurrency=ACTOR_CONCURRENCY,
             ).remote(family, config.weights, data_ref, config.device, config.autocast_dtype,
-                     max(1, round(res.num_cpus)))
+                     max(1, round(res.num_cpus)), config.bank_max_mb * 1024**2,
+                     config.batch_wait_ms / 1000)
             actors[family].append((name, handle))
         echo(f"{family}: {res.actors} model actor(s), {res.num_gpus:g} GPU and {res.num_cpus:g} CPU each")
     pending = {h.info.remote(): (f, n) for f, pool in actors.items() for n, h in pool}
@@ -355,7 +358,8 @@ def _make_tuner(config: ExperimentConfig, storage: Storage, routing: Routing,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             num_samples=config.trials * len(studies),
-            max_concurrent_trials=max(1, min(len(studies) * config.max_concurrent_per_study, 2 * n_actors)),
+            max_concurrent_trials=max(1, min(len(studies) * config.max_concurrent_per_study,
+                                             ACTOR_CONCURRENCY * n_actors)),
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
@@ -432,12 +436,22 @@ def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: f
         "model_actors": len(infos),
         "model_loads": sum(i["model_loads"] for i in infos),
         "actor_restarts": sum(bool(i["restarted"]) for i in infos),
+        "sample_banks": _sum_stats(i["bank"] for i in infos),
+        "batching": _sum_stats(i["batching"] for i in infos),
         "actors": infos,
         "skipped": skipped,
         "resumed": resumed,
         "wall_s": time.time() - started,
         "versions": {"forecast-tuner": __version__, "ray": ray.__version__},
     }
+
+
+def _sum_stats(stats) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for s in stats:
+        for k, v in (s or {}).items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:

@@ -76,6 +76,8 @@ class ExperimentConfig:
         pending_timeout_s: fail with a clear message when actors or trials wait this long for
             resources that never come.
         address: Ray address to join (``auto``, ``ray://host:10001``); None = start a local Ray.
+        bank_max_mb: memory bound of each model actor's shared sample banks (0 = no banks).
+        batch_wait_ms: how long a model actor waits to merge concurrent requests (0 = off).
     """
 
     name: str = DEFAULT_EXPERIMENT
@@ -93,6 +95,8 @@ class ExperimentConfig:
     autocast_dtype: str | None = None
     pending_timeout_s: float = 600.0
     address: str | None = None
+    bank_max_mb: int = 512
+    batch_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):

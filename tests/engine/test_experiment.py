@@ -87,6 +87,14 @@ def test_when_models_are_in_actors_then_loads_equal_model_actors(finished):
     assert any("model actors ready: 4 actors, 3 model loads" in line for line in lines)
 
 
+def test_when_winners_are_rescored_then_their_validation_draws_come_from_the_sample_bank(finished):
+    _, _, summary, _ = finished
+    # every study's winner is re-run on validation (with the test period): an exact bank hit
+    assert summary["sample_banks"]["hits"] >= 8
+    assert summary["sample_banks"]["bytes"] <= summary["sample_banks"]["max_bytes"]
+    assert summary["batching"]["requests"] >= 24
+
+
 def test_when_weights_are_tiny_then_every_output_says_so(finished):
     _, root, summary, lines = finished
     assert summary["tiny_weights"] is True

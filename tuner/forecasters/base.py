@@ -16,13 +16,17 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from tuner import aggregation
-from tuner.errors import ConfigError, UnknownFamilyError
+from tuner.banks import SampleBank, batch_fingerprint
+from tuner.errors import ConfigError, TunerError, UnknownFamilyError
 from tuner.windows import WindowBatch, window_seeds
+
+if TYPE_CHECKING:
+    from tuner.batching import RequestBatcher
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,16 @@ class Forecast:
     Attributes:
         point: (W,) point forecasts of the target close, price units.
         samples: (W, S) the sample paths' target closes the point forecast was reduced from.
-        latency_s: wall seconds for sampling and reduction of the whole batch.
+        latency_s: wall seconds a fresh forecast of the whole batch takes (sampling +
+            reduction). When the samples came from a bank, the sampling part is the time the
+            banked draw took (for prefix reuse, the time of the larger draw: an upper bound).
+        from_bank: whether the samples came from a sample bank.
     """
 
     point: np.ndarray
     samples: np.ndarray
     latency_s: float
+    from_bank: bool = False
 
 
 class Family(ABC):
@@ -84,6 +92,9 @@ class Family(ABC):
     required: ClassVar[frozenset[str]] = frozenset()
     production: ClassVar[bool] = True
     """False for test-only families, which ``tuner run`` never tunes by default."""
+    prefix_stable: ClassVar[bool] = False
+    """True when sample ``i`` depends only on the seed and ``i`` (not on how many are drawn), so a
+    bank of N samples serves any request for n <= N."""
 
     _registry: ClassVar[dict[str, type[Family]]] = {}
 
@@ -100,6 +111,10 @@ class Family(ABC):
         self.weights = weights
         self.device = device
         self.loaded = False
+        self.bank: SampleBank | None = None
+        """Optional shared sample bank (a model actor sets one)."""
+        self.batcher: RequestBatcher | None = None
+        """Optional request batcher merging concurrent sample calls (a model actor sets one)."""
 
     # ---------------------------------------------------------------------------- lifecycle
     def load(self) -> None:
@@ -148,6 +163,19 @@ class Family(ABC):
         context and seed (never on other windows, never on bars at or after its origin).
         """
 
+    def sample_group(self, requests: list[tuple[WindowBatch, Mapping[str, Any], list[int]]]) -> list[np.ndarray]:
+        """Samples for several requests at once; families whose model can merge requests into
+        fewer forward passes override this. Results must equal separate :meth:`sample` calls."""
+        return [self.sample(batch, params, seeds) for batch, params, seeds in requests]
+
+    def sampling_key(self, params: Mapping[str, Any]) -> tuple:
+        """The parameters that change the draws, other than their count (for sample banks)."""
+        return tuple(sorted((k, v) for k, v in params.items()
+                            if k not in ("aggregate", "samples_per_batch", self.count_param)))
+
+    count_param: ClassVar[str] = "num_samples"
+    """The parameter holding the number of sample paths."""
+
     def reduce(self, samples: np.ndarray, params: Mapping[str, Any]) -> np.ndarray:
         """(W, S) samples → (W,) point forecasts. Default: the ``aggregate`` parameter."""
         return aggregation.parse(params["aggregate"])(samples)
@@ -157,12 +185,28 @@ class Family(ABC):
         params = self.check_params(params)
         if not self.loaded:
             self.load()
+        count = params[self.count_param]
+        key = None
+        if self.bank is not None:
+            key = (self.name, self.weights_id, batch_fingerprint(batch), seed, self.sampling_key(params))
+            banked = self.bank.lookup(key, count, self.prefix_stable)
+            if banked is not None:
+                samples, sampled_s = banked
+                start = time.perf_counter()
+                point = self.reduce(samples, params)
+                return Forecast(point, samples, sampled_s + time.perf_counter() - start, from_bank=True)
         seeds = window_seeds(seed, batch)
         start = time.perf_counter()
-        samples = np.asarray(self.sample(batch, params, seeds), dtype=np.float64)
+        draw = self.batcher.sample if self.batcher is not None else self.sample
+        samples = np.asarray(draw(batch, params, seeds), dtype=np.float64)
+        sampled_s = time.perf_counter() - start
+        if samples.shape != (len(batch), count):
+            raise TunerError(f"family {self.name} returned samples of shape {samples.shape}, "
+                             f"expected ({len(batch)}, {count}) (never fewer than configured)")
+        if key is not None:
+            self.bank.store(key, samples, sampled_s)
         point = self.reduce(samples, params)
-        latency = time.perf_counter() - start
-        return Forecast(point=point, samples=samples, latency_s=latency)
+        return Forecast(point=point, samples=samples, latency_s=time.perf_counter() - start)
 
 
 def family_class(name: str) -> type[Family]:

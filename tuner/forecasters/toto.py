@@ -18,6 +18,7 @@ DEFAULT_SAMPLES_PER_BATCH = 256
 class TotoFamily(TorchFamily):
     name = "toto"
     model_keys = ("toto",)
+    prefix_stable = True  # counter-based draws: sample i depends on (seed, i) only
     params = {
         "num_samples": Param("int", 1, 65_536, help="sample paths per window"),
         "aggregate": Param("aggregate", help="aggregation spec reducing the paths"),
@@ -52,3 +53,33 @@ class TotoFamily(TorchFamily):
             seeds=seeds, samples_per_batch=params["samples_per_batch"],
         )
         return paths[..., -1].double().cpu().numpy()
+
+    def sample_group(self, requests):
+        """One forward pass for every window of every request (same context length, horizon
+        within one patch); each request then draws from its own windows' distributions."""
+        import torch
+
+        from tuner.models.toto import TotoOutput, first_patch_distribution, sample_toto
+
+        out: list = [None] * len(requests)
+        groups: dict[int, list[int]] = {}
+        for i, (batch, _, _) in enumerate(requests):
+            if batch.horizon <= self.model.config.patch_size:
+                groups.setdefault(batch.context_length, []).append(i)
+            else:
+                out[i] = self.sample(*requests[i])
+        for members in groups.values():
+            contexts = torch.cat([torch.tensor(requests[i][0].close_context, dtype=torch.float32)
+                                  for i in members])
+            first = first_patch_distribution(self.model, contexts)
+            row = 0
+            for i in members:
+                batch, params, seeds = requests[i]
+                mine = TotoOutput(*(t[row : row + len(batch)] for t in first))
+                row += len(batch)
+                paths = sample_toto(self.model, torch.tensor(batch.close_context, dtype=torch.float32),
+                                    horizon=batch.horizon, num_samples=params["num_samples"],
+                                    seeds=seeds, samples_per_batch=params["samples_per_batch"],
+                                    first_patch=mine)
+                out[i] = paths[..., -1].double().cpu().numpy()
+        return out

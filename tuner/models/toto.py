@@ -654,6 +654,18 @@ def _window(params: TotoOutput, index: slice) -> TotoOutput:
     return TotoOutput(*(t[index, 0] for t in params))
 
 
+def first_patch_distribution(model: TotoModel, context: torch.Tensor) -> TotoOutput:
+    """The next-patch distribution of W windows (one forward pass): fields (W, 1, P, ...).
+
+    It depends on the context only, never on sampling parameters, so requests of many trials
+    (and symbols) with the same context length can share one pass; rows are independent.
+    """
+    series, observed = _left_pad(context.to(device=model.device, dtype=torch.float32),
+                                 model.config.patch_size)
+    with torch.inference_mode():
+        return model(series, observed, last_patch_only=True)
+
+
 def sample_toto(
     model: TotoModel,
     context: torch.Tensor,
@@ -663,6 +675,7 @@ def sample_toto(
     seeds: Sequence[int],
     samples_per_batch: int | None = None,
     timestamps: torch.Tensor | None = None,
+    first_patch: TotoOutput | None = None,
 ) -> torch.Tensor:
     """Sample future closes of W windows of one symbol.
 
@@ -676,6 +689,8 @@ def sample_toto(
             result is the same whatever it is); must divide ``num_samples``. None: all at once.
         timestamps: accepted for interface symmetry and ignored: Toto-Open-Base-1.0 does not
             use timestamps (upstream's time-aware RoPE uses plain positions too).
+        first_patch: the windows' next-patch distribution from :func:`first_patch_distribution`
+            when the caller already has it (e.g. computed for many requests in one pass).
 
     Returns:
         (W, num_samples, horizon) float32 prices, on the model's device.
@@ -713,7 +728,7 @@ def sample_toto(
     out = torch.empty(n_windows, num_samples, horizon, device=device)
     with torch.inference_mode():
         # One pass over all windows gives every sample path's first patch.
-        first = model(series, observed, last_patch_only=True)
+        first = model(series, observed, last_patch_only=True) if first_patch is None else first_patch
         for start in range(0, num_samples, chunk):
             samples = torch.arange(start, start + chunk, device=device)
             paths = torch.stack(

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from tests.conftest import FAMILY_PARAMS, random_walk_bars
+from tuner.batching import RequestBatcher
+from tuner.data import load_bars
+from tuner.windows import WindowSpec, make_periods
+
+
+@pytest.fixture
+def batches(write_csv):
+    out = []
+    for i, name in enumerate(["AAA", "BBB", "CCC"]):
+        periods = make_periods(load_bars(write_csv(f"{name}.csv", random_walk_bars(300, seed=i))), WindowSpec(), 128)
+        out += [periods.validation, periods.test]
+    return out
+
+
+def run_concurrently(family, batches, params_list):
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(len(batches))
+
+    def work(i):
+        barrier.wait()
+        results[i] = family.forecast(batches[i], params_list[i], seed=11)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [results[i] for i in range(len(batches))]
+
+
+@pytest.mark.parametrize("family_name", ["toto", "kronos_ensemble", "bootstrap_returns"])
+def test_when_concurrent_requests_are_batched_then_results_equal_unbatched(make_family, batches, family_name):
+    base = FAMILY_PARAMS[family_name]
+    params = [dict(base, **({"num_samples": 32 * (1 + i % 3)} if family_name == "toto" else {}))
+              for i in range(len(batches))]
+    batched = make_family(family_name)
+    batched.batcher = RequestBatcher(batched, wait_s=0.05)
+    merged = run_concurrently(batched, batches, params)
+    plain = make_family(family_name)
+    for batch, p, got in zip(batches, params, merged, strict=True):
+        want = plain.forecast(batch, p, seed=11)
+        np.testing.assert_array_equal(got.samples, want.samples)
+        np.testing.assert_array_equal(got.point, want.point)
+    stats = batched.batcher.stats()
+    assert stats["requests"] == len(batches)
+    assert stats["model_calls"] < len(batches)  # some requests were merged
+
+
+def test_when_a_merged_request_fails_then_its_caller_gets_the_error(make_family, batches):
+    family = make_family("toto")
+    family.load()
+    family.batcher = RequestBatcher(family)
+    with pytest.raises(Exception, match="num_samples"):
+        family.batcher.sample(batches[0], {"num_samples": 0, "samples_per_batch": 1}, [1] * len(batches[0]))
+    # the batcher still works afterwards
+    ok = family.forecast(batches[0], FAMILY_PARAMS["toto"], seed=1)
+    assert ok.samples.shape == (20, 64)
