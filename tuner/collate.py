@@ -59,12 +59,16 @@ def study_key(symbol: str, family: str) -> str:
     return f"{symbol}/{family}"
 
 
-def pick_winners(records: Iterable[TrialRecord]) -> dict[tuple[str, str], TrialRecord]:
+def pick_winners(records: Iterable[TrialRecord], max_latency_s: float | None = None
+                 ) -> dict[tuple[str, str], TrialRecord]:
     """Per (symbol, family), the completed trial with the lowest validation pct_return_mae
-    (ties: the earlier trial id, so the choice is reproducible)."""
+    (ties: the earlier trial id, so the choice is reproducible). With ``max_latency_s``, only
+    trials whose validation latency per forecast is within it can win."""
     best: dict[tuple[str, str], TrialRecord] = {}
     for r in records:
         if r.status != COMPLETED or not math.isfinite(r.objective):
+            continue
+        if max_latency_s is not None and r.metrics.get("latency_per_forecast_s", math.inf) > max_latency_s:
             continue
         key = (r.symbol, r.family)
         if key not in best or (r.objective, r.trial_id) < (best[key].objective, best[key].trial_id):
@@ -136,13 +140,16 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
     for c in counts.values():
         for k in totals:
             totals[k] += c[k]
-    missing = sorted(f"{s}/{f}" for (s, f), c in counts.items() if (s, f) not in documents)
+    limit = meta.get("max_latency_s")
+    reasons = {study_key(*key): (f"no completed trial within max_latency_s {limit:g} s per forecast"
+                                 if limit is not None and counts[key][COMPLETED] else "no completed trial")
+               for key in sorted(counts) if key not in documents}
     return {
         **meta,
-        "complete": totals[FAILED] == 0 and totals[NEVER_RAN] == 0 and not missing,
+        "complete": totals[FAILED] == 0 and totals[NEVER_RAN] == 0,
         "trials": totals,
         "studies": {study_key(*k): dict(v) for k, v in sorted(counts.items())},
-        "studies_without_winner": missing,
+        "studies_without_winner": reasons,
         "symbols": symbols,
     }
 
@@ -171,7 +178,7 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
                      studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any]) -> dict[str, Any]:
     """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    winners = pick_winners(records)
+    winners = pick_winners(records, meta.get("max_latency_s"))
     counts = trial_counts(records, studies, budget)
     documents = {}
     for key, winner in winners.items():

@@ -121,7 +121,7 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
         grid = tuner.fit()
         watchdog_message = _watchdog_message(tuner)
         records = _records(grid, studies)
-        finals = _score_winners(records, actors, config.seed)
+        finals = _score_winners(records, actors, config.seed, config.max_latency_s)
         infos = ray.get([handle.info.remote() for pool in actors.values() for _, handle in pool])
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed)
         summary = write_experiment(storage, records, finals, studies, config.trials, meta)
@@ -351,7 +351,8 @@ def _make_tuner(config: ExperimentConfig, storage: Storage, routing: Routing,
                                    resume_errored=True)
         return tuner, True
     spaces = {f"{s}/{f}": (s, f, load_family_config(f).space) for s, f in studies}
-    searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed)
+    searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed,
+                                points_to_evaluate=_warm_start(config, studies))
     watchdog = PendingWatchdog(config.pending_timeout_s)
     tuner = tune.Tuner(
         trainable,
@@ -373,6 +374,25 @@ def _make_tuner(config: ExperimentConfig, storage: Storage, routing: Routing,
         ),
     )
     return tuner, False
+
+
+def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dict[str, list[dict]]:
+    """Points each study evaluates first (see :mod:`tuner.warm_start`)."""
+    from tuner.config import configs_dir
+    from tuner.warm_start import warm_start_points
+
+    if not config.warm_start_from and not config.warm_start_production:
+        return {}
+    previous = None
+    if config.warm_start_from:
+        previous = Storage(config.storage, config.warm_start_from)
+        if not previous.exists("trials.parquet"):
+            raise ConfigError(f"warm_start_from: experiment {config.warm_start_from!r} has no "
+                              f"trials.parquet under {previous.root}")
+    production = configs_dir() / "best" if config.warm_start_production else None
+    spaces = {f: load_family_config(f).space for f in config.families}
+    return warm_start_points(studies, spaces, previous=previous, production=production,
+                             top_k=config.warm_start_top_k, budget=config.trials)
 
 
 def _watchdog_message(tuner) -> str | None:
@@ -400,13 +420,14 @@ def _records(grid, studies: list[tuple[str, str]]) -> list[TrialRecord]:
     return records
 
 
-def _score_winners(records: list[TrialRecord], actors: dict[str, list], seed: int):
+def _score_winners(records: list[TrialRecord], actors: dict[str, list], seed: int,
+                   max_latency_s: float | None):
     """Re-run each study's winner with the test period (same seed) on its family's actor."""
     import ray
 
     from tuner.collate import pick_winners
 
-    winners = pick_winners(records)
+    winners = pick_winners(records, max_latency_s)
     calls = {key: actors[key[1]][0][1].evaluate.remote(key[0], dict(w.config), seed, True)
              for key, w in winners.items()}
     finals = {}
@@ -426,6 +447,7 @@ def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: f
 
     return {
         "experiment": config.name,
+        "max_latency_s": config.max_latency_s,
         "config": config.to_dict(),
         "data": config.data or str(bundled_data_path()),
         "windows": config.windows.__dict__,

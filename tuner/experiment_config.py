@@ -78,6 +78,11 @@ class ExperimentConfig:
         address: Ray address to join (``auto``, ``ray://host:10001``); None = start a local Ray.
         bank_max_mb: memory bound of each model actor's shared sample banks (0 = no banks).
         batch_wait_ms: how long a model actor waits to merge concurrent requests (0 = off).
+        max_latency_s: a winner must forecast within this many seconds per forecast
+            (validation latency); trials slower than that cannot win. None = no limit.
+        warm_start_from: a previous experiment (same storage) whose best trials seed each study.
+        warm_start_production: also seed each study with ``configs/best/<SYMBOL>.json``.
+        warm_start_top_k: previous trials per study used for the warm start.
     """
 
     name: str = DEFAULT_EXPERIMENT
@@ -97,6 +102,10 @@ class ExperimentConfig:
     address: str | None = None
     bank_max_mb: int = 512
     batch_wait_ms: float = 5.0
+    max_latency_s: float | None = None
+    warm_start_from: str | None = None
+    warm_start_production: bool = False
+    warm_start_top_k: int = 3
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
@@ -118,6 +127,8 @@ class ExperimentConfig:
         unknown = sorted(set(self.resources) - set(self.families))
         if unknown:
             raise ConfigError(f"resources.{unknown[0]}: not one of the families {list(self.families)}")
+        if self.max_latency_s is not None and not self.max_latency_s > 0:
+            raise ConfigError(f"max_latency_s: {self.max_latency_s!r} must be > 0 seconds per forecast")
         if self.symbols is not None and not self.symbols:
             raise ConfigError("symbols: empty list; omit it to tune every symbol")
 

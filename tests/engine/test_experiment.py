@@ -123,3 +123,17 @@ def test_when_an_existing_name_gets_a_different_config_then_error_says_how_to_re
     config, _, _, _ = finished
     with pytest.raises(ConfigError, match="already exists .* different trials; resume it with `tuner resume small`"):
         run_experiment(ExperimentConfig(**{**config.__dict__, "trials": 5}), echo=lambda line: None)
+
+
+def test_when_warm_started_from_an_earlier_experiment_then_its_winners_are_tried_first(finished):
+    config, root, _, _ = finished
+    again = ExperimentConfig(name="warm", symbols=("AAPL",), families=("toto", "bootstrap_returns"),
+                             trials=2, seed=8, weights=config.weights, storage=config.storage,
+                             warm_start_from="small", warm_start_top_k=1)
+    run_experiment(again, echo=lambda line: None)
+    table = pd.read_parquet(root.parent / "warm" / "trials.parquet")
+    for family in ("toto", "bootstrap_returns"):
+        winner = json.loads((root / family / "AAPL.json").read_text())["config"]
+        tried = [json.loads(c) for c in table[table["family"] == family]["config"]]
+        searched = {k: v for k, v in winner.items() if k != "samples_per_batch"}
+        assert any({k: c[k] for k in searched} == searched for c in tried), (family, searched, tried)
