@@ -120,6 +120,13 @@ class ModelServer:
         return {"result": result.to_dict(), "actor_s": elapsed, **_where()}
 
 
+    def point_forecasts(self, symbol: str, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        """The point forecasts of one config on both periods (for blend/regime candidates)."""
+        periods = self.periods[symbol]
+        return {period: self.family.forecast(getattr(periods, period), params, seed).point
+                for period in ("validation", "test")}
+
+
 def _where() -> dict[str, Any]:
     """The node (IP and Ray node id: several nodes may share an IP) and process of the caller."""
     import ray

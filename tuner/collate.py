@@ -175,8 +175,13 @@ def trials_table(records: Iterable[TrialRecord]):
 
 
 def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mapping[tuple[str, str], TrialResult],
-                     studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary."""
+                     studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any],
+                     derived: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary.
+
+    ``derived`` holds candidates built from the winners ((symbol, "blend"|"regime") → result
+    document, see :mod:`tuner.candidates`); they are written beside the families' files and
+    compete for the best family of their symbol."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     winners = pick_winners(records, meta.get("max_latency_s"))
     counts = trial_counts(records, studies, budget)
@@ -185,6 +190,9 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
         if key not in finals:
             continue
         documents[key] = winner_document(winner, finals[key], counts[key], meta)
+        storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
+    for key, doc in (derived or {}).items():
+        documents[key] = {**doc, "experiment": meta.get("experiment"), "created_at": meta.get("created_at")}
         storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
     summary = build_summary(documents, counts, meta)
     storage.write_parquet("trials.parquet", trials_table(records))

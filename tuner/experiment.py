@@ -122,9 +122,10 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
         watchdog_message = _watchdog_message(tuner)
         records = _records(grid, studies)
         finals = _score_winners(records, actors, config.seed, config.max_latency_s)
+        derived = _derived_candidates(records, actors, periods, config)
         infos = ray.get([handle.info.remote() for pool in actors.values() for _, handle in pool])
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed)
-        summary = write_experiment(storage, records, finals, studies, config.trials, meta)
+        summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived)
         if watchdog_message:
             summary["stopped"] = watchdog_message
             storage.write_json("summary.json", summary)
@@ -439,6 +440,37 @@ def _score_winners(records: list[TrialRecord], actors: dict[str, list], seed: in
                         "device?); the trial's own value is reported", *key, final.objective, own)
         finals[key] = final
     return finals
+
+
+def _derived_candidates(records: list[TrialRecord], actors: dict[str, list], periods: dict[str, dict],
+                        config: ExperimentConfig) -> dict[tuple[str, str], dict]:
+    """Blend and regime candidates per symbol from the family winners (see tuner.candidates)."""
+    import ray
+
+    from tuner.candidates import WinnerForecasts, blend, regime
+    from tuner.collate import pick_winners
+
+    winners = pick_winners(records, config.max_latency_s)
+    calls = {key: actors[key[1]][0][1].point_forecasts.remote(key[0], dict(w.config), config.seed)
+             for key, w in winners.items() if key[1] in FAMILY_MODEL}
+    by_symbol: dict[str, dict[str, WinnerForecasts]] = {}
+    for (symbol, family), ref in calls.items():
+        out = ray.get(ref)
+        latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
+        by_symbol.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency)
+    derived = {}
+    for symbol, found in by_symbol.items():
+        symbol_periods = periods[next(iter(found))][symbol]
+        limit = config.max_latency_s
+        if "toto" in found and "kronos_ensemble" in found and (
+                limit is None or found["toto"].latency_per_forecast_s
+                + found["kronos_ensemble"].latency_per_forecast_s <= limit):
+            derived[(symbol, "blend")] = blend(symbol, symbol_periods, found["toto"], found["kronos_ensemble"],
+                                               config.seed)
+        switch = regime(symbol, symbol_periods, list(found.values()), config.seed)
+        if switch is not None:
+            derived[(symbol, "regime")] = switch
+    return derived
 
 
 def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: float,

@@ -55,7 +55,7 @@ def test_when_summary_is_written_then_it_names_the_best_family_per_symbol_by_val
     for entry in on_disk["symbols"].values():
         scores = {f: v["validation_pct_return_mae"] for f, v in entry["families"].items()}
         assert entry["best_family"] == min(scores, key=scores.get)
-        assert set(scores) == set(FAMILIES)
+        assert set(scores) == {*FAMILIES, "blend", "regime"}
 
 
 def test_when_trials_table_is_written_then_it_has_every_trial_with_metrics_and_node(finished):
@@ -137,3 +137,26 @@ def test_when_warm_started_from_an_earlier_experiment_then_its_winners_are_tried
         tried = [json.loads(c) for c in table[table["family"] == family]["config"]]
         searched = {k: v for k, v in winner.items() if k != "samples_per_batch"}
         assert any({k: c[k] for k in searched} == searched for c in tried), (family, searched, tried)
+
+
+def test_when_toto_and_kronos_ensemble_won_then_their_blend_competes_and_is_no_worse_than_both(finished):
+    _, root, _, _ = finished
+    for symbol in ("AAPL", "EURUSD"):
+        blend = json.loads((root / "blend" / f"{symbol}.json").read_text())
+        members = [json.loads((root / f / f"{symbol}.json").read_text())["validation"]["pct_return_mae"]
+                   for f in ("toto", "kronos_ensemble")]
+        assert blend["config"]["members"] == ["toto", "kronos_ensemble"]
+        assert sum(blend["config"]["weights"]) == pytest.approx(1.0)
+        # inverse-MAE weights: the better member gets the larger weight
+        assert (blend["config"]["weights"][0] > 0.5) == (members[0] < members[1])
+        # a convex combination of forecasts is never worse than the worse member
+        assert blend["validation"]["pct_return_mae"] <= max(members) + 1e-12
+        assert blend["test"]["windows"] == 20 and blend["baseline"]["test"]["windows"] == 20
+
+
+def test_when_regime_threshold_is_chosen_on_validation_then_it_beats_either_member_there(finished):
+    _, root, _, _ = finished
+    regime = json.loads((root / "regime" / "AAPL.json").read_text())
+    members = [json.loads((root / regime["config"][k] / "AAPL.json").read_text())["validation"]["pct_return_mae"]
+               for k in ("fast", "conservative")]
+    assert regime["validation"]["pct_return_mae"] <= min(members) + 1e-12
