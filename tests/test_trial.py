@@ -76,3 +76,16 @@ def test_when_evaluation_core_is_imported_then_ray_is_not():
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_when_winner_is_rescored_with_stability_folds_then_the_spread_is_reported(write_csv):
+    bars = load_bars(write_csv("AAA.csv", random_walk_bars(300, seed=11)))
+    periods = make_periods(bars, WindowSpec(stability_folds=2), 128)
+    result = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=2, with_test=True)
+    data = result.to_dict()["stability"]
+    values = data["pct_return_mae_validation_and_folds"]
+    assert len(values) == 3 and values[0] == result.objective
+    assert data["spread"] == max(values) - min(values) > 0
+    assert TrialResult.from_dict(result.to_dict()) == result
+    tuning = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=2)
+    assert tuning.folds == () and "stability" not in tuning.to_dict()

@@ -68,3 +68,16 @@ def test_when_windows_change_around_a_window_then_its_seed_does_not(bars):
     assert window_seeds(7, v)[-5:] == window_seeds(7, fewer)
     assert window_seeds(7, v) != window_seeds(8, v)
     assert len(set(window_seeds(7, v))) == len(v)
+
+
+def test_when_stability_folds_are_asked_then_they_sit_just_before_validation_with_their_own_context(bars):
+    spec = WindowSpec(stability_folds=2)
+    periods = make_periods(bars, spec, context_length=64)
+    n = len(bars)
+    assert [f.period for f in periods.folds] == ["fold1", "fold2"]
+    assert list(periods.folds[0].target_index) == list(range(n - 60, n - 40))
+    assert list(periods.folds[1].target_index) == list(range(n - 80, n - 60))
+    assert spec.bars_needed() == 32 + 60 + 20
+    # validation is the same with or without folds
+    plain = make_periods(bars, WindowSpec(), context_length=64).validation
+    np.testing.assert_array_equal(periods.validation.context, plain.context)

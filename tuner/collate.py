@@ -135,6 +135,7 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
             "test_skill": doc["test"].get("skill") if doc.get("test") else None,
             "beats_baseline": best["validation_pct_return_mae"]
             < doc["baseline"]["validation"]["pct_return_mae"],
+            "stability_spread": (doc.get("stability") or {}).get("spread"),
         })
     totals = {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0}
     for c in counts.values():

@@ -179,7 +179,7 @@ def parse_experiment_config(data: Mapping[str, Any], file: Path | str = "<config
             windows = values["windows"]
             if not isinstance(windows, dict):
                 raise ConfigError("windows: must be a mapping")
-            check_keys(windows, {"val_windows", "test_windows", "horizon"}, "windows.")
+            check_keys(windows, {"val_windows", "test_windows", "horizon", "stability_folds"}, "windows.")
             values["windows"] = WindowSpec(**windows)
         if "families" in values:
             fams = values["families"]

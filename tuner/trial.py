@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tuner.forecasters.base import Family
 from tuner.metrics import Scores, baseline, score, skill
 from tuner.windows import Periods, WindowBatch
@@ -44,6 +46,7 @@ class TrialResult:
         test: scores on the held-out test period, or None when not scored (only winners are).
         weights: the checkpoints used (None for weights-free families).
         tiny_weights: True when the weights were tiny random-init ones.
+        folds: scores on the stability folds (scored with the test period, for winners).
     """
 
     symbol: str
@@ -54,6 +57,7 @@ class TrialResult:
     test: PeriodResult | None
     weights: str | None
     tiny_weights: bool
+    folds: tuple[PeriodResult, ...] = ()
 
     @property
     def objective(self) -> float:
@@ -75,6 +79,7 @@ class TrialResult:
             "seed": self.seed,
             "weights": self.weights,
             "tiny_weights": self.tiny_weights,
+            **({"stability": stability(self)} if self.folds else {}),
         }
 
     @classmethod
@@ -85,9 +90,23 @@ class TrialResult:
             return PeriodResult(Scores.from_dict(data[name]), Scores.from_dict(data["baseline"][name]),
                                 data[name]["skill"])
 
+        folds = tuple(
+            PeriodResult(Scores.from_dict(f), Scores.from_dict(f["baseline"]), f["skill"])
+            for f in data.get("stability", {}).get("folds", []))
         return cls(data["symbol"], data["model_type"], dict(data["config"]), data["seed"],
                    period("validation"), period("test"), data.get("weights"),
-                   bool(data.get("tiny_weights", False)))
+                   bool(data.get("tiny_weights", False)), folds)
+
+
+def stability(result: TrialResult) -> dict[str, Any]:
+    """The validation score next to the earlier folds', and their spread (max - min, std)."""
+    values = [result.validation.scores.pct_return_mae] + [f.scores.pct_return_mae for f in result.folds]
+    return {
+        "folds": [{**f.to_dict(), "baseline": f.baseline.to_dict()} for f in result.folds],
+        "pct_return_mae_validation_and_folds": values,
+        "spread": max(values) - min(values),
+        "std": float(np.std(values)),
+    }
 
 
 def evaluate_period(family: Family, params: Mapping[str, Any], batch: WindowBatch, seed: int) -> PeriodResult:
@@ -102,12 +121,13 @@ def run_trial(family: Family, params: Mapping[str, Any], periods: Periods, seed:
               *, with_test: bool = False) -> TrialResult:
     """Evaluate ``params`` on the validation period (and the test period when ``with_test``).
 
-    Tuning calls this with ``with_test=False``: the test period is only scored for winners, with
-    the same seed, so tuning never sees it.
+    Tuning calls this with ``with_test=False``: the test period (and the stability folds) are only
+    scored for winners, with the same seed, so tuning never sees them.
     """
     checked = family.check_params(params)
     validation = evaluate_period(family, checked, periods.validation, seed)
     test = evaluate_period(family, checked, periods.test, seed) if with_test else None
+    folds = tuple(evaluate_period(family, checked, f, seed) for f in periods.folds) if with_test else ()
     return TrialResult(
         symbol=periods.validation.symbol,
         family=family.name,
@@ -117,4 +137,5 @@ def run_trial(family: Family, params: Mapping[str, Any], periods: Periods, seed:
         test=test,
         weights=family.weights_id,
         tiny_weights=family.tiny_weights,
+        folds=folds,
     )

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from tuner.data import Bars
 from tuner.errors import ConfigError, DataError
 
-Period = Literal["validation", "test"]
+Period = str
+"""``"validation"``, ``"test"``, or ``"fold1"``, ``"fold2"``... for stability folds."""
 
 MIN_CONTEXT = 32
 """Fewest context bars any family is asked to forecast from."""
@@ -37,24 +37,32 @@ class WindowSpec:
         val_windows: validation targets (bars), the period tuning optimises. Default 20.
         test_windows: held-out test targets at the end of the data. Default 20.
         horizon: bars ahead; the target of an origin ``o`` is bar ``o + horizon - 1``. Default 1.
+        stability_folds: extra earlier folds of ``val_windows`` bars each, just before the
+            validation period, on which winners are re-scored to show how stable their score is
+            across periods (tuning never optimises them). Default 0.
     """
 
     val_windows: int = 20
     test_windows: int = 20
     horizon: int = 1
+    stability_folds: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("val_windows", "test_windows", "horizon"):
+        for name in ("val_windows", "test_windows", "horizon", "stability_folds"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"windows.{name}: {value!r} must be an integer >= 1")
+            low = 0 if name == "stability_folds" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"windows.{name}: {value!r} must be an integer >= {low}")
 
     def bars_needed(self, min_context: int = MIN_CONTEXT) -> int:
-        """Fewest bars a symbol needs: ``min_context`` before the first validation origin."""
-        return min_context + self.val_windows + self.test_windows + self.horizon - 1
+        """Fewest bars a symbol needs: ``min_context`` before the first (fold or) validation origin."""
+        return (min_context + (1 + self.stability_folds) * self.val_windows + self.test_windows
+                + self.horizon - 1)
 
     def need(self, min_context: int = MIN_CONTEXT) -> str:
-        return (f"context {min_context} + {self.val_windows} validation + {self.test_windows} test"
+        folds = (f" + {self.stability_folds}×{self.val_windows} stability"
+                 if self.stability_folds else "")
+        return (f"context {min_context} + {self.val_windows} validation{folds} + {self.test_windows} test"
                 + (f" + horizon {self.horizon} - 1" if self.horizon > 1 else ""))
 
 
@@ -117,10 +125,12 @@ class WindowBatch:
 
 @dataclass(frozen=True)
 class Periods:
-    """The validation and test batches of one symbol for one family's context length."""
+    """The validation and test batches of one symbol for one family's context length, and the
+    stability folds (``folds[0]`` just before validation, then further back)."""
 
     validation: WindowBatch
     test: WindowBatch
+    folds: tuple[WindowBatch, ...] = ()
 
 
 def make_periods(bars: Bars, spec: WindowSpec, context_length: int,
@@ -145,9 +155,17 @@ def make_periods(bars: Bars, spec: WindowSpec, context_length: int,
     values, times = bars.values, bars.timestamps
     val_targets = np.arange(first_val_target, n - spec.test_windows)
     test_targets = np.arange(n - spec.test_windows, n)
+    folds = []
+    for k in range(1, spec.stability_folds + 1):
+        start = first_val_target - k * spec.val_windows
+        # Folds get their own (possibly shorter) context so validation never depends on them.
+        fold_length = min(context_length, start - spec.horizon + 1)
+        targets = np.arange(start, start + spec.val_windows)
+        folds.append(_batch(bars.symbol, f"fold{k}", targets, spec.horizon, fold_length, values, times))
     return Periods(
         validation=_batch(bars.symbol, "validation", val_targets, spec.horizon, length, values, times),
         test=_batch(bars.symbol, "test", test_targets, spec.horizon, length, values, times),
+        folds=tuple(folds),
     )
 
 
