@@ -103,20 +103,19 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
 
     import ray
 
-    started_ray = _connect(config, include_dashboard)
+    started_ray, dashboard = _connect(config, include_dashboard)
     actors: dict[str, list] = {}
     try:
         _check_shared_storage(storage)
         storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
                                          "version": __version__})
         actors, infos, data_refs = _start_actors(config, periods, echo)  # noqa: F841 (held)
-        routing = Routing(NAMESPACE, {f: tuple(names) for f, names in
-                                      ((f, [n for n, _ in pool]) for f, pool in actors.items())},
+        routing = Routing(NAMESPACE, {f: tuple(n for n, _ in pool) for f, pool in actors.items()},
                           config.seed)
         tuner, resumed = _make_tuner(config, storage, routing, studies, len(infos))
         echo(f"tuning {len(studies)} studies × {config.trials} trials "
              f"({len(config.families)} families, {len({s for s, _ in studies})} symbols) with "
-             f"{len(infos)} model actors; Ray dashboard: {_dashboard_url()}"
+             f"{len(infos)} model actors; Ray dashboard: {dashboard}"
              + (" [resumed]" if resumed else ""))
         grid = tuner.fit()
         watchdog_message = _watchdog_message(tuner)
@@ -212,30 +211,21 @@ def _resolve_weights(config: ExperimentConfig, echo: Echo, fallback_allowed: boo
         return WeightsSource.parse(str(folder)), True
 
 
-def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> bool:
-    """Join ``config.address`` or start a local Ray; True when this call started Ray."""
+def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> tuple[bool, str]:
+    """Join ``config.address`` or start a local Ray; returns (whether this call started Ray,
+    the dashboard address)."""
     import ray
 
     if ray.is_initialized():
-        return False
+        return False, "see the running cluster's dashboard"
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", CHECKPOINT_PERIOD_S)
     if config.address:
         # Joining a cluster: its resources are the cluster's; never pass num_cpus/num_gpus here.
-        ray.init(address=config.address, namespace=NAMESPACE, log_to_driver=True)
+        context = ray.init(address=config.address, namespace=NAMESPACE, log_to_driver=True)
     else:
-        ray.init(namespace=NAMESPACE, include_dashboard=include_dashboard, log_to_driver=True)
-    return True
-
-
-def _dashboard_url() -> str:
-    import ray
-
-    try:
-        url = ray.get_runtime_context().dashboard_url if hasattr(ray.get_runtime_context(), "dashboard_url") else None
-        url = url or ray._private.worker.global_worker.node.address_info.get("webui_url")
-    except Exception:  # dashboard absent (include_dashboard=False) or client mode
-        url = None
-    return f"http://{url}" if url and not str(url).startswith("http") else (url or "not running")
+        context = ray.init(namespace=NAMESPACE, include_dashboard=include_dashboard, log_to_driver=True)
+    url = getattr(context, "dashboard_url", None)
+    return True, (f"http://{url}" if url else "not running")
 
 
 def _check_shared_storage(storage: Storage) -> None:
