@@ -7,12 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import ConfigError
-from tuner.forecasters.base import Param, divisor_at_most
+from tuner.forecasters.base import Param
 from tuner.forecasters.torch_family import TorchFamily
 from tuner.windows import MIN_CONTEXT, WindowBatch
-
-DEFAULT_SAMPLES_PER_BATCH = 256
 
 KRONOS_PARAMS = {
     "temperature": Param("float", 0.0, 10.0, low_open=True, help="sampling temperature"),
@@ -35,16 +32,6 @@ class KronosFamily(TorchFamily):
 
         return load_kronos(model_folder, tokenizer_folder, device=self.device, dtype=self.torch_autocast_dtype())
 
-    def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
-        n = params[self.count_param]
-        per_batch = params.get("samples_per_batch")
-        if per_batch is None:
-            per_batch = divisor_at_most(n, DEFAULT_SAMPLES_PER_BATCH)
-        elif n % per_batch:
-            raise ConfigError(
-                f"{where}samples_per_batch: {per_batch} does not divide {self.count_param} {n}"
-            )
-        return {**params, "samples_per_batch": per_batch}
 
     def temperatures(self, params: Mapping[str, Any]) -> np.ndarray:
         raise NotImplementedError

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.forecasters.base import Family
+from tuner.errors import ConfigError
+from tuner.forecasters.base import Family, divisor_at_most
 from tuner.models import registry
 from tuner.weights import WeightsSource, split_revision
 
@@ -16,6 +17,10 @@ def pick_device(device: str | None) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+DEFAULT_SAMPLES_PER_BATCH = 256
+"""Sample paths per model call when a trial does not say (memory only: never changes results)."""
 
 
 class TorchFamily(Family):
@@ -31,6 +36,19 @@ class TorchFamily(Family):
         super().__init__(weights, device)
         self.autocast_dtype = autocast_dtype
         self.model: Any = None
+
+    def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
+        """Fill ``samples_per_batch`` (the largest divisor of the path count up to 256), or
+        check that the given one divides the path count."""
+        n = params[self.count_param]
+        per_batch = params.get("samples_per_batch")
+        if per_batch is None:
+            per_batch = divisor_at_most(n, DEFAULT_SAMPLES_PER_BATCH)
+        elif n % per_batch:
+            raise ConfigError(
+                f"{where}samples_per_batch: {per_batch} does not divide {self.count_param} {n}"
+            )
+        return {**params, "samples_per_batch": per_batch}
 
     @property
     def sources(self) -> tuple[str, ...]:

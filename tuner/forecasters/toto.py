@@ -7,12 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import ConfigError
-from tuner.forecasters.base import Param, divisor_at_most
+from tuner.forecasters.base import Param
 from tuner.forecasters.torch_family import TorchFamily
 from tuner.windows import WindowBatch
-
-DEFAULT_SAMPLES_PER_BATCH = 256
 
 
 class TotoFamily(TorchFamily):
@@ -26,16 +23,6 @@ class TotoFamily(TorchFamily):
     }
     required = frozenset({"num_samples", "aggregate"})
 
-    def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
-        n = params["num_samples"]
-        per_batch = params.get("samples_per_batch")
-        if per_batch is None:
-            per_batch = divisor_at_most(n, DEFAULT_SAMPLES_PER_BATCH)
-        elif n % per_batch:
-            raise ConfigError(
-                f"{where}samples_per_batch: {per_batch} does not divide num_samples {n}"
-            )
-        return {**params, "samples_per_batch": per_batch}
 
     def _load_model(self, folder):
         from tuner.models.toto import load_toto
