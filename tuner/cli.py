@@ -168,10 +168,17 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 @click.option("--val-windows", type=click.IntRange(min=1), default=None, help="Validation bars.")
 @click.option("--test-windows", type=click.IntRange(min=1), default=None, help="Test bars.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Bars ahead.")
+@click.option("--max-latency", "max_latency_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per forecast a winner may take at most (validation latency).")
+@click.option("--warm-start-from", default=None,
+              help="Seed each study with the best trials of this earlier experiment (same storage).")
+@click.option("--warm-start-production", is_flag=True, default=None,
+              help="Seed each study with the promoted config in configs/best/<SYMBOL>.json.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @library_errors
 def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
-        max_concurrent_per_study, device, val_windows, test_windows, horizon, no_dashboard):
+        max_concurrent_per_study, device, val_windows, test_windows, horizon, max_latency_s,
+        warm_start_from, warm_start_production, no_dashboard):
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
     With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
@@ -182,6 +189,7 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
         tuner run
         tuner run --config monthly --address auto
         tuner run --symbols AAPL,MSFT --families toto --trials 20 --weights tiny-weights/
+        tuner run --name 2026-12 --warm-start-from 2026-11 --warm-start-production
     """
     from dataclasses import replace
 
@@ -198,7 +206,8 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     config = config.with_overrides(
         data=data, symbols=_split(symbols), families=_split(families), trials=trials, seed=seed,
         name=name, storage=storage, address=address, device=device,
-        max_concurrent_per_study=max_concurrent_per_study,
+        max_concurrent_per_study=max_concurrent_per_study, max_latency_s=max_latency_s,
+        warm_start_from=warm_start_from, warm_start_production=warm_start_production or None,
         weights=WeightsSource.parse(weights) if weights else None,
     )
     run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None)
@@ -291,6 +300,87 @@ def make_tiny_command(folder, seed):
     out = make_tiny(folder, seed=seed)
     for sub in sorted(p for p in out.iterdir() if p.is_dir()):
         click.echo(f"{sub}: {', '.join(sorted(f.name for f in sub.iterdir()))}")
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet", "html"]), default="table",
+              show_default=True, help="table and csv print (or go to --out); parquet and html are files.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write. Default: the terminal (table, csv) or <storage>/<experiment>/report.<format>.")
+@library_errors
+def report(experiment, storage, fmt, out):
+    """Report an experiment: per symbol the winner, its scores, the baseline, every family, flags.
+
+    Flags: no-skill (validation pct_return_mae >= the naive baseline's), overfit (test > 1.5 x
+    validation and >= the naive baseline's on test). Tiny-weight, incomplete and still-running
+    experiments are labelled in every format.
+
+    \b
+    Example:
+        tuner report sample
+        tuner report sample --format html --out sample.html
+        tuner report monthly --storage s3://my-bucket/tuner --format csv > monthly.csv
+    """
+    from tuner.report import default_location, load_report, render, save_report
+
+    result = load_report(experiment, storage)
+    if out is None and default_location(fmt) is None:
+        click.echo(render(result, fmt), nl=False)
+        if fmt != "table":
+            for label in result.labels:
+                click.echo(label, err=True)
+        return
+    where = save_report(result, fmt, out, storage)
+    click.echo(f"wrote {fmt} report: {where}")
+    for label in result.labels:
+        click.echo(label)
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--configs", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="configs/ folder whose best/ gets the winners. Default: $TUNER_CONFIGS, ./configs or the repo's.")
+@click.option("--symbols", default=None, help="Comma-separated symbols to promote. Default: all.")
+@click.option("--only-improvements", is_flag=True,
+              help="Promote only where validation pct_return_mae is lower than the current production file's.")
+@click.option("--dry-run", is_flag=True, help="Print the diffs and write nothing.")
+@click.option("--force", is_flag=True, help="Promote tiny-weight or incomplete results anyway.")
+@library_errors
+def promote(experiment, storage, configs, symbols, only_improvements, dry_run, force):
+    """Write each symbol's winner to configs/best/<SYMBOL>.json, printing the diff first.
+
+    The replaced file is backed up to configs/best/.backup/<SYMBOL>.<UTC time>.json. Tiny-weight
+    and incomplete experiments are refused unless --force.
+
+    \b
+    Example:
+        tuner promote monthly --dry-run
+        tuner promote monthly --symbols AAPL,MSFT --only-improvements
+    """
+    from tuner.promote import PROMOTE, promote_winners
+
+    done = promote_winners(experiment, storage, configs, _split(symbols), only_improvements,
+                           dry_run, force, echo=click.echo)
+    for p in done:
+        if p.action != PROMOTE:
+            click.echo(f"{p.symbol}: skipped: {p.reason}")
+            continue
+        verb = "would promote" if dry_run else "promoted"
+        was = f", was {p.previous_score:.5f}" if p.previous_score is not None else ""
+        line = (f"{p.symbol}: {verb} {p.family} (validation pct_return_mae {p.score:.5f}{was}) "
+                f"to {p.target} [{p.reason}]")
+        if p.backup:
+            line += f"; backup {p.backup}"
+        click.echo(line)
+        if p.flags:
+            click.echo(f"  WARNING: {p.symbol} is flagged {', '.join(p.flags)} (see `tuner report {experiment}`)")
+    if any(p.document and p.document.get("tiny_weights") for p in done if p.action == PROMOTE):
+        click.echo("WARNING: these results were made with TINY RANDOM-INIT weights (allowed by --force)")
+    if dry_run:
+        click.echo("dry run: nothing written")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from tuner.storage import Storage
+from tuner.storage import SUMMARY_FILE, TRIALS_FILE, Storage
 from tuner.trial import TrialResult
 
 COMPLETED, FAILED, NEVER_RAN = "completed", "failed", "never_ran"
@@ -196,8 +196,8 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
         documents[key] = {**doc, "experiment": meta.get("experiment"), "created_at": meta.get("created_at")}
         storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
     summary = build_summary(documents, counts, meta)
-    storage.write_parquet("trials.parquet", trials_table(records))
-    storage.write_json("summary.json", summary)
+    storage.write_parquet(TRIALS_FILE, trials_table(records))
+    storage.write_json(SUMMARY_FILE, summary)
     return summary
 
 

@@ -23,3 +23,7 @@ class WeightsError(TunerError):
 
 class UnknownFamilyError(ConfigError):
     """A model family name that is not registered."""
+
+
+class PromotionRefused(TunerError):
+    """The experiment's results may not go to production (tiny weights, unfinished) without force."""

@@ -29,14 +29,13 @@ from tuner.config import load_family_config
 from tuner.data import bundled_data_path, load_dataset
 from tuner.errors import ConfigError, DataError, TunerError, WeightsError
 from tuner.experiment_config import ExperimentConfig, FamilyResources
-from tuner.storage import Storage, is_uri
+from tuner.storage import CONFIG_FILE, SUMMARY_FILE, TRIALS_FILE, Storage, is_uri
 from tuner.trial import TrialResult
 from tuner.weights import FAMILY_MODEL, WeightsSource, split_revision
 from tuner.windows import make_periods
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "tuner-experiment.json"
 NAMESPACE = "forecast-tuner"
 TRIAL_RESOURCES = {"cpu": 0.01}
 """Trials only wait on a model actor; the actor holds the real CPU/GPU share."""
@@ -85,7 +84,7 @@ def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any
     status: dict[str, Any] = {"experiment": name, "root": storage.root,
                               "config": storage.read_json(CONFIG_FILE),
                               "progress": read_progress(storage)}
-    status["summary"] = storage.read_json("summary.json") if storage.exists("summary.json") else None
+    status["summary"] = storage.read_json(SUMMARY_FILE) if storage.exists(SUMMARY_FILE) else None
     return status
 
 
@@ -127,7 +126,7 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
         summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived)
         if watchdog_message:
             summary["stopped"] = watchdog_message
-            storage.write_json("summary.json", summary)
+            storage.write_json(SUMMARY_FILE, summary)
             raise TunerError(watchdog_message)
         _report(summary, storage, echo)
         return summary
@@ -377,7 +376,7 @@ def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dic
     previous = None
     if config.warm_start_from:
         previous = Storage(config.storage, config.warm_start_from)
-        if not previous.exists("trials.parquet"):
+        if not previous.exists(TRIALS_FILE):
             raise ConfigError(f"warm_start_from: experiment {config.warm_start_from!r} has no "
                               f"trials.parquet under {previous.root}")
     production = configs_dir() / "best" if config.warm_start_production else None

@@ -17,9 +17,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from tuner.storage import Storage
-
-PROGRESS_FILE = "progress.json"
+from tuner.storage import PROGRESS_FILE, Storage
 
 
 class ProgressView(Callback):

@@ -16,6 +16,16 @@ from typing import Any
 
 from tuner.errors import ConfigError
 
+# The files of an experiment folder (Ray Tune's own state sits beside them).
+CONFIG_FILE = "tuner-experiment.json"
+"""The experiment config as run (what ``tuner resume`` and ``tuner status`` read)."""
+PROGRESS_FILE = "progress.json"
+"""Live per-study progress, rewritten during the run."""
+SUMMARY_FILE = "summary.json"
+"""The collated summary, written when the run ends."""
+TRIALS_FILE = "trials.parquet"
+"""One row per trial."""
+
 
 def is_uri(location: str) -> bool:
     return "://" in location and not location.startswith("file://")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.search_space import Dimension, SearchSpace
-from tuner.storage import Storage
+from tuner.storage import TRIALS_FILE, Storage
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def _production(folder: Path, symbol: str, family: str) -> list[dict[str, Any]]:
 
 def _previous_ranked(storage: Storage) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Per study, the completed trials' configs of an earlier experiment, best first."""
-    table = storage.read_parquet("trials.parquet")
+    table = storage.read_parquet(TRIALS_FILE)
     table = table[table["status"] == "completed"].sort_values("pct_return_mae", kind="stable")
     ranked: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in table.itertuples():
