@@ -168,6 +168,8 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 @click.option("--val-windows", type=click.IntRange(min=1), default=None, help="Validation bars.")
 @click.option("--test-windows", type=click.IntRange(min=1), default=None, help="Test bars.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Bars ahead.")
+@click.option("--stability-folds", type=click.IntRange(min=0), default=None,
+              help="Earlier validation-sized folds winners are re-scored on (score spread).")
 @click.option("--max-latency", "max_latency_s", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds per forecast a winner may take at most (validation latency).")
 @click.option("--warm-start-from", default=None,
@@ -177,8 +179,8 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @library_errors
 def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
-        max_concurrent_per_study, device, val_windows, test_windows, horizon, max_latency_s,
-        warm_start_from, warm_start_production, no_dashboard):
+        max_concurrent_per_study, device, val_windows, test_windows, horizon, stability_folds,
+        max_latency_s, warm_start_from, warm_start_production, no_dashboard):
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
     With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
@@ -199,10 +201,11 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     from tuner.windows import WindowSpec
 
     config = load_experiment_config(config_path)
-    if any(v is not None for v in (val_windows, test_windows, horizon)):
+    if any(v is not None for v in (val_windows, test_windows, horizon, stability_folds)):
         w = config.windows
-        config = replace(config, windows=WindowSpec(val_windows or w.val_windows,
-                                                    test_windows or w.test_windows, horizon or w.horizon))
+        config = replace(config, windows=WindowSpec(
+            val_windows or w.val_windows, test_windows or w.test_windows, horizon or w.horizon,
+            w.stability_folds if stability_folds is None else stability_folds))
     config = config.with_overrides(
         data=data, symbols=_split(symbols), families=_split(families), trials=trials, seed=seed,
         name=name, storage=storage, address=address, device=device,
