@@ -47,7 +47,7 @@ class Param:
         """Return the value in its canonical type or raise ConfigError naming ``where.name``."""
         path = f"{where}{name}"
         if self.kind == "aggregate":
-            aggregation.parse(value) if isinstance(value, str) else aggregation.parse(str(value))
+            aggregation.parse(value)  # raises AggregationError naming the spec
             return value
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
