@@ -412,7 +412,7 @@ def real_experiment(tiny_weights, tmp_path_factory):
     from tuner.weights import WeightsSource
 
     storage = tmp_path_factory.mktemp("results")
-    ray.init(num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
     try:
         config = ExperimentConfig(name="real", symbols=("AAPL", "EURUSD"),
                                   families=("toto", "kronos_standard", "kronos_ensemble"), trials=3, seed=5,

@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,25 +103,26 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
     import ray
 
     started_ray, dashboard = _connect(config, include_dashboard)
-    actors: dict[str, list] = {}
+    pool: ActorPool | None = None
     try:
         _check_shared_storage(storage)
         storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
                                          "version": __version__})
-        actors, infos, data_refs = _start_actors(config, periods, echo)  # noqa: F841 (held)
-        routing = Routing(NAMESPACE, {f: tuple(n for n, _ in pool) for f, pool in actors.items()},
+        pool = _start_actors(config, periods, echo)
+        actors = pool.actors
+        routing = Routing(NAMESPACE, {f: tuple(n for n, _ in members) for f, members in actors.items()},
                           config.seed)
-        tuner, resumed = _make_tuner(config, storage, routing, studies, len(infos))
+        tuner, resumed = _make_tuner(config, storage, routing, studies, len(pool.infos))
         echo(f"tuning {len(studies)} studies × {config.trials} trials "
              f"({len(config.families)} families, {len({s for s, _ in studies})} symbols) with "
-             f"{len(infos)} model actors; Ray dashboard: {dashboard}"
+             f"{len(pool.infos)} model actors; Ray dashboard: {dashboard}"
              + (" [resumed]" if resumed else ""))
         grid = tuner.fit()
         watchdog_message = _watchdog_message(tuner)
         records = _records(grid, studies)
         finals = _score_winners(records, actors, config.seed, config.max_latency_s)
         derived = _derived_candidates(records, actors, periods, config)
-        infos = ray.get([handle.info.remote() for pool in actors.values() for _, handle in pool])
+        infos = ray.get([handle.info.remote() for members in actors.values() for _, handle in members])
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed)
         summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived)
         if watchdog_message:
@@ -131,9 +132,8 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
         _report(summary, storage, echo)
         return summary
     finally:
-        for pool in actors.values():
-            for _, handle in pool:
-                ray.kill(handle, no_restart=True)
+        if pool is not None:
+            pool.release()
         if started_ray:
             ray.shutdown()
 
@@ -218,11 +218,15 @@ def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> tuple[
     if ray.is_initialized():
         return False, "see the running cluster's dashboard"
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", CHECKPOINT_PERIOD_S)
-    if config.address:
+    # A job submitted with `ray job submit` gets RAY_ADDRESS: it joins that cluster.
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
         # Joining a cluster: its resources are the cluster's; never pass num_cpus/num_gpus here.
-        context = ray.init(address=config.address, namespace=NAMESPACE, log_to_driver=True)
+        context = ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
     else:
-        context = ray.init(namespace=NAMESPACE, include_dashboard=include_dashboard, log_to_driver=True)
+        # "local": always a fresh Ray of our own, never a `ray start` cluster found on this machine
+        context = ray.init(address="local", namespace=NAMESPACE, include_dashboard=include_dashboard,
+                           log_to_driver=True)
     url = getattr(context, "dashboard_url", None)
     return True, (f"http://{url}" if url else "not running")
 
@@ -280,36 +284,84 @@ def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
     return plan
 
 
-def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo):
-    """Start every model actor and wait until all have loaded their weights (or time out)."""
+@dataclass
+class ActorPool:
+    """The model actors of a run and what must live as long as they do.
+
+    Attributes:
+        actors: family → [(name, handle)].
+        infos: what each actor reported once loaded (``ModelServer.info``).
+        data_refs: the windows each family's actors were built from: the driver holds them,
+            because a restarted actor re-reads its constructor arguments.
+        groups: placement groups, one per GPU set (one actor of each family on one node).
+    """
+
+    actors: dict[str, list]
+    infos: list[dict]
+    data_refs: list
+    groups: list
+
+    def release(self) -> None:
+        import ray
+        from ray.util import remove_placement_group
+
+        for pool in self.actors.values():
+            for _, handle in pool:
+                ray.kill(handle, no_restart=True)
+        for group in self.groups:
+            remove_placement_group(group)
+
+
+def _gpu_sets(plan: dict[str, FamilyResources]) -> int:
+    """How many placement groups to pack actors into: one per GPU set when every family has the
+    same number of GPU actors and one of each fits a GPU; else 0 (schedule actors freely)."""
+    counts = {res.actors for res in plan.values()}
+    if len(counts) == 1 and all(res.num_gpus for res in plan.values()) \
+            and sum(res.num_gpus for res in plan.values()) <= 1.0 + 1e-9:
+        return counts.pop()
+    return 0
+
+
+def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo) -> ActorPool:
+    """Start every model actor and wait until all have loaded their weights (or time out).
+
+    With GPUs, each set of one actor per family is a STRICT_PACK placement group, so a set
+    always shares one node's GPU (fractional shares alone could put two Toto actors on one GPU
+    and strand the Kronos actors on a node without CPU for them)."""
     import ray
+    from ray.util import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     server = ray.remote(ModelServer)
     run_id = uuid.uuid4().hex[:6]
     plan = _actor_plan(config)
-    actors: dict[str, list] = {}
-    data_refs = []  # the driver must hold these: a restarted actor re-reads its constructor args
+    families = list(plan)
+    groups = [placement_group([{"GPU": plan[f].num_gpus, "CPU": plan[f].num_cpus} for f in families],
+                              strategy="STRICT_PACK", name=f"{config.name}-set{i}-{run_id}")
+              for i in range(_gpu_sets(plan))]
+    pool = ActorPool({}, [], [], groups)
     for family, res in plan.items():
         data_ref = ray.put(periods[family])
-        data_refs.append(data_ref)
-        actors[family] = []
+        pool.data_refs.append(data_ref)
+        pool.actors[family] = []
         for i in range(res.actors):
             name = f"{config.name}-{family}-{i}-{run_id}"
+            placement = {"scheduling_strategy": PlacementGroupSchedulingStrategy(
+                groups[i], placement_group_bundle_index=families.index(family))} if groups else {}
             handle = server.options(
                 name=name, namespace=NAMESPACE, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
-                max_restarts=3, max_task_retries=2, max_concurrency=ACTOR_CONCURRENCY,
+                max_restarts=3, max_task_retries=2, max_concurrency=ACTOR_CONCURRENCY, **placement,
             ).remote(family, config.weights, data_ref, config.device, config.autocast_dtype,
                      max(1, round(res.num_cpus)), config.bank_max_mb * 1024**2,
                      config.batch_wait_ms / 1000)
-            actors[family].append((name, handle))
-        echo(f"{family}: {res.actors} model actor(s), {res.num_gpus:g} GPU and {res.num_cpus:g} CPU each")
-    pending = {h.info.remote(): (f, n) for f, pool in actors.items() for n, h in pool}
+            pool.actors[family].append((name, handle))
+        echo(f"{family}: {res.actors} model actor(s), {res.num_gpus:g} GPU and {res.num_cpus:g} CPU each"
+             + (" (one of each family per GPU set)" if groups else ""))
+    pending = {h.info.remote(): (f, n) for f, members in pool.actors.items() for n, h in members}
     ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=config.pending_timeout_s)
     if waiting:
         stuck = sorted({pending[r][0] for r in waiting})
-        for pool in actors.values():
-            for _, h in pool:
-                ray.kill(h, no_restart=True)
+        pool.release()
         needs = "; ".join(f"{f}: {plan[f].actors} × ({plan[f].num_gpus:g} GPU, {plan[f].num_cpus:g} CPU)"
                           for f in stuck)
         raise TunerError(
@@ -319,13 +371,13 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
             f"{ray.cluster_resources().get('GPU', 0):g}, CPU {ray.cluster_resources().get('CPU', 0):g}. "
             "Lower resources.<family>.num_gpus/num_cpus/actors, or add nodes."
         )
-    infos = ray.get(ready)
-    loads = sum(i["model_loads"] for i in infos)
-    echo(f"model actors ready: {len(infos)} actors, {loads} model loads "
-         f"({', '.join(sorted({i['device'] for i in infos}))})")
-    if any(i["tiny_weights"] for i in infos):
+    pool.infos = ray.get(ready)
+    loads = sum(i["model_loads"] for i in pool.infos)
+    echo(f"model actors ready: {len(pool.infos)} actors, {loads} model loads "
+         f"({', '.join(sorted({i['device'] for i in pool.infos}))})")
+    if any(i["tiny_weights"] for i in pool.infos):
         echo("WARNING: TINY RANDOM-INIT WEIGHTS: scores are noise, for pipeline checks only.")
-    return actors, infos, data_refs
+    return pool
 
 
 def _make_tuner(config: ExperimentConfig, storage: Storage, routing: Routing,

@@ -21,7 +21,7 @@ FAMILIES = ("toto", "kronos_standard", "kronos_ensemble", "bootstrap_returns")
 def local_ray():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
     yield ray
     ray.shutdown()
 

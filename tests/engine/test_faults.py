@@ -102,7 +102,7 @@ def _checkpointed_finished_trials(root: Path) -> dict[str, float]:
 def local_ray():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
     yield ray
     ray.shutdown()
 
