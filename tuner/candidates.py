@@ -76,7 +76,8 @@ def blend(symbol: str, periods: Periods, a: WinnerForecasts, b: WinnerForecasts,
 
 def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: int) -> dict[str, Any] | None:
     """Switch by realised volatility between the fast and the conservative winner; None when
-    fewer than two winners exist."""
+    fewer than two winners exist or when no split beats always using one of them (the rule
+    would just be that winner again)."""
     if len(winners) < 2:
         return None
     fast = min(winners, key=lambda w: w.latency_per_forecast_s)
@@ -90,6 +91,8 @@ def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: 
         if best is None or mae < best[0]:
             best = (mae, float(threshold))
     threshold = best[1]
+    if not np.isfinite(threshold) or threshold <= vol_val.min():
+        return None  # every validation window on one side: no regime, just one winner
     vol_test = realised_volatility(periods.test)
     use_val = vol_val >= threshold
     use_test = vol_test >= threshold

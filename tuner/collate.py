@@ -26,6 +26,8 @@ from tuner.storage import SUMMARY_FILE, TRIALS_FILE, Storage
 from tuner.trial import TrialResult
 
 COMPLETED, FAILED, NEVER_RAN = "completed", "failed", "never_ran"
+DERIVED = ("blend", "regime")
+"""Candidates built from the family winners (see tuner.candidates)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,9 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
             "config": doc["config"],
         }
     for symbol, entry in symbols.items():
-        family, best = min(entry["families"].items(), key=lambda kv: kv[1]["validation_pct_return_mae"])
+        # Ties go to a family winner over a candidate derived from it (blend/regime).
+        family, best = min(entry["families"].items(),
+                           key=lambda kv: (kv[1]["validation_pct_return_mae"], kv[0] in DERIVED))
         doc = documents[(symbol, family)]
         entry.update({
             "best_family": family,

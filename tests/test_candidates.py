@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import random_walk_bars
+from tuner.candidates import WinnerForecasts, blend, realised_volatility, regime
+from tuner.collate import build_summary
+from tuner.data import load_bars
+from tuner.windows import WindowSpec, make_periods
+
+
+@pytest.fixture
+def periods(write_csv):
+    frame = random_walk_bars(300, seed=21)
+    # calm first half of the validation period, wild second half (and in test)
+    rng = np.random.default_rng(0)
+    wild = np.exp(np.cumsum(rng.normal(0, 0.05, 40)))
+    frame.loc[270:, ["Open", "High", "Low", "Close"]] = (frame.loc[270:, ["Open", "High", "Low", "Close"]].values
+                                                       * wild[-30:, None]).round(4)
+    return make_periods(load_bars(write_csv("AAA.csv", frame)), WindowSpec(), 64)
+
+
+def forecasts(periods, family, good_when_volatile: bool, latency: float) -> WinnerForecasts:
+    out = {}
+    for name in ("validation", "test"):
+        batch = getattr(periods, name)
+        vol = realised_volatility(batch)
+        volatile = vol >= np.median(realised_volatility(periods.validation))
+        good = volatile if good_when_volatile else ~volatile
+        out[name] = np.where(good, batch.actual_close, batch.prev_close * 1.05)
+    return WinnerForecasts(family, out["validation"], out["test"], latency)
+
+
+def test_when_each_member_is_good_in_one_regime_then_the_switch_beats_both(periods):
+    fast = forecasts(periods, "toto", good_when_volatile=False, latency=0.01)
+    conservative = forecasts(periods, "kronos_ensemble", good_when_volatile=True, latency=0.2)
+    doc = regime("AAA", periods, [fast, conservative], seed=1)
+    assert doc is not None and doc["config"]["fast"] == "toto" and doc["config"]["conservative"] == "kronos_ensemble"
+    assert doc["validation"]["pct_return_mae"] == pytest.approx(0.0)
+    assert np.isfinite(doc["config"]["volatility_threshold"])
+
+
+def test_when_one_member_is_always_better_then_no_regime_is_made(periods):
+    perfect = WinnerForecasts("toto", periods.validation.actual_close, periods.test.actual_close, 0.01)
+    poor = WinnerForecasts("kronos_ensemble", periods.validation.prev_close * 1.05, periods.test.prev_close * 1.05, 0.2)
+    assert regime("AAA", periods, [perfect, poor], seed=1) is None
+
+
+def test_when_blending_then_weights_are_inverse_validation_error_and_sum_to_one(periods):
+    a = WinnerForecasts("toto", periods.validation.prev_close * 1.01, periods.test.prev_close * 1.01, 0.01)
+    b = WinnerForecasts("kronos_ensemble", periods.validation.prev_close * 1.03, periods.test.prev_close * 1.03, 0.02)
+    doc = blend("AAA", periods, a, b, seed=1)
+    w = doc["config"]["weights"]
+    assert sum(w) == pytest.approx(1.0) and w[0] > w[1]
+    assert doc["validation"]["latency_per_forecast_s"] == pytest.approx(0.03)
+
+
+def test_when_a_candidate_ties_its_member_then_the_member_wins():
+    doc = {"config": {}, "validation": {"pct_return_mae": 0.01, "latency_per_forecast_s": 0.1, "skill": 0},
+           "test": {"pct_return_mae": 0.02, "skill": 0},
+           "baseline": {"validation": {"pct_return_mae": 0.02}, "test": {"pct_return_mae": 0.02}}}
+    summary = build_summary({("AAA", "regime"): doc, ("AAA", "toto"): doc}, {}, {})
+    assert summary["symbols"]["AAA"]["best_family"] == "toto"
