@@ -105,10 +105,11 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
     started_ray, dashboard = _connect(config, include_dashboard)
     pool: ActorPool | None = None
     try:
-        _check_shared_storage(storage)
         storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
                                          "version": __version__})
         pool = _start_actors(config, periods, echo)
+        # Checked once the actors run: an autoscaling cluster only has its GPU nodes by now.
+        _check_shared_storage(storage)
         actors = pool.actors
         routing = Routing(NAMESPACE, {f: tuple(n for n, _ in members) for f, members in actors.items()},
                           config.seed)
@@ -272,10 +273,13 @@ def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
     plan = {}
     for family in config.families:
         want = config.resources_for(family)
-        if gpus >= 1 and family in GPU_SHARE:
+        # GPU sizing when the cluster has GPUs, or when the config asks for them on a cluster whose
+        # GPU nodes do not exist yet (autoscaling from zero): never size GPU actors from the head.
+        if (gpus >= 1 and family in GPU_SHARE) or (want.num_gpus or 0) > 0:
             share = want.num_gpus if want.num_gpus is not None else GPU_SHARE[family]
             actors = want.actors or max(1, int(gpus))
-            cpu = want.num_cpus if want.num_cpus is not None else min(1.0, cpus / (n * actors + 1))
+            default_cpu = min(1.0, cpus / (n * actors + 1)) if gpus >= 1 else 1.0
+            cpu = want.num_cpus if want.num_cpus is not None else default_cpu
         else:
             share = want.num_gpus or 0.0
             cpu = want.num_cpus if want.num_cpus is not None else (2.0 if cpus >= 8 else cpus / (n + 1))
