@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.metrics import Scores, baseline, score, skill
+from tuner.metrics import baseline, score, skill
 from tuner.windows import Periods, WindowBatch
 
 VOL_BARS = 20
@@ -103,7 +103,3 @@ def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: 
     return _document("regime", symbol, config, periods,
                      np.where(use_val, conservative.validation, fast.validation),
                      np.where(use_test, conservative.test, fast.test), latency, seed)
-
-
-def scores_of(doc: dict[str, Any], period: str) -> Scores:
-    return Scores.from_dict(doc[period])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -204,10 +204,3 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     storage.write_json(SUMMARY_FILE, summary)
     return summary
 
-
-def records_from_dicts(rows: Iterable[Mapping[str, Any]]) -> list[TrialRecord]:
-    return [TrialRecord(**row) for row in rows]
-
-
-def record_to_dict(record: TrialRecord) -> dict[str, Any]:
-    return asdict(record)

@@ -11,7 +11,6 @@ study's history); ``tuner resume NAME`` does the same from the stored config.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -120,7 +119,7 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
              + (" [resumed]" if resumed else ""))
         grid = tuner.fit()
         watchdog_message = _watchdog_message(tuner)
-        records = _records(grid, studies)
+        records = _records(grid)
         finals = _score_winners(records, actors, config.seed, config.max_latency_s)
         derived = _derived_candidates(records, actors, periods, config)
         infos = ray.get([handle.info.remote() for members in actors.values() for _, handle in members])
@@ -446,7 +445,7 @@ def _watchdog_message(tuner) -> str | None:
     return getattr(stop, "message", None)
 
 
-def _records(grid, studies: list[tuple[str, str]]) -> list[TrialRecord]:
+def _records(grid) -> list[TrialRecord]:
     records = []
     for result in grid:
         cfg = result.config or {}
@@ -566,7 +565,3 @@ def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
     if summary.get("tiny_weights"):
         echo("WARNING: these results were made with TINY RANDOM-INIT weights: noise, not skill.")
     echo(f"results: {storage.root}")
-
-
-def summary_json(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, indent=2, default=str)

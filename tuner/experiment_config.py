@@ -14,7 +14,7 @@ from typing import Any
 
 from tuner.config import check_keys, configs_dir, read_yaml
 from tuner.errors import ConfigError
-from tuner.forecasters.base import family_class, family_names
+from tuner.forecasters.base import family_class
 from tuner.weights import WeightsSource
 from tuner.windows import WindowSpec
 
@@ -207,7 +207,3 @@ def parse_experiment_config(data: Mapping[str, Any], file: Path | str = "<config
         raise ConfigError(f"{where}{e}") from e
     except TypeError as e:
         raise ConfigError(f"{where}{e}") from e
-
-
-def known_families() -> list[str]:
-    return family_names(production_only=False)

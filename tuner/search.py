@@ -140,7 +140,3 @@ class StudyMultiplexer(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.set_state(pickle.load(f))
-
-    def completed_trials(self, key: str) -> int:
-        study = self.studies[key]._ot_study
-        return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

@@ -34,9 +34,6 @@ def load_count() -> int:
     return len(_loads)
 
 
-def loaded_keys() -> list[Hashable]:
-    return list(_loads)
-
 
 def clear() -> None:
     """Drop every cached model (frees memory; the load count is kept)."""
