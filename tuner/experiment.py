@@ -23,7 +23,7 @@ from typing import Any
 
 from tuner import __version__
 from tuner.actors import ModelServer, Routing, trial_dirname, tuning_trial
-from tuner.collate import COMPLETED, FAILED, TrialRecord, write_experiment
+from tuner.collate import COMPLETED, FAILED, TrialRecord, pick_winners, write_experiment
 from tuner.config import load_family_config
 from tuner.data import bundled_data_path, load_dataset
 from tuner.errors import ConfigError, DataError, TunerError, WeightsError
@@ -120,8 +120,9 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
         grid = tuner.fit()
         watchdog_message = _watchdog_message(tuner)
         records = _records(grid)
-        finals = _score_winners(records, actors, config.seed, config.max_latency_s)
-        derived = _derived_candidates(records, actors, periods, config)
+        winners = pick_winners(records, config.max_latency_s)
+        finals = _score_winners(winners, actors, config.seed)
+        derived = _derived_candidates(winners, actors, periods, config)
         infos = ray.get([handle.info.remote() for members in actors.values() for _, handle in members])
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed)
         summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived)
@@ -465,14 +466,10 @@ def _records(grid) -> list[TrialRecord]:
     return records
 
 
-def _score_winners(records: list[TrialRecord], actors: dict[str, list], seed: int,
-                   max_latency_s: float | None):
+def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int):
     """Re-run each study's winner with the test period (same seed) on its family's actor."""
     import ray
 
-    from tuner.collate import pick_winners
-
-    winners = pick_winners(records, max_latency_s)
     calls = {key: actors[key[1]][0][1].evaluate.remote(key[0], dict(w.config), seed, True)
              for key, w in winners.items()}
     finals = {}
@@ -486,15 +483,13 @@ def _score_winners(records: list[TrialRecord], actors: dict[str, list], seed: in
     return finals
 
 
-def _derived_candidates(records: list[TrialRecord], actors: dict[str, list], periods: dict[str, dict],
-                        config: ExperimentConfig) -> dict[tuple[str, str], dict]:
+def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list],
+                        periods: dict[str, dict], config: ExperimentConfig) -> dict[tuple[str, str], dict]:
     """Blend and regime candidates per symbol from the family winners (see tuner.candidates)."""
     import ray
 
     from tuner.candidates import WinnerForecasts, blend, regime
-    from tuner.collate import pick_winners
 
-    winners = pick_winners(records, config.max_latency_s)
     calls = {key: actors[key[1]][0][1].point_forecasts.remote(key[0], dict(w.config), config.seed)
              for key, w in winners.items() if key[1] in FAMILY_MODEL}
     by_symbol: dict[str, dict[str, WinnerForecasts]] = {}

@@ -134,16 +134,15 @@ def test_when_same_weights_then_distribution_parameters_match(base, length: int)
         )
 
 
+def _narrow_config() -> dict:
+    """The base architecture (patch 64, same layer kinds) made narrow and shallow, for cheap tests."""
+    return {**base_toto_config(), "embed_dim": 64, "num_heads": 4, "mlp_hidden_dim": 128,
+            "num_layers": 2, "spacewise_every_n_layers": 2}
+
+
 def test_when_upstream_state_dict_saved_then_ours_loads_it_unchanged(tmp_path: Path) -> None:
     """Small same-architecture model: both plain and fused-SwiGLU names, as upstream maps them."""
-    config = {
-        **base_toto_config(),
-        "embed_dim": 64,
-        "num_heads": 4,
-        "mlp_hidden_dim": 128,
-        "num_layers": 2,
-        "spacewise_every_n_layers": 2,
-    }
+    config = _narrow_config()
     up = _upstream(config, seed=3)
     plain = up.state_dict()
     fused = Toto._map_state_dict_keys(plain, use_fused_swiglu=True)
@@ -187,15 +186,7 @@ def test_when_horizon_one_then_samples_match_upstream_distribution(base) -> None
 @pytest.mark.parametrize("kv", [False, True])
 def test_when_horizon_spans_patches_then_marginals_match_upstream(tmp_path: Path, kv: bool) -> None:
     """Horizon 130 = 2 full patches + 2 steps, autoregressive; narrow model with patch 64."""
-    config = {
-        **base_toto_config(),
-        "embed_dim": 64,
-        "num_heads": 4,
-        "mlp_hidden_dim": 128,
-        "num_layers": 2,
-        "spacewise_every_n_layers": 2,
-        "output_distribution_kwargs": {"k_components": 24},
-    }
+    config = {**_narrow_config(), "output_distribution_kwargs": {"k_components": 24}}
     up = _upstream(config, seed=5)
     ours = load_toto(save_checkpoint(tmp_path / "narrow", config, up.state_dict(), tiny=True))
     x = _prices(1, 160, seed=6)[0]
