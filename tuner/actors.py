@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def build_family(name: str, weights: WeightsSource | None, device: str | None,
-                 autocast_dtype: str | None = None) -> Family:
+                 autocast_dtype: str | None = None, gpu_share: float = 1.0) -> Family:
     cls = family_class(name)
     if issubclass(cls, TorchFamily):
-        return cls(weights=weights, device=device, autocast_dtype=autocast_dtype)
+        return cls(weights=weights, device=device, autocast_dtype=autocast_dtype, gpu_share=gpu_share)
     return cls(weights=weights, device=device)
 
 
@@ -52,11 +52,16 @@ class ModelServer:
         device: ``auto`` (CUDA when Ray gave this actor a GPU), ``cpu`` or ``cuda``.
         autocast_dtype: ``bf16``/``fp16`` on CUDA, None for fp32.
         threads: torch CPU threads.
+        bank_max_bytes: sample-bank size limit (0 = no bank).
+        batch_wait_s: how long a request waits for others to merge with (0 = no batching).
+        gpu_share: the fraction of its GPU Ray gave this actor; ``samples_per_batch`` is sized
+            to fit in it (:mod:`tuner.memory`).
     """
 
     def __init__(self, family: str, weights: WeightsSource | None, periods: Mapping[str, Periods],
                  device: str = "auto", autocast_dtype: str | None = None, threads: int = 1,
-                 bank_max_bytes: int = DEFAULT_MAX_BYTES, batch_wait_s: float = 0.005) -> None:
+                 bank_max_bytes: int = DEFAULT_MAX_BYTES, batch_wait_s: float = 0.005,
+                 gpu_share: float = 1.0) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -64,7 +69,7 @@ class ModelServer:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.family_name = family
         self.periods = dict(periods)
-        self.family = build_family(family, weights, device, autocast_dtype)
+        self.family = build_family(family, weights, device, autocast_dtype, gpu_share)
         # Trials of this actor share sample banks, and concurrent ones are merged into fewer
         # model calls (the actor runs several evaluate() calls at once in threads).
         self.family.bank = SampleBank(bank_max_bytes) if bank_max_bytes > 0 else None
@@ -103,6 +108,8 @@ class ModelServer:
             "busy_s": self.busy_s,
             "bank": self.family.bank.stats() if self.family.bank else None,
             "batching": self.family.batcher.stats() if self.family.batcher else None,
+            "samples_per_batch": (self.family.batch_sizer.stats()
+                                  if isinstance(self.family, TorchFamily) else None),
         }
 
     def evaluate(self, symbol: str, params: Mapping[str, Any], seed: int,

@@ -357,7 +357,7 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
                 max_restarts=3, max_task_retries=2, max_concurrency=ACTOR_CONCURRENCY, **placement,
             ).remote(family, config.weights, data_ref, config.device, config.autocast_dtype,
                      max(1, round(res.num_cpus)), config.bank_max_mb * 1024**2,
-                     config.batch_wait_ms / 1000)
+                     config.batch_wait_ms / 1000, res.num_gpus)
             pool.actors[family].append((name, handle))
         echo(f"{family}: {res.actors} model actor(s), {res.num_gpus:g} GPU and {res.num_cpus:g} CPU each"
              + (" (one of each family per GPU set)" if groups else ""))
@@ -531,6 +531,7 @@ def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: f
         "actor_restarts": sum(bool(i["restarted"]) for i in infos),
         "sample_banks": _sum_stats(i["bank"] for i in infos),
         "batching": _sum_stats(i["batching"] for i in infos),
+        "samples_per_batch": _sum_stats(i.get("samples_per_batch") for i in infos),
         "actors": infos,
         "skipped": skipped,
         "resumed": resumed,

@@ -93,6 +93,9 @@ def test_when_winners_are_rescored_then_their_validation_draws_come_from_the_sam
     assert summary["sample_banks"]["hits"] >= 8
     assert summary["sample_banks"]["bytes"] <= summary["sample_banks"]["max_bytes"]
     assert summary["batching"]["requests"] >= 24
+    # CPU actors: samples_per_batch chosen per call from the fixed cap, nothing probed
+    assert summary["samples_per_batch"]["choices"] > 0
+    assert summary["samples_per_batch"]["probes"] == 0
 
 
 def test_when_weights_are_tiny_then_every_output_says_so(finished):

@@ -229,10 +229,3 @@ def _import_builtin_families() -> None:
     # but keeping registration on demand avoids import cycles with this module.
     from tuner.forecasters import bootstrap, kronos_ensemble, kronos_standard, toto  # noqa: F401
 
-
-def divisor_at_most(n: int, cap: int) -> int:
-    """The largest divisor of ``n`` that is ``<= cap`` (a samples_per_batch that splits n evenly)."""
-    for d in range(min(n, cap), 0, -1):
-        if n % d == 0:
-            return d
-    return 1

@@ -42,14 +42,18 @@ class KronosFamily(TorchFamily):
         from tuner.models.kronos import sample_kronos
 
         model, tokenizer = self.model
-        batch = batch.truncated(params["max_context"])
-        paths = sample_kronos(
-            model, tokenizer,
-            torch.tensor(batch.context, dtype=torch.float32),
-            torch.tensor(batch.context_times.astype(np.int64)),
-            torch.tensor(batch.future_times.astype(np.int64)),
-            temperatures=torch.as_tensor(self.temperatures(params), dtype=torch.float32),
-            top_p=params["top_p"], top_k=params["top_k"], clip=params["clip"],
-            seeds=seeds, samples_per_batch=params["samples_per_batch"],
-        )
-        return paths[:, :, -1, 3].double().cpu().numpy()  # target bar's close
+        seen = batch.truncated(params["max_context"])
+        context = torch.tensor(seen.context, dtype=torch.float32)
+        context_times = torch.tensor(seen.context_times.astype(np.int64))
+        future_times = torch.tensor(seen.future_times.astype(np.int64))
+
+        def draw(count: int, per_batch: int):
+            ladder = self.temperatures({**params, self.count_param: count})
+            return sample_kronos(
+                model, tokenizer, context, context_times, future_times,
+                temperatures=torch.as_tensor(ladder, dtype=torch.float32),
+                top_p=params["top_p"], top_k=params["top_k"], clip=params["clip"],
+                seeds=seeds, samples_per_batch=per_batch,
+            )
+
+        return self.draw_in_chunks(batch, params, draw)[:, :, -1, 3].double().cpu().numpy()  # target close

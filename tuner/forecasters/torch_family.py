@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tuner.errors import ConfigError
-from tuner.forecasters.base import Family, divisor_at_most
+from tuner.forecasters.base import Family
+from tuner.memory import CudaMemoryMeter, SamplesPerBatch
 from tuner.models import registry
+from tuner.windows import WindowBatch
 from tuner.weights import WeightsSource, split_revision
 
 
@@ -19,10 +22,6 @@ def pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-DEFAULT_SAMPLES_PER_BATCH = 256
-"""Sample paths per model call when a trial does not say (memory only: never changes results)."""
-
-
 class TorchFamily(Family):
     """A family backed by checkpoints; ``weights`` is a :class:`WeightsSource`, str or None."""
 
@@ -30,25 +29,34 @@ class TorchFamily(Family):
     """Which fields of WeightsSource this family loads (e.g. ``("kronos", "kronos_tokenizer")``)."""
 
     def __init__(self, weights: Any = None, device: str | None = None,
-                 autocast_dtype: str | None = None) -> None:
+                 autocast_dtype: str | None = None, gpu_share: float = 1.0) -> None:
         if not isinstance(weights, WeightsSource):
             weights = WeightsSource.parse(weights, family=self.name)
         super().__init__(weights, device)
         self.autocast_dtype = autocast_dtype
+        self.gpu_share = gpu_share
+        """The fraction of the GPU this process may fill (a fractional-GPU actor's share)."""
+        self.batch_sizer = SamplesPerBatch()
         self.model: Any = None
 
     def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
-        """Fill ``samples_per_batch`` (the largest divisor of the path count up to 256), or
-        check that the given one divides the path count."""
-        n = params[self.count_param]
+        """Check that a given ``samples_per_batch`` divides the path count; unset, it is chosen
+        per call (:meth:`draw_in_chunks`), so it is not part of the trial's config."""
         per_batch = params.get("samples_per_batch")
-        if per_batch is None:
-            per_batch = divisor_at_most(n, DEFAULT_SAMPLES_PER_BATCH)
-        elif n % per_batch:
+        n = params[self.count_param]
+        if per_batch is not None and n % per_batch:
             raise ConfigError(
                 f"{where}samples_per_batch: {per_batch} does not divide {self.count_param} {n}"
             )
-        return {**params, "samples_per_batch": per_batch}
+        return params
+
+    def draw_in_chunks(self, batch: WindowBatch, params: Mapping[str, Any],
+                       draw: Callable[[int, int], Any]) -> Any:
+        """``draw(count, samples_per_batch)`` for the trial's path count, with the trial's
+        ``samples_per_batch`` or one chosen from free GPU memory (:mod:`tuner.memory`)."""
+        shape = (len(batch), batch.context_length, batch.horizon, params.get("max_context"))
+        return self.batch_sizer.sample(params[self.count_param], shape, draw,
+                                       given=params.get("samples_per_batch"))
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -76,6 +84,8 @@ class TorchFamily(Family):
         self.device = pick_device(self.device)
         key = (type(self).model_kind(), self.sources, self.device, self.autocast_dtype)
         self.model, self._tiny = registry.get_model(key, self._load_resolved)
+        if str(self.device).startswith("cuda"):
+            self.batch_sizer.meter = CudaMemoryMeter(self.device, share=self.gpu_share)
         self.loaded = True
 
     def close(self) -> None:

@@ -32,21 +32,24 @@ class TotoFamily(TorchFamily):
     def sample(self, batch: WindowBatch, params: Mapping[str, Any], seeds: list[int]) -> np.ndarray:
         import torch
 
+        context = torch.tensor(batch.close_context, dtype=torch.float32)
+        return self._draw_closes(batch, params, seeds, context)
+
+    def _draw_closes(self, batch, params, seeds, context, first_patch=None) -> np.ndarray:
         from tuner.models.toto import sample_toto
 
-        context = torch.tensor(batch.close_context, dtype=torch.float32)
-        paths = sample_toto(
-            self.model, context, horizon=batch.horizon, num_samples=params["num_samples"],
-            seeds=seeds, samples_per_batch=params["samples_per_batch"],
-        )
-        return paths[..., -1].double().cpu().numpy()
+        def draw(count: int, per_batch: int):
+            return sample_toto(self.model, context, horizon=batch.horizon, num_samples=count,
+                               seeds=seeds, samples_per_batch=per_batch, first_patch=first_patch)
+
+        return self.draw_in_chunks(batch, params, draw)[..., -1].double().cpu().numpy()
 
     def sample_group(self, requests):
         """One forward pass for every window of every request (same context length, horizon
         within one patch); each request then draws from its own windows' distributions."""
         import torch
 
-        from tuner.models.toto import TotoOutput, first_patch_distribution, sample_toto
+        from tuner.models.toto import TotoOutput, first_patch_distribution
 
         out: list = [None] * len(requests)
         groups: dict[int, list[int]] = {}
@@ -64,9 +67,6 @@ class TotoFamily(TorchFamily):
                 batch, params, seeds = requests[i]
                 mine = TotoOutput(*(t[row : row + len(batch)] for t in first))
                 row += len(batch)
-                paths = sample_toto(self.model, torch.tensor(batch.close_context, dtype=torch.float32),
-                                    horizon=batch.horizon, num_samples=params["num_samples"],
-                                    seeds=seeds, samples_per_batch=params["samples_per_batch"],
-                                    first_patch=mine)
-                out[i] = paths[..., -1].double().cpu().numpy()
+                out[i] = self._draw_closes(batch, params, seeds,
+                                           torch.tensor(batch.close_context, dtype=torch.float32), mine)
         return out
