@@ -860,8 +860,9 @@ def sample_kronos(
     autocast_dtype = getattr(model, "autocast_dtype", None)
     normed, mean, scale = normalize_context(context.cpu(), clip)
     out = torch.empty(w_count, s_count, horizon, 6)
-    use_autocast = device.type == "cuda" and autocast_dtype not in (None, torch.float32)
-    autocast = torch.autocast("cuda", dtype=autocast_dtype) if use_autocast else contextlib.nullcontext()
+    # load_kronos only sets autocast_dtype on CUDA; tests set it on CPU to run this same path.
+    use_autocast = autocast_dtype not in (None, torch.float32)
+    autocast = torch.autocast(device.type, dtype=autocast_dtype) if use_autocast else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
         for w in range(w_count):
             gen = torch.Generator().manual_seed(int(seeds[w]))

@@ -448,7 +448,7 @@ class TotoModel(nn.Module):
         super().__init__()
         self.config = config
         self.model = _Backbone(config)
-        self.autocast_dtype: torch.dtype | None = None  # set by load_toto; CUDA only
+        self.autocast_dtype: torch.dtype | None = None  # set by load_toto (CUDA only)
 
     @property
     def device(self) -> torch.device:
@@ -472,7 +472,8 @@ class TotoModel(nn.Module):
         """
         cfg = self.config
         scaled, loc, scale = _causal_patch_scaler(series, observed, cfg, prefix_length)
-        use_autocast = self.autocast_dtype is not None and series.device.type == "cuda"
+        # load_toto only sets autocast_dtype on CUDA; tests set it on CPU to run this same path.
+        use_autocast = self.autocast_dtype is not None
         with torch.autocast(series.device.type, dtype=self.autocast_dtype, enabled=use_autocast):
             hidden = self.model.transformer(self.model.patch_embed(scaled))
             if last_patch_only:  # causal: the last token alone predicts the next patch
