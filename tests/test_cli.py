@@ -78,3 +78,18 @@ def test_when_run_as_a_real_process_then_evaluate_prints_json():
                           "--symbol", "MSFT", "--params", PARAMS], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["symbol"] == "MSFT"
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], "bf16"), (["--autocast-dtype", "fp32"], None),
+                                                (["--autocast-dtype", "fp16"], "fp16")])
+def test_when_run_gets_options_then_they_override_the_experiment_yaml(monkeypatch, flag, expected):
+    import tuner.experiment
+
+    seen = {}
+    monkeypatch.setattr(tuner.experiment, "run_experiment",
+                        lambda config, **kwargs: seen.setdefault("config", config))
+    result = CliRunner().invoke(main, ["run", "--config", "monthly", "--trials", "3", *flag])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert config.autocast_dtype == expected  # monthly.yaml says bf16
+    assert config.trials == 3 and config.name == "monthly"

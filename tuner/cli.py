@@ -165,6 +165,8 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 @click.option("--max-concurrent-per-study", type=click.IntRange(min=1), default=None,
               help="Trials of one study in flight at once.")
 @click.option("--device", default=None, help="auto, cpu or cuda.")
+@click.option("--autocast-dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
+              help="Precision of the transformers on CUDA (fp32 = no autocast).")
 @click.option("--val-windows", type=click.IntRange(min=1), default=None, help="Validation bars.")
 @click.option("--test-windows", type=click.IntRange(min=1), default=None, help="Test bars.")
 @click.option("--horizon", type=click.IntRange(min=1), default=None, help="Bars ahead.")
@@ -179,7 +181,7 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @library_errors
 def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
-        max_concurrent_per_study, device, val_windows, test_windows, horizon, stability_folds,
+        max_concurrent_per_study, device, autocast_dtype, val_windows, test_windows, horizon, stability_folds,
         max_latency_s, warm_start_from, warm_start_production, no_dashboard):
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
@@ -213,6 +215,8 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
         warm_start_from=warm_start_from, warm_start_production=warm_start_production or None,
         weights=WeightsSource.parse(weights) if weights else None,
     )
+    if autocast_dtype is not None:
+        config = replace(config, autocast_dtype=None if autocast_dtype == "fp32" else autocast_dtype)
     run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None)
 
 
