@@ -76,3 +76,14 @@ def test_when_fewer_samples_are_banked_than_asked_then_miss_and_the_larger_draw_
     samples, seconds = bank.lookup("k", 2, True)
     np.testing.assert_array_equal(samples, [[0.0, 1.0]])
     assert seconds == 0.2
+
+
+def test_when_samples_are_banked_then_neither_the_caller_nor_a_hit_can_change_the_bank():
+    bank = SampleBank(1 << 20)
+    drawn = np.arange(12.0).reshape(2, 6)
+    bank.store("k", drawn, 0.1)
+    drawn[:] = -1  # the caller reuses its array
+    hit, _ = bank.lookup("k", 6, prefix_ok=False)
+    assert hit.tolist() == np.arange(12.0).reshape(2, 6).tolist()
+    with pytest.raises(ValueError, match="read-only"):
+        hit[0, 0] = 5.0

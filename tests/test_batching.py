@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -63,3 +64,45 @@ def test_when_a_merged_request_fails_then_its_caller_gets_the_error(make_family,
     # the batcher still works afterwards
     ok = family.forecast(batches[0], FAMILY_PARAMS["toto"], seed=1)
     assert ok.samples.shape == (20, 64)
+
+
+class RecordingFamily:
+    """Stands in for a family: each request's samples are its owner's id; records who ran what."""
+
+    def __init__(self):
+        self.finished: set[str] = set()
+        self.runs: list[tuple[str, list[str], bool]] = []  # (runner, owners, runner already done)
+        self.lock = threading.Lock()
+
+    def sample_group(self, requests):
+        runner = threading.current_thread().name
+        owners = [params["owner"] for _, params, _ in requests]
+        with self.lock:
+            self.runs.append((runner, owners, runner in self.finished))
+        time.sleep(0.01)
+        with self.lock:
+            self.finished.update(owners)
+        return [(np.full(2, float(params["id"])), 0.5 + params["id"]) for _, params, _ in requests]
+
+
+def test_when_a_leader_is_done_then_it_hands_over_and_each_request_gets_its_own_time():
+    family = RecordingFamily()
+    batcher = RequestBatcher(family, wait_s=0.02, max_requests=1)  # one request per group
+    results = {}
+    barrier = threading.Barrier(6)
+
+    def work(i):
+        barrier.wait()
+        results[i] = batcher.sample(None, {"owner": f"t{i}", "id": i}, [])
+
+    threads = [threading.Thread(target=work, args=(i,), name=f"t{i}") for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(6):
+        samples, seconds = results[i]
+        assert samples.tolist() == [i, i] and seconds == 0.5 + i
+    assert sorted(o for _, owners, _ in family.runs for o in owners) == [f"t{i}" for i in range(6)]
+    # no thread ran a group after its own request was done (it would delay its own trial)
+    assert not any(done for _, _, done in family.runs), family.runs

@@ -154,6 +154,18 @@ def test_when_one_file_holds_many_symbols_then_each_is_split_out(tmp_path):
     assert dataset.get("B").where(0).endswith("row 61")
 
 
+def test_when_one_symbol_of_a_many_symbol_file_is_bad_then_only_it_is_lost(write_csv, tmp_path):
+    a, b = random_walk_bars(60, seed=1), random_walk_bars(60, seed=2)
+    b.loc[10, "Close"] = -1.0
+    write_csv("long.csv", pd.concat([a.assign(Symbol="AAA"), b.assign(Symbol="BBB"),
+                                     a.head(3).assign(Symbol="")]))
+    dataset = load_dataset(tmp_path / "data" / "long.csv")
+    assert dataset.symbols == ["AAA"]
+    assert "line 72" in str(dataset.errors["BBB"])  # header + 60 AAA rows + row 10 of BBB
+    assert "empty symbol" in str(dataset.errors["long"])
+    np.testing.assert_allclose(dataset.get("AAA").close, a["Close"])
+
+
 def test_when_adjusted_close_present_then_it_is_the_close_and_ohlc_are_scaled(write_csv):
     frame = random_walk_bars(50)
     frame["Adj Close"] = frame["Close"] / 2

@@ -133,7 +133,7 @@ def test_when_trial_leaves_samples_per_batch_unset_then_it_is_the_largest_diviso
         monkeypatch, make_family, validation, family_name):
     params = {k: v for k, v in FAMILY_PARAMS[family_name].items() if k != "samples_per_batch"}
     count_param = make_family(family_name).count_param
-    params[count_param] = 48
+    params[count_param] = 48  # more than the first probe: probed
     windows = len(validation)
     # room for the fixed part plus 13 paths per window: the largest divisor of 48 up to 13 is 12
     device = FakeDevice(budget=1000 + windows * 13 * 10 + 5)
@@ -144,7 +144,7 @@ def test_when_trial_leaves_samples_per_batch_unset_then_it_is_the_largest_diviso
     got = family.forecast(validation, params, seed=5)
 
     probes, real = device.calls[:2], device.calls[2:]
-    assert probes == [(2, 2), (8, 8)]
+    assert probes == [(k, k) for k in family.probe_paths]
     assert real == [(48, 12)]
     assert family.batch_sizer.stats() == {"choices": 1, "probes": 2, "oom_retries": 0}
     # a memory knob only: the same as all 48 paths in one call
@@ -168,8 +168,8 @@ def test_when_trial_sets_samples_per_batch_then_it_is_used_without_probing(monke
 def test_when_a_chunk_runs_out_of_memory_then_smaller_divisors_give_the_same_forecast(
         monkeypatch, make_family, validation):
     windows = len(validation)
-    # the measured cost says 64 paths fit, but the device only has room for 20
-    device = FakeDevice(budget=10**12, limit=1000 + windows * 20 * 10)
+    # the measured cost says 64 paths fit, but the device only has room for 40 (probes: 8, 32)
+    device = FakeDevice(budget=10**12, limit=1000 + windows * 40 * 10)
     params = {"num_samples": 64, "aggregate": "median"}
     want = make_family("toto").forecast(validation, {**params, "samples_per_batch": 64}, seed=2)
     family = make_family("toto")
@@ -177,12 +177,50 @@ def test_when_a_chunk_runs_out_of_memory_then_smaller_divisors_give_the_same_for
 
     got = family.forecast(validation, params, seed=2)
 
-    assert device.calls[2:] == [(64, 64), (64, 32), (64, 16)]
-    assert family.batch_sizer.stats()["oom_retries"] == 2 and device.released == 2
+    assert device.calls[2:] == [(64, 64), (64, 32)]
+    assert family.batch_sizer.stats()["oom_retries"] == 1 and device.released == 1
     np.testing.assert_array_equal(got.samples, want.samples)
     # later calls of that shape start below the chunk that failed
     family.forecast(validation, {**params, "num_samples": 128}, seed=3)
-    assert device.calls[-1] == (128, 16)
+    assert device.calls[-1] == (128, 32)
+
+
+def test_when_paths_are_few_then_they_are_drawn_in_one_call_without_probing(monkeypatch, make_family, validation):
+    device = FakeDevice(budget=10**12)
+    family = make_family("kronos_ensemble")
+    on_fake_device(monkeypatch, family, device)
+    params = {k: v for k, v in FAMILY_PARAMS["kronos_ensemble"].items() if k != "samples_per_batch"}
+    family.forecast(validation, {**params, "num_samples": 12}, seed=1)
+    assert device.calls == [(12, 12)]
+    assert family.batch_sizer.stats()["probes"] == 0
+
+
+def test_when_kronos_is_probed_then_probes_are_not_below_its_padding():
+    from tuner.forecasters import family_class
+    from tuner.models.kronos import MIN_SAMPLE_ROWS
+
+    for name in ("kronos_standard", "kronos_ensemble"):
+        assert family_class(name).probe_paths[0] >= MIN_SAMPLE_ROWS
+
+
+def test_when_probing_then_its_time_is_not_part_of_the_forecast_latency(monkeypatch, make_family, validation):
+    import time
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(time, "perf_counter", lambda: clock["now"])
+    device = FakeDevice(budget=10**12)
+    real_allocate = device.allocate
+
+    def allocate(windows, count, per_batch):  # a probe takes 100 s, the real call 1 s
+        clock["now"] += 100.0 if count == per_batch and count in (8, 32) else 1.0
+        real_allocate(windows, count, per_batch)
+
+    device.allocate = allocate
+    family = make_family("toto")
+    on_fake_device(monkeypatch, family, device)
+    got = family.forecast(validation, {"num_samples": 64, "aggregate": "mean"}, seed=1)
+    assert family.batch_sizer.stats()["probes"] == 2
+    assert got.latency_s == 1.0
 
 
 def test_when_one_path_does_not_fit_then_the_out_of_memory_error_is_raised(monkeypatch, make_family, validation):

@@ -72,6 +72,9 @@ class SampleBank:
         size = samples.nbytes
         if size > self.max_bytes:
             return
+        # A read-only copy: the caller keeps its array, and no later trial can alter the bank.
+        samples = np.array(samples, copy=True)
+        samples.setflags(write=False)
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:

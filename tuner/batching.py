@@ -1,18 +1,23 @@
 """Dynamic batching: concurrent sample requests to one family merged into fewer model calls.
 
 Threads that call :meth:`RequestBatcher.sample` at about the same time (e.g. trials served by
-one model actor) join a group: the first waits ``wait_s`` for company, then hands the whole group
+one model actor) join a group: a leader waits ``wait_s`` for company, then hands the whole group
 to ``family.sample_group``, which merges what its model allows (Toto: every window of every
 request with the same context length in one forward pass) and returns each request's own
 samples. Every window's draws depend only on its own context and seed, so merged results equal
 unmerged ones (tested).
+
+A thread leads only while its own request is pending: once its group is done it hands the lead
+to a waiting thread, so no trial serves other trials' groups. Each request's sampling time is
+its own share of the group (``sample_group`` attributes shared work), not the group's total, so
+latencies and ``max_latency_s`` stay honest under batching.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,8 +32,9 @@ class SampleRequest:
     batch: WindowBatch
     params: dict[str, Any]
     seeds: list[int]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     result: np.ndarray | None = None
+    seconds: float = 0.0
     error: BaseException | None = None
 
 
@@ -39,46 +45,52 @@ class RequestBatcher:
         self.family = family
         self.wait_s = wait_s
         self.max_requests = max_requests
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._pending: list[SampleRequest] = []
         self._leader_active = False
         self.calls = 0
         self.requests = 0
 
-    def sample(self, batch: WindowBatch, params: dict[str, Any], seeds: list[int]) -> np.ndarray:
+    def sample(self, batch: WindowBatch, params: dict[str, Any], seeds: list[int]) -> tuple[np.ndarray, float]:
+        """``(samples, seconds)``: this request's samples and its share of the model time."""
         request = SampleRequest(batch, params, seeds)
-        with self._lock:
+        with self._cond:
             self._pending.append(request)
-            lead = not self._leader_active
-            if lead:
+        while True:
+            with self._cond:
+                while not request.done and self._leader_active:
+                    self._cond.wait()
+                if request.done:
+                    break
                 self._leader_active = True
-        if lead:
-            time.sleep(self.wait_s)  # let concurrent requests join
-            while True:
-                with self._lock:
-                    group, self._pending = self._pending[: self.max_requests], self._pending[self.max_requests :]
-                    if not group:
-                        self._leader_active = False
-                        break
+            try:
+                time.sleep(self.wait_s)  # let concurrent requests join
+                with self._cond:
+                    group = self._pending[: self.max_requests]
+                    del self._pending[: self.max_requests]
                 self._run(group)
-        request.done.wait()
+            finally:
+                with self._cond:
+                    self._leader_active = False
+                    self._cond.notify_all()
         if request.error is not None:
             raise request.error
-        return request.result
+        return request.result, request.seconds
 
     def _run(self, group: list[SampleRequest]) -> None:
         self.calls += 1
         self.requests += len(group)
         try:
             results = self.family.sample_group([(r.batch, r.params, r.seeds) for r in group])
-            for r, out in zip(group, results, strict=True):
-                r.result = out
+            for r, (samples, seconds) in zip(group, results, strict=True):
+                r.result, r.seconds = samples, seconds
         except BaseException as e:  # every waiter must wake up, with the error
             for r in group:
                 r.error = e
         finally:
-            for r in group:
-                r.done.set()
+            with self._cond:
+                for r in group:
+                    r.done = True
 
     def stats(self) -> dict[str, int]:
         return {"model_calls": self.calls, "requests": self.requests}

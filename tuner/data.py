@@ -149,9 +149,11 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
         if len(files) > 1 and wanted is not None and _stem(file) not in wanted:
             continue
         try:
-            for bars in _load_file(file):
+            found, failed = _load_file(file)
+            for bars in found:
                 if wanted is None or bars.symbol in wanted:
                     dataset.bars[bars.symbol] = bars
+            dataset.errors.update({s: e for s, e in failed.items() if wanted is None or s in wanted})
         except NotBarData as e:
             log.warning("skipped %s: %s", file, e)
             dataset.skipped.append((file, str(e)))
@@ -166,7 +168,11 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
 
 def load_bars(file: str | Path, symbol: str | None = None) -> Bars:
     """Load one single-symbol file. Raises :class:`DataError` (or :class:`NotBarData`)."""
-    found = _load_file(Path(file))
+    found, failed = _load_file(Path(file))
+    if symbol is not None and symbol in failed:
+        raise failed[symbol]
+    if failed and symbol is None:
+        raise next(iter(failed.values()))
     if symbol is not None:
         found = [b for b in found if b.symbol == symbol]
     if len(found) != 1:
@@ -190,21 +196,27 @@ def _stem(path: Path) -> str:
 # --------------------------------------------------------------------------------------- reading
 
 
-def _load_file(file: Path) -> list[Bars]:
+def _load_file(file: Path) -> tuple[list[Bars], dict[str, DataError]]:
+    """The symbols of one file, and the errors of those that failed. A file-level problem
+    (unreadable, no close column) raises; in a file of many symbols, one bad symbol loses only
+    itself (rows with an empty symbol are reported under the file's name)."""
     raw, locate = _read_table(file)
     columns = _map_columns(file, raw)
-    if "symbol" in columns:
-        out = []
-        symbols = raw[columns["symbol"]].astype("string")
-        for symbol, part in raw.groupby(symbols, sort=True, dropna=False):
-            if pd.isna(symbol) or not str(symbol).strip():
-                first = int(part.index[0])
-                raise DataError(f"{file} {locate(first)}: empty symbol")
+    if "symbol" not in columns:
+        return [_to_bars(_stem(file), file, raw, columns, locate)], {}
+    out, failed = [], {}
+    symbols = raw[columns["symbol"]].astype("string")
+    for symbol, part in raw.groupby(symbols, sort=True, dropna=False):
+        if pd.isna(symbol) or not str(symbol).strip():
+            failed[_stem(file)] = DataError(f"{file} {locate(int(part.index[0]))}: empty symbol")
+            continue
+        try:
             out.append(_to_bars(str(symbol).strip(), file, part, columns, locate))
-        if not out:
-            raise DataError(f"{file}: the file has a header but no rows")
-        return out
-    return [_to_bars(_stem(file), file, raw, columns, locate)]
+        except DataError as e:
+            failed[str(symbol).strip()] = e
+    if not out and not failed:
+        raise DataError(f"{file}: the file has a header but no rows")
+    return out, failed
 
 
 def _read_table(file: Path):

@@ -60,7 +60,10 @@ def run_experiment(config: ExperimentConfig, echo: Echo = print,
         _check_same_experiment(stored, config, storage)
         config = replace(stored, address=config.address)
         echo(f"experiment {config.name} exists at {storage.root}: resuming it")
-    return _run(config, storage, echo, include_dashboard, fallback_allowed=config.weights is None)
+    # Tiny weights live on the driver's disk only, so a run that joins a cluster never falls back.
+    joins_cluster = bool(config.address or os.environ.get("RAY_ADDRESS"))
+    return _run(config, storage, echo, include_dashboard,
+                fallback_allowed=config.weights is None and not joins_cluster)
 
 
 def resume_experiment(name: str, storage_root: str = "results", address: str | None = None,
@@ -204,7 +207,7 @@ def _resolve_weights(config: ExperimentConfig, echo: Echo, fallback_allowed: boo
         from tuner.models.tiny import make_tiny
 
         folder = Path(os.environ.get("TUNER_TINY_WEIGHTS", Path.home() / ".cache" / "forecast-tuner" / "tiny-weights"))
-        make_tiny(folder)
+        make_tiny(folder, only_if_missing=True)
         echo(f"WARNING: published weights unavailable ({e})")
         echo(f"WARNING: falling back to TINY RANDOM-INIT weights in {folder}: the pipeline runs end "
              "to end but every score is noise. Results are labelled tiny_weights=true.")

@@ -18,6 +18,8 @@ the next smaller divisor; the results are the same, only slower.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -31,8 +33,9 @@ CPU_SAMPLES_PER_BATCH = 256
 HEADROOM = 0.8
 """Fraction of the budget a chosen call may fill (the allocator fragments; neighbours grow)."""
 
-PROBE_PATHS = (2, 8)
-"""Path counts of the two probe calls that split a call's memory into fixed and per-path parts."""
+PROBE_PATHS = (8, 32)
+"""Path counts of the two probe calls that split a call's memory into fixed and per-path parts
+(families whose sampler pads small calls probe above the padding; see ``TorchFamily``)."""
 
 
 def divisors_descending(n: int) -> list[int]:
@@ -147,18 +150,25 @@ class SamplesPerBatch:
     """Chooses ``samples_per_batch`` for calls whose trial did not set it (see module doc).
 
     ``meter`` None means CPU: the fixed cap. Costs are measured once per ``shape`` (e.g. window
-    count, context length, horizon) and kept, so an actor probes each shape once; a shape that
-    ran out of memory is capped below the chunk that failed from then on.
+    count, context length, horizon) and the chunk chosen for a (shape, path count) is kept, so
+    an actor probes each shape once and runs it the same way every time; a shape that ran out
+    of memory is capped below the chunk that failed from then on. Path counts up to the first
+    probe size are drawn in one call without probing (small calls are what probes cost).
     """
 
-    def __init__(self, meter: MemoryMeter | None = None, cpu_cap: int = CPU_SAMPLES_PER_BATCH) -> None:
+    def __init__(self, meter: MemoryMeter | None = None, cpu_cap: int = CPU_SAMPLES_PER_BATCH,
+                 probe_paths: tuple[int, int] = PROBE_PATHS) -> None:
         self.meter = meter
         self.cpu_cap = cpu_cap
+        self.probe_paths = probe_paths
         self.costs: dict[Hashable, CallCost] = {}
+        self.chosen: dict[tuple[Hashable, int], int] = {}
         self.ceilings: dict[Hashable, int] = {}
         self.probes = 0
         self.choices = 0
         self.oom_retries = 0
+        self._measuring = threading.Lock()  # probes read process-wide peak statistics
+        self._local = threading.local()
 
     def sample(self, n_paths: int, shape: Hashable, draw: Callable[[int, int], Any],
                given: int | None = None) -> Any:
@@ -179,6 +189,7 @@ class SamplesPerBatch:
                 self.meter.release()
                 self.oom_retries += 1
                 self.ceilings[shape] = min(self.ceilings.get(shape, chunk), smaller)
+                self.chosen = {k: v for k, v in self.chosen.items() if k[0] != shape}
                 log.warning("out of memory with samples_per_batch=%d; retrying with %d", chunk, smaller)
                 chunk = smaller
 
@@ -187,21 +198,36 @@ class SamplesPerBatch:
         self.choices += 1
         if self.meter is None:
             return divisor_at_most(n_paths, self.cpu_cap)
-        cost = self.costs.get(shape)
-        if cost is None:
-            cost = self.costs[shape] = self._measure(draw, n_paths)
-        chunk = cost.fit(n_paths, self.meter.budget_bytes())
-        return divisor_at_most(n_paths, min(chunk, self.ceilings.get(shape, chunk)))
+        ceiling = self.ceilings.get(shape, n_paths)
+        if n_paths <= self.probe_paths[0]:
+            return divisor_at_most(n_paths, ceiling)
+        chunk = self.chosen.get((shape, n_paths))
+        if chunk is None:
+            cost = self.costs.get(shape)
+            if cost is None:
+                cost = self.costs[shape] = self._measure(draw)
+            chunk = divisor_at_most(n_paths, min(cost.fit(n_paths, self.meter.budget_bytes()), ceiling))
+            self.chosen[(shape, n_paths)] = chunk
+        return chunk
 
-    def _measure(self, draw: Callable[[int, int], Any], n_paths: int) -> CallCost:
-        points = []
-        for k in sorted({min(k, n_paths) for k in PROBE_PATHS}):
-            points.append((k, self.meter.peak_bytes(lambda k=k: draw(k, k))))
-            self.probes += 1
+    def _measure(self, draw: Callable[[int, int], Any]) -> CallCost:
+        start = time.perf_counter()
+        with self._measuring:
+            points = []
+            for k in self.probe_paths:
+                points.append((k, self.meter.peak_bytes(lambda k=k: draw(k, k))))
+                self.probes += 1
+        self._local.probe_s = getattr(self._local, "probe_s", 0.0) + time.perf_counter() - start
         cost = CallCost.from_probes(points[0], points[-1])
         log.info("sampling call cost measured: %d fixed + %d per path (bytes)",
                  cost.fixed_bytes, cost.bytes_per_path)
         return cost
+
+    def take_probe_seconds(self) -> float:
+        """Seconds this thread spent probing since the last call (kept out of latencies)."""
+        seconds = getattr(self._local, "probe_s", 0.0)
+        self._local.probe_s = 0.0
+        return seconds
 
     def stats(self) -> dict[str, int]:
         """Counters for the experiment summary."""

@@ -163,10 +163,23 @@ class Family(ABC):
         context and seed (never on other windows, never on bars at or after its origin).
         """
 
-    def sample_group(self, requests: list[tuple[WindowBatch, Mapping[str, Any], list[int]]]) -> list[np.ndarray]:
-        """Samples for several requests at once; families whose model can merge requests into
-        fewer forward passes override this. Results must equal separate :meth:`sample` calls."""
-        return [self.sample(batch, params, seeds) for batch, params, seeds in requests]
+    def sample_group(self, requests: list[tuple[WindowBatch, Mapping[str, Any], list[int]]]
+                     ) -> list[tuple[np.ndarray, float]]:
+        """``(samples, seconds)`` for several requests at once; families whose model can merge
+        requests into fewer forward passes override this. Samples must equal separate
+        :meth:`sample` calls; ``seconds`` is each request's own share of the time (shared work
+        split among the requests that shared it)."""
+        return [self.timed(self.sample, batch, params, seeds) for batch, params, seeds in requests]
+
+    def timed(self, fn, *args) -> tuple[Any, float]:
+        """``(fn(*args), seconds)`` less one-off set-up work done inside it (memory probes), so
+        latencies are what a forecast of this config costs."""
+        out, seconds = timed(fn, *args)
+        return out, max(0.0, seconds - self.setup_seconds())
+
+    def setup_seconds(self) -> float:
+        """Seconds of one-off set-up this thread did since the last call (then reset)."""
+        return 0.0
 
     def sampling_key(self, params: Mapping[str, Any]) -> tuple:
         """The parameters that change the draws, other than their count (for sample banks)."""
@@ -196,17 +209,19 @@ class Family(ABC):
                 point = self.reduce(samples, params)
                 return Forecast(point, samples, sampled_s + time.perf_counter() - start, from_bank=True)
         seeds = window_seeds(seed, batch)
-        start = time.perf_counter()
-        draw = self.batcher.sample if self.batcher is not None else self.sample
-        samples = np.asarray(draw(batch, params, seeds), dtype=np.float64)
-        sampled_s = time.perf_counter() - start
+        if self.batcher is not None:  # time = this request's share, not the merged group's
+            samples, sampled_s = self.batcher.sample(batch, params, seeds)
+        else:
+            samples, sampled_s = self.timed(self.sample, batch, params, seeds)
+        samples = np.asarray(samples, dtype=np.float64)
         if samples.shape != (len(batch), count):
             raise TunerError(f"family {self.name} returned samples of shape {samples.shape}, "
                              f"expected ({len(batch)}, {count}) (never fewer than configured)")
         if key is not None:
             self.bank.store(key, samples, sampled_s)
+        start = time.perf_counter()
         point = self.reduce(samples, params)
-        return Forecast(point=point, samples=samples, latency_s=time.perf_counter() - start)
+        return Forecast(point=point, samples=samples, latency_s=sampled_s + time.perf_counter() - start)
 
 
 def family_class(name: str) -> type[Family]:
@@ -229,3 +244,9 @@ def _import_builtin_families() -> None:
     # but keeping registration on demand avoids import cycles with this module.
     from tuner.forecasters import bootstrap, kronos_ensemble, kronos_standard, toto  # noqa: F401
 
+
+def timed(fn, *args) -> tuple[Any, float]:
+    """``(fn(*args), wall seconds it took)``."""
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start

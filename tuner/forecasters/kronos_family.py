@@ -26,6 +26,9 @@ class KronosFamily(TorchFamily):
 
     model_keys = ("kronos", "kronos_tokenizer")
     count_param: str
+    # The sampler pads calls below tuner.models.kronos.MIN_SAMPLE_ROWS (16) paths, so smaller
+    # probes would all cost the same (a test keeps these in step; literal to keep torch lazy).
+    probe_paths = (16, 64)
 
     def _load_model(self, model_folder, tokenizer_folder):
         from tuner.models.kronos import load_kronos
@@ -53,7 +56,7 @@ class KronosFamily(TorchFamily):
                 model, tokenizer, context, context_times, future_times,
                 temperatures=torch.as_tensor(ladder, dtype=torch.float32),
                 top_p=params["top_p"], top_k=params["top_k"], clip=params["clip"],
-                seeds=seeds, samples_per_batch=per_batch,
+                seeds=seeds, samples_per_batch=per_batch, max_context=params["max_context"],
             )
 
         return self.draw_in_chunks(batch, params, draw)[:, :, -1, 3].double().cpu().numpy()  # target close

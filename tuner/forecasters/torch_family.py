@@ -7,7 +7,7 @@ from typing import Any
 
 from tuner.errors import ConfigError
 from tuner.forecasters.base import Family
-from tuner.memory import CudaMemoryMeter, SamplesPerBatch
+from tuner.memory import PROBE_PATHS, CudaMemoryMeter, SamplesPerBatch
 from tuner.models import registry
 from tuner.windows import WindowBatch
 from tuner.weights import WeightsSource, split_revision
@@ -28,6 +28,9 @@ class TorchFamily(Family):
     model_keys: tuple[str, ...] = ()
     """Which fields of WeightsSource this family loads (e.g. ``("kronos", "kronos_tokenizer")``)."""
 
+    probe_paths: tuple[int, int] = PROBE_PATHS
+    """Path counts of the GPU memory probes (:mod:`tuner.memory`)."""
+
     def __init__(self, weights: Any = None, device: str | None = None,
                  autocast_dtype: str | None = None, gpu_share: float = 1.0) -> None:
         if not isinstance(weights, WeightsSource):
@@ -36,7 +39,7 @@ class TorchFamily(Family):
         self.autocast_dtype = autocast_dtype
         self.gpu_share = gpu_share
         """The fraction of the GPU this process may fill (a fractional-GPU actor's share)."""
-        self.batch_sizer = SamplesPerBatch()
+        self.batch_sizer = SamplesPerBatch(probe_paths=self.probe_paths)
         self.model: Any = None
 
     def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
@@ -57,6 +60,9 @@ class TorchFamily(Family):
         shape = (len(batch), batch.context_length, batch.horizon, params.get("max_context"))
         return self.batch_sizer.sample(params[self.count_param], shape, draw,
                                        given=params.get("samples_per_batch"))
+
+    def setup_seconds(self) -> float:
+        return self.batch_sizer.take_probe_seconds()
 
     @property
     def sources(self) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,16 +140,28 @@ def _few(keys: list[str], limit: int = 5) -> str:
 def save_checkpoint(
     folder: Path, config: Mapping[str, Any], state: Mapping[str, torch.Tensor], *, tiny: bool
 ) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` the way the official checkpoints are laid out."""
+    """Write ``config.json`` + ``model.safetensors`` the way the official checkpoints are laid out.
+
+    Each file is written under a unique temporary name and renamed into place, so a process
+    loading the folder meanwhile sees the old file or the new one, never half of one.
+    """
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG_FILE).write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(folder / WEIGHTS_FILE))
+
+    def atomic(name: str, write) -> None:
+        temp = folder / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            write(temp)
+            os.replace(temp, folder / name)
+        finally:
+            temp.unlink(missing_ok=True)
+
+    atomic(CONFIG_FILE, lambda p: p.write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n"))
+    atomic(WEIGHTS_FILE, lambda p: save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(p)))
     if tiny:
-        (folder / TINY_MARKER).write_text(
-            "Random-init weights made by `tuner models make-tiny`. Forecasts from them are noise.\n"
-        )
+        atomic(TINY_MARKER, lambda p: p.write_text(
+            "Random-init weights made by `tuner models make-tiny`. Forecasts from them are noise.\n"))
     return folder
 
 

@@ -13,12 +13,20 @@ from pathlib import Path
 from tuner.weights import BUNDLE_FOLDERS
 
 
-def make_tiny(folder: str | Path, seed: int = 0) -> Path:
-    """Write ``toto/``, ``kronos/`` and ``kronos-tokenizer/`` under ``folder``; return it."""
+def make_tiny(folder: str | Path, seed: int = 0, only_if_missing: bool = False) -> Path:
+    """Write ``toto/``, ``kronos/`` and ``kronos-tokenizer/`` under ``folder``; return it.
+
+    Files are replaced atomically, so a run reading them meanwhile never sees half a file;
+    ``only_if_missing`` leaves complete tiny checkpoints as they are (the offline fallback).
+    """
+    from tuner.models.checkpoint import WEIGHTS_FILE, is_tiny
     from tuner.models.kronos import write_tiny_kronos
     from tuner.models.toto import write_tiny_toto
 
     folder = Path(folder)
+    parts = [folder / name for name in BUNDLE_FOLDERS.values()]
+    if only_if_missing and all(is_tiny(p) and (p / WEIGHTS_FILE).is_file() for p in parts):
+        return folder
     write_tiny_toto(folder / BUNDLE_FOLDERS["toto"], seed=seed)
     write_tiny_kronos(folder / BUNDLE_FOLDERS["kronos"], folder / BUNDLE_FOLDERS["kronos_tokenizer"],
                       seed=seed)

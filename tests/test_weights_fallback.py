@@ -1,0 +1,47 @@
+"""The offline fallback to tiny weights: written once and atomically, never on a cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+import tuner.models.checkpoint as checkpoint
+from tuner.errors import WeightsError
+from tuner.experiment import _resolve_weights, run_experiment
+from tuner.experiment_config import ExperimentConfig
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    def unreachable(ident, revision=None):
+        raise WeightsError(f"{ident}: the Hugging Face hub cannot be reached (test)")
+
+    monkeypatch.setattr(checkpoint, "resolve_checkpoint", unreachable)
+    monkeypatch.setenv("TUNER_TINY_WEIGHTS", str(tmp_path / "tiny"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return tmp_path / "tiny"
+
+
+def test_when_offline_then_tiny_weights_are_written_once_and_reused(offline):
+    lines = []
+    weights, fell_back = _resolve_weights(ExperimentConfig(), lines.append, fallback_allowed=True)
+    assert fell_back and weights.toto == str(offline / "toto")
+    assert any("TINY RANDOM-INIT" in line for line in lines)
+    files = sorted(offline.rglob("*"))
+    assert not [f for f in files if f.name.endswith(".tmp")]  # no temporaries left behind
+    stamps = {f: f.stat().st_mtime_ns for f in files if f.is_file()}
+
+    _resolve_weights(ExperimentConfig(), lines.append, fallback_allowed=True)
+    assert {f: f.stat().st_mtime_ns for f in files if f.is_file()} == stamps  # not rewritten
+
+
+@pytest.mark.parametrize("how", ["address", "RAY_ADDRESS"])
+def test_when_joining_a_cluster_offline_then_the_run_stops_instead_of_using_tiny_weights(
+        offline, monkeypatch, tmp_path, how):
+    config = ExperimentConfig(storage=str(tmp_path / "results"), families=("toto",), symbols=("AAPL",))
+    if how == "address":
+        config = config.with_overrides(address="ray://head:10001")
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", "http://head:8265")
+    with pytest.raises(WeightsError, match="cannot be reached"):
+        run_experiment(config, echo=lambda line: None)
+    assert not offline.exists()
