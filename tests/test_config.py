@@ -120,3 +120,36 @@ def test_when_space_is_pickled_then_it_still_works():
 
     space = pickle.loads(pickle.dumps(load_family_config("toto").space))
     assert set(run_space(space, 3)[0]) == {"num_samples", "aggregate"}
+
+
+def test_when_top_k_is_on_then_top_p_is_not_searched_and_the_config_says_1():
+    space = load_family_config("kronos_standard").space
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen_k = set()
+    for _ in range(40):
+        trial = study.ask()
+        config = space.sample_config(trial)
+        seen_k.add(config["top_k"] > 0)
+        if config["top_k"] > 0:
+            assert "top_p" not in trial.params and config["top_p"] == 1.0
+        else:
+            assert "top_p" in trial.params and 0.70 <= config["top_p"] <= 0.90
+        study.tell(trial, 0.0)
+    assert seen_k == {True, False}
+    assert "top_p float [0.7, 0.9] if top_k ∈ {0}, else 1.0" in [d.describe() for d in space.dimensions]
+
+
+@pytest.mark.parametrize("top_p, message", [
+    ({"low": 0.7, "high": 0.9, "only_if": {"top_k": [0]}}, "top_p.otherwise: needed with only_if"),
+    ({"low": 0.7, "high": 0.9, "only_if": {"clip": [1.0]}, "otherwise": 1.0},
+     "top_p.only_if: 'clip' must name a dimension listed before it (listed: top_k)"),
+    ({"low": 0.7, "high": 0.9, "only_if": {"top_k": [-1]}, "otherwise": 1.0}, "only_if.top_k[0]: -1 must be >= 0"),
+    ({"low": 0.7, "high": 0.9, "only_if": {"top_k": [0]}, "otherwise": 2.0}, "top_p.otherwise: 2.0 must be <= 1"),
+    ({"low": 0.7, "high": 0.9, "otherwise": 1.0}, "top_p.otherwise: only used with only_if"),
+])
+def test_when_a_condition_is_invalid_then_error_names_it(top_p, message):
+    with pytest.raises(ConfigError) as info:
+        parse("kronos_standard", {"context_length": 256, "search_space": {
+            "top_k": {"choices": [0, 16]}, "top_p": top_p, "temperature": {"low": 0.1, "high": 0.3},
+            "sample_count": {"choices": [16]}, "max_context": {"choices": [64]}, "clip": {"low": 1.2, "high": 2.5}}})
+    assert message in str(info.value)

@@ -49,7 +49,7 @@ def test_when_production_config_matches_the_family_then_it_is_the_first_point(tm
 
 def test_when_temp_max_is_below_temperature_then_the_point_does_not_fit():
     space = load_family_config("kronos_ensemble").space
-    good = {"temperature": 0.2, "temp_max": 0.3, "top_p": 0.8, "top_k": 16, "num_samples": 8,
+    good = {"temperature": 0.2, "temp_max": 0.3, "top_p": 0.8, "top_k": 0, "num_samples": 8,
             "max_context": 256, "clip": 2.0, "aggregate": "mean"}
     assert fit_point(space, good) == good
     assert fit_point(space, {**good, "temp_max": 0.21, "temperature": 0.24}) is None
@@ -74,3 +74,13 @@ def test_when_no_trial_meets_the_latency_limit_then_the_summary_says_why():
     assert summary["studies_without_winner"] == {
         "AAPL/toto": "no completed trial within max_latency_s 0.1 s per forecast"}
     assert summary["complete"] is True
+
+
+def test_when_an_old_config_has_a_top_p_that_was_not_used_then_the_point_leaves_it_out():
+    from tuner.config import load_family_config
+    from tuner.warm_start import fit_point
+
+    space = load_family_config("kronos_standard").space
+    old = {"temperature": 0.2, "top_k": 16, "top_p": 0.8, "sample_count": 128, "max_context": 256, "clip": 2.0}
+    assert fit_point(space, old) == {k: v for k, v in old.items() if k != "top_p"}
+    assert fit_point(space, {**old, "top_k": 0}) == {**old, "top_k": 0}

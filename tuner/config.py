@@ -96,7 +96,7 @@ def parse_family_config(data: Mapping[str, Any], cls: type[Family], file: Path) 
         raise ConfigError(f"{where}search_space: must be a mapping of parameter → range")
     dims = []
     for name, spec in raw_space.items():
-        dims.append(_dimension(cls, name, spec, f"{where}search_space.{name}", [d.name for d in dims]))
+        dims.append(_dimension(cls, name, spec, f"{where}search_space.{name}", dims))
     both = sorted(set(raw_space) & set(fixed))
     if both:
         raise ConfigError(f"{where}fixed.{both[0]}: also in search_space; keep one")
@@ -114,22 +114,25 @@ def parse_family_config(data: Mapping[str, Any], cls: type[Family], file: Path) 
     return FamilyConfig(cls.name, context, space, file)
 
 
-def _dimension(cls: type[Family], name: str, spec: Any, where: str, earlier: list[str]) -> Dimension:
+def _dimension(cls: type[Family], name: str, spec: Any, where: str, earlier: list[Dimension]) -> Dimension:
     if name not in cls.params:
         raise ConfigError(f"{where}: unknown parameter for family {cls.name}; "
                           f"known: {', '.join(sorted(cls.params))}")
     rule = cls.params[name]
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: expected {{choices: [...]}} or {{low: ..., high: ...}}")
-    check_keys(spec, {"choices", "low", "high", "log", "step", "type", "at_least"}, f"{where}.")
+    check_keys(spec, {"choices", "low", "high", "log", "step", "type", "at_least", "only_if", "otherwise"},
+               f"{where}.")
+    condition = _condition(cls, name, spec, where, earlier)
     if "choices" in spec:
-        if set(spec) - {"choices"}:
-            raise ConfigError(f"{where}: choices cannot be combined with {sorted(set(spec) - {'choices'})}")
+        extra = set(spec) - {"choices", "only_if", "otherwise"}
+        if extra:
+            raise ConfigError(f"{where}: choices cannot be combined with {sorted(extra)}")
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"{where}.choices: must be a non-empty list")
         checked = tuple(rule.check(f"choices[{i}]", v, f"{where}.") for i, v in enumerate(choices))
-        return Dimension(name, "categorical", choices=checked)
+        return Dimension(name, "categorical", choices=checked, **condition)
     if "low" not in spec or "high" not in spec:
         raise ConfigError(f"{where}: needs both low and high (or choices)")
     kind = spec.get("type", "int" if rule.kind == "int" else "float")
@@ -146,10 +149,34 @@ def _dimension(cls: type[Family], name: str, spec: Any, where: str, earlier: lis
     if step is not None and (log or not isinstance(step, (int, float)) or step <= 0):
         raise ConfigError(f"{where}.step: {step!r} must be a positive number and not used with log")
     at_least = spec.get("at_least")
-    if at_least is not None and at_least not in earlier:
+    if at_least is not None and at_least not in [d.name for d in earlier]:
         raise ConfigError(f"{where}.at_least: {at_least!r} must name a dimension listed before it "
-                          f"(listed: {', '.join(earlier) or 'none'})")
-    return Dimension(name, kind, low=low, high=high, log=log, step=step, at_least=at_least)
+                          f"(listed: {', '.join(d.name for d in earlier) or 'none'})")
+    return Dimension(name, kind, low=low, high=high, log=log, step=step, at_least=at_least, **condition)
+
+
+def _condition(cls: type[Family], name: str, spec: Mapping[str, Any], where: str,
+               earlier: list[Dimension]) -> dict[str, Any]:
+    """``only_if: {dimension: [values]}`` + ``otherwise: value`` → Dimension keyword arguments."""
+    if "only_if" not in spec:
+        if "otherwise" in spec:
+            raise ConfigError(f"{where}.otherwise: only used with only_if")
+        return {}
+    only_if = spec["only_if"]
+    if not isinstance(only_if, dict) or len(only_if) != 1:
+        raise ConfigError(f"{where}.only_if: must be one {{dimension: [values]}} pair")
+    (other, values), = only_if.items()
+    by_name = {d.name: d for d in earlier}
+    if other not in by_name:
+        raise ConfigError(f"{where}.only_if: {other!r} must name a dimension listed before it "
+                          f"(listed: {', '.join(by_name) or 'none'})")
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}.only_if.{other}: must be a non-empty list of values")
+    checked = tuple(cls.params[other].check(f"only_if.{other}[{i}]", v, f"{where}.") for i, v in enumerate(values))
+    if "otherwise" not in spec:
+        raise ConfigError(f"{where}.otherwise: needed with only_if (the value when {other} is not in {values})")
+    otherwise = cls.params[name].check("otherwise", spec["otherwise"], f"{where}.")
+    return {"only_if": (other, checked), "otherwise": otherwise}
 
 
 def _check_corners(cls: type[Family], space: SearchSpace, where: str) -> None:
@@ -160,9 +187,10 @@ def _check_corners(cls: type[Family], space: SearchSpace, where: str) -> None:
     options = []
     for dim in space.dimensions:
         if dim.kind == "categorical":
-            options.append(dim.choices)
+            values = dim.choices
         else:
-            options.append((dim.low, dim.high) if dim.at_least is None else (dim.high,))
+            values = (dim.low, dim.high) if dim.at_least is None else (dim.high,)
+        options.append(values if dim.only_if is None else (*values, dim.otherwise))
     for combo in itertools.islice(itertools.product(*options), 4096):
         params = {**dict(zip(space.names, combo, strict=True)), **space.fixed}
         try:

@@ -30,6 +30,11 @@ class Dimension:
         step: grid step (numeric only; not with ``log``).
         at_least: name of an earlier dimension whose suggested value raises ``low`` (e.g.
             ``temp_max`` at least ``temperature``), never above ``high``.
+        only_if: ``(dimension, values)``: searched only when that earlier dimension took one of
+            ``values``; otherwise the parameter is ``otherwise`` and not searched (e.g. Kronos's
+            ``top_p`` only matters when ``top_k`` is 0), so TPE never tunes a value that is
+            not used and the trial config shows what was used.
+        otherwise: the value when ``only_if`` does not hold.
     """
 
     name: str
@@ -40,6 +45,12 @@ class Dimension:
     log: bool = False
     step: float | None = None
     at_least: str | None = None
+    only_if: tuple[str, tuple[Any, ...]] | None = None
+    otherwise: Any = None
+
+    def applies(self, values: Mapping[str, Any]) -> bool:
+        """Whether this dimension is searched, given the earlier dimensions' values."""
+        return self.only_if is None or values[self.only_if[0]] in self.only_if[1]
 
     def suggest(self, trial: optuna.Trial, values: Mapping[str, Any]) -> Any:
         if self.kind == "categorical":
@@ -54,10 +65,15 @@ class Dimension:
 
     def describe(self) -> str:
         if self.kind == "categorical":
-            return f"{self.name} ∈ {{{', '.join(map(str, self.choices))}}}"
-        scale = " log" if self.log else ""
-        lower = f"max({self.low:g}, {self.at_least})" if self.at_least else f"{self.low:g}"
-        return f"{self.name} {self.kind}{scale} [{lower}, {self.high:g}]"
+            text = f"{self.name} ∈ {{{', '.join(map(str, self.choices))}}}"
+        else:
+            scale = " log" if self.log else ""
+            lower = f"max({self.low:g}, {self.at_least})" if self.at_least else f"{self.low:g}"
+            text = f"{self.name} {self.kind}{scale} [{lower}, {self.high:g}]"
+        if self.only_if is not None:
+            name, values = self.only_if
+            text += f" if {name} ∈ {{{', '.join(map(str, values))}}}, else {self.otherwise}"
+        return text
 
 
 @dataclass(frozen=True)
@@ -69,10 +85,16 @@ class SearchSpace:
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Suggest the dimensions; return the constants: fixed parameters and the values of
+        conditional dimensions that did not apply."""
         values: dict[str, Any] = {}
+        unsearched: dict[str, Any] = {}
         for dim in self.dimensions:
-            values[dim.name] = dim.suggest(trial, values)
-        return dict(self.fixed)
+            if dim.applies(values):
+                values[dim.name] = dim.suggest(trial, values)
+            else:
+                values[dim.name] = unsearched[dim.name] = dim.otherwise
+        return {**self.fixed, **unsearched}
 
     def sample_config(self, trial: optuna.Trial) -> dict[str, Any]:
         """Suggest every dimension and return the whole trial config (searched + fixed)."""

@@ -38,6 +38,9 @@ def fit_point(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any] | No
     point = {}
     values: dict[str, Any] = {}
     for dim in space.dimensions:
+        if not dim.applies(values):  # not searched here: the space supplies its value
+            values[dim.name] = dim.otherwise
+            continue
         value = config.get(dim.name)
         if value is None or not _inside(dim, value):
             return None
