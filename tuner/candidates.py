@@ -1,13 +1,19 @@
 """Derived candidates built from the family winners of a symbol; they compete with them.
 
 * **blend** ("ensemble of ensembles"): the best Toto and the best Kronos-ensemble point
-  forecasts, weighted by inverse validation pct_return_mae (``w_i ∝ 1 / mae_i``), fitted on
-  validation only and scored on the same validation windows and on test.
+  forecasts, weighted by inverse validation pct_return_mae (``w_i ∝ 1 / mae_i``).
 * **regime**: per window, the *fast* winner (lowest latency per forecast) in calm markets and
   the *conservative* winner (lowest validation error among the others) in volatile ones. A
   window's volatility is the standard deviation of its context's last ``VOL_BARS`` one-bar log
-  returns (its own context: leak-free); the threshold is the one that minimises validation
-  pct_return_mae over the validation windows' volatilities, then scored unchanged on test.
+  returns (its own context: leak-free); the threshold is the one that minimises
+  pct_return_mae over validation windows.
+
+A rule fitted on the validation windows and scored on the same windows would look better than
+it is, and it competes with family winners that were not fitted that way. So a candidate's
+validation score is **cross-fitted**: the rule is fitted on the even-numbered validation windows
+and scored on the odd ones, and the reverse (interleaved, so both halves see calm and volatile
+stretches). The rule that is reported, scored on test and promoted is fitted on all validation
+windows. A regime is only written when its cross-fitted score beats both of its members.
 
 Both are point-forecast rules: they need each winner's forecasts on both periods, which the
 driver asks the model actors for (the draws are the winners' own, same seed).
@@ -15,6 +21,7 @@ driver asks the model actors for (the draws are the winners' own, same seed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,45 +68,85 @@ def _document(kind: str, symbol: str, config: dict[str, Any], periods: Periods, 
             "baseline": {"validation": v_ref, "test": t_ref}, "seed": seed}
 
 
-def blend(symbol: str, periods: Periods, a: WinnerForecasts, b: WinnerForecasts, seed: int) -> dict[str, Any]:
-    """The inverse-MAE blend of two winners (weights fitted on validation)."""
-    maes = np.array([score(a.validation, periods.validation).pct_return_mae,
-                     score(b.validation, periods.validation).pct_return_mae])
-    inverse = 1.0 / np.maximum(maes, 1e-12)
-    w = inverse / inverse.sum()
+MIN_CROSS_FIT_WINDOWS = 4
+"""Fewest validation windows for a cross-fitted score (two per fold); fewer: no candidates."""
+
+CROSS_FITTED = "cross-fitted: rule fitted on even validation windows, scored on odd, and the reverse"
+
+
+def _errors(point: np.ndarray, batch: WindowBatch) -> np.ndarray:
+    """(W,) absolute percent-return errors (pct_return_mae before the mean)."""
+    return np.abs((point - batch.actual_close) / batch.prev_close)
+
+
+def cross_fitted(n: int, fit: Callable[[np.ndarray], Any], apply: Callable[[Any, np.ndarray], np.ndarray]
+                 ) -> np.ndarray:
+    """(n,) out-of-fold validation forecasts of a rule: ``fit(windows)`` on the even windows,
+    ``apply(rule, windows)`` on the odd ones, and the reverse."""
+    even, odd = np.arange(0, n, 2), np.arange(1, n, 2)
+    out = np.empty(n)
+    for fit_on, use_on in ((even, odd), (odd, even)):
+        out[use_on] = apply(fit(fit_on), use_on)
+    return out
+
+
+def blend(symbol: str, periods: Periods, a: WinnerForecasts, b: WinnerForecasts, seed: int) -> dict[str, Any] | None:
+    """The inverse-MAE blend of two winners; None with too few validation windows to cross-fit."""
+    val = periods.validation
+    if len(val) < MIN_CROSS_FIT_WINDOWS:
+        return None
+    errors = np.stack([_errors(a.validation, val), _errors(b.validation, val)])
+
+    def fit(windows: np.ndarray) -> np.ndarray:
+        inverse = 1.0 / np.maximum(errors[:, windows].mean(axis=1), 1e-12)
+        return inverse / inverse.sum()
+
+    def apply(w: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        return w[0] * a.validation[windows] + w[1] * b.validation[windows]
+
+    w = fit(np.arange(len(val)))
     config = {"members": [a.family, b.family], "weights": [float(w[0]), float(w[1])],
-              "rule": "inverse validation pct_return_mae"}
-    return _document("blend", symbol, config, periods,
-                     w[0] * a.validation + w[1] * b.validation, w[0] * a.test + w[1] * b.test,
-                     a.latency_per_forecast_s + b.latency_per_forecast_s, seed)
+              "rule": "inverse validation pct_return_mae", "validation_score": CROSS_FITTED}
+    return _document("blend", symbol, config, periods, cross_fitted(len(val), fit, apply),
+                     w[0] * a.test + w[1] * b.test, a.latency_per_forecast_s + b.latency_per_forecast_s, seed)
 
 
 def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: int) -> dict[str, Any] | None:
     """Switch by realised volatility between the fast and the conservative winner; None when
-    fewer than two winners exist or when no split beats always using one of them (the rule
-    would just be that winner again)."""
-    if len(winners) < 2:
+    fewer than two winners exist, when validation is too short to cross-fit, or when the
+    cross-fitted switch does not beat both members (the rule would just be a winner again)."""
+    val = periods.validation
+    if len(winners) < 2 or len(val) < MIN_CROSS_FIT_WINDOWS:
         return None
     fast = min(winners, key=lambda w: w.latency_per_forecast_s)
     others = [w for w in winners if w is not fast]
-    conservative = min(others, key=lambda w: score(w.validation, periods.validation).pct_return_mae)
-    vol_val = realised_volatility(periods.validation)
-    best: tuple[float, float] | None = None
-    for threshold in np.concatenate([[-np.inf], np.unique(vol_val), [np.inf]]):
-        point = np.where(vol_val >= threshold, conservative.validation, fast.validation)
-        mae = score(point, periods.validation).pct_return_mae
-        if best is None or mae < best[0]:
-            best = (mae, float(threshold))
-    threshold = best[1]
+    conservative = min(others, key=lambda w: score(w.validation, val).pct_return_mae)
+    vol_val = realised_volatility(val)
+    errors = {"fast": _errors(fast.validation, val), "conservative": _errors(conservative.validation, val)}
+
+    def fit(windows: np.ndarray) -> float:
+        best: tuple[float, float] | None = None
+        for threshold in np.concatenate([[-np.inf], np.unique(vol_val[windows]), [np.inf]]):
+            use = vol_val[windows] >= threshold
+            mae = np.where(use, errors["conservative"][windows], errors["fast"][windows]).mean()
+            if best is None or mae < best[0]:
+                best = (mae, float(threshold))
+        return best[1]
+
+    def apply(threshold: float, windows: np.ndarray) -> np.ndarray:
+        return np.where(vol_val[windows] >= threshold, conservative.validation[windows], fast.validation[windows])
+
+    threshold = fit(np.arange(len(val)))
     if not np.isfinite(threshold) or threshold <= vol_val.min():
         return None  # every validation window on one side: no regime, just one winner
-    vol_test = realised_volatility(periods.test)
+    honest = cross_fitted(len(val), fit, apply)
+    if _errors(honest, val).mean() >= min(errors["fast"].mean(), errors["conservative"].mean()):
+        return None  # out of fold, switching does not beat always using one member
     use_val = vol_val >= threshold
-    use_test = vol_test >= threshold
+    use_test = realised_volatility(periods.test) >= threshold
     config = {"fast": fast.family, "conservative": conservative.family,
               "volatility_threshold": threshold, "volatility_bars": VOL_BARS,
-              "rule": "conservative when realised volatility >= threshold"}
+              "rule": "conservative when realised volatility >= threshold", "validation_score": CROSS_FITTED}
     latency = float(np.mean(np.where(use_val, conservative.latency_per_forecast_s, fast.latency_per_forecast_s)))
-    return _document("regime", symbol, config, periods,
-                     np.where(use_val, conservative.validation, fast.validation),
+    return _document("regime", symbol, config, periods, honest,
                      np.where(use_test, conservative.test, fast.test), latency, seed)

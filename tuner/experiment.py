@@ -507,8 +507,9 @@ def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], actors: dic
         if "toto" in found and "kronos_ensemble" in found and (
                 limit is None or found["toto"].latency_per_forecast_s
                 + found["kronos_ensemble"].latency_per_forecast_s <= limit):
-            derived[(symbol, "blend")] = blend(symbol, symbol_periods, found["toto"], found["kronos_ensemble"],
-                                               config.seed)
+            mixed = blend(symbol, symbol_periods, found["toto"], found["kronos_ensemble"], config.seed)
+            if mixed is not None:
+                derived[(symbol, "blend")] = mixed
         switch = regime(symbol, symbol_periods, list(found.values()), config.seed)
         if switch is not None:
             derived[(symbol, "regime")] = switch

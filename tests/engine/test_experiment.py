@@ -142,7 +142,7 @@ def test_when_warm_started_from_an_earlier_experiment_then_its_winners_are_tried
         assert any({k: c[k] for k in searched} == searched for c in tried), (family, searched, tried)
 
 
-def test_when_toto_and_kronos_ensemble_won_then_their_blend_competes_and_is_no_worse_than_both(finished):
+def test_when_toto_and_kronos_ensemble_won_then_their_blend_competes_with_a_cross_fitted_score(finished):
     _, root, _, _ = finished
     for symbol in ("AAPL", "EURUSD"):
         blend = json.loads((root / "blend" / f"{symbol}.json").read_text())
@@ -152,8 +152,8 @@ def test_when_toto_and_kronos_ensemble_won_then_their_blend_competes_and_is_no_w
         assert sum(blend["config"]["weights"]) == pytest.approx(1.0)
         # inverse-MAE weights: the better member gets the larger weight
         assert (blend["config"]["weights"][0] > 0.5) == (members[0] < members[1])
-        # a convex combination of forecasts is never worse than the worse member
-        assert blend["validation"]["pct_return_mae"] <= max(members) + 1e-12
+        # scored out of fold, so no in-sample guarantee against the members; it says so
+        assert blend["config"]["validation_score"].startswith("cross-fitted")
         assert blend["test"]["windows"] == 20 and blend["baseline"]["test"]["windows"] == 20
 
 
