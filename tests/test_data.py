@@ -172,7 +172,8 @@ def test_when_adjusted_close_present_then_it_is_the_close_and_ohlc_are_scaled(wr
     bars = load_bars(write_csv("ADJ.csv", frame))
     np.testing.assert_allclose(bars.close, frame["Close"] / 2)
     np.testing.assert_allclose(bars.frame["high"], frame["High"] / 2)
-    assert any("Adj Close" in n for n in bars.notes)
+    np.testing.assert_allclose(bars.frame["volume"], frame["Volume"] * 2)  # traded value unchanged
+    assert any("Adj Close" in n and "volume" in n for n in bars.notes)
 
 
 def test_when_close_only_then_ohlc_filled_and_volume_zero(write_csv):

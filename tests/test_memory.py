@@ -251,3 +251,33 @@ def test_when_gpu_is_shared_then_budget_is_capped_at_this_actors_share(monkeypat
     state["free"] = 1 * gib  # neighbours filled the card: free memory is the limit
     assert third.budget_bytes() == 2 * gib
     assert CudaMemoryMeter("cuda:0", share=0.0, headroom=1.0).share == 1.0  # unset share: whole card
+
+
+def test_when_a_merged_toto_pass_runs_out_of_memory_then_requests_are_served_one_by_one(
+        monkeypatch, make_family, write_csv):
+    import tuner.models.toto as toto
+
+    batches = [make_periods(load_bars(write_csv(f"S{i}.csv", random_walk_bars(300, seed=i))), WindowSpec(), 128)
+               .validation for i in range(3)]
+    params = {"num_samples": 16, "aggregate": "mean", "samples_per_batch": 16}
+    requests = [(b, params, [7 + i] * len(b)) for i, b in enumerate(batches)]
+    plain = make_family("toto")
+    plain.load()
+    want = [plain.sample(*r) for r in requests]
+    real = toto.first_patch_distribution
+
+    def one_window_set_at_most(model, contexts):
+        if contexts.shape[0] > len(batches[0]):
+            raise FakeOutOfMemory("merged pass too large")
+        return real(model, contexts)
+
+    monkeypatch.setattr(toto, "first_patch_distribution", one_window_set_at_most)
+    family = make_family("toto")
+    family.load()
+    device = FakeDevice(budget=10**12)
+    family.batch_sizer.meter = device
+    got = family.sample_group(requests)
+    assert device.released == 1
+    for (samples, seconds), expected in zip(got, want, strict=True):
+        np.testing.assert_array_equal(samples, expected)
+        assert seconds >= 0

@@ -338,19 +338,23 @@ def _to_bars(symbol: str, file: Path, part: pd.DataFrame, columns: dict[str, str
         else:
             prices[name] = close.copy()
             notes.append(f"no {name} column; filled with close")
+    factor = None
     if "adj_close" in columns and "close" in columns:
         raw_close = _parse_prices(part[columns["close"]], "close", where)
         factor = close / raw_close
         for name in ("open", "high", "low"):
             if name in columns:
                 prices[name] = prices[name] * factor
-        notes.append(f"used {columns['adj_close']!r} as close; open/high/low scaled to match")
+        notes.append(f"used {columns['adj_close']!r} as close; open/high/low scaled to match"
+                     + (", volume scaled inversely (traded value unchanged)" if "volume" in columns else ""))
     bad = np.flatnonzero(prices["high"] < prices["low"] * (1 - 1e-9))
     if bad.size:
         i = int(bad[0])
         raise DataError(f"{where(i)}: high {prices['high'][i]:g} < low {prices['low'][i]:g}")
 
     volume = _parse_optional(part, columns, "volume", where, notes)
+    if factor is not None:
+        volume = volume / factor  # a 2:1 split halves past prices and doubles past share counts
     amount = _parse_optional(part, columns, "amount", where, notes)
     if "amount" not in columns:
         amount = volume * (prices["open"] + prices["high"] + prices["low"] + prices["close"]) / 4

@@ -58,8 +58,11 @@ def run_experiment(config: ExperimentConfig, echo: Echo = print,
     stored = _stored_config(storage)
     if stored is not None:
         _check_same_experiment(stored, config, storage)
+        ignored = _ignored_on_resume(stored, config)
         config = replace(stored, address=config.address)
         echo(f"experiment {config.name} exists at {storage.root}: resuming it")
+        if ignored:
+            echo(f"WARNING: resuming keeps the stored settings; ignored: {'; '.join(ignored)}")
     # Tiny weights live on the driver's disk only, so a run that joins a cluster never falls back.
     joins_cluster = bool(config.address or os.environ.get("RAY_ADDRESS"))
     return _run(config, storage, echo, include_dashboard,
@@ -163,6 +166,14 @@ def _check_same_experiment(stored: ExperimentConfig, new: ExperimentConfig, stor
             f"experiment {new.name!r} already exists at {storage.root} with a different "
             f"{', '.join(diff)}; resume it with `tuner resume {new.name}` or pick another --name"
         )
+
+
+def _ignored_on_resume(stored: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """Settings of ``new`` that differ from the stored run's and that resuming does not apply."""
+    kept = {"name", "storage", "address", "data", "symbols", "families", "trials", "seed", "windows", "weights"}
+    return [f"{k} (stored {getattr(stored, k)!r}, given {getattr(new, k)!r})"
+            for k in ExperimentConfig.__dataclass_fields__
+            if k not in kept and getattr(stored, k) != getattr(new, k)]
 
 
 def _cut_windows(config: ExperimentConfig):

@@ -62,7 +62,16 @@ class TotoFamily(TorchFamily):
         for members in groups.values():
             contexts = torch.cat([torch.tensor(requests[i][0].close_context, dtype=torch.float32)
                                   for i in members])
-            first, shared_s = timed(first_patch_distribution, self.model, contexts)
+            try:
+                first, shared_s = timed(first_patch_distribution, self.model, contexts)
+            except Exception as error:
+                meter = self.batch_sizer.meter
+                if meter is None or not meter.is_out_of_memory(error) or len(members) == 1:
+                    raise
+                meter.release()  # the merged pass did not fit: serve the requests one by one
+                for i in members:
+                    out[i] = self.timed(self.sample, *requests[i])
+                continue
             row = 0
             for i in members:
                 batch, params, seeds = requests[i]

@@ -1,4 +1,5 @@
-"""The offline fallback to tiny weights: written once and atomically, never on a cluster."""
+"""Driver-side settings checks without Ray: the offline tiny-weights fallback (written once and
+atomically, never on a cluster) and what resuming ignores."""
 
 from __future__ import annotations
 
@@ -45,3 +46,14 @@ def test_when_joining_a_cluster_offline_then_the_run_stops_instead_of_using_tiny
     with pytest.raises(WeightsError, match="cannot be reached"):
         run_experiment(config, echo=lambda line: None)
     assert not offline.exists()
+
+
+def test_when_resuming_with_other_settings_then_the_ignored_ones_are_named():
+    from tuner.experiment import _ignored_on_resume
+
+    stored = ExperimentConfig(name="m", trials=5)
+    given = ExperimentConfig(name="m", trials=5, max_latency_s=0.05, autocast_dtype="bf16",
+                             address="auto", storage="elsewhere")
+    assert _ignored_on_resume(stored, given) == ["autocast_dtype (stored None, given 'bf16')",
+                                                 "max_latency_s (stored None, given 0.05)"]
+    assert _ignored_on_resume(stored, stored) == []
