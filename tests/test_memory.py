@@ -281,3 +281,12 @@ def test_when_a_merged_toto_pass_runs_out_of_memory_then_requests_are_served_one
     for (samples, seconds), expected in zip(got, want, strict=True):
         np.testing.assert_array_equal(samples, expected)
         assert seconds >= 0
+
+
+def test_when_even_a_probe_runs_out_of_memory_then_paths_are_drawn_one_per_call(monkeypatch, make_family, validation):
+    device = FakeDevice(budget=10**12, limit=1000 + len(validation) * 5 * 10)  # room for 5 paths
+    family = make_family("toto")
+    on_fake_device(monkeypatch, family, device)
+    family.forecast(validation, {"num_samples": 64, "aggregate": "mean"}, seed=1)
+    assert device.calls == [(8, 8), (64, 1)]
+    assert device.released == 1

@@ -212,12 +212,20 @@ class SamplesPerBatch:
 
     def _measure(self, draw: Callable[[int, int], Any]) -> CallCost:
         start = time.perf_counter()
-        with self._measuring:
-            points = []
-            for k in self.probe_paths:
-                points.append((k, self.meter.peak_bytes(lambda k=k: draw(k, k))))
-                self.probes += 1
-        self._local.probe_s = getattr(self._local, "probe_s", 0.0) + time.perf_counter() - start
+        try:
+            with self._measuring:
+                points = []
+                for k in self.probe_paths:
+                    self.probes += 1
+                    points.append((k, self.meter.peak_bytes(lambda k=k: draw(k, k))))
+        except Exception as error:
+            if not self.meter.is_out_of_memory(error):
+                raise
+            self.meter.release()
+            log.warning("a %d-path probe ran out of memory; drawing one path per call", k)
+            return CallCost(0, 1 << 62)  # fits nothing: one path per call
+        finally:
+            self._local.probe_s = getattr(self._local, "probe_s", 0.0) + time.perf_counter() - start
         cost = CallCost.from_probes(points[0], points[-1])
         log.info("sampling call cost measured: %d fixed + %d per path (bytes)",
                  cost.fixed_bytes, cost.bytes_per_path)
