@@ -6,8 +6,8 @@ import pytest
 from tests.conftest import random_walk_bars
 from tuner.candidates import WinnerForecasts, blend, realised_volatility, regime
 from tuner.collate import build_summary
-from tuner.metrics import score
 from tuner.data import load_bars
+from tuner.metrics import score
 from tuner.windows import WindowSpec, make_periods
 
 

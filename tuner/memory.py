@@ -96,7 +96,7 @@ class MemoryMeter(ABC):
     def is_out_of_memory(self, error: BaseException) -> bool:
         """Whether ``error`` means the device ran out of memory."""
 
-    def release(self) -> None:
+    def release(self) -> None:  # noqa: B027 - optional hook: a device with no cache has nothing to do
         """Hand cached blocks back after an out-of-memory error."""
 
 

@@ -9,8 +9,8 @@ from tuner.errors import ConfigError
 from tuner.forecasters.base import Family
 from tuner.memory import PROBE_PATHS, CudaMemoryMeter, SamplesPerBatch
 from tuner.models import registry
-from tuner.windows import WindowBatch
 from tuner.weights import WeightsSource, split_revision
+from tuner.windows import WindowBatch
 
 
 def pick_device(device: str | None) -> str:
