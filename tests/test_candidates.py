@@ -27,7 +27,8 @@ def forecasts(periods, family, good_when_volatile: bool, latency: float) -> Winn
     for name in ("validation", "test"):
         batch = getattr(periods, name)
         vol = realised_volatility(batch)
-        volatile = vol >= np.median(realised_volatility(periods.validation))
+        calm_and_wild = realised_volatility(periods.validation)
+        volatile = vol >= (calm_and_wild.min() + calm_and_wild.max()) / 2
         good = volatile if good_when_volatile else ~volatile
         out[name] = np.where(good, batch.actual_close, batch.prev_close * 1.05)
     return WinnerForecasts(family, out["validation"], out["test"], latency)
@@ -45,23 +46,29 @@ def test_when_each_member_is_good_in_one_regime_then_the_switch_beats_both(perio
     assert doc["config"]["validation_score"].startswith("cross-fitted")
 
 
-def test_when_volatility_says_nothing_then_an_in_sample_split_is_not_mistaken_for_a_regime(periods):
-    """Members with errors unrelated to volatility (20 seeds): a threshold fitted and scored on
-    the same windows nearly always "beats" both; scored out of fold it seldom does."""
+@pytest.mark.parametrize("rho", [0.0, 0.9])
+def test_when_volatility_says_nothing_then_an_in_sample_split_is_not_mistaken_for_a_regime(periods, rho):
+    """Members whose errors have nothing to do with volatility (20 seeds; AR(1) errors with
+    correlation ``rho`` between neighbouring windows, as overlapping windows have): a threshold
+    fitted and scored on the same windows nearly always "beats" both; scored on held-out
+    blocks it seldom does."""
     val = periods.validation
     in_sample_wins = emitted = 0
     for seed in range(20):
         rng = np.random.default_rng(seed)
-        members = [WinnerForecasts(f, val.prev_close * (1 + rng.normal(0, 0.01, len(val))),
-                                   periods.test.prev_close, latency)
-                   for f, latency in (("toto", 0.01), ("kronos_ensemble", 0.2))]
+        members = []
+        for family, latency in (("toto", 0.01), ("kronos_ensemble", 0.2)):
+            error = np.zeros(len(val))
+            for i in range(len(val)):
+                error[i] = rho * error[i - 1] * (i > 0) + np.sqrt(1 - rho**2) * rng.normal(0, 0.01)
+            members.append(WinnerForecasts(family, val.actual_close * (1 + error), periods.test.prev_close, latency))
         errors = [np.abs(m.validation / val.prev_close - val.actual_close / val.prev_close) for m in members]
         vol = realised_volatility(val)
         best_in_sample = min(np.where(vol >= t, errors[1], errors[0]).mean() for t in np.unique(vol))
         in_sample_wins += best_in_sample < min(e.mean() for e in errors)
         emitted += regime("AAA", periods, members, seed=1) is not None
-    assert in_sample_wins >= 15  # scored in sample, a split "beats" both members almost always
-    assert emitted <= 5  # cross-fitted, it seldom does (3 of 20 here)
+    assert in_sample_wins >= 12  # scored in sample, a split "beats" both members most of the time
+    assert emitted <= 4  # cross-fitted on held-out blocks: 2 (rho 0) and 3 (rho 0.9) of 20 here
 
 
 def test_when_one_member_is_always_better_then_no_regime_is_made(periods):

@@ -146,6 +146,8 @@ def test_when_top_k_is_on_then_top_p_is_not_searched_and_the_config_says_1():
     ({"low": 0.7, "high": 0.9, "only_if": {"top_k": [-1]}, "otherwise": 1.0}, "only_if.top_k[0]: -1 must be >= 0"),
     ({"low": 0.7, "high": 0.9, "only_if": {"top_k": [0]}, "otherwise": 2.0}, "top_p.otherwise: 2.0 must be <= 1"),
     ({"low": 0.7, "high": 0.9, "otherwise": 1.0}, "top_p.otherwise: only used with only_if"),
+    ({"low": 0.7, "high": 0.9, "only_if": {"top_k": [5]}, "otherwise": 1.0},
+     "top_p.only_if.top_k: 5 is never suggested for top_k (top_k ∈ {0, 16})"),
 ])
 def test_when_a_condition_is_invalid_then_error_names_it(top_p, message):
     with pytest.raises(ConfigError) as info:

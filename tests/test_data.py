@@ -162,7 +162,7 @@ def test_when_one_symbol_of_a_many_symbol_file_is_bad_then_only_it_is_lost(write
     dataset = load_dataset(tmp_path / "data" / "long.csv")
     assert dataset.symbols == ["AAA"]
     assert "line 72" in str(dataset.errors["BBB"])  # header + 60 AAA rows + row 10 of BBB
-    assert "empty symbol" in str(dataset.errors["long"])
+    assert "empty symbol" in str(dataset.errors["long (rows without a symbol)"])
     np.testing.assert_allclose(dataset.get("AAA").close, a["Close"])
 
 

@@ -290,3 +290,44 @@ def test_when_even_a_probe_runs_out_of_memory_then_paths_are_drawn_one_per_call(
     family.forecast(validation, {"num_samples": 64, "aggregate": "mean"}, seed=1)
     assert device.calls == [(8, 8), (64, 1)]
     assert device.released == 1
+
+
+def test_when_the_large_probe_runs_out_of_memory_then_the_small_one_sizes_the_call(
+        monkeypatch, make_family, validation):
+    windows = len(validation)
+    room = 1000 + windows * 20 * 10  # 20 paths fit
+    device = FakeDevice(budget=room, limit=room)
+    family = make_family("toto")
+    on_fake_device(monkeypatch, family, device)
+    family.forecast(validation, {"num_samples": 64, "aggregate": "mean"}, seed=1)
+    # charged per path from the 8-path probe alone: (1000 + 8·W·10) / 8 bytes, so 8 paths fit
+    assert device.calls == [(8, 8), (32, 32), (64, 8)]
+
+
+def test_when_probes_are_noisy_then_the_cost_errs_on_the_safe_side():
+    # the larger probe read less than the smaller one (a neighbour freed memory meanwhile)
+    assert CallCost.from_probes((8, 1000), (32, 900)) == CallCost(0, 29)
+
+
+def test_when_a_probe_fails_then_its_time_is_not_taken_off_a_later_forecast(monkeypatch, make_family, validation):
+    import time
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(time, "perf_counter", lambda: clock["now"])
+    device = FakeDevice(budget=10**12)
+    real_allocate = device.allocate
+
+    def allocate(windows, count, per_batch):
+        clock["now"] += 1.0
+        if count == per_batch == 8:
+            clock["now"] += 100.0
+            raise ValueError("bad probe input")
+        real_allocate(windows, count, per_batch)
+
+    device.allocate = allocate
+    family = make_family("toto")
+    on_fake_device(monkeypatch, family, device)
+    with pytest.raises(ValueError, match="bad probe input"):
+        family.forecast(validation, {"num_samples": 64, "aggregate": "mean"}, seed=1)
+    got = family.forecast(validation, {"num_samples": 64, "aggregate": "mean", "samples_per_batch": 64}, seed=1)
+    assert got.latency_s == 1.0

@@ -7,8 +7,9 @@ request with the same context length in one forward pass) and returns each reque
 samples. Every window's draws depend only on its own context and seed, so merged results equal
 unmerged ones (tested).
 
-A thread leads only while its own request is pending: once its group is done it hands the lead
-to a waiting thread, so no trial serves other trials' groups. Each request's sampling time is
+A thread leads only while its own request is pending (its group may hold others' requests
+too): once its own request is done it hands the lead to a waiting thread instead of serving
+later groups. Each request's sampling time is
 its own share of the group (``sample_group`` attributes shared work), not the group's total, so
 latencies and ``max_latency_s`` stay honest under batching.
 """

@@ -5,15 +5,17 @@
 * **regime**: per window, the *fast* winner (lowest latency per forecast) in calm markets and
   the *conservative* winner (lowest validation error among the others) in volatile ones. A
   window's volatility is the standard deviation of its context's last ``VOL_BARS`` one-bar log
-  returns (its own context: leak-free); the threshold is the one that minimises
-  pct_return_mae over validation windows.
+  returns (its own context: leak-free); the threshold (a midpoint between two validation
+  windows' volatilities) is the one that minimises pct_return_mae over validation windows.
 
 A rule fitted on the validation windows and scored on the same windows would look better than
 it is, and it competes with family winners that were not fitted that way. So a candidate's
-validation score is **cross-fitted**: the rule is fitted on the even-numbered validation windows
-and scored on the odd ones, and the reverse (interleaved, so both halves see calm and volatile
-stretches). The rule that is reported, scored on test and promoted is fitted on all validation
-windows. A regime is only written when its cross-fitted score beats both of its members.
+validation score is **cross-fitted**: the validation windows are cut into 4 contiguous blocks
+and each block is scored by the rule fitted on the other three (blocked, not interleaved:
+neighbouring windows share most of their bars, so an interleaved split would score the rule on
+near-copies of what it was fitted on). The rule that is reported, scored on test and promoted is
+fitted on all validation windows. A regime is only written when its cross-fitted score beats
+both of its members.
 
 Both are point-forecast rules: they need each winner's forecasts on both periods, which the
 driver asks the model actors for (the draws are the winners' own, same seed).
@@ -69,9 +71,13 @@ def _document(kind: str, symbol: str, config: dict[str, Any], periods: Periods, 
 
 
 MIN_CROSS_FIT_WINDOWS = 4
-"""Fewest validation windows for a cross-fitted score (two per fold); fewer: no candidates."""
+"""Fewest validation windows for a cross-fitted score (two per block); fewer: no candidates."""
 
-CROSS_FITTED = "cross-fitted: rule fitted on even validation windows, scored on odd, and the reverse"
+CROSS_FIT_BLOCKS = 4
+"""Contiguous blocks of validation windows in the cross-fit (each scored by a rule fitted on the others)."""
+
+CROSS_FITTED = ("cross-fitted: each of 4 contiguous blocks of validation windows scored by the rule "
+                "fitted on the other blocks")
 
 
 def _errors(point: np.ndarray, batch: WindowBatch) -> np.ndarray:
@@ -81,12 +87,16 @@ def _errors(point: np.ndarray, batch: WindowBatch) -> np.ndarray:
 
 def cross_fitted(n: int, fit: Callable[[np.ndarray], Any], apply: Callable[[Any, np.ndarray], np.ndarray]
                  ) -> np.ndarray:
-    """(n,) out-of-fold validation forecasts of a rule: ``fit(windows)`` on the even windows,
-    ``apply(rule, windows)`` on the odd ones, and the reverse."""
-    even, odd = np.arange(0, n, 2), np.arange(1, n, 2)
+    """(n,) out-of-fold validation forecasts of a rule, by blocked cross-validation: the windows
+    are cut into ``CROSS_FIT_BLOCKS`` contiguous blocks (two below 8 windows); each block gets
+    ``apply(fit(other blocks), block)``. Blocks, not interleaved windows: neighbouring windows
+    share most of their volatility bars and their errors are correlated, so an interleaved
+    held-out window would be nearly a copy of one the rule was fitted on."""
+    blocks = np.array_split(np.arange(n), CROSS_FIT_BLOCKS if n >= 2 * CROSS_FIT_BLOCKS else 2)
     out = np.empty(n)
-    for fit_on, use_on in ((even, odd), (odd, even)):
-        out[use_on] = apply(fit(fit_on), use_on)
+    for i, held_out in enumerate(blocks):
+        fitted_on = np.concatenate([b for j, b in enumerate(blocks) if j != i])
+        out[held_out] = apply(fit(fitted_on), held_out)
     return out
 
 
@@ -125,8 +135,11 @@ def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: 
     errors = {"fast": _errors(fast.validation, val), "conservative": _errors(conservative.validation, val)}
 
     def fit(windows: np.ndarray) -> float:
+        # Cut between neighbouring volatilities (midpoints), not at one of them: a window held
+        # out in between falls on the side its closer neighbours took.
+        seen = np.unique(vol_val[windows])
         best: tuple[float, float] | None = None
-        for threshold in np.concatenate([[-np.inf], np.unique(vol_val[windows]), [np.inf]]):
+        for threshold in np.concatenate([[-np.inf], (seen[:-1] + seen[1:]) / 2, [np.inf]]):
             use = vol_val[windows] >= threshold
             mae = np.where(use, errors["conservative"][windows], errors["fast"][windows]).mean()
             if best is None or mae < best[0]:

@@ -173,6 +173,11 @@ def _condition(cls: type[Family], name: str, spec: Mapping[str, Any], where: str
     if not isinstance(values, list) or not values:
         raise ConfigError(f"{where}.only_if.{other}: must be a non-empty list of values")
     checked = tuple(cls.params[other].check(f"only_if.{other}[{i}]", v, f"{where}.") for i, v in enumerate(values))
+    dim = by_name[other]
+    never = [v for v in checked if (v not in dim.choices if dim.kind == "categorical" else not dim.low <= v <= dim.high)]
+    if never:
+        raise ConfigError(f"{where}.only_if.{other}: {never[0]!r} is never suggested for {other} "
+                          f"({dim.describe()}), so this condition could not hold")
     if "otherwise" not in spec:
         raise ConfigError(f"{where}.otherwise: needed with only_if (the value when {other} is not in {values})")
     otherwise = cls.params[name].check("otherwise", spec["otherwise"], f"{where}.")

@@ -199,7 +199,7 @@ def _stem(path: Path) -> str:
 def _load_file(file: Path) -> tuple[list[Bars], dict[str, DataError]]:
     """The symbols of one file, and the errors of those that failed. A file-level problem
     (unreadable, no close column) raises; in a file of many symbols, one bad symbol loses only
-    itself (rows with an empty symbol are reported under the file's name)."""
+    itself (rows with an empty symbol are reported under "<file name> (rows without a symbol)")."""
     raw, locate = _read_table(file)
     columns = _map_columns(file, raw)
     if "symbol" not in columns:
@@ -208,7 +208,9 @@ def _load_file(file: Path) -> tuple[list[Bars], dict[str, DataError]]:
     symbols = raw[columns["symbol"]].astype("string")
     for symbol, part in raw.groupby(symbols, sort=True, dropna=False):
         if pd.isna(symbol) or not str(symbol).strip():
-            failed[_stem(file)] = DataError(f"{file} {locate(int(part.index[0]))}: empty symbol")
+            # keyed so it cannot clash with a real symbol of the same name as the file
+            failed[f"{_stem(file)} (rows without a symbol)"] = DataError(
+                f"{file} {locate(int(part.index[0]))}: empty symbol")
             continue
         try:
             out.append(_to_bars(str(symbol).strip(), file, part, columns, locate))

@@ -13,6 +13,11 @@ index; tested bit-identical), only memory and speed, so a family may choose it p
 
 If a call still runs out of memory (fragmentation, a neighbour grew), the family retries it with
 the next smaller divisor; the results are the same, only slower.
+
+On a GPU, "the same" holds up to the last bits: CUDA libraries may pick other kernels for other
+batch shapes. The chunk is chosen once per (shape, path count) and kept for the actor's life, so
+one run is consistent; to pin it across runs and machines, set ``samples_per_batch`` under
+``fixed`` in the family's search space.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ class CallCost:
     def from_probes(cls, small: tuple[int, int], large: tuple[int, int]) -> CallCost:
         """From two ``(paths, peak_bytes)`` measurements (a line through both)."""
         (n1, p1), (n2, p2) = small, large
-        if n2 <= n1:  # one usable point: charge everything per path (errs on the safe side)
+        if n2 <= n1 or p2 <= p1:  # one usable point (or noise): charge everything per path
             return cls(0, max(1, -(-p2 // n2)))
         per_path = max(1, -(-(p2 - p1) // (n2 - n1)))
         return cls(max(0, p1 - n1 * per_path), per_path)
@@ -186,12 +191,12 @@ class SamplesPerBatch:
                 smaller = next_smaller_divisor(n_paths, chunk)
                 if self.meter is None or not self.meter.is_out_of_memory(error) or smaller is None:
                     raise
-                self.meter.release()
-                self.oom_retries += 1
-                self.ceilings[shape] = min(self.ceilings.get(shape, chunk), smaller)
-                self.chosen = {k: v for k, v in self.chosen.items() if k[0] != shape}
-                log.warning("out of memory with samples_per_batch=%d; retrying with %d", chunk, smaller)
-                chunk = smaller
+            self.meter.release()  # outside the except block: the traceback no longer pins tensors
+            self.oom_retries += 1
+            self.ceilings[shape] = min(self.ceilings.get(shape, chunk), smaller)
+            self.chosen = {k: v for k, v in self.chosen.items() if k[0] != shape}
+            log.warning("out of memory with samples_per_batch=%d; retrying with %d", chunk, smaller)
+            chunk = smaller
 
     def choose(self, n_paths: int, shape: Hashable, draw: Callable[[int, int], Any]) -> int:
         """The chunk for ``n_paths`` paths of ``shape`` (probing the shape on first sight)."""
@@ -212,20 +217,23 @@ class SamplesPerBatch:
 
     def _measure(self, draw: Callable[[int, int], Any]) -> CallCost:
         start = time.perf_counter()
+        points: list[tuple[int, int]] = []
         try:
             with self._measuring:
-                points = []
                 for k in self.probe_paths:
                     self.probes += 1
                     points.append((k, self.meter.peak_bytes(lambda k=k: draw(k, k))))
         except Exception as error:
             if not self.meter.is_out_of_memory(error):
                 raise
-            self.meter.release()
-            log.warning("a %d-path probe ran out of memory; drawing one path per call", k)
-            return CallCost(0, 1 << 62)  # fits nothing: one path per call
         finally:
             self._local.probe_s = getattr(self._local, "probe_s", 0.0) + time.perf_counter() - start
+        if len(points) < len(self.probe_paths):  # a probe ran out of memory
+            self.meter.release()
+            log.warning("a memory probe ran out of memory; sizing from %s", points or "nothing")
+            if not points:
+                return CallCost(0, 1 << 62)  # fits nothing: one path per call
+            return CallCost.from_probes(points[0], points[0])
         cost = CallCost.from_probes(points[0], points[-1])
         log.info("sampling call cost measured: %d fixed + %d per path (bytes)",
                  cost.fixed_bytes, cost.bytes_per_path)

@@ -174,6 +174,7 @@ class Family(ABC):
     def timed(self, fn, *args) -> tuple[Any, float]:
         """``(fn(*args), seconds)`` less one-off set-up work done inside it (memory probes), so
         latencies are what a forecast of this config costs."""
+        self.setup_seconds()  # drop what a call that failed midway may have left counted
         out, seconds = timed(fn, *args)
         return out, max(0.0, seconds - self.setup_seconds())
 

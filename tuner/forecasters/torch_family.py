@@ -54,10 +54,11 @@ class TorchFamily(Family):
         return params
 
     def draw_in_chunks(self, batch: WindowBatch, params: Mapping[str, Any],
-                       draw: Callable[[int, int], Any]) -> Any:
+                       draw: Callable[[int, int], Any], variant: str = "") -> Any:
         """``draw(count, samples_per_batch)`` for the trial's path count, with the trial's
-        ``samples_per_batch`` or one chosen from free GPU memory (:mod:`tuner.memory`)."""
-        shape = (len(batch), batch.context_length, batch.horizon, params.get("max_context"))
+        ``samples_per_batch`` or one chosen from free GPU memory (:mod:`tuner.memory`).
+        ``variant`` names a code path with its own memory profile (measured separately)."""
+        shape = (len(batch), batch.context_length, batch.horizon, params.get("max_context"), variant)
         return self.batch_sizer.sample(params[self.count_param], shape, draw,
                                        given=params.get("samples_per_batch"))
 

@@ -42,7 +42,8 @@ class TotoFamily(TorchFamily):
             return sample_toto(self.model, context, horizon=batch.horizon, num_samples=count,
                                seeds=seeds, samples_per_batch=per_batch, first_patch=first_patch)
 
-        return self.draw_in_chunks(batch, params, draw)[..., -1].double().cpu().numpy()
+        variant = "" if first_patch is None else "first patch given"
+        return self.draw_in_chunks(batch, params, draw, variant)[..., -1].double().cpu().numpy()
 
     def sample_group(self, requests):
         """One forward pass for every window of every request (same context length, horizon
@@ -62,13 +63,15 @@ class TotoFamily(TorchFamily):
         for members in groups.values():
             contexts = torch.cat([torch.tensor(requests[i][0].close_context, dtype=torch.float32)
                                   for i in members])
+            first = None
             try:
                 first, shared_s = timed(first_patch_distribution, self.model, contexts)
             except Exception as error:
                 meter = self.batch_sizer.meter
                 if meter is None or not meter.is_out_of_memory(error) or len(members) == 1:
                     raise
-                meter.release()  # the merged pass did not fit: serve the requests one by one
+            if first is None:  # the merged pass did not fit: serve the requests one by one
+                self.batch_sizer.meter.release()
                 for i in members:
                     out[i] = self.timed(self.sample, *requests[i])
                 continue
@@ -78,6 +81,6 @@ class TotoFamily(TorchFamily):
                 mine = TotoOutput(*(t[row : row + len(batch)] for t in first))
                 row += len(batch)
                 samples, own_s = self.timed(self._draw_closes, batch, params, seeds,
-                                       torch.tensor(batch.close_context, dtype=torch.float32), mine)
+                                            torch.tensor(batch.close_context, dtype=torch.float32), mine)
                 out[i] = (samples, own_s + shared_s * len(batch) / len(contexts))
         return out
