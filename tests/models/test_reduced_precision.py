@@ -38,6 +38,13 @@ def kronos_dirs(tmp_path_factory):
     return write_tiny_kronos(root / "model", root / "tokenizer", seed=0)
 
 
+def float32_and_half_toto(folder, dtype):
+    """The same checkpoint twice: as loaded (float32), and with autocast ``dtype`` switched on."""
+    half = load_toto(folder)
+    half.autocast_dtype = dtype
+    return load_toto(folder), half
+
+
 def closes(windows: int, length: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(3)
     return 100.0 * torch.exp(torch.cumsum(0.01 * torch.randn(windows, length, generator=g), -1))
@@ -45,9 +52,7 @@ def closes(windows: int, length: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_when_toto_runs_under_autocast_then_transformer_is_half_and_head_stays_float32(toto_dir, dtype):
-    reference = load_toto(toto_dir)
-    half = load_toto(toto_dir)
-    half.autocast_dtype = dtype
+    reference, half = float32_and_half_toto(toto_dir, dtype)
     context = closes(3, 200)
     seen, handles = linear_output_dtypes(half)
     try:
@@ -65,9 +70,7 @@ def test_when_toto_runs_under_autocast_then_transformer_is_half_and_head_stays_f
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_when_toto_samples_long_horizons_under_autocast_then_paths_are_finite_and_near_float32(toto_dir, dtype):
-    reference = load_toto(toto_dir)
-    half = load_toto(toto_dir)
-    half.autocast_dtype = dtype
+    reference, half = float32_and_half_toto(toto_dir, dtype)
     context = closes(2, 150)
     patch = half.config.patch_size
     kwargs = dict(horizon=patch + 3, num_samples=32, seeds=[1, 2], samples_per_batch=16)  # autoregressive
