@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.metrics import baseline, score, skill
+from tuner.metrics import baseline, pct_return_errors, score, skill
 from tuner.windows import Periods, WindowBatch
 
 VOL_BARS = 20
@@ -80,11 +80,6 @@ CROSS_FITTED = ("cross-fitted: each of 4 contiguous blocks of validation windows
                 "fitted on the other blocks")
 
 
-def _errors(point: np.ndarray, batch: WindowBatch) -> np.ndarray:
-    """(W,) absolute percent-return errors (pct_return_mae before the mean)."""
-    return np.abs((point - batch.actual_close) / batch.prev_close)
-
-
 def cross_fitted(n: int, fit: Callable[[np.ndarray], Any], apply: Callable[[Any, np.ndarray], np.ndarray]
                  ) -> np.ndarray:
     """(n,) out-of-fold validation forecasts of a rule, by blocked cross-validation: the windows
@@ -105,7 +100,7 @@ def blend(symbol: str, periods: Periods, a: WinnerForecasts, b: WinnerForecasts,
     val = periods.validation
     if len(val) < MIN_CROSS_FIT_WINDOWS:
         return None
-    errors = np.stack([_errors(a.validation, val), _errors(b.validation, val)])
+    errors = np.stack([pct_return_errors(a.validation, val), pct_return_errors(b.validation, val)])
 
     def fit(windows: np.ndarray) -> np.ndarray:
         inverse = 1.0 / np.maximum(errors[:, windows].mean(axis=1), 1e-12)
@@ -130,9 +125,10 @@ def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: 
         return None
     fast = min(winners, key=lambda w: w.latency_per_forecast_s)
     others = [w for w in winners if w is not fast]
-    conservative = min(others, key=lambda w: score(w.validation, val).pct_return_mae)
+    conservative = min(others, key=lambda w: pct_return_errors(w.validation, val).mean())
     vol_val = realised_volatility(val)
-    errors = {"fast": _errors(fast.validation, val), "conservative": _errors(conservative.validation, val)}
+    errors = {"fast": pct_return_errors(fast.validation, val),
+              "conservative": pct_return_errors(conservative.validation, val)}
 
     def fit(windows: np.ndarray) -> float:
         # Cut between neighbouring volatilities (midpoints), not at one of them: a window held
@@ -153,7 +149,7 @@ def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: 
     if not np.isfinite(threshold) or threshold <= vol_val.min():
         return None  # every validation window on one side: no regime, just one winner
     honest = cross_fitted(len(val), fit, apply)
-    if _errors(honest, val).mean() >= min(errors["fast"].mean(), errors["conservative"].mean()):
+    if pct_return_errors(honest, val).mean() >= min(errors["fast"].mean(), errors["conservative"].mean()):
         return None  # out of fold, switching does not beat always using one member
     use_val = vol_val >= threshold
     use_test = realised_volatility(periods.test) >= threshold

@@ -57,14 +57,19 @@ def score(forecast: np.ndarray, batch: WindowBatch, latency_s: float = 0.0) -> S
         raise TunerError(
             f"{batch.symbol} {batch.period}: forecast for bar {batch.target_index[i]} is {forecast[i]}"
         )
-    predicted = forecast / batch.prev_close - 1.0
     return Scores(
-        pct_return_mae=float(np.mean(np.abs(predicted - batch.actual_return))),
+        pct_return_mae=float(np.mean(pct_return_errors(forecast, batch))),
         price_mae=float(np.mean(np.abs(forecast - batch.actual_close))),
         latency_s=float(latency_s),
         latency_per_forecast_s=float(latency_s) / len(batch),
         windows=len(batch),
     )
+
+
+def pct_return_errors(forecast: np.ndarray, batch: WindowBatch) -> np.ndarray:
+    """(W,) per-window ``|forecast/prev_close - actual_close/prev_close|``: pct_return_mae before
+    its mean (for rules that are fitted on some windows and scored on others)."""
+    return np.abs(forecast / batch.prev_close - 1.0 - batch.actual_return)
 
 
 def naive_forecast(batch: WindowBatch) -> np.ndarray:
