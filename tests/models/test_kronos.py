@@ -91,30 +91,29 @@ def test_when_config_key_missing_then_weights_error_names_key_and_file(folders, 
     assert "config.json" in str(info.value)
 
 
-def test_when_tensor_has_wrong_shape_then_weights_error_names_key(folders, tmp_path):
+def _broken_copy(source, target, edit):
+    """A copy of checkpoint folder ``source`` at ``target`` whose tensors ``edit(state)`` changed."""
     from safetensors.torch import load_file, save_file
 
+    target.mkdir()
+    (target / "config.json").write_text((source / "config.json").read_text())
+    state = load_file(str(source / "model.safetensors"))
+    edit(state)
+    save_file(state, str(target / "model.safetensors"))
+    return target
+
+
+def test_when_tensor_has_wrong_shape_then_weights_error_names_key(folders, tmp_path):
     model_dir, tok_dir = folders
-    broken = tmp_path / "model"
-    broken.mkdir()
-    (broken / "config.json").write_text((model_dir / "config.json").read_text())
-    state = load_file(str(model_dir / "model.safetensors"))
-    state["head.proj_s1.weight"] = torch.zeros(3, 3)
-    save_file(state, str(broken / "model.safetensors"))
+    broken = _broken_copy(model_dir, tmp_path / "model",
+                          lambda state: state.update({"head.proj_s1.weight": torch.zeros(3, 3)}))
     with pytest.raises(WeightsError, match=r"head\.proj_s1\.weight"):
         load_kronos(broken, tok_dir)
 
 
 def test_when_tensor_missing_then_weights_error_names_key(folders, tmp_path):
-    from safetensors.torch import load_file, save_file
-
     model_dir, tok_dir = folders
-    broken = tmp_path / "tok"
-    broken.mkdir()
-    (broken / "config.json").write_text((tok_dir / "config.json").read_text())
-    state = load_file(str(tok_dir / "model.safetensors"))
-    del state["quant_embed.bias"]
-    save_file(state, str(broken / "model.safetensors"))
+    broken = _broken_copy(tok_dir, tmp_path / "tok", lambda state: state.pop("quant_embed.bias"))
     with pytest.raises(WeightsError, match=r"quant_embed\.bias"):
         load_kronos(model_dir, broken)
 
