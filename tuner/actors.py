@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.banks import DEFAULT_MAX_BYTES, SampleBank
@@ -126,6 +126,17 @@ class ModelServer:
             self.busy_s += elapsed
         return {"result": result.to_dict(), "actor_s": elapsed, **_where()}
 
+    def evaluate_many(self, requests: list[tuple[str, Mapping[str, Any]]], seed: int) -> list[dict[str, Any]]:
+        """Run several tuning trials (validation only), one after another in this call; one
+        failing does not fail the others: each outcome is ``{"result", "actor_s", ...}`` or
+        ``{"error": "<Type>: <message>"}``."""
+        outcomes = []
+        for symbol, params in requests:
+            try:
+                outcomes.append(self.evaluate(symbol, params, seed))
+            except Exception as e:  # one bad trial (params, symbol data) must not fail its pack
+                outcomes.append({"error": f"{type(e).__name__}: {e}"[:2000]})
+        return outcomes
 
     def point_forecasts(self, symbol: str, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """The point forecasts of one config on both periods (for blend/regime candidates)."""
@@ -145,54 +156,146 @@ def _where() -> dict[str, Any]:
 @dataclass(frozen=True)
 class Routing:
     """What a trial needs to find its family's actors (names, not handles: names survive a
-    driver restart, where new actors take the same role under new names)."""
+    driver restart, where new actors take the same role under new names).
+
+    Attributes:
+        namespace: Ray namespace of the actors.
+        actors: family → actor names.
+        seed: the experiment seed every trial runs with.
+        chunk: family → Optuna trials sent to an actor in one call: many for a weights-free
+            family (a call costs more than its work), one for model families (each result is
+            reported, and saved, as soon as it exists).
+        board: name of the :class:`PackBoard` actor holding the packs (None: packs travel in
+            the Tune config itself).
+    """
 
     namespace: str
     actors: Mapping[str, tuple[str, ...]]
     seed: int
+    chunk: Mapping[str, int] = field(default_factory=dict)
+    board: str | None = None
 
-    def pick(self, family: str, trial_id: str):
+    def pick(self, family: str, key: str) -> str:
         import zlib
 
-        import ray
-
         names = self.actors[family]
-        name = names[zlib.crc32(trial_id.encode()) % len(names)]
-        return name, ray.get_actor(name, namespace=self.namespace)
+        return names[zlib.crc32(key.encode()) % len(names)]
 
 
-def tuning_trial(config: dict[str, Any], routing: Routing) -> None:
-    """The Tune trainable: route one trial to a model actor and report its validation scores."""
+class PackBoard:
+    """The packs in flight, by Tune trial id: the searcher puts a pack here and the Tune trial
+    carries only its id, so Tune's copies of the config (trial state, evaluated params,
+    experiment tag, last result: four per trial, in memory and in every checkpoint) stay a few
+    bytes whatever the pack size. A pack stays until its Tune trial completes (Tune may retry
+    a failed trial with the same config)."""
+
+    def __init__(self) -> None:
+        self.packs: dict[str, list[dict[str, Any]]] = {}
+
+    def put(self, pack_id: str, pack: list[dict[str, Any]]) -> None:
+        self.packs[pack_id] = pack
+
+    def get(self, pack_id: str) -> list[dict[str, Any]]:
+        if pack_id not in self.packs:
+            raise KeyError(f"pack {pack_id} is not on the board (its searcher is gone?)")
+        return self.packs[pack_id]
+
+    def drop(self, pack_id: str) -> None:
+        self.packs.pop(pack_id, None)
+
+    def size(self) -> int:
+        return len(self.packs)
+
+
+_handles: dict[tuple[str, str], Any] = {}
+"""Actor handles by (namespace, name), per trial process (Tune reuses it for many trials)."""
+
+
+def _actor(namespace: str, name: str):
+    import ray
+
+    if (namespace, name) not in _handles:
+        _handles[(namespace, name)] = ray.get_actor(name, namespace=namespace)
+    return _handles[(namespace, name)]
+
+
+PACK_METRIC = "trials_done"
+"""What a pack reports to Tune itself: how many of its Optuna trials finished so far."""
+REPORT_INTERVAL_S = 0.5
+"""A pack reports its finished Optuna trials at most this often (and once at its end)."""
+
+
+def pack_trial(config: dict[str, Any], routing: Routing) -> None:
+    """The Tune trainable: evaluate a pack of Optuna trials (see :mod:`tuner.search`) on the
+    model actors, concurrently, and report each one's validation scores as it finishes."""
     import ray
     from ray import tune
 
-    trial_id = tune.get_context().get_trial_id() or "local"
     start = time.perf_counter()
-    name, actor = routing.pick(config["family"], trial_id)
-    out = ray.get(actor.evaluate.remote(config["symbol"], config["params"], routing.seed))
-    wall = time.perf_counter() - start
-    validation = out["result"]["validation"]
-    baseline = out["result"]["baseline"]["validation"]
-    tune.report({
-        "pct_return_mae": validation["pct_return_mae"],
-        "price_mae": validation["price_mae"],
-        "latency_s": validation["latency_s"],
-        "latency_per_forecast_s": validation["latency_per_forecast_s"],
-        "windows": validation["windows"],
-        "skill": validation["skill"],
-        "baseline_pct_return_mae": baseline["pct_return_mae"],
-        "seed": routing.seed,
-        "config_checked": out["result"]["config"],
-        "actor": name,
-        "node": out["node"],
-        "node_id": out["node_id"],
-        "actor_s": out["actor_s"],
-        "wait_s": max(0.0, wall - out["actor_s"]),
-        "trial_wall_s": wall,
-        "tiny_weights": out["result"]["tiny_weights"],
-    })
+    pack = config.get("pack")
+    if pack is None:
+        pack = ray.get(_actor(routing.namespace, routing.board).get.remote(config["pack_id"]))
+    calls: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
+    by_actor: dict[str, list[dict[str, Any]]] = {}
+    for slot in pack:
+        by_actor.setdefault(routing.pick(slot["family"], slot["slot"]), []).append(slot)
+    for name, slots in by_actor.items():
+        size = routing.chunk.get(slots[0]["family"], 1)
+        actor = _actor(routing.namespace, name)
+        for i in range(0, len(slots), size):
+            chunk = slots[i:i + size]
+            ref = actor.evaluate_many.remote([(s["symbol"], s["params"]) for s in chunk], routing.seed)
+            calls[ref] = (name, chunk)
+    pending, finished, done = list(calls), [], 0
+    last_report = time.monotonic()
+    while pending:
+        wait_s = max(0.01, REPORT_INTERVAL_S - (time.monotonic() - last_report))
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=wait_s)
+        for ref in ready:
+            name, chunk = calls.pop(ref)
+            try:
+                outcomes = ray.get(ref)
+            except Exception as e:  # the actor died for good, or the call could not run
+                outcomes = [{"error": f"{type(e).__name__}: {e}"[:2000]}] * len(chunk)
+            wall = time.perf_counter() - start
+            finished += [_slot_result(s, out, name, routing.seed, wall) for s, out in zip(chunk, outcomes, strict=True)]
+        if finished and (not pending or time.monotonic() - last_report >= REPORT_INTERVAL_S):
+            done += len(finished)
+            tune.report({PACK_METRIC: done, "slots": finished})
+            finished, last_report = [], time.monotonic()
+
+
+def _slot_result(slot: Mapping[str, Any], out: Mapping[str, Any], actor: str, seed: int,
+                 wall: float) -> dict[str, Any]:
+    """One Optuna trial's outcome as the searcher and the journal take it."""
+    if "error" in out:
+        return {"slot": slot["slot"], "study": slot["study"], "ok": False, "error": out["error"],
+                "metrics": {"actor": actor, "seed": seed}}
+    result = out["result"]
+    validation, baseline = result["validation"], result["baseline"]["validation"]
+    return {
+        "slot": slot["slot"], "study": slot["study"], "ok": True,
+        "value": validation["pct_return_mae"], "config": result["config"],
+        "metrics": {
+            "pct_return_mae": validation["pct_return_mae"],
+            "price_mae": validation["price_mae"],
+            "latency_s": validation["latency_s"],
+            "latency_per_forecast_s": validation["latency_per_forecast_s"],
+            "windows": validation["windows"],
+            "skill": validation["skill"],
+            "baseline_pct_return_mae": baseline["pct_return_mae"],
+            "seed": seed,
+            "actor": actor,
+            "node": out["node"],
+            "node_id": out["node_id"],
+            "actor_s": out["actor_s"],
+            "wait_s": max(0.0, wall - out["actor_s"]),
+            "trial_wall_s": wall,
+            "tiny_weights": result["tiny_weights"],
+        },
+    }
 
 
 def trial_dirname(trial) -> str:
-    """Short, readable trial folder names (Tune's default packs the whole config in)."""
-    return f"{trial.config.get('study', 'trial').replace('/', '_')}_{trial.trial_id}"
+    """Short trial folder names (Tune's default packs the whole config in)."""
+    return f"pack_{trial.trial_id}"

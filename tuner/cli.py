@@ -178,11 +178,15 @@ def _split(value: str | None) -> tuple[str, ...] | None:
               help="Seed each study with the best trials of this earlier experiment (same storage).")
 @click.option("--warm-start-production", is_flag=True, default=None,
               help="Seed each study with the promoted config in configs/best/<SYMBOL>.json.")
+@click.option("--pack-size", type=click.IntRange(min=1), default=None,
+              help="Optuna trials one Tune trial carries at most. Default: chosen from the studies.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
+@click.option("--take-over", is_flag=True,
+              help="Run even if the experiment's lock names a live holder on another host.")
 @library_errors
 def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
         max_concurrent_per_study, device, autocast_dtype, val_windows, test_windows, horizon, stability_folds,
-        max_latency_s, warm_start_from, warm_start_production, no_dashboard):
+        max_latency_s, warm_start_from, warm_start_production, pack_size, no_dashboard, take_over):
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
     With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
@@ -213,11 +217,12 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
         name=name, storage=storage, address=address, device=device,
         max_concurrent_per_study=max_concurrent_per_study, max_latency_s=max_latency_s,
         warm_start_from=warm_start_from, warm_start_production=warm_start_production or None,
-        weights=WeightsSource.parse(weights) if weights else None,
+        weights=WeightsSource.parse(weights) if weights else None, pack_size=pack_size,
     )
     if autocast_dtype is not None:
         config = replace(config, autocast_dtype=None if autocast_dtype == "fp32" else autocast_dtype)
-    run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None)
+    run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
+                   take_over=take_over)
 
 
 @main.command()
@@ -225,8 +230,10 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
 @click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
 @click.option("--address", default=None, help="Ray cluster to resume on. Default: a local Ray.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
+@click.option("--take-over", is_flag=True,
+              help="Resume even if the experiment's lock names a holder on another host (dead).")
 @library_errors
-def resume(name, storage, address, no_dashboard):
+def resume(name, storage, address, no_dashboard, take_over):
     """Continue an interrupted experiment: finished trials are kept, studies keep their history.
 
     \b
@@ -237,34 +244,50 @@ def resume(name, storage, address, no_dashboard):
     from tuner.experiment import resume_experiment
 
     resume_experiment(name, storage, address, echo=click.echo,
-                      include_dashboard=False if no_dashboard else None)
+                      include_dashboard=False if no_dashboard else None, take_over=take_over)
 
 
 @main.command()
 @click.argument("name")
 @click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything stored as JSON.")
+@click.option("--family", default=None, help="Only the studies of this family.")
+@click.option("--symbol", "symbols", default=None, help="Only these symbols (comma-separated).")
 @library_errors
-def status(name, storage, as_json):
+def status(name, storage, as_json, family, symbols):
     """Show an experiment's progress (while it runs) or its results (when done).
+
+    Overall counts, rate and ETA, per family counts, then one line per study (filter them with
+    --family and --symbol; a universe run has thousands).
 
     \b
     Example:
         tuner status sample
+        tuner status monthly --family toto --symbol AAPL,MSFT
     """
     from tuner.experiment import experiment_status
 
     info = experiment_status(name, storage)
+    wanted = set(_split(symbols) or ())
+    progress, summary = info["progress"], info["summary"]
+    if progress:
+        progress["studies"] = {k: v for k, v in progress["studies"].items()
+                               if (family is None or k.endswith(f"/{family}"))
+                               and (not wanted or k.rsplit("/", 1)[0] in wanted)}
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
-    progress, summary = info["progress"], info["summary"]
     click.echo(f"experiment {name} at {info['root']}")
     if progress:
-        click.echo(f"trials {progress['trials_done']}/{progress['trials_total']}, ETA {progress['eta']}")
+        click.echo(f"trials {progress['trials_done']}/{progress['trials_total']}, "
+                   f"{progress.get('trials_per_s', 0):.1f}/s, ETA {progress['eta']}")
+        for fam, f in (progress.get("families") or {}).items():
+            click.echo(f"  {fam:<18} {f['finished_studies']}/{f['studies']} studies finished, "
+                       f"{f['done']} trials done, {f['failed']} failed")
         for key, s in progress["studies"].items():
             best = s["best_pct_return_mae"]
             click.echo(f"  {key:<32} {s['done']:>4}/{s['total']:<4} best {'-' if best is None else f'{best:.5f}'}"
+                       + (f"  running {s['running']}" if s.get("running") else "")
                        + (f"  failed {s['failed']}" if s["failed"] else ""))
     else:
         click.echo("no progress recorded yet")
@@ -272,6 +295,8 @@ def status(name, storage, as_json):
         state = "complete" if summary["complete"] else "INCOMPLETE"
         click.echo(f"finished ({state}): {summary['trials']}")
         for symbol, e in sorted(summary["symbols"].items()):
+            if wanted and symbol not in wanted:
+                continue
             click.echo(f"  {symbol:<10} {e['best_family']:<16} val {e['validation_pct_return_mae']:.5f} "
                        f"test {e['test_pct_return_mae']:.5f}")
         if summary.get("tiny_weights"):

@@ -41,6 +41,8 @@ class TrialRecord:
         config: the trial's parameters (empty if it never ran).
         metrics: what the trial reported (pct_return_mae, price_mae, latency_s, timings, node...).
         error: the error message of a failed trial.
+        number: the trial's position among its study's finished trials (its Optuna number).
+        session: the run session that ran it (1 = first run, 2 = first resume...).
     """
 
     trial_id: str
@@ -50,6 +52,8 @@ class TrialRecord:
     config: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    number: int | None = None
+    session: int | None = None
 
     @property
     def objective(self) -> float:
@@ -80,13 +84,15 @@ def pick_winners(records: Iterable[TrialRecord], max_latency_s: float | None = N
 
 def trial_counts(records: Iterable[TrialRecord], studies: Iterable[tuple[str, str]],
                  budget: int) -> dict[tuple[str, str], dict[str, int]]:
-    """Per study: completed, failed and never-ran counts against the budget."""
+    """Per study: completed, failed and never-ran counts against the budget. A trial that failed
+    is retried by a resume, so failed attempts of earlier sessions stay counted (a resume never
+    hides them) while never-ran is what the budget still lacks."""
     counts = {s: {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0, "budget": budget} for s in studies}
     for r in records:
         counts.setdefault((r.symbol, r.family), {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0, "budget": budget})
         counts[(r.symbol, r.family)][r.status] += 1
     for c in counts.values():
-        c[NEVER_RAN] = max(c[NEVER_RAN], budget - c[COMPLETED] - c[FAILED])
+        c[NEVER_RAN] = max(0, budget - c[COMPLETED] - c[FAILED])
     return counts
 
 
@@ -151,7 +157,8 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
                for key in sorted(counts) if key not in documents}
     return {
         **meta,
-        "complete": totals[FAILED] == 0 and totals[NEVER_RAN] == 0,
+        # Failed attempts are retried by a resume: complete = every study has its budget completed.
+        "complete": all(c[COMPLETED] >= c["budget"] for c in counts.values()),
         "trials": totals,
         "studies": {study_key(*k): dict(v) for k, v in sorted(counts.items())},
         "studies_without_winner": reasons,
@@ -165,7 +172,9 @@ def trials_table(records: Iterable[TrialRecord]):
 
     rows = []
     for r in records:
-        row: dict[str, Any] = {"trial_id": r.trial_id, "symbol": r.symbol, "family": r.family,
+        row: dict[str, Any] = {"trial_id": r.trial_id, "study": study_key(r.symbol, r.family),
+                               "number": r.number, "session": r.session,
+                               "symbol": r.symbol, "family": r.family,
                                "status": r.status, "error": r.error,
                                "config": json.dumps(dict(r.config), sort_keys=True)}
         row.update({f"param_{k}": v for k, v in r.config.items()})
@@ -181,12 +190,14 @@ def trials_table(records: Iterable[TrialRecord]):
 
 def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mapping[tuple[str, str], TrialResult],
                      studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any],
-                     derived: Mapping[tuple[str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+                     derived: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+                     unscored: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
     """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary.
 
     ``derived`` holds candidates built from the winners ((symbol, "blend"|"regime") → result
     document, see :mod:`tuner.candidates`); they are written beside the families' files and
-    compete for the best family of their symbol."""
+    compete for the best family of their symbol. ``unscored``: studies whose winner could not
+    be re-scored on the test period (its actors died), and why; they get no winner file."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     winners = pick_winners(records, meta.get("max_latency_s"))
     counts = trial_counts(records, studies, budget)
@@ -200,6 +211,8 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
         documents[key] = {**doc, "experiment": meta.get("experiment"), "created_at": meta.get("created_at")}
         storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
     summary = build_summary(documents, counts, meta)
+    for key, why in (unscored or {}).items():
+        summary["studies_without_winner"][study_key(*key)] = why
     storage.write_parquet(TRIALS_FILE, trials_table(records))
     storage.write_json(SUMMARY_FILE, summary)
     return summary

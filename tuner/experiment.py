@@ -22,12 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from tuner import __version__
-from tuner.actors import ModelServer, Routing, trial_dirname, tuning_trial
-from tuner.collate import COMPLETED, FAILED, TrialRecord, pick_winners, write_experiment
+from tuner.actors import ModelServer, PackBoard, Routing
+from tuner.collate import TrialRecord, pick_winners, write_experiment
 from tuner.config import load_family_config
 from tuner.data import bundled_data_path, load_dataset
 from tuner.errors import ConfigError, DataError, TunerError, WeightsError
 from tuner.experiment_config import ExperimentConfig, FamilyResources
+from tuner.journal import (
+    JournalRecord,
+    TrialJournal,
+    compact,
+    last_session,
+    read_journal,
+    records_by_study,
+)
+from tuner.lock import ExperimentLock
 from tuner.storage import CONFIG_FILE, SUMMARY_FILE, TRIALS_FILE, Storage, is_uri
 from tuner.trial import TrialResult
 from tuner.weights import FAMILY_MODEL, WeightsSource, split_revision
@@ -36,14 +45,14 @@ from tuner.windows import make_periods
 log = logging.getLogger(__name__)
 
 NAMESPACE = "forecast-tuner"
-TRIAL_RESOURCES = {"cpu": 0.01}
-"""Trials only wait on a model actor; the actor holds the real CPU/GPU share."""
 GPU_SHARE = {"toto": 0.5, "kronos_standard": 0.25, "kronos_ensemble": 0.25}
 """Default GPU share per model actor: one actor of each family fills one GPU."""
 ACTOR_CONCURRENCY = 4
 """evaluate() calls a model actor runs at once (threads), so its batcher can merge them."""
-CHECKPOINT_PERIOD_S = "2"
-"""Tune's experiment-state save interval (its default is >= 10 s): little is lost on a kill."""
+REPORT_SYMBOLS = 20
+"""Symbols the end-of-run lines show (the report has them all)."""
+WEIGHTS_FREE_CHUNK = 64
+"""Optuna trials per actor call for weights-free families (a call costs more than their work)."""
 
 Echo = Callable[[str], None]
 
@@ -52,7 +61,7 @@ Echo = Callable[[str], None]
 
 
 def run_experiment(config: ExperimentConfig, echo: Echo = print,
-                   include_dashboard: bool | None = None) -> dict[str, Any]:
+                   include_dashboard: bool | None = None, take_over: bool = False) -> dict[str, Any]:
     """Run (or resume, if the name exists) an experiment; return its summary."""
     storage = Storage(config.storage, config.name)
     stored = _stored_config(storage)
@@ -66,17 +75,19 @@ def run_experiment(config: ExperimentConfig, echo: Echo = print,
     # Tiny weights live on the driver's disk only, so a run that joins a cluster never falls back.
     joins_cluster = bool(config.address or os.environ.get("RAY_ADDRESS"))
     return _run(config, storage, echo, include_dashboard,
-                fallback_allowed=config.weights is None and not joins_cluster)
+                fallback_allowed=config.weights is None and not joins_cluster, take_over=take_over)
 
 
 def resume_experiment(name: str, storage_root: str = "results", address: str | None = None,
-                      echo: Echo = print, include_dashboard: bool | None = None) -> dict[str, Any]:
+                      echo: Echo = print, include_dashboard: bool | None = None,
+                      take_over: bool = False) -> dict[str, Any]:
     """Continue an interrupted experiment from its stored config and Tune state."""
     storage = Storage(storage_root, name)
     stored = _stored_config(storage)
     if stored is None:
         raise ConfigError(f"no experiment {name!r} under {storage.base} (no {CONFIG_FILE})")
-    return _run(replace(stored, address=address), storage, echo, include_dashboard, fallback_allowed=False)
+    return _run(replace(stored, address=address), storage, echo, include_dashboard, fallback_allowed=False,
+                take_over=take_over)
 
 
 def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any]:
@@ -97,8 +108,26 @@ def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any
 
 
 def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
-         fallback_allowed: bool) -> dict[str, Any]:
+         fallback_allowed: bool, take_over: bool = False) -> dict[str, Any]:
+    with ExperimentLock(storage, take_over=take_over) as lock:
+        if lock.took_over_from:
+            held = lock.took_over_from
+            echo(f"took the experiment over from pid {held.get('pid')} on {held.get('host')} "
+                 f"(started {held.get('since')}), which is no longer running")
+        # Read (strictly) before anything is written: a damaged journal stops here.
+        history = read_journal(storage)
+        done = _finished_summary(storage, history, config)
+        if done is not None:
+            echo(f"experiment {config.name} is complete ({done['trials']['completed']} trials); nothing "
+                 f"to run. `tuner report {config.name}` shows it; results: {storage.root}")
+            return done
+        return _run_session(config, storage, echo, include_dashboard, fallback_allowed, history)
+
+
+def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
+                 fallback_allowed: bool, history: list[JournalRecord]) -> dict[str, Any]:
     started = time.time()
+    session = last_session(storage) + 1
     periods, studies, skipped = _cut_windows(config)
     for what, why in skipped.items():
         echo(f"skipped {what}: {why}")
@@ -117,25 +146,39 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
         _check_shared_storage(storage)
         actors = pool.actors
         routing = Routing(NAMESPACE, {f: tuple(n for n, _ in members) for f, members in actors.items()},
-                          config.seed)
-        tuner, resumed = _make_tuner(config, storage, routing, studies, len(pool.infos))
+                          config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in actors},
+                          board=pool.board_name)
+        journal = TrialJournal(storage, session)
+        searcher, progress, watchdog = _make_searcher(config, storage, studies, history, journal, session,
+                                                      len(pool.infos), BoardClient(pool.board))
+        resumed = bool(history) or session > 1
         echo(f"tuning {len(studies)} studies × {config.trials} trials "
              f"({len(config.families)} families, {len({s for s, _ in studies})} symbols) with "
-             f"{len(pool.infos)} model actors; Ray dashboard: {dashboard}"
-             + (" [resumed]" if resumed else ""))
-        grid = tuner.fit()
-        watchdog_message = _watchdog_message(tuner)
-        records = _records(grid)
+             f"{len(pool.infos)} model actors, up to {searcher.pack_size} trials per Tune trial; "
+             f"Ray dashboard: {dashboard}"
+             + (f" [resumed: {len(history)} trials kept]" if resumed else ""))
+        from tuner.tuning import tune_studies
+
+        try:
+            outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
+        finally:
+            progress.close()
+        records = [_trial_record(r) for r in read_journal(storage)]
         winners = pick_winners(records, config.max_latency_s)
-        finals = _score_winners(winners, actors, config.seed)
+        finals, unscored = _score_winners(winners, actors, config.seed)
         derived = _derived_candidates(winners, actors, periods, config)
-        infos = ray.get([handle.info.remote() for members in actors.values() for _, handle in members])
-        meta = _meta(config, infos, skipped, started, tiny_fallback, resumed)
-        summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived)
-        if watchdog_message:
-            summary["stopped"] = watchdog_message
+        infos = _actor_infos(actors)
+        meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
+        meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
+                          "pack_size": searcher.pack_size, "packs_in_flight": searcher.max_packs,
+                          "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
+        summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived,
+                                   unscored)
+        compact(storage, session)
+        if outcome.stopped:
+            summary["stopped"] = outcome.stopped
             storage.write_json(SUMMARY_FILE, summary)
-            raise TunerError(watchdog_message)
+            raise TunerError(outcome.stopped)
         _report(summary, storage, echo)
         return summary
     finally:
@@ -143,6 +186,24 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
             pool.release()
         if started_ray:
             ray.shutdown()
+
+
+def _finished_summary(storage: Storage, history: list[JournalRecord],
+                      config: ExperimentConfig) -> dict[str, Any] | None:
+    """The stored summary when the experiment is complete and nothing is left to run."""
+    if not history or not storage.exists(SUMMARY_FILE):
+        return None
+    summary = storage.read_json(SUMMARY_FILE)
+    completed = sum(r.status == "completed" for r in history)
+    if not summary.get("complete") or summary.get("trials", {}).get("completed") != completed:
+        return None
+    return summary
+
+
+def _trial_record(r: JournalRecord) -> TrialRecord:
+    return TrialRecord(trial_id=r.trial_id, symbol=r.symbol, family=r.family, status=r.status,
+                       config=r.config, metrics=r.metrics, error=r.error, number=r.number,
+                       session=r.session)
 
 
 def _stored_config(storage: Storage) -> ExperimentConfig | None:
@@ -232,7 +293,6 @@ def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> tuple[
 
     if ray.is_initialized():
         return False, "see the running cluster's dashboard"
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", CHECKPOINT_PERIOD_S)
     # A job submitted with `ray job submit` gets RAY_ADDRESS: it joins that cluster.
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
@@ -312,12 +372,15 @@ class ActorPool:
         data_refs: the windows each family's actors were built from: the driver holds them,
             because a restarted actor re-reads its constructor arguments.
         groups: placement groups, one per GPU set (one actor of each family on one node).
+        board, board_name: the :class:`~tuner.actors.PackBoard` actor and its name.
     """
 
     actors: dict[str, list]
     infos: list[dict]
     data_refs: list
     groups: list
+    board: Any = None
+    board_name: str | None = None
 
     def release(self) -> None:
         import ray
@@ -328,6 +391,8 @@ class ActorPool:
                 ray.kill(handle, no_restart=True)
         for group in self.groups:
             remove_placement_group(group)
+        if self.board is not None:
+            ray.kill(self.board, no_restart=True)
 
 
 def _gpu_sets(plan: dict[str, FamilyResources]) -> int:
@@ -358,6 +423,9 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
                               strategy="STRICT_PACK", name=f"{config.name}-set{i}-{run_id}")
               for i in range(_gpu_sets(plan))]
     pool = ActorPool({}, [], [], groups)
+    pool.board_name = f"{config.name}-packs-{run_id}"
+    pool.board = ray.remote(PackBoard).options(name=pool.board_name, namespace=NAMESPACE,
+                                               num_cpus=0).remote()
     for family, res in plan.items():
         data_ref = ray.put(periods[family])
         pool.data_refs.append(data_ref)
@@ -398,42 +466,40 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     return pool
 
 
-def _make_tuner(config: ExperimentConfig, storage: Storage, routing: Routing,
-                studies: list[tuple[str, str]], n_actors: int):
-    from ray import tune
+class BoardClient:
+    """The searcher's side of the :class:`~tuner.actors.PackBoard` actor."""
 
+    def __init__(self, handle) -> None:
+        self.handle = handle
+
+    def put(self, pack_id: str, pack: list) -> None:
+        import ray
+
+        ray.get(self.handle.put.remote(pack_id, pack))  # on the board before the trial can start
+
+    def drop(self, pack_id: str) -> None:
+        self.handle.drop.remote(pack_id)
+
+
+def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tuple[str, str]],
+                   history: list[JournalRecord], journal: TrialJournal, session: int, n_actors: int,
+                   board: BoardClient):
+    """The multiplexing searcher (every study rebuilt from the journal), the progress view
+    listening to it, and the stuck-resources watchdog."""
     from tuner.progress import PendingWatchdog, ProgressView
-    from tuner.search import StudyMultiplexer
+    from tuner.search import StudyMultiplexer, auto_pack_size
 
-    trainable = tune.with_resources(tune.with_parameters(tuning_trial, routing=routing), TRIAL_RESOURCES)
-    if tune.Tuner.can_restore(storage.root):
-        tuner = tune.Tuner.restore(storage.root, trainable=trainable, resume_unfinished=True,
-                                   resume_errored=True)
-        return tuner, True
     spaces = {f"{s}/{f}": (s, f, load_family_config(f).space) for s, f in studies}
+    max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, ACTOR_CONCURRENCY * n_actors))
+    pack_size = config.pack_size or auto_pack_size(len(studies), config.max_concurrent_per_study, max_packs)
     searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed,
-                                points_to_evaluate=_warm_start(config, studies))
-    watchdog = PendingWatchdog(config.pending_timeout_s)
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            num_samples=config.trials * len(studies),
-            max_concurrent_trials=max(1, min(len(studies) * config.max_concurrent_per_study,
-                                             ACTOR_CONCURRENCY * n_actors)),
-            reuse_actors=True,
-            trial_dirname_creator=trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name=config.name,
-            storage_path=storage.tune_storage_path,
-            failure_config=tune.FailureConfig(max_failures=2),
-            callbacks=[ProgressView(storage.base, config.name, list(spaces), config.trials), watchdog],
-            stop=watchdog,
-            verbose=0,
-        ),
-    )
-    return tuner, False
+                                points_to_evaluate=_warm_start(config, studies), pack_size=pack_size,
+                                max_packs=max_packs, journal=journal, history=records_by_study(history),
+                                session=session, board=board)
+    progress = ProgressView(storage, list(spaces), config.trials, history)
+    progress.in_flight = searcher.in_flight
+    searcher.listeners.append(progress.record)
+    return searcher, progress, PendingWatchdog(config.pending_timeout_s)
 
 
 def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dict[str, list[dict]]:
@@ -455,60 +521,58 @@ def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dic
                              top_k=config.warm_start_top_k, budget=config.trials)
 
 
-def _watchdog_message(tuner) -> str | None:
-    stop = tuner._local_tuner.get_run_config().stop  # the (possibly restored) watchdog
-    return getattr(stop, "message", None)
+def _on_a_live_actor(members: list, key: tuple[str, str], method: str, *args):
+    """Call ``method`` on the family's actors, starting from one chosen by the study, moving on
+    when an actor has died for good (Ray restarts crashed actors ``max_restarts`` times)."""
+    import zlib
 
+    import ray
+    from ray.exceptions import RayActorError
 
-def _records(grid) -> list[TrialRecord]:
-    records = []
-    for result in grid:
-        cfg = result.config or {}
-        metrics = {k: v for k, v in (result.metrics or {}).items()
-                   if k not in ("config", "config_checked")}
-        if result.error is not None:
-            status, error = FAILED, f"{type(result.error).__name__}: {result.error}"[:2000]
-        elif metrics.get("pct_return_mae") is not None:
-            status, error = COMPLETED, None
-        else:
-            status, error = "never_ran", "stopped before it reported"
-        params = (result.metrics or {}).get("config_checked") or cfg.get("params", {})
-        records.append(TrialRecord(
-            trial_id=metrics.get("trial_id", ""), symbol=cfg.get("symbol", "?"),
-            family=cfg.get("family", "?"), status=status, config=params, metrics=metrics, error=error,
-        ))
-    return records
+    first = zlib.crc32("/".join(key).encode()) % len(members)
+    error: Exception | None = None
+    for i in range(len(members)):
+        _, handle = members[(first + i) % len(members)]
+        try:
+            return ray.get(getattr(handle, method).remote(*args))
+        except RayActorError as e:
+            error = e
+    raise TunerError(f"every {key[1]} model actor has died ({type(error).__name__})")
 
 
 def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int):
-    """Re-run each study's winner with the test period (same seed) on its family's actor."""
-    import ray
-
-    calls = {key: actors[key[1]][0][1].evaluate.remote(key[0], dict(w.config), seed, True)
-             for key, w in winners.items()}
-    finals = {}
-    for key, ref in calls.items():
-        final = TrialResult.from_dict(ray.get(ref)["result"])
-        own = winners[key].objective
+    """Re-run each study's winner with the test period (same seed) on a live actor of its family.
+    Returns the re-scored results and, for winners that could not be re-scored, why."""
+    finals, unscored = {}, {}
+    for key, winner in winners.items():
+        try:
+            out = _on_a_live_actor(actors[key[1]], key, "evaluate", key[0], dict(winner.config), seed, True)
+        except TunerError as e:
+            unscored[key] = f"winner not re-scored on the test period: {e}"
+            continue
+        final = TrialResult.from_dict(out["result"])
+        own = winner.objective
         if not math.isclose(final.objective, own, rel_tol=1e-9, abs_tol=1e-12):
             log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
                         "device?); the trial's own value is reported", *key, final.objective, own)
         finals[key] = final
-    return finals
+    return finals, unscored
 
 
 def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list],
                         periods: dict[str, dict], config: ExperimentConfig) -> dict[tuple[str, str], dict]:
     """Blend and regime candidates per symbol from the family winners (see tuner.candidates)."""
-    import ray
-
     from tuner.candidates import WinnerForecasts, blend, regime
 
-    calls = {key: actors[key[1]][0][1].point_forecasts.remote(key[0], dict(w.config), config.seed)
-             for key, w in winners.items() if key[1] in FAMILY_MODEL}
     by_symbol: dict[str, dict[str, WinnerForecasts]] = {}
-    for (symbol, family), ref in calls.items():
-        out = ray.get(ref)
+    for (symbol, family), w in winners.items():
+        if family not in FAMILY_MODEL:
+            continue
+        try:
+            out = _on_a_live_actor(actors[family], (symbol, family), "point_forecasts", symbol,
+                                   dict(w.config), config.seed)
+        except TunerError:
+            continue  # no candidate from a family whose actors are gone (its study says why)
         latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
         by_symbol.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency)
     derived = {}
@@ -527,8 +591,24 @@ def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], actors: dic
     return derived
 
 
+def _actor_infos(actors: dict[str, list]) -> list[dict[str, Any]]:
+    """What each actor reports of itself; an actor dead for good is listed as such."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    infos = []
+    for family, members in actors.items():
+        for name, handle in members:
+            try:
+                infos.append(ray.get(handle.info.remote()))
+            except RayActorError as e:
+                infos.append({"family": family, "name": name, "dead": f"{type(e).__name__}",
+                              "model_loads": 0, "restarted": True, "tiny_weights": False})
+    return infos
+
+
 def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: float,
-          tiny_fallback: bool, resumed: bool) -> dict[str, Any]:
+          tiny_fallback: bool, resumed: bool, session: int, journal: TrialJournal) -> dict[str, Any]:
     import ray
 
     return {
@@ -544,12 +624,14 @@ def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: f
         "model_actors": len(infos),
         "model_loads": sum(i["model_loads"] for i in infos),
         "actor_restarts": sum(bool(i["restarted"]) for i in infos),
-        "sample_banks": _sum_stats(i["bank"] for i in infos),
-        "batching": _sum_stats(i["batching"] for i in infos),
+        "sample_banks": _sum_stats(i.get("bank") for i in infos),
+        "batching": _sum_stats(i.get("batching") for i in infos),
         "samples_per_batch": _sum_stats(i.get("samples_per_batch") for i in infos),
         "actors": infos,
         "skipped": skipped,
         "resumed": resumed,
+        "session": session,
+        "journal": journal.stats(),
         "wall_s": time.time() - started,
         "versions": {"forecast-tuner": __version__, "ray": ray.__version__},
     }
@@ -568,11 +650,14 @@ def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
     echo(f"done in {summary['wall_s']:.0f}s: {t['completed']} trials completed, {t['failed']} failed, "
          f"{t['never_ran']} never ran; {summary['model_loads']} model loads by "
          f"{summary['model_actors']} actors")
-    for symbol, entry in sorted(summary["symbols"].items()):
+    shown = sorted(summary["symbols"].items())
+    for symbol, entry in shown[:REPORT_SYMBOLS]:
         flag = "" if entry["beats_baseline"] else "  (does not beat the baseline)"
         test = entry["test_pct_return_mae"]
         echo(f"  {symbol:<10} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
              f"test {test:.5f}  baseline {entry['baseline_validation_pct_return_mae']:.5f}{flag}")
+    if len(shown) > REPORT_SYMBOLS:
+        echo(f"  ... and {len(shown) - REPORT_SYMBOLS} more symbols: `tuner report {summary['experiment']}`")
     if summary.get("tiny_weights"):
         echo("WARNING: these results were made with TINY RANDOM-INIT weights: noise, not skill.")
     echo(f"results: {storage.root}")

@@ -83,6 +83,8 @@ class ExperimentConfig:
         warm_start_from: a previous experiment (same storage) whose best trials seed each study.
         warm_start_production: also seed each study with ``configs/best/<SYMBOL>.json``.
         warm_start_top_k: previous trials per study used for the warm start.
+        pack_size: Optuna trials one Tune trial carries at most (see :mod:`tuner.search`);
+            None = chosen from the number of studies and the actors (at most 64).
     """
 
     name: str = DEFAULT_EXPERIMENT
@@ -106,6 +108,7 @@ class ExperimentConfig:
     warm_start_from: str | None = None
     warm_start_production: bool = False
     warm_start_top_k: int = 3
+    pack_size: int | None = None
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
@@ -129,6 +132,9 @@ class ExperimentConfig:
             raise ConfigError(f"resources.{unknown[0]}: not one of the families {list(self.families)}")
         if self.max_latency_s is not None and not self.max_latency_s > 0:
             raise ConfigError(f"max_latency_s: {self.max_latency_s!r} must be > 0 seconds per forecast")
+        if self.pack_size is not None and (isinstance(self.pack_size, bool)
+                                           or not isinstance(self.pack_size, int) or self.pack_size < 1):
+            raise ConfigError(f"pack_size: {self.pack_size!r} must be an integer >= 1 or null (auto)")
         if self.symbols is not None and not self.symbols:
             raise ConfigError("symbols: empty list; omit it to tune every symbol")
 

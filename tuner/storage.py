@@ -16,7 +16,7 @@ from typing import Any
 
 from tuner.errors import ConfigError
 
-# The files of an experiment folder (Ray Tune's own state sits beside them).
+# The files of an experiment folder (Ray Tune's own files live under _tune/).
 CONFIG_FILE = "tuner-experiment.json"
 """The experiment config as run (what ``tuner resume`` and ``tuner status`` read)."""
 PROGRESS_FILE = "progress.json"
@@ -24,7 +24,9 @@ PROGRESS_FILE = "progress.json"
 SUMMARY_FILE = "summary.json"
 """The collated summary, written when the run ends."""
 TRIALS_FILE = "trials.parquet"
-"""One row per trial."""
+"""One row per Optuna trial."""
+TUNE_DIR = "_tune"
+"""Ray Tune's own files (experiment state, trial folders), apart from the product's."""
 
 
 def is_uri(location: str) -> bool:
@@ -50,8 +52,8 @@ class Storage:
 
     @property
     def tune_storage_path(self) -> str:
-        """What Ray Tune's ``RunConfig(storage_path=...)`` gets (the experiment's parent)."""
-        return self.base
+        """What Ray Tune's ``RunConfig(storage_path=...)`` gets: its runs live under ``_tune/``."""
+        return self.path(TUNE_DIR)
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -80,6 +82,23 @@ class Storage:
         with self.fs.open_output_stream(path) as out:
             out.write(data)
         return self.path(relative)
+
+    def list(self, relative: str) -> list[str]:
+        """Names of the files in a folder of the experiment (none when it does not exist)."""
+        if self.fs is None:
+            folder = self._local(relative)
+            return [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(f"{self._path}/{relative}", allow_not_found=True)
+        return [info.base_name for info in self.fs.get_file_info(selector)
+                if info.type == pafs.FileType.File]
+
+    def delete(self, relative: str) -> None:
+        if self.fs is None:
+            self._local(relative).unlink(missing_ok=True)
+        else:
+            self.fs.delete_file(f"{self._path}/{relative}")
 
     def read_bytes(self, relative: str) -> bytes:
         if self.fs is None:

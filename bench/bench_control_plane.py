@@ -1,0 +1,211 @@
+"""The control plane's cost per Optuna trial: ours next to bare Ray Tune, and how it scales.
+
+Model work is taken out: our arm tunes the weights-free ``bootstrap_returns`` family (~1 ms per
+trial) over synthetic symbols, the bare arm a no-op function. What remains is bookkeeping:
+suggesting, scheduling, reporting, saving state. Every arm runs in its own process with its own
+local Ray, one after another (never side by side), and prints one JSON line the parent reads.
+
+1. Side by side, the same number of Optuna trials:
+   (a) bare Ray Tune + ``OptunaSearch`` (seeded TPE, one study) in a ``ConcurrencyLimiter``,
+       a no-op function trainable, ``reuse_actors=True``: what a user writes without us;
+   (b) ``tuner run`` (``run_experiment``): studies × trials of ``bootstrap_returns``.
+   Prints Optuna trials/s of both and ``throughput ratio (ours/bare): X``. Both walls are end to
+   end: Ray start, tuning, and for ours the collation (winners re-scored on the test period,
+   result files, summary, trials.parquet).
+2. A scaling table of our engine at several sizes: per-trial wall, driver peak RSS, bytes and
+   seconds per state save (our journal's flushes, and the largest Tune experiment-state file,
+   which is bounded by the packs of one Tune run), files written per Optuna trial, and
+   ``per-trial cost growth (largest/smallest): Y``.
+
+Run (takes ~20 min on 2 cores; say the machine's load when reporting):
+``.venv/bin/python bench/bench_control_plane.py``
+Smaller: ``--bare-trials 200 --ratio-size 20x10 --sizes 10x20,100x10,500x10``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def synthetic_bars(folder: Path, symbols: int, bars: int = 330, seed: int = 0) -> None:
+    """Random-walk daily bars, one CSV per symbol (S0000.csv, ...)."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2020-01-01", periods=bars)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(symbols):
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01 + 0.01 * rng.random(), bars)))
+        spread = close * 0.005
+        pd.DataFrame({"date": dates.strftime("%Y-%m-%d"), "open": close, "high": close + spread,
+                      "low": close - spread, "close": close, "volume": 1000}).to_csv(
+            folder / f"S{i:04d}.csv", index=False)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def files_under(root: Path) -> int:
+    return sum(1 for p in root.rglob("*") if p.is_file())
+
+
+def largest(root: Path, pattern: str) -> int:
+    return max((p.stat().st_size for p in root.rglob(pattern)), default=0)
+
+
+# ------------------------------------------------------------------------------------- arms
+
+
+def arm_bare(trials: int, concurrency: int, seed: int) -> dict:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def noop(config):
+        tune.report({"loss": (config["x"] - 0.3) ** 2 + config["y"] * 0.0})
+
+    with tempfile.TemporaryDirectory() as storage:
+        start = time.perf_counter()
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False)
+        search = OptunaSearch(metric="loss", mode="min", sampler=optuna.samplers.TPESampler(seed=seed))
+        tuner = tune.Tuner(
+            noop,
+            param_space={"x": tune.uniform(0, 1), "y": tune.choice([64, 128, 256])},
+            tune_config=tune.TuneConfig(search_alg=ConcurrencyLimiter(search, max_concurrent=concurrency),
+                                        num_samples=trials, reuse_actors=True),
+            run_config=tune.RunConfig(name="bare", storage_path=storage, verbose=0),
+        )
+        fit_start = time.perf_counter()
+        grid = tuner.fit()
+        fit_s = time.perf_counter() - fit_start
+        done = sum(r.error is None for r in grid)
+        ray.shutdown()
+        wall = time.perf_counter() - start
+        root = Path(storage) / "bare"
+        return {"arm": "bare", "trials": done, "wall_s": wall, "tuning_s": fit_s,
+                "peak_rss_mb": peak_rss_mb(), "files": files_under(root),
+                "tune_state_bytes": largest(root, "experiment_state-*.json")}
+
+
+def arm_ours(studies: int, trials: int, data: str, seed: int) -> dict:
+    import logging
+
+    from tuner.experiment import run_experiment
+    from tuner.experiment_config import ExperimentConfig
+
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as storage:
+        start = time.perf_counter()
+        summary = run_experiment(ExperimentConfig(
+            name="plane", data=data, symbols=tuple(f"S{i:04d}" for i in range(studies)),
+            families=("bootstrap_returns",), trials=trials, seed=seed, storage=storage), echo=lambda line: None, include_dashboard=False)
+        wall = time.perf_counter() - start
+        root = Path(storage) / "plane"
+        journal = summary["journal"]
+        return {"arm": "ours", "studies": studies, "trials": summary["trials"]["completed"],
+                "failed": summary["trials"]["failed"], "wall_s": wall, "tuning_s": summary["tuning"]["seconds"],
+                "pack_size": summary["tuning"]["pack_size"], "suggest_s": summary["tuning"]["searcher_suggest_s"],
+                "tell_s": summary["tuning"]["searcher_tell_s"],
+                "peak_rss_mb": peak_rss_mb(), "files": files_under(root),
+                "files_written": files_under(root) + journal["flushes"] - 1,  # chunks compacted into 1
+                "journal_flushes": journal["flushes"], "journal_bytes_per_flush": journal["bytes_per_flush"],
+                "journal_s_per_flush": journal["seconds_per_flush"],
+                "tune_state_bytes": largest(root, "experiment_state-*.json"),
+                "tune_runs": len(list((root / "_tune").iterdir()))}
+
+
+# ------------------------------------------------------------------------------------- parent
+
+
+def run_arm(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit(f"arm {args} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    studies, trials = text.lower().split("x")
+    return int(studies), int(trials)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bare-trials", type=int, default=1000, help="Trials of the bare Tune arm.")
+    parser.add_argument("--bare-concurrency", type=int, default=4,
+                        help="ConcurrencyLimiter of the bare arm (ours runs 2 per study, 4 packs).")
+    parser.add_argument("--ratio-size", default="100x10",
+                        help="Our arm next to bare Tune: studies x trials (same total as --bare-trials).")
+    parser.add_argument("--sizes", default="10x20,100x10,1000x10", help="Scaling table: studies x trials, ...")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child is not None:
+        kind, *rest = args.child
+        result = (arm_bare(int(rest[0]), int(rest[1]), args.seed) if kind == "bare"
+                  else arm_ours(int(rest[0]), int(rest[1]), rest[2], args.seed))
+        print(json.dumps(result))
+        return
+
+    sizes = [parse_size(s) for s in args.sizes.split(",")]
+    ratio_studies, ratio_trials = parse_size(args.ratio_size)
+    if ratio_studies * ratio_trials != args.bare_trials:
+        raise SystemExit(f"--ratio-size {args.ratio_size} is not {args.bare_trials} trials")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "bars"
+        synthetic_bars(data, max(s for s, _ in sizes + [(ratio_studies, 0)]))
+        bare = run_arm(["bare", str(args.bare_trials), str(args.bare_concurrency)])
+        ours = run_arm(["ours", str(ratio_studies), str(ratio_trials), str(data)])
+        print(f"\n(a) bare Ray Tune + OptunaSearch, ConcurrencyLimiter({args.bare_concurrency}), no-op trainable: "
+              f"{bare['trials']} trials in {bare['wall_s']:.1f} s = {bare['trials'] / bare['wall_s']:.2f} trials/s "
+              f"(Tuner.fit {bare['tuning_s']:.1f} s; experiment state {bare['tune_state_bytes'] / 1e6:.2f} MB; "
+              f"{bare['files']} files)")
+        print(f"(b) tuner run, bootstrap_returns, {ratio_studies} studies x {ratio_trials} trials: "
+              f"{ours['trials']} trials in {ours['wall_s']:.1f} s = {ours['trials'] / ours['wall_s']:.2f} trials/s "
+              f"({ours['files']} files)")
+        ratio = (ours["trials"] / ours["wall_s"]) / (bare["trials"] / bare["wall_s"])
+        print(f"throughput ratio (ours/bare): {ratio:.1f}", flush=True)
+
+        rows = []
+        for studies, trials in sizes:
+            r = run_arm(["ours", str(studies), str(trials), str(data)])
+            rows.append(r)
+            print(f"  done {studies}x{trials}: {r['wall_s']:.1f} s", flush=True)
+        print(f"\nour engine, end to end (load average {os.getloadavg()[0]:.2f} at the end):")
+        header = (f"{'studies x trials':>17} {'trials':>7} {'wall s':>8} {'ms/trial':>9} {'tuning ms/trial':>16} "
+                  f"{'pack':>5} {'peak RSS MB':>12} "
+                  f"{'journal B/save':>15} {'ms/save':>8} {'Tune state B':>13} {'Tune runs':>10} {'files/trial':>12}")
+        print(header)
+        for (studies, trials), r in zip(sizes, rows, strict=True):
+            print(f"{f'{studies} x {trials}':>17} {r['trials']:>7} {r['wall_s']:>8.1f} "
+                  f"{1000 * r['wall_s'] / r['trials']:>9.1f} {1000 * r['tuning_s'] / r['trials']:>16.1f} "
+                  f"{r['pack_size']:>5} {r['peak_rss_mb']:>12.0f} "
+                  f"{r['journal_bytes_per_flush']:>15.0f} {1000 * r['journal_s_per_flush']:>8.2f} "
+                  f"{r['tune_state_bytes']:>13} {r['tune_runs']:>10} {r['files_written'] / r['trials']:>12.4f}")
+        # Growth of the tuning phase's cost per trial (what a bigger experiment pays per trial);
+        # end to end, the fixed start-up (Ray, actors) makes small runs look dearer per trial.
+        per_trial = [r["tuning_s"] / r["trials"] for r in rows]
+        end_to_end = [r["wall_s"] / r["trials"] for r in rows]
+        print(f"end-to-end per-trial cost, largest/smallest: {end_to_end[-1] / end_to_end[0]:.2f}")
+        print(f"per-trial cost growth (largest/smallest): {per_trial[-1] / per_trial[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
