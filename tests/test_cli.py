@@ -67,6 +67,23 @@ def test_when_data_check_finds_a_bad_file_then_it_reports_it_and_exits_1(write_c
     assert any(line.startswith("data_summary: NOT USABLE") for line in lines)
 
 
+def test_when_data_check_finds_duplicates_and_unreadable_entries_then_it_names_each_and_exits_1(
+        write_csv, tmp_path):
+    folder = tmp_path / "data"
+    write_csv("KO.csv", random_walk_bars(100))
+    random_walk_bars(100).to_parquet(folder / "KO.parquet")
+    (folder / "x.csv").mkdir()
+    result = CliRunner().invoke(main, ["data", "check", str(folder)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines == [
+        "KO: NOT USABLE",
+        f"  problem: symbol 'KO' is in 2 sources: {folder / 'KO.csv'}, {folder / 'KO.parquet'}; keep it in one",
+        "x.csv: NOT USABLE",
+        f"  problem: {folder / 'x.csv'}: unreadable: a directory, not a file",
+    ]
+
+
 def test_when_data_check_json_then_it_parses():
     result = CliRunner().invoke(main, ["data", "check", "tuner/sample_data", "--json"])
     assert result.exit_code == 0
