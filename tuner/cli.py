@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from tuner import strict_json
 from tuner.errors import TunerError
 
 
@@ -93,7 +94,7 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
     if result.tiny_weights:
         click.echo("WARNING: tiny random-init weights: these scores are noise, not a model's skill.",
                    err=True)
-    click.echo(json.dumps(result.to_dict(), indent=2))
+    click.echo(strict_json.dumps(result.to_dict(), indent=2))
 
 
 @main.group()
@@ -129,7 +130,7 @@ def data_check(path, as_json, val_windows, test_windows, horizon, context):
     ctx = context or MIN_CONTEXT
     reports = check_data(path, spec.bars_needed(ctx), spec.need(ctx))
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        click.echo(strict_json.dumps([r.to_dict() for r in reports], indent=2))
     else:
         for r in reports:
             status = "ok" if r.usable else "NOT USABLE"
@@ -256,7 +257,7 @@ def status(name, storage, as_json):
 
     info = experiment_status(name, storage)
     if as_json:
-        click.echo(json.dumps(info, indent=2, default=str))
+        click.echo(strict_json.dumps(info, indent=2, default=str))
         return
     progress, summary = info["progress"], info["summary"]
     click.echo(f"experiment {name} at {info['root']}")
