@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -27,6 +28,19 @@ def library_errors(fn):
             raise click.ClickException(str(e)) from e
 
     return wrapper
+
+
+def exit_cleanly_on_hangup() -> None:
+    """SIGHUP (terminal closed) and SIGTERM unwind the driver like an error, so the ``finally``
+    that shuts down the local Ray runs; by default SIGHUP kills the driver and leaves Ray's
+    processes running. (``ray.init`` sets the same handler for SIGTERM; SIGKILL cannot be caught.)
+    Tune's state, saved every few seconds, is what ``tuner resume`` continues from."""
+    def leave(signum, frame):
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, leave)
 
 
 def window_options(fn):
@@ -81,7 +95,10 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
                        "max_context": 256, "clip": 2.0}'
     """
     from tuner.evaluate import evaluate_symbol
+    from tuner.forecasters.torch_family import check_device_here
     from tuner.windows import WindowSpec
+
+    check_device_here(device, "--device", "cpu or leave --device out")
 
     try:
         params = json.loads(params_json)
@@ -200,6 +217,7 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
 
     from tuner.experiment import run_experiment
     from tuner.experiment_config import load_experiment_config
+    from tuner.forecasters.torch_family import check_device_here
     from tuner.weights import WeightsSource
     from tuner.windows import WindowSpec
 
@@ -218,6 +236,11 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     )
     if autocast_dtype is not None:
         config = replace(config, autocast_dtype=None if autocast_dtype == "fp32" else autocast_dtype)
+    if not (config.address or os.environ.get("RAY_ADDRESS")):
+        # A local Ray runs the models here; a cluster's GPUs are on its nodes, not this machine.
+        check_device_here(config.device, "--device" if device else "device (experiment config)",
+                          "--device auto or cpu")
+    exit_cleanly_on_hangup()
     run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None)
 
 
@@ -237,6 +260,7 @@ def resume(name, storage, address, no_dashboard):
     """
     from tuner.experiment import resume_experiment
 
+    exit_cleanly_on_hangup()
     resume_experiment(name, storage, address, echo=click.echo,
                       include_dashboard=False if no_dashboard else None)
 
