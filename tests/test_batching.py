@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -9,6 +10,7 @@ import pytest
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
 from tuner.batching import RequestBatcher
 from tuner.data import load_bars
+from tuner.errors import DataError
 from tuner.windows import WindowSpec, make_periods
 
 
@@ -106,3 +108,63 @@ def test_when_a_leader_is_done_then_it_hands_over_and_each_request_gets_its_own_
     assert sorted(o for _, owners, _ in family.runs for o in owners) == [f"t{i}" for i in range(6)]
     # no thread ran a group after its own request was done (it would delay its own trial)
     assert not any(done for _, _, done in family.runs), family.runs
+
+
+def concurrent_samples(batcher, requests):
+    """Each ``(batch, params, seeds)`` sampled from its own thread; (samples, error) per request."""
+    out: dict[int, tuple] = {}
+    barrier = threading.Barrier(len(requests))
+
+    def work(i):
+        barrier.wait()
+        try:
+            out[i] = (batcher.sample(*requests[i])[0], None)
+        except Exception as e:  # the caller's own error is what the test checks
+            out[i] = (None, e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [out[i] for i in range(len(requests))]
+
+
+class PickyFamily(RecordingFamily):
+    """A merged call fails as a whole when any of its requests is marked bad."""
+
+    def sample_group(self, requests):
+        out = super().sample_group(requests)
+        bad = [params["owner"] for _, params, _ in requests if params.get("bad")]
+        if bad:
+            raise DataError(f"{bad[0]}: prices beyond float32 range")
+        return out
+
+
+def test_when_a_merged_call_fails_then_only_the_bad_request_gets_the_error():
+    family = PickyFamily()
+    batcher = RequestBatcher(family, wait_s=0.2, max_requests=3)
+    requests = [(None, {"owner": "good1", "id": 1}, []), (None, {"owner": "bad", "id": 2, "bad": True}, []),
+                (None, {"owner": "good3", "id": 3}, [])]
+    (good1, error1), (bad, error2), (good3, error3) = concurrent_samples(batcher, requests)
+    assert any(len(owners) > 1 for _, owners, _ in family.runs), family.runs  # they were merged
+    assert error1 is None and good1.tolist() == [1.0, 1.0]
+    assert error3 is None and good3.tolist() == [3.0, 3.0]
+    assert bad is None and str(error2) == "bad: prices beyond float32 range"
+
+
+def test_when_a_toto_request_with_overflowing_prices_is_merged_then_the_good_one_still_gets_samples(
+        make_family, batches):
+    family = make_family("toto")
+    family.load()
+    family.batcher = RequestBatcher(family, wait_s=0.2)
+    good = batches[0]
+    huge = dataclasses.replace(batches[2], context=batches[2].context * 1e300)  # inf in float32
+    params = family.check_params(FAMILY_PARAMS["toto"])
+    seeds = [1] * len(good)
+    (samples, error), (_, bad_error) = concurrent_samples(
+        family.batcher, [(good, params, seeds), (huge, params, seeds)])
+    assert error is None
+    np.testing.assert_array_equal(samples, family.sample(good, params, seeds))
+    assert isinstance(bad_error, DataError)
+    assert str(bad_error) == "context holds NaN or infinite closes; Toto needs finite prices"

@@ -67,6 +67,23 @@ def test_when_data_check_finds_a_bad_file_then_it_reports_it_and_exits_1(write_c
     assert any(line.startswith("data_summary: NOT USABLE") for line in lines)
 
 
+def test_when_data_check_finds_duplicates_and_unreadable_entries_then_it_names_each_and_exits_1(
+        write_csv, tmp_path):
+    folder = tmp_path / "data"
+    write_csv("KO.csv", random_walk_bars(100))
+    random_walk_bars(100).to_parquet(folder / "KO.parquet")
+    (folder / "x.csv").mkdir()
+    result = CliRunner().invoke(main, ["data", "check", str(folder)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines == [
+        "KO: NOT USABLE",
+        f"  problem: symbol 'KO' is in 2 sources: {folder / 'KO.csv'}, {folder / 'KO.parquet'}; keep it in one",
+        "x.csv: NOT USABLE",
+        f"  problem: {folder / 'x.csv'}: unreadable: a directory, not a file",
+    ]
+
+
 def test_when_data_check_json_then_it_parses():
     result = CliRunner().invoke(main, ["data", "check", "tuner/sample_data", "--json"])
     assert result.exit_code == 0
@@ -93,3 +110,64 @@ def test_when_run_gets_options_then_they_override_the_experiment_yaml(monkeypatc
     config = seen["config"]
     assert config.autocast_dtype == expected  # monthly.yaml says bf16
     assert config.trials == 3 and config.name == "monthly"
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "--device", "cuda", "--trials", "1"],
+    ["evaluate", "--family", "toto", "--symbol", "AAPL", "--device", "cuda", "--params", PARAMS],
+], ids=["run", "evaluate"])
+def test_when_cuda_is_asked_on_a_machine_without_it_then_one_error_line_and_exit_1_before_ray(
+        monkeypatch, command):
+    import torch
+
+    import tuner.evaluate
+    import tuner.experiment
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    never = lambda *a, **k: pytest.fail("got past the device check")  # noqa: E731
+    monkeypatch.setattr(tuner.experiment, "run_experiment", never)
+    monkeypatch.setattr(tuner.evaluate, "evaluate_symbol", never)
+    result = CliRunner().invoke(main, command)
+    fix = "--device auto or cpu" if command[0] == "run" else "cpu or leave --device out"
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: --device cuda: torch.cuda.is_available() is False on this machine; use {fix}"]
+
+
+def test_when_a_cuda_index_is_beyond_the_devices_then_the_error_names_how_many_there_are(monkeypatch):
+    import torch
+
+    import tuner.evaluate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(tuner.evaluate, "evaluate_symbol", lambda *a, **k: pytest.fail("not checked"))
+    result = CliRunner().invoke(main, ["evaluate", "--family", "toto", "--symbol", "AAPL",
+                                       "--device", "cuda:2", "--params", PARAMS])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: --device cuda:2: this machine has 2 CUDA device(s) (cuda:0..cuda:1); "
+        "use one of them or cpu or leave --device out"]
+
+
+def test_when_the_driver_gets_sighup_then_it_unwinds_with_system_exit():
+    import os
+    import signal
+
+    from tuner.cli import exit_cleanly_on_hangup
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+    unwound = []
+    try:
+        exit_cleanly_on_hangup()
+        with pytest.raises(SystemExit) as info:
+            try:
+                os.kill(os.getpid(), signal.SIGHUP)  # the handler runs in this, the main thread
+            finally:
+                unwound.append(True)  # where run_experiment shuts Ray down
+        assert info.value.code == 128 + signal.SIGHUP and unwound == [True]
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL  # a second one is not caught
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -204,3 +204,156 @@ def test_when_symbols_are_requested_then_only_those_load_and_missing_ones_are_er
 def test_when_epoch_seconds_then_timestamps_parse(write_csv):
     bars = load_bars(write_csv("EP.csv", "time,close\n1700000000,1\n1700003600,2\n"))
     assert str(bars.frame["timestamp"][1]) == "2023-11-14 23:13:20"
+
+
+# ---------------------------------------------------------------- issue 12: silent data problems
+
+
+def test_when_a_symbol_is_in_a_csv_and_a_parquet_then_it_is_an_error_naming_both(data_folder):
+    random_walk_bars(100, seed=5).to_parquet(data_folder / "AAA.parquet")
+    dataset = load_dataset(data_folder)
+    assert dataset.symbols == ["BBB"]
+    assert str(dataset.errors["AAA"]) == (
+        f"symbol 'AAA' is in 2 sources: {data_folder / 'AAA.csv'}, {data_folder / 'AAA.parquet'}; keep it in one")
+
+
+@pytest.mark.parametrize("symbols", [None, ["AAA"]], ids=["all", "asked-for"])
+def test_when_a_symbol_column_repeats_a_file_symbol_then_it_is_an_error_naming_both(data_folder, symbols):
+    random_walk_bars(100, seed=6).assign(Symbol="AAA").to_csv(data_folder / "more.csv", index=False)
+    dataset = load_dataset(data_folder, symbols=symbols)
+    assert "AAA" not in dataset.bars
+    assert str(dataset.errors["AAA"]) == (
+        f"symbol 'AAA' is in 2 sources: {data_folder / 'AAA.csv'}, {data_folder / 'more.csv'}; keep it in one")
+
+
+def test_when_close_is_outside_the_bar_then_a_warning_names_the_line_and_count(write_csv):
+    frame = random_walk_bars(100)
+    frame.loc[5, "Close"] = frame.loc[5, "High"] + 5
+    frame.loc[9, "Open"] = frame.loc[9, "Low"] - 1
+    file = write_csv("OUT.csv", frame)
+    bars = load_bars(file)
+    np.testing.assert_allclose(bars.close, frame["Close"])  # kept as is
+    assert f"{file} line 7: close {frame.loc[5, 'Close']:g} above high {frame.loc[5, 'High']:g}; " \
+           "2 open/close value(s) outside their bar's [low, high] in this file, kept as is" in bars.notes
+    (report,) = check_data(file)
+    assert report.usable and any("line 7: close" in w for w in report.warnings)
+
+
+def test_when_bars_are_consistent_then_no_outside_bar_warning(write_csv):
+    assert not any("outside" in n for n in load_bars(write_csv("OK.csv", random_walk_bars(100))).notes)
+
+
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        ("Close", "1e300", "close 1e+300 is beyond float32's range (max 3.4e+38; the models compute in "
+                           "float32); rescale the values"),
+        ("High", "inf", "high inf is not finite"),
+        ("Close", "1e-40", "close 1e-40 is below float32's smallest normal 1.18e-38 (the models compute "
+                           "in float32); rescale the prices"),
+        ("Volume", "1e39", "volume 1e+39 is beyond float32's range (max 3.4e+38; the models compute in "
+                           "float32); rescale the values"),
+    ],
+)
+def test_when_a_value_is_beyond_float32_then_error_names_file_and_line(write_csv, column, value, message):
+    frame = random_walk_bars(100).astype({column: object})
+    frame.loc[3, column] = value
+    file = write_csv("BIG.csv", frame)
+    with pytest.raises(DataError) as info:
+        load_bars(file)
+    assert str(info.value) == f"{file} line 5: {message}"
+
+
+def test_when_volume_times_price_overflows_float32_then_the_amount_is_refused(write_csv):
+    frame = random_walk_bars(100).astype({"Volume": float})
+    frame.loc[3, "Volume"] = 1e37  # within float32, but volume × ~100 is not
+    file = write_csv("AMT.csv", frame)
+    with pytest.raises(DataError, match=r"line 5: amount .* \(volume × mean price\) is beyond float32's range"):
+        load_bars(file)
+
+
+def test_when_parquet_prices_overflow_float32_then_error_names_the_row(tmp_path):
+    frame = random_walk_bars(100)
+    frame.loc[7, "Close"] = 1e300
+    file = tmp_path / "HUGE.parquet"
+    frame.to_parquet(file)
+    with pytest.raises(DataError, match=rf"^{file} row 8: close 1e\+300 is beyond float32's range"):
+        load_bars(file)
+
+
+def test_when_timestamps_mix_utc_offsets_then_a_warning_names_the_file_and_lines(write_csv):
+    frame = random_walk_bars(100)
+    frame["Date"] = [d + ("+01:00" if i < 50 else "+02:00") for i, d in enumerate(frame["Date"])]
+    file = write_csv("TZ.csv", frame)
+    bars = load_bars(file)
+    assert str(bars.frame["timestamp"][0]) == "2019-12-31 23:00:00"  # still converted to UTC
+    assert f"{file} line 2: timestamps mix UTC offsets (+01:00 here, +02:00 from line 52; 2 different); " \
+           "all converted to UTC" in bars.notes
+
+
+def test_when_some_timestamps_have_no_offset_then_the_warning_says_they_are_taken_as_utc(write_csv):
+    file = write_csv("NAIVE.csv", "Date,Close\n2020-01-01 00:00+01:00,1\n2020-01-02 00:00,2\n2020-01-03 00:00,3\n")
+    assert f"{file} line 2: timestamps mix UTC offsets (+01:00 here, no offset from line 3; 2 different); " \
+           "all converted to UTC, those without one taken as UTC" in load_bars(file).notes
+
+
+def test_when_one_utc_offset_throughout_then_no_warning(write_csv):
+    file = write_csv("ONE.csv", "Date,Close\n2020-01-01T00:00Z,1\n2020-01-02T00:00Z,2\n")
+    assert not any("offset" in n for n in load_bars(file).notes)
+
+
+def test_when_data_folder_holds_unreadable_entries_then_each_is_reported_with_its_reason(data_folder):
+    (data_folder / "x.csv").mkdir()
+    (data_folder / "loop.csv").symlink_to("loop.csv")
+    (data_folder / "gone.parquet").symlink_to("nowhere.parquet")
+    reports = {r.symbol: r for r in check_data(data_folder)}
+    assert reports["x.csv"].problems == (f"{data_folder / 'x.csv'}: unreadable: a directory, not a file",)
+    assert reports["loop.csv"].problems == (f"{data_folder / 'loop.csv'}: unreadable: symbolic link loop",)
+    assert reports["gone.parquet"].problems == (
+        f"{data_folder / 'gone.parquet'}: unreadable: dangling symbolic link to nowhere.parquet",)
+    assert reports["AAA"].usable and reports["BBB"].usable
+
+
+def test_when_the_csv_has_blank_lines_then_reported_lines_are_the_files_lines(write_csv):
+    lines = random_walk_bars(100).to_csv(index=False).splitlines()
+    lines.insert(3, "")
+    lines.insert(0, "")  # before the header too
+    lines[10] = lines[10].replace(lines[10].split(",")[4], "abc")  # the close on line 11
+    file = write_csv("BLANK.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError) as info:
+        load_bars(file)
+    assert str(info.value) == f"{file} line 11: close 'abc' is not a number"
+
+
+def test_when_the_csv_has_blank_lines_then_rows_and_locations_skip_them(write_csv):
+    file = write_csv("GAPS.csv", "Date,Close\n2020-01-01,1\n\n2020-01-02,2\n  \n2020-01-03,3\n")
+    bars = load_bars(file)
+    assert bars.close.tolist() == [1, 2, 3]
+    assert bars.locations == ("line 2", "line 4", "line 6")
+
+
+@pytest.mark.parametrize("encoding, order", [("utf-16-le", "little-endian"), ("utf-16-be", "big-endian")])
+def test_when_utf16_has_no_byte_order_mark_then_the_error_says_so(tmp_path, encoding, order):
+    file = tmp_path / "U16.csv"
+    file.write_bytes(csv_text(random_walk_bars(50)).encode(encoding))
+    with pytest.raises(DataError) as info:
+        load_bars(file)
+    assert str(info.value) == (f"{file}: looks like UTF-16 ({order}) text without a byte-order mark; "
+                               "save it as UTF-8 (or UTF-16 with a byte-order mark)")
+
+
+def test_when_dates_are_day_first_then_they_are_read_so_with_a_warning(write_csv):
+    frame = random_walk_bars(40)
+    frame["Date"] = pd.to_datetime(frame["Date"]).dt.strftime("%d/%m/%Y")
+    file = write_csv("DMY.csv", frame)
+    bars = load_bars(file)
+    assert bars.frame["timestamp"].tolist() == list(pd.date_range("2020-01-01", periods=40))
+    assert f"{file} line 14: date '13/01/2020' is day/month/year; the file's dates read that way" in bars.notes
+
+
+def test_when_dates_mix_day_first_and_month_first_then_error_names_a_line_of_each(write_csv):
+    file = write_csv("MIX.csv", "Date,Close\n13/01/2020,1\n01/14/2020,2\n")
+    with pytest.raises(DataError) as info:
+        load_bars(file)
+    assert str(info.value) == (f"{file} line 2: date '13/01/2020' is day/month but line 3 has '01/14/2020', "
+                               "month/day; use one date order (ISO yyyy-mm-dd is unambiguous)")

@@ -6,7 +6,8 @@ import pytest
 from tests.conftest import random_walk_bars
 from tuner.data import load_bars
 from tuner.errors import TunerError
-from tuner.metrics import Scores, baseline, score, skill
+from tuner.metrics import SKILL_UNDEFINED, Scores, baseline, score, skill
+from tuner.trial import PeriodResult
 from tuner.windows import WindowSpec, make_periods
 
 
@@ -56,3 +57,12 @@ def test_when_forecast_has_wrong_shape_then_error(batch):
 def test_when_scores_round_trip_through_dict_then_equal():
     s = Scores(0.01, 1.0, 0.5, 0.025, 20)
     assert Scores.from_dict(s.to_dict()) == s
+
+
+def test_when_the_baseline_is_exact_and_the_model_is_not_then_skill_is_none_with_a_reason():
+    model, flat = Scores(0.01, 1.0, 0.0, 0.0, 20), Scores(0.0, 0.0, 0.0, 0.0, 20)
+    assert skill(model, flat) is None
+    assert skill(flat, flat) == 0.0  # both exact: a tie
+    fields = PeriodResult(model, flat, skill(model, flat)).to_dict()
+    assert fields["skill"] is None and fields["skill_reason"] == SKILL_UNDEFINED
+    assert SKILL_UNDEFINED == "baseline pct_return_mae is 0 (flat prices), so skill is undefined"

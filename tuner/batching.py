@@ -12,6 +12,10 @@ too): once its own request is done it hands the lead to a waiting thread instead
 later groups. Each request's sampling time is
 its own share of the group (``sample_group`` attributes shared work), not the group's total, so
 latencies and ``max_latency_s`` stay honest under batching.
+
+Errors stay with their request: when a merged call raises, each request of the group is run
+again alone, so one bad request (a symbol whose prices overflow float32) fails only its own
+caller; the retries count as model calls in :meth:`RequestBatcher.stats`.
 """
 
 from __future__ import annotations
@@ -79,19 +83,34 @@ class RequestBatcher:
         return request.result, request.seconds
 
     def _run(self, group: list[SampleRequest]) -> None:
-        self.calls += 1
         self.requests += len(group)
         try:
-            results = self.family.sample_group([(r.batch, r.params, r.seeds) for r in group])
-            for r, (samples, seconds) in zip(group, results, strict=True):
-                r.result, r.seconds = samples, seconds
+            try:
+                self._call(group)
+            except Exception:
+                if len(group) == 1:
+                    raise
+                # One bad request (e.g. a symbol whose prices overflow) must not fail the
+                # others merged with it: run each alone, so only the culprit gets its error.
+                for r in group:
+                    try:
+                        self._call([r])
+                    except Exception as e:
+                        r.error = e
         except BaseException as e:  # every waiter must wake up, with the error
             for r in group:
-                r.error = e
+                if r.result is None:
+                    r.error = e
         finally:
             with self._cond:
                 for r in group:
                     r.done = True
+
+    def _call(self, group: list[SampleRequest]) -> None:
+        self.calls += 1
+        results = self.family.sample_group([(r.batch, r.params, r.seeds) for r in group])
+        for r, (samples, seconds) in zip(group, results, strict=True):
+            r.result, r.seconds = samples, seconds
 
     def stats(self) -> dict[str, int]:
         return {"model_calls": self.calls, "requests": self.requests}

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.metrics import baseline, pct_return_errors, score, skill
+from tuner.metrics import baseline, pct_return_errors, score, skill, skill_fields
 from tuner.windows import Periods, WindowBatch
 
 VOL_BARS = 20
@@ -62,7 +62,7 @@ def _document(kind: str, symbol: str, config: dict[str, Any], periods: Periods, 
     def period(point: np.ndarray, batch: WindowBatch) -> tuple[dict, dict]:
         s = score(point, batch, latency * len(batch))
         ref = baseline(batch)
-        return {**s.to_dict(), "skill": skill(s, ref)}, ref.to_dict()
+        return {**s.to_dict(), **skill_fields(skill(s, ref))}, ref.to_dict()
 
     v, v_ref = period(val, periods.validation)
     t, t_ref = period(test, periods.test)

@@ -7,11 +7,13 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
+from tuner import strict_json
 from tuner.errors import TunerError
 
 
@@ -26,6 +28,19 @@ def library_errors(fn):
             raise click.ClickException(str(e)) from e
 
     return wrapper
+
+
+def exit_cleanly_on_hangup() -> None:
+    """SIGHUP (terminal closed) and SIGTERM unwind the driver like an error, so the ``finally``
+    that shuts down the local Ray runs; by default SIGHUP kills the driver and leaves Ray's
+    processes running. (``ray.init`` sets the same handler for SIGTERM; SIGKILL cannot be caught.)
+    Tune's state, saved every few seconds, is what ``tuner resume`` continues from."""
+    def leave(signum, frame):
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, leave)
 
 
 def window_options(fn):
@@ -80,7 +95,10 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
                        "max_context": 256, "clip": 2.0}'
     """
     from tuner.evaluate import evaluate_symbol
+    from tuner.forecasters.torch_family import check_device_here
     from tuner.windows import WindowSpec
+
+    check_device_here(device, "--device", "cpu or leave --device out")
 
     try:
         params = json.loads(params_json)
@@ -93,7 +111,7 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
     if result.tiny_weights:
         click.echo("WARNING: tiny random-init weights: these scores are noise, not a model's skill.",
                    err=True)
-    click.echo(json.dumps(result.to_dict(), indent=2))
+    click.echo(strict_json.dumps(result.to_dict(), indent=2))
 
 
 @main.group()
@@ -129,7 +147,7 @@ def data_check(path, as_json, val_windows, test_windows, horizon, context):
     ctx = context or MIN_CONTEXT
     reports = check_data(path, spec.bars_needed(ctx), spec.need(ctx))
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        click.echo(strict_json.dumps([r.to_dict() for r in reports], indent=2))
     else:
         for r in reports:
             status = "ok" if r.usable else "NOT USABLE"
@@ -203,6 +221,7 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
 
     from tuner.experiment import run_experiment
     from tuner.experiment_config import load_experiment_config
+    from tuner.forecasters.torch_family import check_device_here
     from tuner.weights import WeightsSource
     from tuner.windows import WindowSpec
 
@@ -221,6 +240,11 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     )
     if autocast_dtype is not None:
         config = replace(config, autocast_dtype=None if autocast_dtype == "fp32" else autocast_dtype)
+    if not (config.address or os.environ.get("RAY_ADDRESS")):
+        # A local Ray runs the models here; a cluster's GPUs are on its nodes, not this machine.
+        check_device_here(config.device, "--device" if device else "device (experiment config)",
+                          "--device auto or cpu")
+    exit_cleanly_on_hangup()
     run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
                    take_over=take_over)
 
@@ -243,6 +267,7 @@ def resume(name, storage, address, no_dashboard, take_over):
     """
     from tuner.experiment import resume_experiment
 
+    exit_cleanly_on_hangup()
     resume_experiment(name, storage, address, echo=click.echo,
                       include_dashboard=False if no_dashboard else None, take_over=take_over)
 
@@ -275,7 +300,7 @@ def status(name, storage, as_json, family, symbols):
                                if (family is None or k.endswith(f"/{family}"))
                                and (not wanted or k.rsplit("/", 1)[0] in wanted)}
     if as_json:
-        click.echo(json.dumps(info, indent=2, default=str))
+        click.echo(strict_json.dumps(info, indent=2, default=str))
         return
     click.echo(f"experiment {name} at {info['root']}")
     if progress:

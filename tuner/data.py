@@ -12,6 +12,23 @@ the close and open/high/low are scaled by the same factor, so splits and dividen
 as returns. Bad input raises :class:`~tuner.errors.DataError` naming the file, the line (CSV) or row
 (Parquet) and the problem; one bad symbol never stops the others. Files that are not bar data (no
 close column, e.g. ``data_summary.csv``) are skipped with a warning, never tuned.
+
+Rules for what is refused and what is only warned about:
+
+* a symbol found in two sources (``KO.csv`` and ``KO.parquet``, or a file and a ``symbol`` column
+  of another file) is an error naming both: neither silently wins;
+* every folder entry named like a data file appears in the report: a directory, a dangling
+  symbolic link or a link loop is an error saying so (keyed by the entry's name);
+* ``high < low`` is an error naming the line (the bar is impossible); an open or close outside
+  ``[low, high]`` is a warning naming the first such line and the count (a feed artefact that is
+  common in real data; the bar is kept as is, and the models read the close);
+* prices must be positive and, like volumes and amounts, finite and within float32 range
+  (the models compute in float32); anything else is an error naming the line or row;
+* timestamps are converted to naive UTC; a file whose timestamps carry more than one UTC offset
+  (or mix offsets with none) gets a warning naming the lines of the first two;
+* ``dd/mm/yyyy`` dates are read day-first when some first field is above 12 (month-first when
+  some second field is); a file holding both kinds is an error naming a line of each;
+* UTF-16 without a byte-order mark is refused with a message saying so, not misread.
 """
 
 from __future__ import annotations
@@ -19,6 +36,7 @@ from __future__ import annotations
 import codecs
 import io
 import logging
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -52,6 +70,11 @@ JUMP_RATIO = 1.8
 """A one-bar close ratio above this (or below its inverse) is reported as implausible: a 2:1 split
 gives 0.5. Also reported: moves beyond ``JUMP_SIGMAS`` robust standard deviations."""
 JUMP_SIGMAS = 15.0
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+"""Prices, volumes and amounts must lie within float32's range: the models compute in float32,
+where larger values become infinite and smaller positive ones zero."""
 
 
 class NotBarData(DataError):
@@ -138,27 +161,48 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
     wanted = set(symbols) if symbols is not None else None
     dataset = Dataset()
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _is_data_file(p))
-        if not files:
+        entries = sorted(p for p in path.iterdir() if _is_data_file(p))
+        if not entries:
             raise DataError(f"{path}: no {', '.join(SUFFIXES)} files in this folder")
+        files = []
+        for entry in entries:
+            why = _unreadable(entry)
+            if why is None:
+                files.append(entry)
+            elif wanted is None or _stem(entry) in wanted:
+                # keyed by the entry's name: it is not a symbol and must not hide one
+                dataset.errors[entry.name] = DataError(f"{entry}: unreadable: {why}")
     elif path.is_file():
         files = [path]
     else:
         raise DataError(f"{path}: no such file or folder")
+    sources: dict[str, list[Path]] = {}
     for file in files:
-        if len(files) > 1 and wanted is not None and _stem(file) not in wanted:
+        if len(files) > 1 and wanted is not None and not _may_hold(file, wanted):
             continue
         try:
             found, failed = _load_file(file)
             for bars in found:
                 if wanted is None or bars.symbol in wanted:
                     dataset.bars[bars.symbol] = bars
-            dataset.errors.update({s: e for s, e in failed.items() if wanted is None or s in wanted})
+                    sources.setdefault(bars.symbol, []).append(file)
+            for symbol, error in failed.items():
+                if wanted is None or symbol in wanted:
+                    dataset.errors[symbol] = error
+                    if not symbol.endswith(_NO_SYMBOL):
+                        sources.setdefault(symbol, []).append(file)
         except NotBarData as e:
             log.warning("skipped %s: %s", file, e)
             dataset.skipped.append((file, str(e)))
         except DataError as e:
             dataset.errors[_stem(file)] = e
+            sources.setdefault(_stem(file), []).append(file)
+    for symbol, files_of in sources.items():
+        if len(files_of) > 1:  # whichever came last would silently win
+            dataset.bars.pop(symbol, None)
+            dataset.errors[symbol] = DataError(
+                f"symbol {symbol!r} is in {len(files_of)} sources: {', '.join(map(str, files_of))}; "
+                "keep it in one")
     for missing in sorted((wanted or set()) - set(dataset.bars) - set(dataset.errors)):
         dataset.errors[missing] = DataError(f"symbol {missing!r} not found in {path}")
     if dataset.errors:
@@ -185,6 +229,40 @@ def _is_data_file(path: Path) -> bool:
     return path.name.lower().endswith(SUFFIXES) and not path.name.startswith(".")
 
 
+def _unreadable(entry: Path) -> str | None:
+    """Why a folder entry named like a data file is not a file that can be read, or None."""
+    if entry.is_symlink():
+        try:
+            entry.resolve(strict=True)
+        except FileNotFoundError:
+            return f"dangling symbolic link to {os.readlink(entry)}"
+        except (RuntimeError, OSError) as e:  # RuntimeError: Python < 3.13 on a loop
+            return "symbolic link loop" if "loop" in str(e).lower() else str(e)
+    if entry.is_dir():
+        return "a directory, not a file"
+    if not entry.is_file():
+        return "not a regular file"
+    return None
+
+
+def _may_hold(file: Path, wanted: set[str]) -> bool:
+    """Whether ``file`` may hold a wanted symbol: its stem is one, or it has a symbol column
+    (read from the header alone), so duplicates in other files are still found."""
+    if _stem(file) in wanted:
+        return True
+    try:
+        if file.name.lower().endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(file).names
+        else:
+            text = _read_text(file)
+            names = text.lstrip().splitlines()[0].split(_sniff_delimiter(file, text)) if text.strip() else []
+    except Exception:  # an unreadable file that is not asked for is not this call's concern
+        return False
+    return any(_normalise(n) in _ALIASES["symbol"] for n in names)
+
+
 def _stem(path: Path) -> str:
     name = path.name
     for suffix in SUFFIXES:
@@ -194,6 +272,9 @@ def _stem(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------- reading
+
+
+_NO_SYMBOL = " (rows without a symbol)"
 
 
 def _load_file(file: Path) -> tuple[list[Bars], dict[str, DataError]]:
@@ -209,7 +290,7 @@ def _load_file(file: Path) -> tuple[list[Bars], dict[str, DataError]]:
     for symbol, part in raw.groupby(symbols, sort=True, dropna=False):
         if pd.isna(symbol) or not str(symbol).strip():
             # keyed so it cannot clash with a real symbol of the same name as the file
-            failed[f"{_stem(file)} (rows without a symbol)"] = DataError(
+            failed[f"{_stem(file)}{_NO_SYMBOL}"] = DataError(
                 f"{file} {locate(int(part.index[0]))}: empty symbol")
             continue
         try:
@@ -235,13 +316,18 @@ def _read_table(file: Path):
     if not text.strip():
         raise DataError(f"{file}: empty file")
     delimiter = _sniff_delimiter(file, text)
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip())
     try:
+        # Blank lines are kept as rows and dropped below, so each row's index stays its line.
         frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
-                            skipinitialspace=True)
+                            skipinitialspace=True, skip_blank_lines=False, header=header)
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"{file}: cannot parse as CSV: {e}") from e
-    # CSV line numbers as an editor shows them: header is line 1.
-    return frame, lambda i: f"line {i + 2}"
+    blank = frame.apply(lambda column: column.fillna("").str.strip() == "").all(axis=1)
+    frame = frame[~blank.to_numpy()]
+    # CSV line numbers as an editor shows them: the header's line, then one per row.
+    return frame, lambda i: f"line {i + header + 2}"
 
 
 def _has_time_index(frame: pd.DataFrame) -> bool:
@@ -262,6 +348,14 @@ def _read_text(file: Path) -> str:
             raise DataError(f"{file}: not a valid gzip file: {e}") from e
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16")
+    head = data[:4096]
+    if b"\x00" in head:  # valid UTF-8, so it would be misread as text with NULs in it
+        odd, even = head[1::2].count(0) / max(1, len(head[1::2])), head[0::2].count(0) / max(1, len(head[0::2]))
+        if max(odd, even) > 0.9:
+            order = "little-endian" if odd > even else "big-endian"
+            raise DataError(f"{file}: looks like UTF-16 ({order}) text without a byte-order mark; "
+                            "save it as UTF-8 (or UTF-16 with a byte-order mark)")
+        raise DataError(f"{file}: binary data (NUL bytes), not CSV text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -324,7 +418,7 @@ def _to_bars(symbol: str, file: Path, part: pd.DataFrame, columns: dict[str, str
 
     where = _Where(file, rows, locate)
 
-    times = _parse_times(part[columns["timestamp"]], where)
+    times = _parse_times(part[columns["timestamp"]], where, notes)
     order = _check_order(times, where)
     if order == "descending":
         notes.append("rows were newest-first; reversed")
@@ -349,23 +443,66 @@ def _to_bars(symbol: str, file: Path, part: pd.DataFrame, columns: dict[str, str
                 prices[name] = prices[name] * factor
         notes.append(f"used {columns['adj_close']!r} as close; open/high/low scaled to match"
                      + (", volume scaled inversely (traded value unchanged)" if "volume" in columns else ""))
+    if factor is not None:
+        for name in ("open", "high", "low"):
+            _check_range(prices[name], name, where, "after scaling by the adjusted close")
     bad = np.flatnonzero(prices["high"] < prices["low"] * (1 - 1e-9))
     if bad.size:
         i = int(bad[0])
         raise DataError(f"{where(i)}: high {prices['high'][i]:g} < low {prices['low'][i]:g}")
+    outside = _outside_bar(prices, columns, where)
+    if outside:
+        _warn(notes, outside)
 
     volume = _parse_optional(part, columns, "volume", where, notes)
     if factor is not None:
         volume = volume / factor  # a 2:1 split halves past prices and doubles past share counts
+        _check_range(volume, "volume", where, "after scaling by the adjusted close")
     amount = _parse_optional(part, columns, "amount", where, notes)
     if "amount" not in columns:
         amount = volume * (prices["open"] + prices["high"] + prices["low"] + prices["close"]) / 4
+        _check_range(amount, "amount", where, "(volume × mean price)")
     frame = pd.DataFrame(
         {"timestamp": times, **{k: prices[k] for k in ("open", "high", "low", "close")},
          "volume": volume, "amount": amount}
     )
     locations = tuple(locate(int(r)) for r in rows)
     return Bars(symbol=symbol, source=file, frame=frame, notes=tuple(notes), locations=locations)
+
+
+def _outside_bar(prices: dict[str, np.ndarray], columns: dict[str, str], where) -> str | None:
+    """A warning naming the first bar whose open or close lies outside its [low, high], and how
+    many do (only against columns the file has; filled ones equal the close)."""
+    tolerance = 1e-9  # relative, for prices rescaled by an adjusted close
+    found: list[tuple[int, str]] = []
+    for name in ("open", "close"):
+        if name not in columns and not (name == "close" and "adj_close" in columns):
+            continue
+        value = prices[name]
+        if "high" in columns:
+            for i in np.flatnonzero(value > prices["high"] * (1 + tolerance))[:1]:
+                found.append((int(i), f"{name} {value[i]:g} above high {prices['high'][i]:g}"))
+        if "low" in columns:
+            for i in np.flatnonzero(value < prices["low"] * (1 - tolerance))[:1]:
+                found.append((int(i), f"{name} {value[i]:g} below low {prices['low'][i]:g}"))
+    if not found:
+        return None
+    count = 0
+    for name in ("open", "close"):
+        if name in columns or (name == "close" and "adj_close" in columns):
+            high = prices["high"] if "high" in columns else np.inf
+            low = prices["low"] if "low" in columns else 0.0
+            count += int(((prices[name] > high * (1 + tolerance)) | (prices[name] < low * (1 - tolerance))).sum())
+    i, what = min(found)
+    return (f"{where(i)}: {what}; {count} open/close value(s) outside their bar's [low, high] "
+            "in this file, kept as is")
+
+
+def _warn(notes: list[str], message: str) -> None:
+    """A finding about the data worth a warning: logged now (``tuner run`` shows it) and kept in
+    the bars' notes (``tuner data check`` shows it)."""
+    log.warning("%s", message)
+    notes.append(message)
 
 
 class _Where:
@@ -381,7 +518,11 @@ class _Where:
         return f"{self.file} {self.row(pos)}"
 
 
-def _parse_times(column: pd.Series, where) -> np.ndarray:
+_SLASH_DATE = r"(\d{1,2})[/.](\d{1,2})[/.](\d{2}|\d{4})(?:[ T].*)?"
+_OFFSET = r".*\d(Z|[+-]\d{2}:?\d{2})"
+
+
+def _parse_times(column: pd.Series, where, notes: list[str]) -> np.ndarray:
     text = column.astype("string").str.strip()
     empty = np.flatnonzero((text.isna() | (text == "")).to_numpy())
     if empty.size:
@@ -390,12 +531,45 @@ def _parse_times(column: pd.Series, where) -> np.ndarray:
         numbers = pd.to_numeric(text).to_numpy(dtype=np.float64)  # unix epoch, unit by magnitude
         parsed = pd.to_datetime(pd.Series(numbers), unit=_epoch_unit(numbers), utc=True, errors="coerce")
     else:
-        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+        dayfirst = _day_first(text, where, notes)
+        _check_offsets(text, where, notes)
+        parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed", dayfirst=dayfirst)
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         i = int(bad[0])
         raise DataError(f"{where(i)}: cannot parse timestamp {str(column.iloc[i])!r}")
     return parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+
+
+def _day_first(text: pd.Series, where, notes: list[str]) -> bool:
+    """Whether ``nn/nn/yyyy`` dates are day-first: some first field above 12 says so (pandas
+    would read each date by itself, mixing the two orders); both kinds in one file is an error."""
+    parts = text.str.extract(_SLASH_DATE)
+    if parts[0].isna().any():
+        return False
+    first, second = parts[0].astype(int).to_numpy(), parts[1].astype(int).to_numpy()
+    day_first, month_first = np.flatnonzero(first > 12), np.flatnonzero(second > 12)
+    if day_first.size and month_first.size:
+        i, j = int(day_first[0]), int(month_first[0])
+        raise DataError(f"{where(i)}: date {text.iloc[i]!r} is day/month but {where.row(j)} has "
+                        f"{text.iloc[j]!r}, month/day; use one date order (ISO yyyy-mm-dd is unambiguous)")
+    if day_first.size:
+        i = int(day_first[0])
+        _warn(notes, f"{where(i)}: date {text.iloc[i]!r} is day/month/year; the file's dates read that way")
+    return bool(day_first.size)
+
+
+def _check_offsets(text: pd.Series, where, notes: list[str]) -> None:
+    """Note a file whose timestamps carry more than one UTC offset, or offsets and none: they are
+    all converted to UTC, which is right for a DST change but hides a file stitched together."""
+    shown = text.str.extract(_OFFSET)[0].fillna("no offset")
+    offsets = shown.str.replace(":", "")  # +01:00 and +0100 are the same offset
+    kinds = pd.unique(offsets)
+    if len(kinds) > 1:
+        first = int(np.flatnonzero((offsets == kinds[1]).to_numpy())[0])
+        naive = ", those without one taken as UTC" if "no offset" in kinds else ""
+        _warn(notes, f"{where(0)}: timestamps mix UTC offsets ({shown.iloc[0]} here, {shown.iloc[first]} "
+                     f"from {where.row(first)}; {len(kinds)} different); all converted to UTC{naive}")
 
 
 def _epoch_unit(values: np.ndarray) -> str:
@@ -433,7 +607,21 @@ def _parse_prices(column: pd.Series, name: str, where) -> np.ndarray:
     if not np.isfinite(values).all():
         i = int(np.flatnonzero(~np.isfinite(values))[0])
         raise DataError(f"{where(i)}: {name} {values[i]} is not finite")
+    _check_range(values, name, where)
+    tiny = np.flatnonzero(values < FLOAT32_TINY)
+    if tiny.size:
+        i = int(tiny[0])
+        raise DataError(f"{where(i)}: {name} {values[i]:g} is below float32's smallest normal "
+                        f"{FLOAT32_TINY:.3g} (the models compute in float32); rescale the prices")
     return values
+
+
+def _check_range(values: np.ndarray, name: str, where, how: str = "") -> None:
+    big = np.flatnonzero(~(np.abs(values) <= FLOAT32_MAX))
+    if big.size:
+        i = int(big[0])
+        raise DataError(f"{where(i)}: {name} {values[i]:g}{' ' + how if how else ''} is beyond float32's "
+                        f"range (max {FLOAT32_MAX:.3g}; the models compute in float32); rescale the values")
 
 
 def _numbers(column: pd.Series, name: str, where) -> np.ndarray:
@@ -463,6 +651,7 @@ def _parse_optional(part, columns, name, where, notes) -> np.ndarray:
     if neg.size:
         i = int(neg[0])
         raise DataError(f"{where(i)}: negative {name} {values[i]:g}")
+    _check_range(values, name, where)
     return values
 
 

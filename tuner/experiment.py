@@ -299,9 +299,35 @@ def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> tuple[
         # Joining a cluster: its resources are the cluster's; never pass num_cpus/num_gpus here.
         context = ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
     else:
-        # "local": always a fresh Ray of our own, never a `ray start` cluster found on this machine
-        context = ray.init(address="local", namespace=NAMESPACE, include_dashboard=include_dashboard,
-                           log_to_driver=True)
+        # "local": always a fresh Ray of our own, never a `ray start` cluster found on this machine.
+        # Ray binds its gRPC servers to loopback only when the node IP is 127.0.0.1, and on Linux
+        # replaces a 127.0.0.1 node IP by the machine's address unless ENABLE_RAY_CLUSTER is off;
+        # a local Ray serves this machine alone, so for its start it is (restored afterwards).
+        import secrets
+
+        from ray._private import ray_constants
+
+        # Ray writes a missing token file with the umask's mode (0644: world-readable): write it
+        # first, private to its user, and tighten one an earlier run left readable.
+        if os.environ.get("RAY_AUTH_MODE") == "token" and not (
+                os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+            token = Path.home() / ".ray" / "auth_token"
+            token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                if token.stat().st_mode & 0o077:
+                    token.chmod(0o600)
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32))  # Ray's own format: 256 random bits in hex
+        cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        try:
+            context = ray.init(address="local", namespace=NAMESPACE, include_dashboard=include_dashboard,
+                               log_to_driver=True, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")
+        finally:
+            ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
     url = getattr(context, "dashboard_url", None)
     return True, (f"http://{url}" if url else "not running")
 

@@ -82,8 +82,21 @@ def baseline(batch: WindowBatch) -> Scores:
     return score(naive_forecast(batch), batch, latency_s=0.0)
 
 
-def skill(model: Scores, reference: Scores) -> float:
-    """``1 - model/reference`` pct_return_mae: > 0 beats the reference, 0 ties, < 0 loses."""
+SKILL_UNDEFINED = "baseline pct_return_mae is 0 (flat prices), so skill is undefined"
+"""Why a skill is None; result files write it beside the skill as ``skill_reason``."""
+
+
+def skill(model: Scores, reference: Scores) -> float | None:
+    """``1 - model/reference`` pct_return_mae: > 0 beats the reference, 0 ties, < 0 loses.
+
+    None (:data:`SKILL_UNDEFINED`) when the reference is exact and the model is not: the ratio
+    is infinite, which JSON cannot hold and no comparison needs.
+    """
     if reference.pct_return_mae == 0:
-        return 0.0 if model.pct_return_mae == 0 else float("-inf")
+        return 0.0 if model.pct_return_mae == 0 else None
     return 1.0 - model.pct_return_mae / reference.pct_return_mae
+
+
+def skill_fields(value: float | None) -> dict[str, float | str | None]:
+    """``{"skill": value}``, plus ``skill_reason`` when it is None: a result file's skill fields."""
+    return {"skill": value} if value is not None else {"skill": None, "skill_reason": SKILL_UNDEFINED}

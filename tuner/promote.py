@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tuner import strict_json
 from tuner.errors import ConfigError, PromotionRefused
 from tuner.report import flags_for, without_winner
 from tuner.storage import CONFIG_FILE, SUMMARY_FILE, Storage
@@ -183,7 +184,7 @@ def production_document(symbol: str, entry: Mapping[str, Any], result: Mapping[s
 
 def render_document(document: Mapping[str, Any]) -> str:
     """The exact text written for a production document (also what the diff shows)."""
-    return json.dumps(document, indent=2, default=str) + "\n"
+    return strict_json.dumps(document, indent=2, default=str) + "\n"
 
 
 def _comparable(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,13 +30,13 @@ validation score so far from ``progress.json``), through the ``state`` column an
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner import strict_json
 from tuner.errors import ConfigError
 from tuner.models.checkpoint import TINY_MARKER
 from tuner.storage import CONFIG_FILE, PROGRESS_FILE, SUMMARY_FILE, TRIALS_FILE, Storage
@@ -183,7 +183,7 @@ class ExperimentReport:
             rec = {"experiment": self.experiment, "state": self.state, "tiny_weights": self.tiny_weights}
             rec.update({k: v for k, v in r.__dict__.items() if k not in ("config", "flags")})
             rec["flags"] = ";".join(r.flags)
-            rec["config"] = json.dumps(dict(r.config), sort_keys=True)
+            rec["config"] = strict_json.dumps(dict(r.config), sort_keys=True)
             records.append(rec)
         columns = ["experiment", "state", "tiny_weights", *StudyRow.__dataclass_fields__]
         frame = pd.DataFrame(records, columns=columns)
@@ -415,7 +415,7 @@ def render_table(report: ExperimentReport) -> str:
     if report.state != RUNNING:
         lines.append("winning configs")
         lines += _text_table(["symbol", "family", "config"],
-                             ([w.symbol, w.family, json.dumps(dict(w.config), sort_keys=True)]
+                             ([w.symbol, w.family, strict_json.dumps(dict(w.config), sort_keys=True)]
                               for w in report.winners), align="lll")
         lines.append("")
     lines.append("every family (* = winner)")
@@ -553,7 +553,7 @@ def render_html(report: ExperimentReport) -> str:
            n(w.baseline_test_pct_return_mae, ".5f"), n(w.validation_skill, "+.3f"), n(w.test_skill, "+.3f"),
            n(w.validation_price_mae, ".5g"), n(w.test_price_mae, ".5g"),
            n(w.validation_latency_per_forecast_s, ".4f"), n(w.stability_spread, ".5f"), _flag_cell(report, w),
-           (f"<code>{_esc(json.dumps(dict(w.config), sort_keys=True))}</code>", "")], "")
+           (f"<code>{_esc(strict_json.dumps(dict(w.config), sort_keys=True))}</code>", "")], "")
          for w in report.winners)))
     parts.append("<h2>Every family</h2>")
     parts.append(_html_table(

@@ -107,7 +107,10 @@ class Storage:
             return f.read()
 
     def write_json(self, relative: str, data: Any) -> str:
-        return self.write_bytes(relative, (json.dumps(data, indent=2, default=str) + "\n").encode())
+        """Strict JSON: NaN/Infinity become null with a reason beside them (never invalid JSON)."""
+        from tuner.strict_json import dumps
+
+        return self.write_bytes(relative, (dumps(data, indent=2, default=str) + "\n").encode())
 
     def read_json(self, relative: str) -> Any:
         return json.loads(self.read_bytes(relative))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tuner.forecasters.base import Family
-from tuner.metrics import Scores, baseline, score, skill
+from tuner.metrics import Scores, baseline, score, skill, skill_fields
 from tuner.windows import Periods, WindowBatch
 
 
@@ -23,15 +23,16 @@ class PeriodResult:
     Attributes:
         scores: the family's scores.
         baseline: the no-change forecast's scores (latency 0).
-        skill: ``1 - scores.pct_return_mae / baseline.pct_return_mae`` (> 0 beats the baseline).
+        skill: ``1 - scores.pct_return_mae / baseline.pct_return_mae`` (> 0 beats the baseline);
+            None when the baseline's error is 0 and the family's is not (``skill_reason`` says so).
     """
 
     scores: Scores
     baseline: Scores
-    skill: float
+    skill: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.scores.to_dict(), "skill": self.skill}
+        return {**self.scores.to_dict(), **skill_fields(self.skill)}
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,23 @@ def pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device_here(device: str | None, option: str, fix: str) -> None:
+    """Refuse a CUDA ``device`` this machine cannot give, before anything starts (a model would
+    otherwise fail deep inside a Ray actor with a long traceback). ``option`` names where the
+    value came from (``--device``) and ``fix`` what to use instead."""
+    if not device or not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{option} {device}: torch.cuda.is_available() is False on this machine; use {fix}")
+    index = device.partition(":")[2]
+    count = torch.cuda.device_count()
+    if index.isdigit() and int(index) >= count:
+        raise ConfigError(f"{option} {device}: this machine has {count} CUDA device(s) "
+                          f"(cuda:0..cuda:{count - 1}); use one of them or {fix}")
+
+
 class TorchFamily(Family):
     """A family backed by checkpoints; ``weights`` is a :class:`WeightsSource`, str or None."""
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner import strict_json
 from tuner.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def save_checkpoint(
         finally:
             temp.unlink(missing_ok=True)
 
-    atomic(CONFIG_FILE, lambda p: p.write_text(json.dumps(dict(config), indent=2, sort_keys=True) + "\n"))
+    atomic(CONFIG_FILE, lambda p: p.write_text(strict_json.dumps(dict(config), indent=2, sort_keys=True) + "\n"))
     atomic(WEIGHTS_FILE, lambda p: save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(p)))
     if tiny:
         atomic(TINY_MARKER, lambda p: p.write_text(

@@ -1,0 +1,83 @@
+"""A local Ray started the way ``tuner run`` starts it listens on loopback only, and its auth
+token file is private to its user. Run in a subprocess: Ray reads RAY_AUTH_MODE when imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+PROBE = textwrap.dedent("""
+    import json, os, time
+    os.environ["RAY_AUTH_MODE"] = "token"  # what `tuner` sets before Ray is imported
+    import ray
+    import psutil  # Ray's vendored copy, importable once ray is imported
+    from tuner.experiment import _connect
+    from tuner.experiment_config import ExperimentConfig
+
+    started, _ = _connect(ExperimentConfig(), include_dashboard=True)
+    try:
+        listening, deadline = set(), time.time() + 60
+        while time.time() < deadline:  # the dashboard agent comes up after ray.init returns
+            listening = set()
+            for p in psutil.Process().children(recursive=True):
+                try:
+                    listening |= {(c.laddr.ip, p.name()) for c in p.net_connections(kind="inet")
+                                  if c.status == psutil.CONN_LISTEN}
+                except psutil.Error:
+                    pass
+            if any("DashboardAgent" in name for _, name in listening):
+                break
+            time.sleep(1)
+        print(json.dumps({"started": started, "listening": sorted(listening),
+                          "nodes": [n["NodeManagerAddress"] for n in ray.nodes()]}))
+    finally:
+        ray.shutdown()
+""")
+
+
+@pytest.mark.slow
+def test_when_tuner_starts_a_local_ray_then_it_listens_on_loopback_only_and_the_token_is_private(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+    env["HOME"] = str(tmp_path)  # Ray writes ~/.ray/auth_token: a fresh home, so it is made now
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["started"] and seen["nodes"] == ["127.0.0.1"]
+    names = {name for _, name in seen["listening"]}
+    assert "gcs_server" in names and "raylet" in names  # the probe did see Ray's servers
+    exposed = [(ip, name) for ip, name in seen["listening"] if ip not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert exposed == []
+    token = tmp_path / ".ray" / "auth_token"
+    assert len(token.read_text()) == 64
+    assert oct(token.stat().st_mode & 0o777) == oct(0o600)
+    assert oct((tmp_path / ".ray").stat().st_mode & 0o777) == oct(0o700)
+
+
+def test_when_an_earlier_token_file_is_world_readable_then_connect_tightens_it(tmp_path, monkeypatch):
+    import ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    for name in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    token = tmp_path / ".ray" / "auth_token"
+    token.parent.mkdir()
+    token.write_text("a" * 64)
+    token.chmod(0o644)
+    from tuner.experiment import _connect
+    from tuner.experiment_config import ExperimentConfig
+
+    _connect(ExperimentConfig(), include_dashboard=False)
+    assert oct(token.stat().st_mode & 0o777) == oct(0o600)
+    assert token.read_text() == "a" * 64  # kept: a running cluster may use it
+    assert calls[0]["_node_ip_address"] == "127.0.0.1" and calls[0]["dashboard_host"] == "127.0.0.1"

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tuner import strict_json
+from tuner.cli import main
+from tuner.storage import Storage
+
+
+def strict_loads(text: str):
+    """json.loads that refuses NaN/Infinity, as JavaScript's JSON.parse does."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_when_a_result_holds_non_finite_floats_then_they_are_written_as_null_with_a_reason(tmp_path):
+    storage = Storage(str(tmp_path), "exp")
+    storage.write_json("summary.json", {
+        "AAA": {"validation_skill": float("-inf"), "spread": np.float64("nan"),
+                "test_skill": float("inf"), "test_skill_reason": "kept: the writer's own reason"},
+        "values": [1.0, float("nan"), np.array([2.0, np.inf])],
+    })
+    data = strict_loads((tmp_path / "exp" / "summary.json").read_text())
+    assert data == {
+        "AAA": {"validation_skill": None,
+                "validation_skill_reason": "-Infinity is not a JSON number; written as null",
+                "spread": None, "spread_reason": "NaN is not a JSON number; written as null",
+                "test_skill": None, "test_skill_reason": "kept: the writer's own reason"},
+        "values": [1.0, None, [2.0, None]],
+    }
+
+
+def test_when_a_non_finite_value_slips_past_the_sanitiser_then_dumps_raises(monkeypatch):
+    monkeypatch.setattr(strict_json, "strict", lambda data: data)  # a regression in the sanitiser
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        strict_json.dumps({"skill": float("-inf")})
+
+
+def test_when_prices_are_flat_then_evaluate_prints_strict_json_with_a_null_skill_and_its_reason(
+        write_csv, tiny_weights):
+    flat = "Date,Close\n" + "".join(f"2020-01-{1 + i // 24:02d} {i % 24:02d}:00,100\n" for i in range(120))
+    file = write_csv("FLAT.csv", flat)
+    result = CliRunner().invoke(main, [
+        "evaluate", "--family", "toto", "--symbol", "FLAT", "--data", str(file), "--weights", str(tiny_weights),
+        "--device", "cpu", "--params", '{"num_samples": 16, "aggregate": "mean"}'])
+    assert result.exit_code == 0, result.output
+    data = strict_loads(result.output[result.output.index("{"):])
+    assert data["baseline"]["validation"]["pct_return_mae"] == 0.0
+    assert data["validation"]["pct_return_mae"] > 0  # the tiny model does not forecast "no change"
+    assert data["validation"]["skill"] is None
+    assert data["validation"]["skill_reason"] == "baseline pct_return_mae is 0 (flat prices), so skill is undefined"
