@@ -155,3 +155,69 @@ def test_when_a_condition_is_invalid_then_error_names_it(top_p, message):
             "top_k": {"choices": [0, 16]}, "top_p": top_p, "temperature": {"low": 0.1, "high": 0.3},
             "sample_count": {"choices": [16]}, "max_context": {"choices": [64]}, "clip": {"low": 1.2, "high": 2.5}}})
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("family", ["toto", "kronos_standard", "kronos_ensemble", "bootstrap_returns"])
+def test_when_the_default_is_enqueued_then_the_first_trial_is_exactly_the_default(family):
+    config = load_family_config(family)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial(config.default_point)
+    assert config.space.sample_config(study.ask()) == config.default
+    assert family_class(family)().check_params(config.default) == config.default
+
+
+def test_when_shipped_defaults_are_read_then_they_are_upstreams_where_the_space_allows():
+    assert load_family_config("toto").default == {"num_samples": 256, "aggregate": "median"}
+    std = load_family_config("kronos_standard").default
+    assert (std["top_k"], std["top_p"], std["temperature"], std["clip"]) == (0, 0.9, 0.3, 2.5)
+
+
+TOTO = {"num_samples": {"choices": [64, 256]}, "aggregate": {"choices": ["mean", "median"]}}
+KRONOS = {"temperature": {"low": 0.1, "high": 0.3}, "top_k": {"choices": [0, 16]},
+          "top_p": {"low": 0.7, "high": 0.9, "only_if": {"top_k": [0]}, "otherwise": 1.0},
+          "sample_count": {"choices": [16]}, "max_context": {"choices": [64]},
+          "clip": {"low": 1.2, "high": 2.5, "step": 0.1}}
+KRONOS_DEFAULT = {"temperature": 0.3, "top_k": 0, "top_p": 0.9, "sample_count": 16, "max_context": 64, "clip": 2.5}
+
+
+@pytest.mark.parametrize("family, space, fixed, default, message", [
+    ("toto", TOTO, {}, {"num_samples": 96, "aggregate": "median"},
+     "default.num_samples: 96 is not a value the space can suggest (num_samples ∈ {64, 256})"),
+    ("toto", TOTO, {}, {"num_samples": 64}, "default.aggregate: missing; the default names every searched dimension"),
+    ("toto", TOTO, {"samples_per_batch": 32}, {"num_samples": 64, "aggregate": "mean", "samples_per_batch": 16},
+     "default.samples_per_batch: not a searched dimension (a fixed parameter: it applies to every trial already)"),
+    ("toto", TOTO, {}, [64, "mean"], "default: must be a mapping"),
+    ("kronos_standard", KRONOS, {}, {**KRONOS_DEFAULT, "temperature": 1.0},
+     "default.temperature: 1.0 is not a value the space can suggest (temperature float [0.1, 0.3])"),
+    ("kronos_standard", KRONOS, {}, {**KRONOS_DEFAULT, "clip": 2.45},
+     "default.clip: 2.45 is not a value the space can suggest"),
+    ("kronos_standard", KRONOS, {}, {**KRONOS_DEFAULT, "top_k": 16},
+     "default.top_p: 0.9 is never used: top_k is 16, so top_p is 1.0; give that or leave it out"),
+    ("kronos_standard", KRONOS, {}, {**KRONOS_DEFAULT, "top_p": 2},
+     "default.top_p: 2.0 must be <= 1"),
+])
+def test_when_a_default_is_not_in_the_space_then_error_names_file_and_key(family, space, fixed, default, message):
+    context = 512 if family == "toto" else 256
+    with pytest.raises(ConfigError) as info:
+        parse(family, {"context_length": context, "search_space": space, "fixed": fixed, "default": default})
+    assert str(info.value).startswith(f"{FILE}: ") and message in str(info.value)
+
+
+def test_when_temp_max_default_is_below_the_default_temperature_then_it_is_refused():
+    space = {"temperature": {"low": 0.1, "high": 0.25}, "temp_max": {"low": 0.2, "high": 0.35, "at_least": "temperature"},
+             "top_k": {"choices": [16]}, "top_p": {"choices": [1.0]}, "num_samples": {"choices": [8]},
+             "max_context": {"choices": [64]}, "clip": {"choices": [2.0]}, "aggregate": {"choices": ["mean"]}}
+    default = {"temperature": 0.25, "temp_max": 0.22, "top_k": 16, "top_p": 1.0, "num_samples": 8,
+               "max_context": 64, "clip": 2.0, "aggregate": "mean"}
+    with pytest.raises(ConfigError, match=r"default.temp_max: 0.22 is not a value the space can suggest"):
+        parse("kronos_ensemble", {"context_length": 256, "search_space": space, "default": default})
+    config = parse("kronos_ensemble", {"context_length": 256, "search_space": space,
+                                       "default": {**default, "temp_max": 0.3}})
+    assert config.default["temp_max"] == 0.3 and config.default_point["top_p"] == 1.0
+
+
+def test_when_a_conditional_dimension_does_not_apply_then_the_default_may_leave_it_out():
+    default = {k: v for k, v in KRONOS_DEFAULT.items() if k != "top_p"}
+    config = parse("kronos_standard", {"context_length": 256, "search_space": KRONOS,
+                                       "default": {**default, "top_k": 16}})
+    assert config.default["top_p"] == 1.0 and "top_p" not in config.default_point

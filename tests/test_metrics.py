@@ -66,3 +66,30 @@ def test_when_the_baseline_is_exact_and_the_model_is_not_then_skill_is_none_with
     fields = PeriodResult(model, flat, skill(model, flat)).to_dict()
     assert fields["skill"] is None and fields["skill_reason"] == SKILL_UNDEFINED
     assert SKILL_UNDEFINED == "baseline pct_return_mae is 0 (flat prices), so skill is undefined"
+
+
+def test_when_scored_then_per_window_errors_are_kept_in_window_order_at_float32_precision(batch):
+    forecast = batch.prev_close * (1 + np.linspace(-0.02, 0.02, len(batch)))
+    s = score(forecast, batch)
+    exact = np.abs(forecast / batch.prev_close - 1 - batch.actual_return)
+    assert len(s.errors) == s.windows == 5
+    np.testing.assert_allclose(s.errors, exact, rtol=1e-7, atol=0)
+    assert np.mean(s.errors) == pytest.approx(s.pct_return_mae, rel=1e-6)
+    assert all(len(repr(e)) <= 16 for e in s.errors)  # compact in JSON, not a float64 repr
+
+
+def test_when_baseline_then_its_per_window_errors_are_the_absolute_returns(batch):
+    np.testing.assert_allclose(baseline(batch).errors, np.abs(batch.actual_return), rtol=1e-7)
+
+
+def test_when_scores_with_errors_round_trip_through_json_then_equal(batch):
+    import json
+
+    s = score(batch.prev_close * 1.01, batch)
+    assert Scores.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def test_when_a_stored_score_has_no_errors_then_it_loads_with_none_kept():
+    old = {"pct_return_mae": 0.01, "price_mae": 1.0, "latency_s": 0.5, "latency_per_forecast_s": 0.025,
+           "windows": 20, "skill": 0.1}
+    assert Scores.from_dict(old).errors == ()

@@ -89,3 +89,14 @@ def test_when_winner_is_rescored_with_stability_folds_then_the_spread_is_reporte
     assert TrialResult.from_dict(result.to_dict()) == result
     tuning = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=2)
     assert tuning.folds == () and "stability" not in tuning.to_dict()
+
+
+def test_when_a_winner_is_rescored_then_both_periods_keep_per_window_errors_for_model_and_baseline(periods):
+    result = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=5, with_test=True)
+    again = run_trial(bootstrap(), FAMILY_PARAMS["bootstrap_returns"], periods, seed=5, with_test=True)
+    data = result.to_dict()
+    for period in ("validation", "test"):
+        assert len(data[period]["errors"]) == len(data["baseline"][period]["errors"]) == 20
+        assert data[period]["errors"] != data["baseline"][period]["errors"]
+    assert again.validation.scores.errors == result.validation.scores.errors  # seeded: same draws
+    assert again.test.scores.errors == result.test.scores.errors

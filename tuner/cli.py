@@ -403,10 +403,15 @@ def report(experiment, storage, fmt, out):
 @click.option("--symbols", default=None, help="Comma-separated symbols to promote. Default: all.")
 @click.option("--only-improvements", is_flag=True,
               help="Promote only where validation pct_return_mae is lower than the current production file's.")
+@click.option("--only-significant", is_flag=True,
+              help="Promote only winners that beat both the default config and the naive baseline on "
+                   "the test period at --alpha (one-sided Diebold-Mariano); say why others are held back.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Significance level of --only-significant.")
 @click.option("--dry-run", is_flag=True, help="Print the diffs and write nothing.")
 @click.option("--force", is_flag=True, help="Promote tiny-weight or incomplete results anyway.")
 @library_errors
-def promote(experiment, storage, configs, symbols, only_improvements, dry_run, force):
+def promote(experiment, storage, configs, symbols, only_improvements, only_significant, alpha, dry_run, force):
     """Write each symbol's winner to configs/best/<SYMBOL>.json, printing the diff first.
 
     The replaced file is backed up to configs/best/.backup/<SYMBOL>.<UTC time>.json. Tiny-weight
@@ -416,11 +421,12 @@ def promote(experiment, storage, configs, symbols, only_improvements, dry_run, f
     Example:
         tuner promote monthly --dry-run
         tuner promote monthly --symbols AAPL,MSFT --only-improvements
+        tuner promote monthly --only-significant --alpha 0.05
     """
     from tuner.promote import PROMOTE, promote_winners
 
     done = promote_winners(experiment, storage, configs, _split(symbols), only_improvements,
-                           dry_run, force, echo=click.echo)
+                           dry_run, force, echo=click.echo, only_significant=only_significant, alpha=alpha)
     for p in done:
         if p.action != PROMOTE:
             click.echo(f"{p.symbol}: skipped: {p.reason}")

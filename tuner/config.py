@@ -65,12 +65,32 @@ class FamilyConfig:
         context_length: bars of history each window carries.
         space: the search space (dimensions + fixed parameters).
         source: the YAML file it came from.
+        default: the family's default config (upstream/production defaults) as a trial would
+            record it: every dimension (conditional ones that do not apply at their
+            ``otherwise`` value) plus the fixed parameters; None when the file names none.
+            Each study scores it first, so tuning is judged against what one had without it.
     """
 
     family: str
     context_length: int
     space: SearchSpace
     source: Path
+    default: Mapping[str, Any] | None = None
+
+    @property
+    def default_point(self) -> dict[str, Any] | None:
+        """The default's searched parameters only (what ``optuna.Study.enqueue_trial`` and
+        OptunaSearch's ``points_to_evaluate`` take): conditional dimensions that do not apply
+        and fixed parameters are left out, as the space supplies them."""
+        if self.default is None:
+            return None
+        values: dict[str, Any] = {}
+        point: dict[str, Any] = {}
+        for dim in self.space.dimensions:
+            values[dim.name] = self.default[dim.name]
+            if dim.applies(values):
+                point[dim.name] = self.default[dim.name]
+        return point
 
 
 def load_family_config(family: str, directory: str | Path | None = None) -> FamilyConfig:
@@ -84,7 +104,7 @@ def load_family_config(family: str, directory: str | Path | None = None) -> Fami
 
 def parse_family_config(data: Mapping[str, Any], cls: type[Family], file: Path) -> FamilyConfig:
     where = f"{file}: "
-    check_keys(data, {"family", "context_length", "search_space", "fixed"}, where)
+    check_keys(data, {"family", "context_length", "search_space", "fixed", "default"}, where)
     if data.get("family", cls.name) != cls.name:
         raise ConfigError(f"{where}family: {data['family']!r} but the file is for {cls.name!r}")
     context = data.get("context_length")
@@ -111,7 +131,61 @@ def parse_family_config(data: Mapping[str, Any], cls: type[Family], file: Path) 
                           "(search it or set it under fixed)")
     space = SearchSpace(cls.name, tuple(dims), fixed)
     _check_corners(cls, space, where)
-    return FamilyConfig(cls.name, context, space, file)
+    default = _default(cls, space, data["default"], where) if data.get("default") is not None else None
+    return FamilyConfig(cls.name, context, space, file, default)
+
+
+def _default(cls: type[Family], space: SearchSpace, raw: Any, where: str) -> dict[str, Any]:
+    """Check ``default:`` names a config the space can suggest; return it as a trial records it.
+
+    Every searched dimension must be given; a conditional one whose condition does not hold may
+    be left out (it is then its ``otherwise`` value, and any value given must be that one).
+    Fixed parameters are not repeated here: they apply to the default as to every trial.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}default: must be a mapping of parameter → value")
+    unknown = sorted(set(raw) - set(space.names))
+    if unknown:
+        extra = " (a fixed parameter: it applies to every trial already)" if unknown[0] in space.fixed else ""
+        raise ConfigError(f"{where}default.{unknown[0]}: not a searched dimension{extra}; "
+                          f"dimensions: {', '.join(space.names)}")
+    values: dict[str, Any] = {}
+    for dim in space.dimensions:
+        key = f"{where}default.{dim.name}"
+        if not dim.applies(values):
+            if dim.name in raw and cls.params[dim.name].check("", raw[dim.name], key) != dim.otherwise:
+                other = dim.only_if[0]
+                raise ConfigError(f"{key}: {raw[dim.name]!r} is never used: {other} is {values[other]!r}, "
+                                  f"so {dim.name} is {dim.otherwise!r}; give that or leave it out")
+            values[dim.name] = dim.otherwise
+            continue
+        if dim.name not in raw:
+            raise ConfigError(f"{key}: missing; the default names every searched dimension "
+                              f"({dim.describe()})")
+        value = cls.params[dim.name].check("", raw[dim.name], key)
+        if not _suggestible(dim, value, values):
+            raise ConfigError(f"{key}: {raw[dim.name]!r} is not a value the space can suggest "
+                              f"({dim.describe()})")
+        values[dim.name] = value
+    config = {**values, **space.fixed}
+    try:
+        return cls().check_params(config, where=f"{where}default.")
+    except TunerError as e:
+        raise ConfigError(f"{e} (the default: {config})") from e
+
+
+def _suggestible(dim: Dimension, value: Any, earlier: Mapping[str, Any]) -> bool:
+    """Whether ``dim`` can suggest ``value`` given the earlier dimensions' values (bounds are
+    inclusive; ``at_least`` raises the lower bound; a ``step`` grid starts at ``low``)."""
+    if dim.kind == "categorical":
+        return value in dim.choices
+    low = dim.low if dim.at_least is None else min(max(dim.low, earlier[dim.at_least]), dim.high)
+    if not low <= value <= dim.high:
+        return False
+    if dim.step is None:
+        return True
+    steps = (value - low) / dim.step
+    return abs(steps - round(steps)) < 1e-9
 
 
 def _dimension(cls: type[Family], name: str, spec: Any, where: str, earlier: list[Dimension]) -> Dimension:

@@ -24,6 +24,9 @@ class Scores:
         latency_s: wall seconds to produce all the period's forecasts (0 for the baseline).
         latency_per_forecast_s: ``latency_s / windows``.
         windows: number of forecasts scored.
+        errors: per-window ``|predicted return - actual return|`` in window order (length
+            ``windows``), rounded to float32 precision (:func:`compact_errors`), so significance
+            tests can be recomputed from stored results; () when not recorded (older files).
     """
 
     pct_return_mae: float
@@ -31,13 +34,18 @@ class Scores:
     latency_s: float
     latency_per_forecast_s: float
     windows: int
+    errors: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, float | int | list[float]]:
+        data = asdict(self)
+        data["errors"] = list(self.errors)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Scores:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        """Inverse of :meth:`to_dict`; ``errors`` may be missing (files written before it was kept)."""
+        kept = {k: data[k] for k in cls.__dataclass_fields__ if k != "errors"}
+        return cls(**kept, errors=tuple(float(e) for e in data.get("errors") or ()))
 
 
 def score(forecast: np.ndarray, batch: WindowBatch, latency_s: float = 0.0) -> Scores:
@@ -57,13 +65,24 @@ def score(forecast: np.ndarray, batch: WindowBatch, latency_s: float = 0.0) -> S
         raise TunerError(
             f"{batch.symbol} {batch.period}: forecast for bar {batch.target_index[i]} is {forecast[i]}"
         )
+    errors = pct_return_errors(forecast, batch)
     return Scores(
-        pct_return_mae=float(np.mean(pct_return_errors(forecast, batch))),
+        pct_return_mae=float(np.mean(errors)),
         price_mae=float(np.mean(np.abs(forecast - batch.actual_close))),
         latency_s=float(latency_s),
         latency_per_forecast_s=float(latency_s) / len(batch),
         windows=len(batch),
+        errors=compact_errors(errors),
     )
+
+
+def compact_errors(errors: np.ndarray) -> tuple[float, ...]:
+    """Per-window errors as the shortest decimals that round-trip through float32.
+
+    About 7 significant digits: far below any difference a test on 20 windows can detect, and
+    a JSON list of them stays short (the float64 repr of a float32 value takes ~17 digits).
+    """
+    return tuple(float(str(e)) for e in np.asarray(errors, dtype=np.float32))
 
 
 def pct_return_errors(forecast: np.ndarray, batch: WindowBatch) -> np.ndarray:

@@ -22,6 +22,10 @@ Safety:
   on later data), so this guards against regressions; it is not an exact comparison.
 * A symbol whose production file already holds the same result (ignoring ``promoted_at``) is
   skipped as unchanged, so promoting twice writes nothing.
+* ``only_significant`` promotes a symbol only where its winner file's ``significance`` section
+  shows the winner beating both the family's default config and the naive baseline on the test
+  period at ``alpha`` (one-sided Diebold–Mariano p-values; :func:`significance_hold` says why
+  one is held back). A winner without the section is held back: nothing shows it is better.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from typing import Any
 
 from tuner import strict_json
 from tuner.errors import ConfigError, PromotionRefused
-from tuner.report import flags_for, without_winner
+from tuner.report import SIGNIFICANCE_ALPHA, flags_for, significance_flags, without_winner
 from tuner.storage import CONFIG_FILE, SUMMARY_FILE, Storage
 
 BEST_DIR = "best"
@@ -151,6 +155,7 @@ def production_document(symbol: str, entry: Mapping[str, Any], result: Mapping[s
     flags = flags_for(validation.get("pct_return_mae"), test.get("pct_return_mae"),
                       (baseline.get("validation") or {}).get("pct_return_mae"),
                       (baseline.get("test") or {}).get("pct_return_mae"))
+    flags += significance_flags(result.get("significance"))
     config = result.get("config", entry.get("config")) or {}
     weights = result.get("weights")
     if weights is None and member_docs:
@@ -179,6 +184,8 @@ def production_document(symbol: str, entry: Mapping[str, Any], result: Mapping[s
     }
     if member_docs:
         document["members"] = member_docs
+    if result.get("significance") is not None:
+        document["significance"] = result["significance"]
     return document
 
 
@@ -225,9 +232,29 @@ def _current(target: Path) -> tuple[str | None, dict[str, Any] | None]:
     return text, data if isinstance(data, dict) else None
 
 
+def significance_hold(result: Mapping[str, Any] | None, alpha: float = SIGNIFICANCE_ALPHA) -> str | None:
+    """Why a winner may not be promoted under ``only_significant``, or None when it beats both
+    the default config and the naive baseline on the test period at ``alpha``."""
+    section = (result or {}).get("significance")
+    if not section:
+        return "no significance section in its result file (nothing shows it beats the default and the baseline)"
+    problems = []
+    for key, what in (("vs_default", "the default config"), ("vs_baseline", "the naive baseline")):
+        versus = (section.get(key) or {}).get("test") or {}
+        p = versus.get("p_value")
+        if not isinstance(p, (int, float)):
+            problems.append(f"vs {what}: no test ({versus.get('reason') or 'not computed'})")
+        elif not p < alpha:
+            problems.append(f"vs {what}: p={p:.3f} >= {alpha:g}")
+    if not problems:
+        return None
+    return "not significant on the test period: " + "; ".join(problems)
+
+
 def plan_promotions(experiment: str, storage_root: str = "results", configs: str | Path | None = None,
                     symbols: Iterable[str] | None = None, only_improvements: bool = False,
-                    force: bool = False, now: datetime | None = None) -> list[Promotion]:
+                    force: bool = False, now: datetime | None = None, *, only_significant: bool = False,
+                    alpha: float = SIGNIFICANCE_ALPHA) -> list[Promotion]:
     """Decide, per symbol, whether its winner replaces the production config, with the diff.
 
     Nothing is written. Symbols come in sorted order.
@@ -291,6 +318,10 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
         previous = None
         if old is not None:
             previous = (old.get("validation") or {}).get("pct_return_mae")
+        hold = significance_hold(result, alpha) if only_significant else None
+        if hold is not None:
+            plan.append(Promotion(symbol, SKIP, hold, target, document, previous_score=previous))
+            continue
         if only_improvements and old_text is not None:
             if not isinstance(previous, (int, float)):
                 raise ConfigError(f"{target}: no validation.pct_return_mae to compare with "
@@ -354,13 +385,15 @@ def apply_promotions(plan: Iterable[Promotion], now: datetime | None = None) -> 
 def promote_winners(experiment: str, storage_root: str = "results", configs: str | Path | None = None,
                     symbols: Iterable[str] | None = None, only_improvements: bool = False,
                     dry_run: bool = False, force: bool = False,
-                    echo: Callable[[str], None] = print) -> list[Promotion]:
+                    echo: Callable[[str], None] = print, *, only_significant: bool = False,
+                    alpha: float = SIGNIFICANCE_ALPHA) -> list[Promotion]:
     """Plan the promotion, ``echo`` each diff, then (unless ``dry_run``) apply it.
 
     See :func:`plan_promotions` for what is refused and skipped, :func:`apply_promotions` for
     how files are written.
     """
-    plan = plan_promotions(experiment, storage_root, configs, symbols, only_improvements, force)
+    plan = plan_promotions(experiment, storage_root, configs, symbols, only_improvements, force,
+                           only_significant=only_significant, alpha=alpha)
     for p in plan:
         if p.diff:
             echo(p.diff.rstrip("\n"))

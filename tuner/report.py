@@ -20,6 +20,16 @@ and for the symbol's overall winner; the rule is printed in every report:
   of a mean absolute return error is commonly ±30%.
 * ``untested``: no test-period score is stored, so the overfit rule cannot be checked.
 
+From the winner file's ``significance`` section (:mod:`tuner.significance`), when there is one
+(:func:`significance_flags`; files without it get none of these):
+
+* ``not-better-than-default``: on the test period the winner does not beat the family's default
+  config at 5 % (one-sided Diebold–Mariano p >= 0.05, or no lower error at all).
+* ``luck``: Hansen's SPA p >= 0.05: the best of the study's trials does not beat the naive
+  baseline by more than the best of that many tries could by chance.
+* ``likely-overfit``: PBO > 0.5: in most splits of the validation windows, the config best on one
+  half is no better than the median config on the other.
+
 Labels: results made with tiny random-init weights say so in every output (a header line and
 banner, and a ``tiny_weights`` column in CSV/Parquet); so do experiments that are incomplete
 (``summary.json`` says ``complete: false``: failed or never-run trials, studies without a
@@ -51,6 +61,9 @@ FORMATS = ("table", "csv", "parquet", "html")
 OVERFIT_RATIO = 1.5
 """``overfit`` needs test pct_return_mae above this multiple of the validation score."""
 NO_SKILL, OVERFIT, UNTESTED = "no-skill", "overfit", "untested"
+NOT_BETTER_THAN_DEFAULT, LUCK, LIKELY_OVERFIT = "not-better-than-default", "luck", "likely-overfit"
+SIGNIFICANCE_ALPHA = 0.05
+"""Level of the significance flags."""
 FLAG_RULES = {
     NO_SKILL: "validation pct_return_mae >= the naive no-change baseline's on the validation "
               "windows: does not beat doing nothing on the period it was chosen on",
@@ -58,6 +71,14 @@ FLAG_RULES = {
              "naive baseline's on the test windows: much worse on unseen bars and no better "
              "than doing nothing there",
     UNTESTED: "no test-period score stored: the overfit rule cannot be checked",
+}
+SIGNIFICANCE_FLAG_RULES = {
+    NOT_BETTER_THAN_DEFAULT: "test period: does not beat the family's default config at 5 % "
+                             "(one-sided Diebold-Mariano p >= 0.05, or no lower error)",
+    LUCK: "Hansen's SPA p >= 0.05: the best of the study's trials does not beat the naive baseline "
+          "by more than the best of that many tries could by chance",
+    LIKELY_OVERFIT: "PBO > 0.5: the config best on one half of the validation windows is usually "
+                    "no better than the median config on the other half",
 }
 TINY_LABEL = ("TINY RANDOM-INIT WEIGHTS: these scores are noise, not a model's skill; "
               "do not promote them")
@@ -85,6 +106,27 @@ def flags_for(validation: float | None, test: float | None, baseline_validation:
         flags.append(UNTESTED)
     elif test > ratio * validation and baseline_test is not None and test >= baseline_test:
         flags.append(OVERFIT)
+    return tuple(flags)
+
+
+def significance_flags(section: Mapping[str, Any] | None, alpha: float = SIGNIFICANCE_ALPHA
+                       ) -> tuple[str, ...]:
+    """The flags a winner file's ``significance`` section raises (see the module docstring);
+    () without a section. A test that could not be computed (null) raises no flag, except a
+    default comparison that found the winner no better at all (identical or worse errors)."""
+    if not section:
+        return ()
+    flags = []
+    versus = ((section.get("vs_default") or {}).get("test")) or {}
+    p, diff = as_float(versus.get("p_value")), as_float(versus.get("mean_difference"))
+    if (p is not None and p >= alpha) or (p is None and diff is not None and diff >= 0):
+        flags.append(NOT_BETTER_THAN_DEFAULT)
+    spa = as_float(section.get("spa_p_value"))
+    if spa is not None and spa >= alpha:
+        flags.append(LUCK)
+    overfit = as_float(section.get("pbo"))
+    if overfit is not None and overfit > 0.5:
+        flags.append(LIKELY_OVERFIT)
     return tuple(flags)
 
 
@@ -122,6 +164,14 @@ class StudyRow:
     trial_id: str | None = None
     stability_spread: float | None = None
     flags: tuple[str, ...] = ()
+    p_vs_baseline: float | None = None
+    """Test period, one-sided Diebold–Mariano p-value against the naive baseline."""
+    p_vs_default: float | None = None
+    """Test period, one-sided Diebold–Mariano p-value against the family's default config."""
+    spa_p_value: float | None = None
+    pbo: float | None = None
+    in_mcs: bool | None = None
+    """Whether the Model Confidence Set of the symbol's candidates (test period) holds this family."""
 
 
 @dataclass(frozen=True)
@@ -234,8 +284,23 @@ def _row_from_documents(symbol: str, family: str, winner: bool, entry: Mapping[s
         trials_never_ran=counts.get("never_ran"), trials_budget=counts.get("budget"),
         trial_id=doc.get("trial_id"),
         stability_spread=as_float((doc.get("stability") or {}).get("spread")),
-        flags=flags_for(v, t, bv, bt),
+        flags=flags_for(v, t, bv, bt) + significance_flags(doc.get("significance")),
+        **_significance_fields(family, doc.get("significance")),
     )
+
+
+def _significance_fields(family: str, section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """StudyRow's significance columns from a winner file's section (all None without one)."""
+    if not section:
+        return {}
+    members = (section.get("mcs") or {}).get("members")
+    return {
+        "p_vs_baseline": as_float(((section.get("vs_baseline") or {}).get("test") or {}).get("p_value")),
+        "p_vs_default": as_float(((section.get("vs_default") or {}).get("test") or {}).get("p_value")),
+        "spa_p_value": as_float(section.get("spa_p_value")),
+        "pbo": as_float(section.get("pbo")),
+        "in_mcs": None if members is None else family in members,
+    }
 
 
 def _read_json(storage: Storage, relative: str) -> Any:
@@ -418,6 +483,7 @@ def render_table(report: ExperimentReport) -> str:
                              ([w.symbol, w.family, strict_json.dumps(dict(w.config), sort_keys=True)]
                               for w in report.winners), align="lll")
         lines.append("")
+        lines += significance_lines(report)
     lines.append("every family (* = winner)")
     lines += _text_table(
         ["symbol", "family", "", "val_mae", "test_mae", "val_price", "test_price", "s/forecast",
@@ -437,6 +503,27 @@ def render_table(report: ExperimentReport) -> str:
     width = max(len(k) for k in FLAG_RULES)
     lines += [f"  {name.ljust(width)}  {rule}" for name, rule in FLAG_RULES.items()]
     return "\n".join(lines) + "\n"
+
+
+def significance_lines(report: ExperimentReport) -> list[str]:
+    """The winners' significance table (test period; SPA and PBO on validation), with a blank
+    line after it; [] when no winner file has a significance section."""
+    winners = [w for w in report.winners if w.p_vs_baseline is not None or w.p_vs_default is not None
+               or w.spa_p_value is not None or w.pbo is not None or w.in_mcs is not None]
+    if not winners:
+        return []
+    lines = ["significance (p: one-sided Diebold-Mariano on the test period, small = the winner's error is "
+             "lower; spa_p and pbo on validation)"]
+    lines += _text_table(
+        ["symbol", "family", "p_vs_base", "p_vs_default", "spa_p", "pbo", "in_mcs"],
+        ([w.symbol, w.family, format_value(w.p_vs_baseline, ".3f"), format_value(w.p_vs_default, ".3f"),
+          format_value(w.spa_p_value, ".3f"), format_value(w.pbo, ".2f"),
+          "-" if w.in_mcs is None else ("yes" if w.in_mcs else "no")]
+         for w in winners), align="llrrrrl")
+    lines.append("significance flags:")
+    width = max(len(k) for k in SIGNIFICANCE_FLAG_RULES)
+    lines += [f"  {name.ljust(width)}  {rule}" for name, rule in SIGNIFICANCE_FLAG_RULES.items()]
+    return [*lines, ""]
 
 
 # ------------------------------------------------------------------------------------- files
