@@ -156,7 +156,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
              f"({len(config.families)} families, {len({s for s, _ in studies})} symbols) with "
              f"{len(pool.infos)} model actors, up to {searcher.pack_size} trials per Tune trial; "
              f"Ray dashboard: {dashboard}"
-             + (f" [resumed: {len(history)} trials kept]" if resumed else ""))
+             + (f" [resumed] with {len(history)} finished trials kept" if resumed else ""))
         from tuner.tuning import tune_studies
 
         try:

@@ -1,0 +1,114 @@
+"""The trial journal: incremental atomic chunks, strict reading, compaction, no NaN."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tuner.journal import (
+    JOURNAL_DIR,
+    JournalError,
+    JournalRecord,
+    TrialJournal,
+    compact,
+    last_session,
+    read_journal,
+)
+from tuner.storage import Storage
+
+
+def record(i: int, study: str = "AAPL/toto", value: float | None = 0.01, status: str = "completed") -> JournalRecord:
+    return JournalRecord(study=study, number=i, trial_id=f"t{i}.0", status=status, params={"x": i},
+                         distributions={"x": '{"name": "IntDistribution", "attributes": '
+                                             '{"log": false, "step": 1, "low": 0, "high": 100}}'},
+                         value=value, metrics={"pct_return_mae": value})
+
+
+@pytest.fixture
+def storage(tmp_path) -> Storage:
+    return Storage(str(tmp_path), "exp")
+
+
+def chunk_files(storage: Storage) -> list:
+    return sorted((storage._local(JOURNAL_DIR)).glob("*.jsonl"))
+
+
+def test_when_flushed_twice_then_the_second_chunk_holds_only_the_new_trials(storage):
+    journal = TrialJournal(storage, session=1)
+    journal.append([record(0), record(1)])
+    journal.flush()
+    journal.append([record(2)])
+    journal.flush()
+    first, second = chunk_files(storage)
+    assert len(first.read_text().splitlines()) == 2 and len(second.read_text().splitlines()) == 1
+    assert journal.stats()["flushes"] == 2
+    assert journal.stats()["bytes"] == first.stat().st_size + second.stat().st_size
+    assert [r.number for r in read_journal(storage)] == [0, 1, 2]
+
+
+def test_when_nothing_is_pending_then_flush_writes_no_chunk(storage):
+    journal = TrialJournal(storage, session=1)
+    journal.flush()
+    assert chunk_files(storage) == [] and journal.stats()["flushes"] == 0
+
+
+def test_when_the_interval_has_not_passed_then_maybe_flush_waits(storage):
+    journal = TrialJournal(storage, session=1, flush_interval_s=3600)
+    journal.append([record(0)])
+    journal.maybe_flush()
+    assert chunk_files(storage) == []
+    journal.flush_interval_s = 0
+    journal.maybe_flush()
+    assert len(chunk_files(storage)) == 1
+
+
+def test_when_a_value_is_not_finite_then_the_record_is_strict_json_with_null(storage):
+    bad = record(0, value=float("nan"), status="failed")
+    line = bad.to_json()
+    assert "NaN" not in line
+    data = json.loads(line)
+    assert data["value"] is None and data["metrics"]["pct_return_mae"] is None
+
+
+def test_when_a_chunk_is_truncated_then_reading_names_the_file_and_line_and_the_way_out(storage):
+    journal = TrialJournal(storage, session=1)
+    journal.append([record(0), record(1)])
+    journal.flush()
+    (chunk,) = chunk_files(storage)
+    chunk.write_text(chunk.read_text()[:-40])
+    with pytest.raises(JournalError) as e:
+        read_journal(storage)
+    message = str(e.value)
+    assert str(chunk) in message and "line 2 is not a trial record" in message
+    assert "nothing was overwritten" in message and "move it out of" in message
+
+
+def test_when_compaction_was_cut_short_then_duplicates_are_read_once(storage):
+    journal = TrialJournal(storage, session=1)
+    journal.append([record(0)])
+    journal.flush()
+    journal.append([record(1)])
+    journal.flush()
+    # the merged file written, the merged-from chunks not yet deleted (a kill in between)
+    storage.write_bytes(f"{JOURNAL_DIR}/0001-compact.jsonl",
+                        (record(0).to_json() + "\n" + record(1).to_json() + "\n").encode())
+    assert [r.trial_id for r in read_journal(storage)] == ["t0.0", "t1.0"]
+
+
+def test_when_compacted_then_one_file_holds_every_record(storage):
+    for session in (1, 2):
+        journal = TrialJournal(storage, session=session)
+        for i in range(3):
+            journal.append([record(10 * session + i)])
+            journal.flush()
+    before = read_journal(storage)
+    assert last_session(storage) == 2
+    compact(storage, 2)
+    assert [p.name for p in chunk_files(storage)] == ["0002-compact.jsonl"]
+    assert read_journal(storage) == before
+    assert last_session(storage) == 2
+
+
+def test_when_no_journal_exists_then_it_reads_empty(storage):
+    assert read_journal(storage) == [] and last_session(storage) == 0
