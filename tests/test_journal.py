@@ -10,6 +10,7 @@ from tuner.journal import (
     JOURNAL_DIR,
     JournalError,
     JournalRecord,
+    StorageFault,
     TrialJournal,
     compact,
     last_session,
@@ -112,3 +113,49 @@ def test_when_compacted_then_one_file_holds_every_record(storage):
 
 def test_when_no_journal_exists_then_it_reads_empty(storage):
     assert read_journal(storage) == [] and last_session(storage) == 0
+
+
+class FullDisk(Storage):
+    """A storage whose writes fail while ``full`` (ENOSPC), like a disk that fills mid-run."""
+
+    full = False
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        return super().write_bytes(relative, data)
+
+
+def test_when_the_storage_fills_then_records_stay_pending_and_are_written_once_it_has_room(tmp_path):
+    storage = FullDisk(str(tmp_path), "exp")
+    journal = TrialJournal(storage, session=1)
+    journal.append([record(0)])
+    journal.flush()
+    storage.full = True
+    journal.append([record(1), record(2)])
+    journal.flush()
+    assert isinstance(journal.failure, OSError) and len(journal.pending) == 2
+    assert not list((tmp_path / "exp" / JOURNAL_DIR).glob(".*.tmp"))
+    storage.full = False
+    with pytest.raises(StorageFault, match="the run stopped with every finished trial saved"):
+        journal.close()
+    assert [r.number for r in read_journal(storage)] == [0, 1, 2]
+
+
+def test_when_the_storage_stays_full_then_close_saves_a_rescue_file_and_says_how_to_bring_it_back(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNER_RESCUE_DIR", str(tmp_path / "rescue"))
+    storage = FullDisk(str(tmp_path), "exp")
+    journal = TrialJournal(storage, session=3)
+    storage.full = True
+    journal.append([record(5), record(6)])
+    with pytest.raises(StorageFault) as e:
+        journal.close()
+    (rescue,) = (tmp_path / "rescue" / "exp").iterdir()
+    message = str(e.value)
+    assert "No space left on device" in message and "2 finished trials" in message
+    assert str(rescue) in message and "`tuner resume exp`" in message
+    # following the message brings every trial back
+    storage.full = False
+    storage.write_bytes(f"{JOURNAL_DIR}/{rescue.name}", rescue.read_bytes())
+    assert [r.number for r in read_journal(storage)] == [5, 6]

@@ -190,3 +190,17 @@ def test_when_tune_pickles_the_searcher_then_it_gets_a_small_stub_not_the_histor
                          [(1, 2, 4, 1), (9, 2, 12, 2), (100, 2, 4, 50), (1500, 2, 4, 64)])
 def test_when_pack_size_is_auto_then_packs_hold_every_slot_up_to_the_limit(studies, per_study, packs, expected):
     assert auto_pack_size(studies, per_study, packs) == expected
+
+
+def test_when_the_journal_cannot_be_written_then_the_searcher_starts_nothing_new(tmp_path):
+    from tests.test_journal import FullDisk
+
+    storage = FullDisk(str(tmp_path), "e")
+    journal = TrialJournal(storage, session=1, flush_interval_s=0)
+    searcher = StudyMultiplexer(spaces(4), trials_per_study=5, pack_size=2, max_packs=4, journal=journal)
+    first, second = searcher.suggest("a")["pack"], searcher.suggest("b")["pack"]
+    storage.full = True
+    finish(searcher, "a", first)
+    assert searcher.suggest("c") == Searcher.FINISHED and not searcher.done  # "b" still runs
+    finish(searcher, "b", second)
+    assert searcher.done and len(journal.pending) == 4

@@ -30,6 +30,7 @@ from tuner.errors import ConfigError, DataError, TunerError, WeightsError
 from tuner.experiment_config import ExperimentConfig, FamilyResources
 from tuner.journal import (
     JournalRecord,
+    StorageFault,
     TrialJournal,
     compact,
     last_session,
@@ -109,6 +110,15 @@ def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any
 
 def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
          fallback_allowed: bool, take_over: bool = False) -> dict[str, Any]:
+    try:
+        return _run_locked(config, storage, echo, include_dashboard, fallback_allowed, take_over)
+    except OSError as e:  # the storage itself: one clear line, not a traceback
+        raise StorageFault(f"{storage.root}: {e}. Nothing finished was lost: the journal keeps "
+                           f"every saved trial; fix the storage and run `tuner resume {config.name}`.") from e
+
+
+def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
+                fallback_allowed: bool, take_over: bool) -> dict[str, Any]:
     with ExperimentLock(storage, take_over=take_over) as lock:
         if lock.took_over_from:
             held = lock.took_over_from

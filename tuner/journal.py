@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tuner.errors import TunerError
@@ -37,6 +39,10 @@ loses at most the trials of the last interval, plus those still running)."""
 
 class JournalError(TunerError):
     """A journal chunk that cannot be read: the experiment cannot be resumed as it is."""
+
+
+class StorageFault(TunerError):
+    """The experiment's storage refused a write (full, read-only, gone): the run stopped."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,8 @@ class TrialJournal:
         self.bytes_written = 0
         self.flushes = 0
         self.flush_seconds = 0.0
+        self.failure: OSError | None = None
+        """The first write the storage refused; the run stops at once (see :meth:`flush`)."""
 
     def append(self, records: Iterable[JournalRecord]) -> None:
         self.pending.extend(records)
@@ -129,23 +137,59 @@ class TrialJournal:
             self.flush()
 
     def flush(self) -> None:
-        """Write the pending records as one new chunk (nothing when none are pending)."""
+        """Write the pending records as one new chunk (nothing when none are pending).
+
+        A refused write (full disk, read-only storage) keeps the records pending, to be written
+        by a later flush, and is remembered in :attr:`failure` rather than raised: the caller
+        is Tune's event loop, which must wind the run down (no new trials) rather than crash
+        with trials in flight. :meth:`close` raises it."""
         self.last_flush = time.monotonic()
         if not self.pending:
             return
         start = time.perf_counter()
         data = ("\n".join(r.to_json() for r in self.pending) + "\n").encode()
+        name = f"{JOURNAL_DIR}/{self.session:04d}-{self.sequence + 1:06d}.jsonl"
+        try:
+            self.storage.write_bytes(name, data)
+        except OSError as e:
+            self.failure = self.failure or e
+            return
         self.sequence += 1
-        self.storage.write_bytes(f"{JOURNAL_DIR}/{self.session:04d}-{self.sequence:06d}.jsonl", data)
         self.pending.clear()
         self.bytes_written += len(data)
         self.flushes += 1
         self.flush_seconds += time.perf_counter() - start
 
+    def close(self) -> None:
+        """Write what is pending. When the storage still refuses, save the pending records to a
+        local rescue file and raise :class:`StorageFault` saying how to bring them back."""
+        self.flush()
+        if self.failure is None:
+            return
+        if not self.pending:  # the storage came back: everything is saved, but the run stopped
+            raise StorageFault(f"{self.storage.root}: the storage refused a write ({self.failure}); the "
+                               f"run stopped with every finished trial saved. Resume it with "
+                               f"`tuner resume {self.storage.name}`.")
+        rescue = rescue_path(self.storage.name, self.session)
+        rescue.parent.mkdir(parents=True, exist_ok=True)
+        rescue.write_text("\n".join(r.to_json() for r in self.pending) + "\n")
+        raise StorageFault(
+            f"{self.storage.root}: the storage refused a write ({self.failure}); the run stopped. "
+            f"{len(self.pending)} finished trials not yet in its journal were saved to {rescue}. "
+            f"Once the storage is writable again: copy that file to "
+            f"{self.storage.path(JOURNAL_DIR, rescue.name)} and run `tuner resume {self.storage.name}`."
+        )
+
     def stats(self) -> dict[str, Any]:
         return {"flushes": self.flushes, "bytes": self.bytes_written,
                 "bytes_per_flush": self.bytes_written / self.flushes if self.flushes else 0,
                 "seconds_per_flush": self.flush_seconds / self.flushes if self.flushes else 0}
+
+
+def rescue_path(name: str, session: int) -> Path:
+    """Where a run saves the trials its storage refused (local disk, outside the storage)."""
+    base = Path(os.environ.get("TUNER_RESCUE_DIR", Path.home() / ".cache" / "forecast-tuner" / "rescue"))
+    return base / name / f"{session:04d}-rescue-{int(time.time())}.jsonl"
 
 
 def chunk_names(storage: Storage) -> list[str]:

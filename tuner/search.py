@@ -128,7 +128,7 @@ class StudyMultiplexer(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         if trial_id in self.packs:  # Tune may ask again for a trial it already holds
             return self._config(trial_id)
-        if self.remaining == 0:
+        if self.remaining == 0 or self.stopped:
             return Searcher.FINISHED
         if len(self.packs) >= self.max_packs or not self.ready:
             return None  # enough packs in flight, or every study with budget is at its limit
@@ -177,9 +177,14 @@ class StudyMultiplexer(Searcher):
 
     # ------------------------------------------------------------------------------ helpers
     @property
+    def stopped(self) -> bool:
+        """The storage refused a journal write: start nothing new (what runs still finishes)."""
+        return self.journal is not None and self.journal.failure is not None
+
+    @property
     def done(self) -> bool:
-        """Every study has run its budget and nothing is in flight."""
-        return self.remaining == 0 and not self.slots
+        """Every study has run its budget, or the run must stop; nothing is in flight."""
+        return (self.remaining == 0 or self.stopped) and not self.slots
 
     def _can_take(self, key: str) -> bool:
         return self.issued[key] < self.trials_per_study and self.in_flight[key] < self.max_concurrent

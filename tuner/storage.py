@@ -74,8 +74,12 @@ class Storage:
             target = self._local(relative)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
+            except OSError:
+                tmp.unlink(missing_ok=True)  # a full disk must not leave half-written temp files
+                raise
             return str(target)
         path = f"{self._path}/{relative}"
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)

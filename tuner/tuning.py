@@ -120,5 +120,5 @@ def tune_studies(searcher: StudyMultiplexer, routing: Routing, storage: Storage,
             tuner.fit()
     finally:
         if searcher.journal is not None:
-            searcher.journal.flush()
+            searcher.journal.close()  # raises StorageFault when the storage refused a write
     return TuningOutcome(runs=runs, stopped=watchdog.message, seconds=time.perf_counter() - start)
