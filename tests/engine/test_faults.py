@@ -138,3 +138,98 @@ def test_when_a_model_actor_is_killed_mid_trial_then_it_restarts_and_every_trial
     assert summary["trials"] == {"completed": TRIALS * len(SYMBOLS), "failed": 0, "never_ran": 0}
     assert summary["actor_restarts"] == 1
     assert os.path.exists(tmp_path / "crash" / "bootstrap_returns" / "AAPL.json")
+
+
+def test_when_an_actor_dies_for_good_then_every_other_study_is_still_collated(
+        local_ray, tmp_path, slow_configs, tiny_weights, monkeypatch):
+    from tuner.experiment import run_experiment
+    from tuner.experiment_config import ExperimentConfig
+    from tuner.weights import WeightsSource
+
+    monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
+    ray = local_ray
+    config = ExperimentConfig(name="dead", symbols=SYMBOLS, families=("toto", "bootstrap_returns"), trials=4,
+                              storage=str(tmp_path), weights=WeightsSource.parse(str(tiny_weights)))
+    killed: list[str] = []
+
+    def kill_for_good() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            if completed_in_progress(tmp_path / "dead") >= 2:
+                for actor in ray.util.list_named_actors(all_namespaces=True):
+                    if actor["name"].startswith("dead-bootstrap_returns-"):
+                        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+                        killed.append(actor["name"])
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_for_good, daemon=True)
+    killer.start()
+    summary = run_experiment(config, echo=lambda line: None)
+    killer.join(timeout=5)
+    assert killed, "the actor was never killed"
+    root = tmp_path / "dead"
+    table = pd.read_parquet(root / "trials.parquet")
+    assert len(table) == 4 * len(SYMBOLS) * 2  # every Optuna trial has its row
+    toto = table[table["family"] == "toto"]
+    assert (toto["status"] == "completed").all()
+    for symbol in SYMBOLS:  # the other family's studies: winners written and scored on test
+        doc = json.loads((root / "toto" / f"{symbol}.json").read_text())
+        assert doc["test"]["windows"] == 20
+    dead = table[(table["family"] == "bootstrap_returns") & (table["status"] == "failed")]
+    assert len(dead) >= 1 and dead["error"].str.contains("Actor").all()
+    reasons = summary["studies_without_winner"]
+    for symbol in SYMBOLS:
+        key = f"{symbol}/bootstrap_returns"
+        assert (key in reasons) != (root / "bootstrap_returns" / f"{symbol}.json").exists()
+        if key in reasons:
+            assert reasons[key].startswith(("winner not re-scored on the test period: every bootstrap_returns "
+                                            "model actor has died", "no completed trial"))
+    assert summary["complete"] is False
+    assert any(a.get("dead") for a in summary["actors"])
+
+
+def test_when_the_storage_fills_mid_run_then_it_stops_saving_what_finished_and_a_resume_completes(
+        local_ray, tmp_path, slow_configs, monkeypatch):
+    from tuner import storage as storage_module
+    from tuner.experiment import resume_experiment, run_experiment
+    from tuner.experiment_config import ExperimentConfig
+    from tuner.journal import StorageFault
+    from tuner.windows import WindowSpec
+
+    monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
+    monkeypatch.setenv("TUNER_RESCUE_DIR", str(tmp_path / "rescue"))
+    original = storage_module.Storage.write_bytes
+    chunks: list[str] = []
+    full = threading.Event()
+
+    def filling(self, relative: str, data: bytes) -> str:
+        if relative.startswith("journal/"):
+            if full.is_set():
+                raise OSError(28, "No space left on device")
+            chunks.append(relative)
+            if len(chunks) == 2:
+                full.set()  # the disk fills after the second chunk
+        return original(self, relative, data)
+
+    monkeypatch.setattr(storage_module.Storage, "write_bytes", filling)
+    config = ExperimentConfig(name="full", symbols=SYMBOLS, families=("bootstrap_returns",), trials=TRIALS,
+                              storage=str(tmp_path), windows=WindowSpec(horizon=3))
+    with pytest.raises(StorageFault) as e:
+        run_experiment(config, echo=lambda line: None)
+    root = tmp_path / "full"
+    assert "No space left on device" in str(e.value)
+    assert not (root / "summary.json").exists()
+    (rescue,) = (tmp_path / "rescue" / "full").iterdir()
+    saved = journal_scores(root)
+    rescued = {json.loads(line)["trial_id"] for line in rescue.read_text().splitlines()}
+    assert saved and rescued and not set(saved) & rescued
+    assert not list(root.rglob(".*.tmp"))
+
+    # The operator frees space and follows the message: copy the rescue file, resume.
+    monkeypatch.setattr(storage_module.Storage, "write_bytes", original)
+    (root / "journal" / rescue.name).write_bytes(rescue.read_bytes())
+    summary = resume_experiment("full", str(tmp_path), echo=lambda line: None)
+    assert summary["complete"] is True
+    table = pd.read_parquet(root / "trials.parquet").set_index("trial_id")
+    assert set(saved) | rescued <= set(table.index)
+    assert table.loc[list(saved), "pct_return_mae"].to_dict() == saved
