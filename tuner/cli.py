@@ -360,7 +360,7 @@ def promote(experiment, storage, configs, symbols, only_improvements, dry_run, f
     """Write each symbol's winner to configs/best/<SYMBOL>.json, printing the diff first.
 
     The replaced file is backed up to configs/best/.backup/<SYMBOL>.<UTC time>.json. Tiny-weight
-    and incomplete experiments are refused unless --force.
+    and incomplete experiments are refused unless --force; --dry-run shows their diff and says so.
 
     \b
     Example:
@@ -384,7 +384,11 @@ def promote(experiment, storage, configs, symbols, only_improvements, dry_run, f
         click.echo(line)
         if p.flags:
             click.echo(f"  WARNING: {p.symbol} is flagged {', '.join(p.flags)} (see `tuner report {experiment}`)")
-    if any(p.document and p.document.get("tiny_weights") for p in done if p.action == PROMOTE):
+    refused = next((p.refused for p in done if p.refused), ())
+    if refused:
+        click.echo(f"WARNING: without --dry-run this is refused: {' and '.join(refused)}; "
+                   "pass --force to promote it anyway")
+    elif any(p.document and p.document.get("tiny_weights") for p in done if p.action == PROMOTE):
         click.echo("WARNING: these results were made with TINY RANDOM-INIT weights (allowed by --force)")
     if dry_run:
         click.echo("dry run: nothing written")
