@@ -93,3 +93,48 @@ def test_when_run_gets_options_then_they_override_the_experiment_yaml(monkeypatc
     config = seen["config"]
     assert config.autocast_dtype == expected  # monthly.yaml says bf16
     assert config.trials == 3 and config.name == "monthly"
+
+
+def run_config(monkeypatch, args):
+    """The config `tuner run ARGS` would tune, without starting Ray (run_experiment is stubbed)."""
+    import tuner.experiment
+
+    seen = {}
+    monkeypatch.setattr(tuner.experiment, "run_experiment",
+                        lambda config, **kwargs: seen.setdefault("config", config))
+    result = CliRunner().invoke(main, ["run", *args])
+    return result, seen.get("config")
+
+
+def test_when_run_gets_a_data_folder_without_symbols_then_every_symbol_in_it_is_tuned(
+        monkeypatch, write_csv, tmp_path):
+    from tuner.data import load_dataset
+
+    write_csv("AAPL.csv", random_walk_bars(300, seed=1))
+    write_csv("IBM.csv", random_walk_bars(300, seed=2))
+    result, config = run_config(monkeypatch, ["--data", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert config.data == str(tmp_path / "data") and config.symbols is None  # sample.yaml lists AAPL, MSFT, EURUSD
+    assert load_dataset(config.data, symbols=config.symbols).symbols == ["AAPL", "IBM"]
+
+
+def test_when_run_gets_a_data_folder_and_symbols_then_only_those_are_tuned(monkeypatch, write_csv, tmp_path):
+    write_csv("AAPL.csv", random_walk_bars(300, seed=1))
+    write_csv("IBM.csv", random_walk_bars(300, seed=2))
+    result, config = run_config(monkeypatch, ["--data", str(tmp_path / "data"), "--symbols", "IBM"])
+    assert result.exit_code == 0, result.output
+    assert config.symbols == ("IBM",)
+
+
+def test_when_run_gets_no_data_then_the_experiments_symbols_stay(monkeypatch):
+    result, config = run_config(monkeypatch, [])
+    assert result.exit_code == 0, result.output
+    assert config.data is None and config.symbols == ("AAPL", "MSFT", "EURUSD")
+
+
+@pytest.mark.parametrize("option", ["--families", "--symbols"])
+def test_when_run_gets_an_empty_list_option_then_it_is_a_usage_error(monkeypatch, option):
+    result, config = run_config(monkeypatch, [option, " , "])
+    assert result.exit_code == 2 and config is None
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value for {option}: empty; give a comma-separated list or leave the option out")

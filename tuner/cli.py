@@ -145,16 +145,28 @@ def data_check(path, as_json, val_windows, test_windows, horizon, context):
         sys.exit(1)
 
 
-def _split(value: str | None) -> tuple[str, ...] | None:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+def _split(value: str | None, option: str) -> tuple[str, ...] | None:
+    """``"a, b"`` → ``("a", "b")``; None when the option was not given. An option given but
+    empty (``--families ""``) is an error naming ``option``, never "the default"."""
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise click.BadParameter("empty; give a comma-separated list or leave the option out",
+                                 param_hint=option)
+    return items
 
 
 @main.command()
 @click.option("--config", "config_path", default=None,
               help="Experiment YAML (or a name in configs/experiments/). Default: sample.")
-@click.option("--data", default=None, help="Bar data folder or file. Default: the bundled sample data.")
-@click.option("--symbols", default=None, help="Comma-separated symbols. Default: all in the data.")
-@click.option("--families", default=None, help="Comma-separated families to tune.")
+@click.option("--data", default=None,
+              help="Bar data folder or file. Default: the experiment's (sample: the bundled data).")
+@click.option("--symbols", default=None,
+              help="Comma-separated symbols. Default: all in --data when it is given, else the "
+                   "experiment's list.")
+@click.option("--families", default=None,
+              help="Comma-separated families to tune. Default: the experiment's.")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials per (symbol, family) study.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Experiment seed.")
 @click.option("--name", default=None, help="Experiment name (an existing name is resumed).")
@@ -186,13 +198,14 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
     With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
-    An existing --name is resumed.
+    --data without --symbols tunes every symbol in that data. An existing --name is resumed.
 
     \b
     Example:
         tuner run
         tuner run --config monthly --address auto
         tuner run --symbols AAPL,MSFT --families toto --trials 20 --weights tiny-weights/
+        tuner run --data my-bars/ --name my-bars
         tuner run --name 2026-12 --warm-start-from 2026-11 --warm-start-production
     """
     from dataclasses import replace
@@ -202,14 +215,14 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     from tuner.weights import WeightsSource
     from tuner.windows import WindowSpec
 
-    config = load_experiment_config(config_path)
+    config = load_experiment_config(config_path).with_data(data, _split(symbols, "--symbols"))
     if any(v is not None for v in (val_windows, test_windows, horizon, stability_folds)):
         w = config.windows
         config = replace(config, windows=WindowSpec(
             val_windows or w.val_windows, test_windows or w.test_windows, horizon or w.horizon,
             w.stability_folds if stability_folds is None else stability_folds))
     config = config.with_overrides(
-        data=data, symbols=_split(symbols), families=_split(families), trials=trials, seed=seed,
+        families=_split(families, "--families"), trials=trials, seed=seed,
         name=name, storage=storage, address=address, device=device,
         max_concurrent_per_study=max_concurrent_per_study, max_latency_s=max_latency_s,
         warm_start_from=warm_start_from, warm_start_production=warm_start_production or None,
@@ -369,7 +382,7 @@ def promote(experiment, storage, configs, symbols, only_improvements, dry_run, f
     """
     from tuner.promote import PROMOTE, promote_winners
 
-    done = promote_winners(experiment, storage, configs, _split(symbols), only_improvements,
+    done = promote_winners(experiment, storage, configs, _split(symbols, "--symbols"), only_improvements,
                            dry_run, force, echo=click.echo)
     for p in done:
         if p.action != PROMOTE:
