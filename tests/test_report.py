@@ -363,6 +363,18 @@ def test_when_report_csv_has_no_out_then_csv_goes_to_stdout_and_labels_to_stderr
     assert result.stderr.startswith("WARNING: TINY RANDOM-INIT WEIGHTS")
 
 
+def test_when_report_csv_has_a_row_without_trials_then_counts_print_as_integers(tmp_path):
+    import csv
+
+    make_experiment(tmp_path, blend=True)
+    result = CliRunner().invoke(main, ["report", "exp", "--storage", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["symbol"], r["family"]): r for r in csv.DictReader(io.StringIO(result.stdout))}
+    counts = ("trials_completed", "trials_failed", "trials_never_ran", "trials_budget")
+    assert [rows[("AAA", "toto")][c] for c in counts] == ["3", "0", "0", "3"]
+    assert [rows[("AAA", "blend")][c] for c in counts] == ["", "", "", ""]
+
+
 def test_when_report_parquet_has_no_out_then_it_goes_into_the_experiment_folder(tmp_path):
     make_experiment(tmp_path)
     result = CliRunner().invoke(main, ["report", "exp", "--storage", str(tmp_path), "--format", "parquet"])

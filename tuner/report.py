@@ -187,7 +187,10 @@ class ExperimentReport:
             records.append(rec)
         columns = ["experiment", "state", "tiny_weights", *StudyRow.__dataclass_fields__]
         frame = pd.DataFrame(records, columns=columns)
-        return frame.astype({"tiny_weights": "boolean"})
+        # Nullable types: a blend row has no trial counts, and a plain int column holding None
+        # would turn into float (CSV "8.0").
+        counts = {c: "Int64" for c in ("trials_completed", "trials_failed", "trials_never_ran", "trials_budget")}
+        return frame.astype({"tiny_weights": "boolean", **counts})
 
 
 # ------------------------------------------------------------------------------------- loading
