@@ -138,3 +138,38 @@ def test_when_run_gets_an_empty_list_option_then_it_is_a_usage_error(monkeypatch
     assert result.exit_code == 2 and config is None
     assert result.output.splitlines()[-1] == (
         f"Error: Invalid value for {option}: empty; give a comma-separated list or leave the option out")
+
+
+def test_when_evaluate_runs_offline_without_weights_then_it_falls_back_to_tiny_weights_and_says_so(
+        monkeypatch, tiny_weights):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("no connection and nothing cached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setenv("TUNER_TINY_WEIGHTS", str(tiny_weights))  # already made: no rewrite
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    result = CliRunner().invoke(main, ["evaluate", "--family", "toto", "--symbol", "AAPL", "--params", PARAMS,
+                                       "--val-windows", "2", "--test-windows", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["tiny_weights"] is True and data["weights"] == f"toto={tiny_weights / 'toto'}"
+    assert result.stderr.splitlines() == [
+        "WARNING: published weights unavailable (weights 'Datadog/Toto-Open-Base-1.0': the hub cannot be "
+        "reached and the checkpoint is not in the local cache. Download it on a machine with access "
+        "(huggingface-cli download Datadog/Toto-Open-Base-1.0) and copy the folder here, then pass it as "
+        "--weights /path/to/folder; or make tiny random-init checkpoints for a dry run with `tuner models "
+        "make-tiny DIR` and pass --weights DIR.)",
+        f"WARNING: falling back to TINY RANDOM-INIT weights in {tiny_weights}: the pipeline runs end to end "
+        "but every score is noise. Results are labelled tiny_weights=true.",
+        "WARNING: tiny random-init weights: these scores are noise, not a model's skill.",
+    ]
+
+
+def test_when_evaluate_gets_explicit_weights_that_are_missing_then_it_does_not_fall_back(tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", "--family", "toto", "--symbol", "AAPL", "--params", PARAMS,
+                                       "--weights", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(f"Error: weights {str(tmp_path / 'nowhere')!r}: no such folder")

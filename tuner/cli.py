@@ -71,7 +71,8 @@ def main(verbose: int) -> None:
 def evaluate(family, symbol, params_json, data, weights, seed, device, val_windows, test_windows, horizon):
     """Score one config on a symbol's validation and test periods, with the naive baseline.
 
-    Prints the result as JSON (SPEC.md's result layout).
+    Prints the result as JSON (SPEC.md's result layout). Without --weights, offline (no hub,
+    nothing cached) it falls back to tiny random-init weights, as `tuner run` does, and says so.
 
     \b
     Example:
@@ -89,7 +90,8 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
     if not isinstance(params, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--params")
     result = evaluate_symbol(family, symbol, params, data=data, weights=weights, seed=seed,
-                             windows=WindowSpec(val_windows, test_windows, horizon), device=device)
+                             windows=WindowSpec(val_windows, test_windows, horizon), device=device,
+                             echo=lambda line: click.echo(line, err=True))
     if result.tiny_weights:
         click.echo("WARNING: tiny random-init weights: these scores are noise, not a model's skill.",
                    err=True)
