@@ -360,6 +360,34 @@ def report(experiment, storage, fmt, out):
         click.echo(label)
 
 
+@main.command("export-optuna")
+@click.argument("experiment")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--storage-url", required=True,
+              help="Optuna storage to write to: a database URL (sqlite:///tuning.db, postgresql://...) "
+                   "or a journal file path, as optuna-dashboard takes.")
+@click.option("--replace", is_flag=True, help="Overwrite studies of the same name in that storage.")
+@library_errors
+def export_optuna(experiment, storage, storage_url, replace):
+    """Write every (symbol, family) study of an experiment to an Optuna storage.
+
+    Studies are named EXPERIMENT/SYMBOL/family and minimise validation pct_return_mae; each
+    trial has its params and value, and as user attributes its symbol, family, latency, status
+    and other trials.parquet columns; the winner also its test-period scores. Open them with
+    optuna-dashboard or optuna.load_study.
+
+    \b
+    Example:
+        tuner export-optuna sample --storage-url sqlite:///tuning.db
+        optuna-dashboard sqlite:///tuning.db
+        tuner export-optuna sample --storage-url tuning.log --replace
+    """
+    from tuner.studies import export_studies
+
+    names = export_studies(experiment, storage, storage_url, replace=replace)
+    click.echo(f"exported {len(names)} studies of experiment {experiment} to {storage_url}")
+
+
 @main.command()
 @click.argument("experiment")
 @click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
