@@ -354,6 +354,13 @@ def test_when_rendered_as_html_then_each_study_has_optunas_figures_of_its_trials
             assert figures["history"]["layout"]["title"]["text"] == f"{symbol}/{family}: optimisation history"
 
 
+def test_when_the_experiment_is_still_running_then_the_html_says_no_trials_are_recorded_yet(tmp_path):
+    make_running(tmp_path)
+    page = render_html(load_report("live", str(tmp_path)))
+    assert "<p>no trials recorded yet (trials.parquet is written when the run finishes)</p>" in page
+    assert {s: d["studies"] for s, d in explorer_data(page).items()} == {"AAA": {}}
+
+
 def test_when_a_study_had_failed_trials_then_its_history_shows_only_the_completed_ones(tmp_path):
     make_experiment(tmp_path, failed=1)
     data = explorer_data(render_html(load_report("exp", str(tmp_path))))

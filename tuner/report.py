@@ -528,6 +528,14 @@ def _flag_cell(report: ExperimentReport, row: StudyRow) -> tuple[str, str]:
     return (_flag_text(report, row), "")
 
 
+FOLD_ROWS = 60
+"""Longer HTML tables start folded (hundreds of symbols), so the figures stay in reach."""
+
+
+def _folded(rows: int, what: str) -> str:
+    return f"<details{' open' if rows <= FOLD_ROWS else ''}><summary>{rows} {what}</summary>"
+
+
 def render_html(report: ExperimentReport) -> str:
     """A self-contained HTML page (inline CSS, plotly.js embedded once, nothing fetched):
     labels, winners, the figures (see :mod:`tuner.plots`), every family and the flag rules."""
@@ -553,6 +561,7 @@ def render_html(report: ExperimentReport) -> str:
 
     parts.append("<h2 id='winners'>Winners</h2><p>Chosen by validation pct_return_mae"
                  + (" (leading so far)" if report.state == RUNNING else "") + ".</p>")
+    parts.append(_folded(len(report.winners), "symbols"))
     parts.append(_html_table(
         ["symbol", "family", "validation pct_return_mae", "test pct_return_mae", "baseline validation",
          "baseline test", "validation skill", "test skill", "validation price_mae", "test price_mae",
@@ -563,12 +572,9 @@ def render_html(report: ExperimentReport) -> str:
            n(w.validation_price_mae, ".5g"), n(w.test_price_mae, ".5g"),
            n(w.validation_latency_per_forecast_s, ".4f"), n(w.stability_spread, ".5f"), _flag_cell(report, w),
            (f"<code>{_esc(json.dumps(dict(w.config), sort_keys=True))}</code>", "")], "")
-         for w in report.winners)))
+         for w in report.winners)) + "</details>")
     parts.append(plots_html(report))
-    # A long table (hundreds of symbols) starts folded, so the figures above stay in reach.
-    parts.append("<h2 id='families'>Every family</h2>"
-                 + (f"<details{' open' if len(report.rows) <= 60 else ''}><summary>{len(report.rows)} "
-                    "studies</summary>"))
+    parts.append("<h2 id='families'>Every family</h2>" + _folded(len(report.rows), "studies"))
     parts.append(_html_table(
         ["symbol", "family", "winner", "validation pct_return_mae", "test pct_return_mae",
          "validation price_mae", "test price_mae", "latency per forecast (s)", "validation skill",
