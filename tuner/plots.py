@@ -74,10 +74,12 @@ def winners_figure(report: ExperimentReport) -> go.Figure:
     return fig
 
 
-def _scatter_by_family(fig: go.Figure, rows: list[StudyRow], x, y, hover: str, label: bool) -> None:
+def _scatter_by_family(fig: go.Figure, report: ExperimentReport, rows: list[StudyRow], x, y, hover: str,
+                       label: bool) -> None:
     import plotly.graph_objects as go
 
-    colors = family_colors(r.family for r in rows)
+    # Colours from every family of the report, so a family has one colour in every figure.
+    colors = family_colors(r.family for r in report.rows)
     for family, color in colors.items():
         mine = [r for r in rows if r.family == family]
         if not mine:
@@ -102,7 +104,7 @@ def validation_test_figure(report: ExperimentReport) -> go.Figure:
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo * OVERFIT_RATIO, hi * OVERFIT_RATIO], mode="lines",
                                  name=f"test = {OVERFIT_RATIO:g} × validation (overfit rule)",
                                  line={"color": "#d62728", "dash": "dash", "width": 1}, hoverinfo="skip"))
-    _scatter_by_family(fig, rows, lambda r: r.validation_pct_return_mae, lambda r: r.test_pct_return_mae,
+    _scatter_by_family(fig, report, rows, lambda r: r.validation_pct_return_mae, lambda r: r.test_pct_return_mae,
                        "%{customdata[0]} (%{customdata[1]})<br>validation %{x:.5f}<br>test %{y:.5f}"
                        "<br>flags: %{customdata[2]}<extra></extra>", len({r.symbol for r in rows}) <= LABELLED_SYMBOLS)
     fig.update_layout(title="Winners: validation vs test pct_return_mae (above the red line: test much worse)",
@@ -118,7 +120,7 @@ def latency_error_figure(report: ExperimentReport) -> go.Figure:
     rows = [r for r in report.rows
             if _usable(r.validation_latency_per_forecast_s, r.validation_pct_return_mae, positive=True)]
     fig = go.Figure()
-    _scatter_by_family(fig, rows, lambda r: r.validation_latency_per_forecast_s,
+    _scatter_by_family(fig, report, rows, lambda r: r.validation_latency_per_forecast_s,
                        lambda r: r.validation_pct_return_mae,
                        "%{customdata[0]} (%{customdata[1]})<br>latency %{x:.4g} s per forecast"
                        "<br>validation pct_return_mae %{y:.5f}<extra></extra>",
