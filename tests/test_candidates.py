@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import random_walk_bars
-from tuner.candidates import WinnerForecasts, blend, realised_volatility, regime
+from tuner.candidates import WinnerForecasts, blend, label_candidate, realised_volatility, regime
 from tuner.collate import build_summary
 from tuner.data import load_bars
 from tuner.metrics import score
@@ -104,3 +104,54 @@ def test_when_a_candidate_ties_its_member_then_the_member_wins():
            "baseline": {"validation": {"pct_return_mae": 0.02}, "test": {"pct_return_mae": 0.02}}}
     summary = build_summary({("AAA", "regime"): doc, ("AAA", "toto"): doc}, {}, {})
     assert summary["symbols"]["AAA"]["best_family"] == "toto"
+
+
+def test_when_members_have_test_latencies_then_the_blend_test_latency_is_their_sum(periods):
+    a = WinnerForecasts("toto", periods.validation.prev_close * 1.01, periods.test.prev_close * 1.01, 0.01, 0.004)
+    b = WinnerForecasts("kronos_ensemble", periods.validation.prev_close * 1.03, periods.test.prev_close * 1.03,
+                        0.02, 0.005)
+    doc = blend("AAA", periods, a, b, seed=1)
+    assert doc["validation"]["latency_per_forecast_s"] == pytest.approx(0.03)
+    assert doc["test"]["latency_per_forecast_s"] == pytest.approx(0.009)
+    assert doc["test"]["latency_s"] == pytest.approx(0.009 * len(periods.test))
+
+
+def test_when_a_member_test_latency_is_unknown_then_the_candidate_test_latency_is_none_not_validation(periods):
+    a = WinnerForecasts("toto", periods.validation.prev_close * 1.01, periods.test.prev_close * 1.01, 0.01)
+    b = WinnerForecasts("kronos_ensemble", periods.validation.prev_close * 1.03, periods.test.prev_close * 1.03, 0.02)
+    doc = blend("AAA", periods, a, b, seed=1)
+    assert doc["test"]["latency_per_forecast_s"] is None and doc["test"]["latency_s"] is None
+    assert doc["validation"]["latency_per_forecast_s"] == pytest.approx(0.03)
+
+
+def test_when_a_regime_switches_then_its_test_latency_follows_the_members_chosen_on_test(periods):
+    fast = forecasts(periods, "toto", good_when_volatile=False, latency=0.01)
+    conservative = forecasts(periods, "kronos_ensemble", good_when_volatile=True, latency=0.2)
+    fast = WinnerForecasts(fast.family, fast.validation, fast.test, 0.01, 0.001)
+    conservative = WinnerForecasts(conservative.family, conservative.validation, conservative.test, 0.2, 0.1)
+    doc = regime("AAA", periods, [fast, conservative], seed=1)
+    volatile = realised_volatility(periods.test) >= doc["config"]["volatility_threshold"]
+    assert doc["test"]["latency_per_forecast_s"] == pytest.approx(np.where(volatile, 0.1, 0.001).mean())
+    # the fixture's test period is all wild: conservative's test latency, unlike validation's mix
+    assert volatile.all() and doc["validation"]["latency_per_forecast_s"] < 0.2
+
+
+def test_when_a_candidate_is_labelled_then_it_carries_its_members_weights_trials_and_the_run_facts(periods):
+    a = WinnerForecasts("toto", periods.validation.prev_close * 1.01, periods.test.prev_close * 1.01, 0.01, 0.004)
+    b = WinnerForecasts("kronos_ensemble", periods.validation.prev_close * 1.03, periods.test.prev_close * 1.03,
+                        0.02, 0.005)
+    documents = {("AAA", "toto"): {"weights": "toto=/tiny/toto", "tiny_weights": True},
+                 ("AAA", "kronos_ensemble"): {"weights": "kronos=K,kronos_tokenizer=T", "tiny_weights": False},
+                 ("BBB", "toto"): {"weights": "other", "tiny_weights": False}}
+    counts = {("AAA", "toto"): {"completed": 8, "failed": 0, "never_ran": 0, "budget": 8},
+              ("AAA", "kronos_ensemble"): {"completed": 7, "failed": 1, "never_ran": 0, "budget": 8}}
+    meta = {"experiment": "exp", "created_at": "2026-01-31T12:00:00+00:00", "tiny_weights": False,
+            "windows": {"val_windows": 20, "test_windows": 20, "horizon": 1}, "data": "my-bars/"}
+    doc = label_candidate(blend("AAA", periods, a, b, seed=1), documents, counts, meta)
+    assert doc["weights"] == {"toto": "toto=/tiny/toto", "kronos_ensemble": "kronos=K,kronos_tokenizer=T"}
+    assert doc["tiny_weights"] is True  # one member was tiny
+    assert doc["trials"] == {"members": {"toto": counts[("AAA", "toto")],
+                                         "kronos_ensemble": counts[("AAA", "kronos_ensemble")]}}
+    assert (doc["windows"], doc["data"], doc["experiment"], doc["created_at"]) == (
+        meta["windows"], "my-bars/", "exp", meta["created_at"])
+    assert doc["model_type"] == "blend" and doc["seed"] == 1

@@ -171,3 +171,83 @@ def test_when_the_driver_gets_sighup_then_it_unwinds_with_system_exit():
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
+
+
+def run_config(monkeypatch, args):
+    """The config `tuner run ARGS` would tune, without starting Ray (run_experiment is stubbed)."""
+    import tuner.experiment
+
+    seen = {}
+    monkeypatch.setattr(tuner.experiment, "run_experiment",
+                        lambda config, **kwargs: seen.setdefault("config", config))
+    result = CliRunner().invoke(main, ["run", *args])
+    return result, seen.get("config")
+
+
+def test_when_run_gets_a_data_folder_without_symbols_then_every_symbol_in_it_is_tuned(
+        monkeypatch, write_csv, tmp_path):
+    from tuner.data import load_dataset
+
+    write_csv("AAPL.csv", random_walk_bars(300, seed=1))
+    write_csv("IBM.csv", random_walk_bars(300, seed=2))
+    result, config = run_config(monkeypatch, ["--data", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert config.data == str(tmp_path / "data") and config.symbols is None  # sample.yaml lists AAPL, MSFT, EURUSD
+    assert load_dataset(config.data, symbols=config.symbols).symbols == ["AAPL", "IBM"]
+
+
+def test_when_run_gets_a_data_folder_and_symbols_then_only_those_are_tuned(monkeypatch, write_csv, tmp_path):
+    write_csv("AAPL.csv", random_walk_bars(300, seed=1))
+    write_csv("IBM.csv", random_walk_bars(300, seed=2))
+    result, config = run_config(monkeypatch, ["--data", str(tmp_path / "data"), "--symbols", "IBM"])
+    assert result.exit_code == 0, result.output
+    assert config.symbols == ("IBM",)
+
+
+def test_when_run_gets_no_data_then_the_experiments_symbols_stay(monkeypatch):
+    result, config = run_config(monkeypatch, [])
+    assert result.exit_code == 0, result.output
+    assert config.data is None and config.symbols == ("AAPL", "MSFT", "EURUSD")
+
+
+@pytest.mark.parametrize("option", ["--families", "--symbols"])
+def test_when_run_gets_an_empty_list_option_then_it_is_a_usage_error(monkeypatch, option):
+    result, config = run_config(monkeypatch, [option, " , "])
+    assert result.exit_code == 2 and config is None
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value for {option}: empty; give a comma-separated list or leave the option out")
+
+
+def test_when_evaluate_runs_offline_without_weights_then_it_falls_back_to_tiny_weights_and_says_so(
+        monkeypatch, tiny_weights):
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(*args, **kwargs):
+        raise LocalEntryNotFoundError("no connection and nothing cached")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setenv("TUNER_TINY_WEIGHTS", str(tiny_weights))  # already made: no rewrite
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    result = CliRunner().invoke(main, ["evaluate", "--family", "toto", "--symbol", "AAPL", "--params", PARAMS,
+                                       "--val-windows", "2", "--test-windows", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["tiny_weights"] is True and data["weights"] == f"toto={tiny_weights / 'toto'}"
+    assert result.stderr.splitlines() == [
+        "WARNING: published weights unavailable (weights 'Datadog/Toto-Open-Base-1.0': the hub cannot be "
+        "reached and the checkpoint is not in the local cache. Download it on a machine with access "
+        "(huggingface-cli download Datadog/Toto-Open-Base-1.0) and copy the folder here, then pass it as "
+        "--weights /path/to/folder; or make tiny random-init checkpoints for a dry run with `tuner models "
+        "make-tiny DIR` and pass --weights DIR.)",
+        f"WARNING: falling back to TINY RANDOM-INIT weights in {tiny_weights}: the pipeline runs end to end "
+        "but every score is noise. Results are labelled tiny_weights=true.",
+        "WARNING: tiny random-init weights: these scores are noise, not a model's skill.",
+    ]
+
+
+def test_when_evaluate_gets_explicit_weights_that_are_missing_then_it_does_not_fall_back(tmp_path):
+    result = CliRunner().invoke(main, ["evaluate", "--family", "toto", "--symbol", "AAPL", "--params", PARAMS,
+                                       "--weights", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(f"Error: weights {str(tmp_path / 'nowhere')!r}: no such folder")

@@ -301,6 +301,23 @@ def test_when_promote_dry_run_then_it_says_so_and_writes_nothing(tmp_path):
     assert not (tmp_path / "configs").exists()
 
 
+def test_when_promote_dry_run_on_tiny_weights_then_it_shows_the_diff_and_warns_with_exit_0(tmp_path):
+    make_experiment(tmp_path / "results", tiny=True)
+    result = CliRunner().invoke(main, ["promote", "exp", "--storage", str(tmp_path / "results"),
+                                       "--configs", str(tmp_path / "configs"), "--dry-run", "--symbols", "AAA"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:2] == ["--- /dev/null", f"+++ {tmp_path / 'configs' / 'best' / 'AAA.json'} (experiment exp)"]
+    assert '+  "tiny_weights": true,' in lines
+    assert lines[-3:] == [
+        f"AAA: would promote toto (validation pct_return_mae 0.01000) to {tmp_path / 'configs' / 'best' / 'AAA.json'} [new]",
+        "WARNING: without --dry-run this is refused: it was made with tiny random-init weights (its scores are "
+        "noise, not skill); pass --force to promote it anyway",
+        "dry run: nothing written",
+    ]
+    assert not (tmp_path / "configs").exists()
+
+
 def test_when_promote_replaces_and_skips_then_it_reports_the_backup_and_the_reason(tmp_path):
     make_experiment(tmp_path / "results", "old")
     promote(tmp_path / "results", tmp_path / "configs", "old")

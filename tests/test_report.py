@@ -7,7 +7,6 @@ import io
 import json
 import math
 import re
-import xml.dom.minidom
 from pathlib import Path
 
 import pandas as pd
@@ -213,7 +212,9 @@ def test_when_a_blend_candidate_wins_then_it_is_a_row_without_trials_after_the_f
     assert dict(blend.config)["members"] == ["toto", "kronos_ensemble"]
     text = render_table(report)
     assert table_lines(text, "winners (chosen by validation pct_return_mae)")[1].split()[:2] == ["AAA", "blend"]
-    assert "AAA / blend" not in render_html(report)  # no trials, so no optimisation history
+    page = render_html(report)
+    assert "blend" not in explorer_data(page)["AAA"]["studies"]  # no trials, so no optimisation history
+    assert '<option value="AAA" data-best="toto">' in page  # opens the best family that has a study
 
 
 def test_when_trials_failed_then_the_report_is_incomplete_and_says_why(tmp_path):
@@ -306,32 +307,97 @@ def test_when_rendered_as_csv_then_every_study_is_a_row_with_the_labels(tmp_path
     assert bbb["test_pct_return_mae"] == 0.04 and json.loads(bbb["config"]) == CONFIGS["kronos_standard"]
 
 
-def test_when_rendered_as_html_then_it_is_self_contained_with_every_plot(tmp_path):
+def explorer_data(page: str) -> dict[str, dict]:
+    """The HTML report's embedded per-symbol figures, unpacked as the page's script does."""
+    import base64
+    import zlib
+
+    packs = json.loads(re.search(r'<script type="application/json" id="study-data">(.*?)</script>', page,
+                                 re.S).group(1))
+    return {symbol: json.loads(zlib.decompress(base64.b64decode(packed))) for symbol, packed in packs.items()}
+
+
+def test_when_rendered_as_html_then_it_is_self_contained_with_plotly_embedded_once(tmp_path):
+    from plotly.offline import get_plotlyjs
+
     make_experiment(tmp_path, tiny=True)
     page = render_html(load_report("exp", str(tmp_path)))
     assert "<title>forecast-tuner report: exp [TINY WEIGHTS]</title>" in page
     assert '<div class="banner tiny">WARNING: TINY RANDOM-INIT WEIGHTS' in page
-    assert re.findall(r"(?:src|href)=", page) == [] and "<script" not in page
-    assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
-    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
-    labels = [re.search(r'aria-label="([^"]*)"', s).group(1) for s in svgs]
-    assert labels[:3] == ["AAA by family", "BBB by family", "CCC by family"]
-    assert labels[3:5] == ["validation vs test pct_return_mae", "latency vs error"]
-    assert labels[5:] == [f"{s} / {f}" for s in ("AAA", "BBB", "CCC")
-                          for f in sorted(CONFIGS)]
-    for svg in svgs:
-        xml.dom.minidom.parseString(svg)  # well-formed
+    bundle = get_plotlyjs()
+    assert page.count(bundle) == 1
+    rest = page.replace(bundle, "")
+    assert re.findall(r"<(?:script|link|img|iframe)[^>]*(?:src|href)=", rest) == []  # nothing fetched
+    assert re.findall(r"https?://", rest) == []
+    options = re.findall(r'<option value="([^"]+)" data-best="([^"]*)">', page)
+    assert options == [("AAA", "toto"), ("BBB", "kronos_standard"), ("CCC", "toto")]
 
 
-def test_when_history_is_plotted_then_the_running_best_never_goes_up(tmp_path):
+def test_when_rendered_as_html_then_each_study_has_optunas_figures_of_its_trials(tmp_path):
     make_experiment(tmp_path)
     page = render_html(load_report("exp", str(tmp_path)))
-    svg = re.search(r'<svg[^>]*aria-label="AAA / toto".*?</svg>', page, re.S).group(0)
-    assert svg.count("<circle") == 3 + 1  # three trials and the legend's marker
-    line = re.search(r'<polyline points="([^"]+)"', svg).group(1)
-    ys = [float(p.split(",")[1]) for p in line.split()]
-    assert ys == sorted(ys)  # SVG y grows downwards: a lower error is a larger y
-    assert len(set(ys)) == 3
+    data = explorer_data(page)
+    assert sorted(data) == ["AAA", "BBB", "CCC"]
+    for symbol, packed in data.items():
+        assert list(packed["studies"]) == list(CONFIGS)  # family order
+        bars = packed["symbol"]["data"]
+        assert [t["name"] for t in bars] == ["validation pct_return_mae", "test pct_return_mae"]
+        assert bars[0]["y"] == [SCORES[symbol][f][0] for f in CONFIGS]
+        for family, figures in packed["studies"].items():
+            assert sorted(figures) == ["history", "parallel", "slice"]
+            assert "template" not in figures["history"]["layout"]  # one shared copy in the page
+            history = {t["name"]: t for t in figures["history"]["data"]}
+            val = SCORES[symbol][family][0]
+            assert history["pct_return_mae"]["y"] == pytest.approx([val * 1.3, val * 1.1, val])
+            best = history["Best Value"]["y"]
+            assert best == sorted(best, reverse=True) and best[-1] == pytest.approx(val)
+            assert figures["history"]["layout"]["title"]["text"] == f"{symbol}/{family}: optimisation history"
+
+
+def test_when_the_experiment_is_still_running_then_the_html_says_no_trials_are_recorded_yet(tmp_path):
+    make_running(tmp_path)
+    page = render_html(load_report("live", str(tmp_path)))
+    assert "<p>no trials recorded yet (trials.parquet is written when the run finishes)</p>" in page
+    assert {s: d["studies"] for s, d in explorer_data(page).items()} == {"AAA": {}}
+
+
+def test_when_a_study_had_failed_trials_then_its_history_shows_only_the_completed_ones(tmp_path):
+    make_experiment(tmp_path, failed=1)
+    data = explorer_data(render_html(load_report("exp", str(tmp_path))))
+    history = {t["name"]: t for t in data["CCC"]["studies"]["kronos_ensemble"]["history"]["data"]}
+    assert history["pct_return_mae"]["x"] == [1, 2]  # trial 0 failed
+
+
+def test_when_scatter_plots_are_made_then_points_are_coloured_by_family_and_named_by_symbol(tmp_path):
+    from tuner.plots import latency_error_figure, validation_test_figure
+
+    make_experiment(tmp_path)
+    report = load_report("exp", str(tmp_path))
+    fig = validation_test_figure(report)
+    points = {t.name: t for t in fig.data if t.customdata is not None}
+    assert sorted(points) == ["kronos_standard", "toto"]  # the winners' families
+    assert list(points["toto"].text) == ["AAA", "CCC"] and list(points["toto"].y) == [0.011, 0.031]
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"
+    latency = latency_error_figure(report)
+    assert sorted(t.name for t in latency.data) == sorted(CONFIGS)
+    assert sum(len(t.x) for t in latency.data) == 9
+
+
+def test_when_importances_are_computed_then_each_family_ranks_its_searched_parameters(tmp_path):
+    from tests.test_studies import records
+    from tuner.collate import trials_table
+    from tuner.plots import importance_figure
+    from tuner.studies import rebuild_studies
+
+    root = make_experiment(tmp_path)
+    trials_table(records()).to_parquet(root / "trials.parquet", index=False)
+    studies = rebuild_studies(load_report("exp", str(tmp_path)))
+    fig, note = importance_figure("toto", studies)
+    assert sorted(fig.data[0].y) == ["aggregate", "num_samples"]
+    assert note.startswith("toto: 8 completed trials of 3 symbols")
+    fig, note = importance_figure("kronos_standard", studies)
+    assert "top_p" not in fig.data[0].y and "temperature" in fig.data[0].y
+    assert note.endswith("Left out, searched only in some trials: top_p (in 6 of 9 trials).")
 
 
 def test_when_the_experiment_is_incomplete_then_every_format_says_so(tmp_path):
@@ -361,6 +427,18 @@ def test_when_report_csv_has_no_out_then_csv_goes_to_stdout_and_labels_to_stderr
     assert result.exit_code == 0
     assert len(pd.read_csv(io.StringIO(result.stdout))) == 9
     assert result.stderr.startswith("WARNING: TINY RANDOM-INIT WEIGHTS")
+
+
+def test_when_report_csv_has_a_row_without_trials_then_counts_print_as_integers(tmp_path):
+    import csv
+
+    make_experiment(tmp_path, blend=True)
+    result = CliRunner().invoke(main, ["report", "exp", "--storage", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["symbol"], r["family"]): r for r in csv.DictReader(io.StringIO(result.stdout))}
+    counts = ("trials_completed", "trials_failed", "trials_never_ran", "trials_budget")
+    assert [rows[("AAA", "toto")][c] for c in counts] == ["3", "0", "0", "3"]
+    assert [rows[("AAA", "blend")][c] for c in counts] == ["", "", "", ""]
 
 
 def test_when_report_parquet_has_no_out_then_it_goes_into_the_experiment_folder(tmp_path):
@@ -439,11 +517,13 @@ def test_when_a_real_tiny_experiment_is_reported_then_it_matches_the_summary_and
     assert text.splitlines()[2].startswith("WARNING: TINY RANDOM-INIT WEIGHTS")
     studies = sum(len(e["families"]) for e in summary["symbols"].values())  # families and derived candidates
     assert len(report.rows) == studies and len(table_lines(text, "every family (* = winner)")) == 1 + studies
-    page = render_html(report)
-    # one bar chart per symbol, the two scatter plots, one history per tuned study (2 x 3)
-    assert page.count('aria-label="AAPL / toto"') == 1 and len(re.findall(r"<svg", page)) == 2 + 2 + 6
-    histories = re.findall(r'<svg[^>]*aria-label="[A-Z]+ / [a-z_]+".*?</svg>', page, re.S)
-    assert all(h.count("<circle") == 3 + 1 for h in histories)
+    data = explorer_data(render_html(report))
+    # one history per tuned study (2 symbols x 3 families), each with its 3 trials
+    assert {s: list(d["studies"]) for s, d in data.items()} == {
+        s: ["toto", "kronos_standard", "kronos_ensemble"] for s in ("AAPL", "EURUSD")}
+    for d in data.values():
+        for figures in d["studies"].values():
+            assert len(next(t for t in figures["history"]["data"] if t["name"] == "pct_return_mae")["y"]) == 3
     result = CliRunner().invoke(main, ["report", "real", "--storage", str(storage), "--format", "csv"])
     frame = pd.read_csv(io.StringIO(result.stdout))
     assert result.exit_code == 0 and len(frame) == studies and frame["tiny_weights"].all()

@@ -18,12 +18,18 @@ fitted on all validation windows. A regime is only written when its cross-fitted
 both of its members.
 
 Both are point-forecast rules: they need each winner's forecasts on both periods, which the
-driver asks the model actors for (the draws are the winners' own, same seed).
+driver asks the model actors for (the draws are the winners' own, same seed). Their latency is
+derived, never measured: a blend runs both members (the sum of their latencies), a regime one
+member per window (the mean over the windows of the chosen member's); each period uses the
+members' latency on that period, so the test latency comes from the members' test re-scoring.
+
+A candidate's result file carries the labels every result file carries (weights, tiny weights,
+trial counts, windows, data): :func:`label_candidate` takes them from its members' files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,13 +48,17 @@ class WinnerForecasts:
     Attributes:
         family: the family.
         validation, test: (W,) point forecasts, price units.
-        latency_per_forecast_s: the winner's validation latency per forecast.
+        latency_per_forecast_s: the winner's validation latency per forecast, seconds.
+        test_latency_per_forecast_s: its latency per forecast on the test period (from the
+            winner's test re-scoring), seconds; None when not known: a candidate's test latency
+            is then None too, never the validation one.
     """
 
     family: str
     validation: np.ndarray
     test: np.ndarray
     latency_per_forecast_s: float
+    test_latency_per_forecast_s: float | None = None
 
 
 def realised_volatility(batch: WindowBatch, bars: int = VOL_BARS) -> np.ndarray:
@@ -58,14 +68,19 @@ def realised_volatility(batch: WindowBatch, bars: int = VOL_BARS) -> np.ndarray:
 
 
 def _document(kind: str, symbol: str, config: dict[str, Any], periods: Periods, val: np.ndarray,
-              test: np.ndarray, latency: float, seed: int) -> dict[str, Any]:
-    def period(point: np.ndarray, batch: WindowBatch) -> tuple[dict, dict]:
-        s = score(point, batch, latency * len(batch))
-        ref = baseline(batch)
-        return {**s.to_dict(), **skill_fields(skill(s, ref))}, ref.to_dict()
+              test: np.ndarray, latency: float, test_latency: float | None, seed: int) -> dict[str, Any]:
+    """``latency``, ``test_latency``: seconds per forecast on each period (None: unknown)."""
 
-    v, v_ref = period(val, periods.validation)
-    t, t_ref = period(test, periods.test)
+    def period(point: np.ndarray, batch: WindowBatch, per_forecast: float | None) -> tuple[dict, dict]:
+        s = score(point, batch, (per_forecast or 0.0) * len(batch))
+        ref = baseline(batch)
+        out = {**s.to_dict(), **skill_fields(skill(s, ref))}
+        if per_forecast is None:
+            out.update(latency_s=None, latency_per_forecast_s=None)
+        return out, ref.to_dict()
+
+    v, v_ref = period(val, periods.validation, latency)
+    t, t_ref = period(test, periods.test, test_latency)
     return {"symbol": symbol, "model_type": kind, "config": config, "validation": v, "test": t,
             "baseline": {"validation": v_ref, "test": t_ref}, "seed": seed}
 
@@ -112,8 +127,11 @@ def blend(symbol: str, periods: Periods, a: WinnerForecasts, b: WinnerForecasts,
     w = fit(np.arange(len(val)))
     config = {"members": [a.family, b.family], "weights": [float(w[0]), float(w[1])],
               "rule": "inverse validation pct_return_mae", "validation_score": CROSS_FITTED}
+    known = a.test_latency_per_forecast_s is not None and b.test_latency_per_forecast_s is not None
+    test_latency = a.test_latency_per_forecast_s + b.test_latency_per_forecast_s if known else None
     return _document("blend", symbol, config, periods, cross_fitted(len(val), fit, apply),
-                     w[0] * a.test + w[1] * b.test, a.latency_per_forecast_s + b.latency_per_forecast_s, seed)
+                     w[0] * a.test + w[1] * b.test, a.latency_per_forecast_s + b.latency_per_forecast_s,
+                     test_latency, seed)
 
 
 def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: int) -> dict[str, Any] | None:
@@ -157,5 +175,50 @@ def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: 
               "volatility_threshold": threshold, "volatility_bars": VOL_BARS,
               "rule": "conservative when realised volatility >= threshold", "validation_score": CROSS_FITTED}
     latency = float(np.mean(np.where(use_val, conservative.latency_per_forecast_s, fast.latency_per_forecast_s)))
+    test_latency = None
+    if conservative.test_latency_per_forecast_s is not None and fast.test_latency_per_forecast_s is not None:
+        test_latency = float(np.mean(np.where(use_test, conservative.test_latency_per_forecast_s,
+                                              fast.test_latency_per_forecast_s)))
     return _document("regime", symbol, config, periods, honest,
-                     np.where(use_test, conservative.test, fast.test), latency, seed)
+                     np.where(use_test, conservative.test, fast.test), latency, test_latency, seed)
+
+
+def candidate_members(config: Mapping[str, Any]) -> list[str]:
+    """The families a candidate's config combines: a blend's ``members``, a regime's ``fast``
+    and ``conservative``."""
+    if "members" in config:
+        return [str(m) for m in config["members"]]
+    return [str(config[k]) for k in ("fast", "conservative") if k in config]
+
+
+def label_candidate(candidate: Mapping[str, Any], documents: Mapping[tuple[str, str], Mapping[str, Any]],
+                    counts: Mapping[tuple[str, str], Mapping[str, int]], meta: Mapping[str, Any]
+                    ) -> dict[str, Any]:
+    """A candidate's result document with the labels every result file carries.
+
+    Args:
+        candidate: what :func:`blend` or :func:`regime` returned.
+        documents: the experiment's family winner documents, (symbol, family) → document
+            (``collate.winner_document``'s layout); the candidate's members must be there.
+        counts: (symbol, family) → the study's trial counts.
+        meta: the run facts (``experiment``, ``created_at``, ``windows``, ``data``,
+            ``tiny_weights``).
+
+    Returns:
+        The candidate plus ``weights`` (member family → its weights), ``tiny_weights`` (any
+        member's, or the run's), ``trials`` (``{"members": {family: counts}}``: a candidate runs
+        no trials of its own), ``windows``, ``data``, ``experiment`` and ``created_at``.
+    """
+    symbol = candidate["symbol"]
+    members = {f: documents.get((symbol, f)) or {} for f in candidate_members(candidate["config"])}
+    tiny = bool(meta.get("tiny_weights")) or any(bool(m.get("tiny_weights")) for m in members.values())
+    return {
+        **candidate,
+        "weights": {f: m.get("weights") for f, m in members.items()},
+        "tiny_weights": tiny,
+        "trials": {"members": {f: dict(counts.get((symbol, f)) or {}) for f in members}},
+        "windows": meta.get("windows"),
+        "data": meta.get("data"),
+        "experiment": meta.get("experiment"),
+        "created_at": meta.get("created_at"),
+    }

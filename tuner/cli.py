@@ -86,7 +86,8 @@ def main(verbose: int) -> None:
 def evaluate(family, symbol, params_json, data, weights, seed, device, val_windows, test_windows, horizon):
     """Score one config on a symbol's validation and test periods, with the naive baseline.
 
-    Prints the result as JSON (SPEC.md's result layout).
+    Prints the result as JSON (SPEC.md's result layout). Without --weights, offline (no hub,
+    nothing cached) it falls back to tiny random-init weights, as `tuner run` does, and says so.
 
     \b
     Example:
@@ -107,7 +108,8 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
     if not isinstance(params, dict):
         raise click.BadParameter("must be a JSON object", param_hint="--params")
     result = evaluate_symbol(family, symbol, params, data=data, weights=weights, seed=seed,
-                             windows=WindowSpec(val_windows, test_windows, horizon), device=device)
+                             windows=WindowSpec(val_windows, test_windows, horizon), device=device,
+                             echo=lambda line: click.echo(line, err=True))
     if result.tiny_weights:
         click.echo("WARNING: tiny random-init weights: these scores are noise, not a model's skill.",
                    err=True)
@@ -163,16 +165,28 @@ def data_check(path, as_json, val_windows, test_windows, horizon, context):
         sys.exit(1)
 
 
-def _split(value: str | None) -> tuple[str, ...] | None:
-    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+def _split(value: str | None, option: str) -> tuple[str, ...] | None:
+    """``"a, b"`` → ``("a", "b")``; None when the option was not given. An option given but
+    empty (``--families ""``) is an error naming ``option``, never "the default"."""
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise click.BadParameter("empty; give a comma-separated list or leave the option out",
+                                 param_hint=option)
+    return items
 
 
 @main.command()
 @click.option("--config", "config_path", default=None,
               help="Experiment YAML (or a name in configs/experiments/). Default: sample.")
-@click.option("--data", default=None, help="Bar data folder or file. Default: the bundled sample data.")
-@click.option("--symbols", default=None, help="Comma-separated symbols. Default: all in the data.")
-@click.option("--families", default=None, help="Comma-separated families to tune.")
+@click.option("--data", default=None,
+              help="Bar data folder or file. Default: the experiment's (sample: the bundled data).")
+@click.option("--symbols", default=None,
+              help="Comma-separated symbols. Default: all in --data when it is given, else the "
+                   "experiment's list.")
+@click.option("--families", default=None,
+              help="Comma-separated families to tune. Default: the experiment's.")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials per (symbol, family) study.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Experiment seed.")
 @click.option("--name", default=None, help="Experiment name (an existing name is resumed).")
@@ -208,13 +222,14 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
     With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
-    An existing --name is resumed.
+    --data without --symbols tunes every symbol in that data. An existing --name is resumed.
 
     \b
     Example:
         tuner run
         tuner run --config monthly --address auto
         tuner run --symbols AAPL,MSFT --families toto --trials 20 --weights tiny-weights/
+        tuner run --data my-bars/ --name my-bars
         tuner run --name 2026-12 --warm-start-from 2026-11 --warm-start-production
     """
     from dataclasses import replace
@@ -225,14 +240,14 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     from tuner.weights import WeightsSource
     from tuner.windows import WindowSpec
 
-    config = load_experiment_config(config_path)
+    config = load_experiment_config(config_path).with_data(data, _split(symbols, "--symbols"))
     if any(v is not None for v in (val_windows, test_windows, horizon, stability_folds)):
         w = config.windows
         config = replace(config, windows=WindowSpec(
             val_windows or w.val_windows, test_windows or w.test_windows, horizon or w.horizon,
             w.stability_folds if stability_folds is None else stability_folds))
     config = config.with_overrides(
-        data=data, symbols=_split(symbols), families=_split(families), trials=trials, seed=seed,
+        families=_split(families, "--families"), trials=trials, seed=seed,
         name=name, storage=storage, address=address, device=device,
         max_concurrent_per_study=max_concurrent_per_study, max_latency_s=max_latency_s,
         warm_start_from=warm_start_from, warm_start_production=warm_start_production or None,
@@ -395,6 +410,34 @@ def report(experiment, storage, fmt, out):
         click.echo(label)
 
 
+@main.command("export-optuna")
+@click.argument("experiment")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--storage-url", required=True,
+              help="Optuna storage to write to: a database URL (sqlite:///tuning.db, postgresql://...) "
+                   "or a journal file path, as optuna-dashboard takes.")
+@click.option("--replace", is_flag=True, help="Overwrite studies of the same name in that storage.")
+@library_errors
+def export_optuna(experiment, storage, storage_url, replace):
+    """Write every (symbol, family) study of an experiment to an Optuna storage.
+
+    Studies are named EXPERIMENT/SYMBOL/family and minimise validation pct_return_mae; each
+    trial has its params and value, and as user attributes its symbol, family, latency, status
+    and other trials.parquet columns; the winner also its test-period scores. Open them with
+    optuna-dashboard or optuna.load_study.
+
+    \b
+    Example:
+        tuner export-optuna sample --storage-url sqlite:///tuning.db
+        optuna-dashboard sqlite:///tuning.db
+        tuner export-optuna sample --storage-url tuning.log --replace
+    """
+    from tuner.studies import export_studies
+
+    names = export_studies(experiment, storage, storage_url, replace=replace)
+    click.echo(f"exported {len(names)} studies of experiment {experiment} to {storage_url}")
+
+
 @main.command()
 @click.argument("experiment")
 @click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
@@ -415,7 +458,7 @@ def promote(experiment, storage, configs, symbols, only_improvements, only_signi
     """Write each symbol's winner to configs/best/<SYMBOL>.json, printing the diff first.
 
     The replaced file is backed up to configs/best/.backup/<SYMBOL>.<UTC time>.json. Tiny-weight
-    and incomplete experiments are refused unless --force.
+    and incomplete experiments are refused unless --force; --dry-run shows their diff and says so.
 
     \b
     Example:
@@ -425,7 +468,7 @@ def promote(experiment, storage, configs, symbols, only_improvements, only_signi
     """
     from tuner.promote import PROMOTE, promote_winners
 
-    done = promote_winners(experiment, storage, configs, _split(symbols), only_improvements,
+    done = promote_winners(experiment, storage, configs, _split(symbols, "--symbols"), only_improvements,
                            dry_run, force, echo=click.echo, only_significant=only_significant, alpha=alpha)
     for p in done:
         if p.action != PROMOTE:
@@ -440,7 +483,11 @@ def promote(experiment, storage, configs, symbols, only_improvements, only_signi
         click.echo(line)
         if p.flags:
             click.echo(f"  WARNING: {p.symbol} is flagged {', '.join(p.flags)} (see `tuner report {experiment}`)")
-    if any(p.document and p.document.get("tiny_weights") for p in done if p.action == PROMOTE):
+    refused = next((p.refused for p in done if p.refused), ())
+    if refused:
+        click.echo(f"WARNING: without --dry-run this is refused: {' and '.join(refused)}; "
+                   "pass --force to promote it anyway")
+    elif any(p.document and p.document.get("tiny_weights") for p in done if p.action == PROMOTE):
         click.echo("WARNING: these results were made with TINY RANDOM-INIT weights (allowed by --force)")
     if dry_run:
         click.echo("dry run: nothing written")

@@ -15,13 +15,14 @@ Files, under ``<storage>/<experiment>/``:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from tuner import strict_json
+from tuner.candidates import label_candidate
 from tuner.storage import SUMMARY_FILE, TRIALS_FILE, Storage
 from tuner.trial import TrialResult
 
@@ -142,7 +143,9 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
             "baseline_validation_pct_return_mae": doc["baseline"]["validation"]["pct_return_mae"],
             "baseline_test_pct_return_mae": (doc["baseline"]["test"] or {}).get("pct_return_mae"),
             "validation_skill": doc["validation"].get("skill"),
+            "validation_skill_reason": doc["validation"].get("skill_reason"),
             "test_skill": doc["test"].get("skill") if doc.get("test") else None,
+            "test_skill_reason": (doc.get("test") or {}).get("skill_reason"),
             "beats_baseline": best["validation_pct_return_mae"]
             < doc["baseline"]["validation"]["pct_return_mae"],
             "stability_spread": (doc.get("stability") or {}).get("spread"),
@@ -176,7 +179,7 @@ def trials_table(records: Iterable[TrialRecord]):
                                "number": r.number, "session": r.session,
                                "symbol": r.symbol, "family": r.family,
                                "status": r.status, "error": r.error,
-                               "config": json.dumps(dict(r.config), sort_keys=True)}
+                               "config": strict_json.dumps(dict(r.config), sort_keys=True)}
         row.update({f"param_{k}": v for k, v in r.config.items()})
         row.update({k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))})
         rows.append(row)
@@ -208,7 +211,7 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
         documents[key] = winner_document(winner, finals[key], counts[key], meta)
         storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
     for key, doc in (derived or {}).items():
-        documents[key] = {**doc, "experiment": meta.get("experiment"), "created_at": meta.get("created_at")}
+        documents[key] = label_candidate(doc, documents, counts, meta)
         storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
     summary = build_summary(documents, counts, meta)
     for key, why in (unscored or {}).items():

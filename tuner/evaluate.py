@@ -5,7 +5,7 @@ What ``tuner evaluate`` calls; also the quickest way to try a config from Python
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from tuner.config import load_family_config
 from tuner.data import bundled_data_path, load_dataset
 from tuner.forecasters.base import family_class
 from tuner.trial import TrialResult, run_trial
+from tuner.weights import FAMILY_MODEL, resolve_weights
 from tuner.windows import WindowSpec, make_periods
 
 
@@ -27,17 +28,27 @@ def evaluate_symbol(
     windows: WindowSpec | None = None,
     device: str | None = None,
     configs: str | Path | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> TrialResult:
     """Score ``params`` on the validation and test periods of ``symbol`` (with the baseline).
 
     ``data`` defaults to the bundled sample data; ``weights`` as in :mod:`tuner.weights`.
+    Without ``weights``, when the published checkpoints are unavailable (offline, no cache),
+    tiny random-init ones are used, as ``tuner run`` does: ``echo`` gets the warning lines and
+    the result says ``tiny_weights``. An explicit ``weights`` never falls back.
     """
     spec = windows or WindowSpec()
     config = load_family_config(family, configs)
     bars = load_dataset(data or bundled_data_path(), symbols=[symbol]).get(symbol)
     periods = make_periods(bars, spec, config.context_length)
     cls = family_class(family)
-    forecaster = cls(weights=weights, device=device)
+    source: object = weights
+    if weights is None and family in FAMILY_MODEL:
+        resolved = resolve_weights(None, [family], fallback_allowed=True)
+        source = resolved.source
+        for line in resolved.warnings if echo else ():
+            echo(line)
+    forecaster = cls(weights=source, device=device)
     try:
         return run_trial(forecaster, params, periods, seed, with_test=True)
     finally:

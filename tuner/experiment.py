@@ -26,7 +26,7 @@ from tuner.actors import ModelServer, PackBoard, Routing
 from tuner.collate import TrialRecord, pick_winners, write_experiment
 from tuner.config import load_family_config
 from tuner.data import bundled_data_path, load_dataset
-from tuner.errors import ConfigError, DataError, TunerError, WeightsError
+from tuner.errors import ConfigError, DataError, TunerError
 from tuner.experiment_config import ExperimentConfig, FamilyResources
 from tuner.journal import (
     JournalRecord,
@@ -40,7 +40,7 @@ from tuner.journal import (
 from tuner.lock import ExperimentLock
 from tuner.storage import CONFIG_FILE, SUMMARY_FILE, TRIALS_FILE, Storage, is_uri
 from tuner.trial import TrialResult
-from tuner.weights import FAMILY_MODEL, WeightsSource, split_revision
+from tuner.weights import FAMILY_MODEL, resolve_weights
 from tuner.windows import make_periods
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         records = [_trial_record(r) for r in read_journal(storage)]
         winners = pick_winners(records, config.max_latency_s)
         finals, unscored = _score_winners(winners, actors, config.seed)
-        derived = _derived_candidates(winners, actors, periods, config)
+        derived = _derived_candidates(winners, finals, actors, periods, config)
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
@@ -272,28 +272,10 @@ def _cut_windows(config: ExperimentConfig):
 
 def _resolve_weights(config: ExperimentConfig, echo: Echo, fallback_allowed: bool):
     """Check every needed checkpoint can be found; offline default runs fall back to tiny ones."""
-    from tuner.models.checkpoint import resolve_checkpoint
-
-    weights = config.weights_source
-    needed = {FAMILY_MODEL[f] for f in config.families if f in FAMILY_MODEL}
-    if "kronos" in needed:
-        needed.add("kronos_tokenizer")
-    try:
-        for key in sorted(needed):
-            ident, revision = split_revision(getattr(weights, key))
-            resolve_checkpoint(ident, revision=revision)
-        return weights, False
-    except WeightsError as e:
-        if not fallback_allowed:
-            raise
-        from tuner.models.tiny import make_tiny
-
-        folder = Path(os.environ.get("TUNER_TINY_WEIGHTS", Path.home() / ".cache" / "forecast-tuner" / "tiny-weights"))
-        make_tiny(folder, only_if_missing=True)
-        echo(f"WARNING: published weights unavailable ({e})")
-        echo(f"WARNING: falling back to TINY RANDOM-INIT weights in {folder}: the pipeline runs end "
-             "to end but every score is noise. Results are labelled tiny_weights=true.")
-        return WeightsSource.parse(str(folder)), True
+    resolved = resolve_weights(config.weights_source, config.families, fallback_allowed)
+    for line in resolved.warnings:
+        echo(line)
+    return resolved.source, resolved.tiny_fallback
 
 
 def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> tuple[bool, str]:
@@ -595,8 +577,8 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
     return finals, unscored
 
 
-def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list],
-                        periods: dict[str, dict], config: ExperimentConfig) -> dict[tuple[str, str], dict]:
+def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
+                        actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig) -> dict[tuple[str, str], dict]:
     """Blend and regime candidates per symbol from the family winners (see tuner.candidates)."""
     from tuner.candidates import WinnerForecasts, blend, regime
 
@@ -610,7 +592,10 @@ def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], actors: dic
         except TunerError:
             continue  # no candidate from a family whose actors are gone (its study says why)
         latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
-        by_symbol.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency)
+        final = finals.get((symbol, family))
+        test_latency = final.test.scores.latency_per_forecast_s if final is not None and final.test else None
+        by_symbol.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency,
+                                                                   test_latency)
     derived = {}
     for symbol, found in by_symbol.items():
         symbol_periods = periods[next(iter(found))][symbol]

@@ -59,7 +59,9 @@ class ExperimentConfig:
     Attributes:
         name: experiment name; its folder is ``<storage>/<name>``.
         data: bar data (folder or file); None = the bundled sample data.
-        symbols: symbols to tune; None = every usable symbol in the data.
+        symbols: symbols to tune; None = every usable symbol in the data. A list applies to
+            this config's ``data``: ``tuner run --data`` without ``--symbols`` clears it
+            (:meth:`with_data`).
         families: families to tune.
         trials: trials per (symbol, family) study.
         seed: seeds each study's TPE sampler and every trial's sampling (common random numbers:
@@ -151,6 +153,18 @@ class ExperimentConfig:
         data["symbols"] = list(self.symbols) if self.symbols else None
         data["families"] = list(self.families)
         return data
+
+    def with_data(self, data: str | None, symbols: tuple[str, ...] | None) -> ExperimentConfig:
+        """A copy with the command line's ``--data`` and ``--symbols`` applied.
+
+        The config's ``symbols`` list names symbols of the config's own data, so new ``data``
+        given without ``symbols`` tunes every symbol in that data (a folder holding AAPL.csv
+        and IBM.csv tunes AAPL and IBM, whatever the config lists); ``symbols`` restricts
+        either data.
+        """
+        if data is not None:
+            return replace(self, data=str(data), symbols=symbols)
+        return replace(self, symbols=symbols) if symbols is not None else self
 
     def with_overrides(self, **overrides: Any) -> ExperimentConfig:
         """A copy with the non-None ``overrides`` applied (command-line options)."""

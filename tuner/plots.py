@@ -1,308 +1,391 @@
-"""SVG plots for the HTML report (inline, hand-written: no plotting dependency).
+"""Figures of the HTML report, built on plotly and Optuna's own ``optuna.visualization``.
 
-Optimisation history per study, the winner per symbol by family, validation vs test, and
-latency vs error; every function takes an :class:`~tuner.report.ExperimentReport` and returns
-SVG strings.
+* Overview (drawn when the page opens): how many symbols each family wins; validation vs test
+  pct_return_mae of every symbol's winner; latency vs validation error of every study's winner.
+  Points are coloured by family and carry their symbol (hover; printed next to them up to
+  :data:`LABELLED_SYMBOLS` symbols).
+* Per family across all symbols: Optuna's hyperparameter importances (PED-ANOVA) of one study
+  pooling every symbol's trials, each trial's value divided by its symbol's naive-baseline
+  pct_return_mae so symbols with different volatility compare.
+* Per study, on demand (a ``<select>`` of symbol and family): the symbol's families side by
+  side, then Optuna's optimisation history, slice and parallel-coordinate plots of the study.
+  Each symbol's figures are embedded as compressed JSON and drawn only when chosen, so a
+  report of 500 symbols stays one file that opens quickly instead of 1,500 panels at once.
+
+Self-contained: plotly.js is embedded once (no CDN; the page works offline). The studies are
+rebuilt from ``trials.parquet`` by :mod:`tuner.studies`.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from tuner.report import (
-    FAMILY_ORDER,
-    OVERFIT_RATIO,
-    ExperimentReport,
-    StudyRow,
-    as_float,
-    format_value,
-)
+from tuner.report import FAMILY_ORDER, OVERFIT_RATIO, ExperimentReport, StudyRow
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+if TYPE_CHECKING:
+    import optuna
+    import plotly.graph_objects as go
 
-
-def family_colors(families: Iterable[str]) -> dict[str, str]:
-    ordered = sorted(set(families), key=lambda f: (FAMILY_ORDER.index(f) if f in FAMILY_ORDER else 99, f))
-    return {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(ordered)}
-
-
-def _finite(values: Iterable[float | None], positive: bool = False) -> list[float]:
-    return [v for v in values if v is not None and math.isfinite(v) and (v > 0 or not positive)]
-
-
-class _Scale:
-    """Data → pixels on one axis, linear or log10 (chosen when the data span > 20×)."""
-
-    def __init__(self, values: Iterable[float | None], start: float, end: float,
-                 log: bool | None = None, zero: bool = False, integer: bool = False) -> None:
-        self.integer = integer
-        vals = _finite(values)
-        positive = [v for v in vals if v > 0]
-        if log is None:
-            log = bool(positive) and len(positive) == len(vals) and not zero and max(positive) / min(positive) > 20
-        self.log = log
-        data = [math.log10(v) for v in positive] if log else vals
-        lo, hi = (min(data), max(data)) if data else (0.0, 1.0)
-        if zero and not log:
-            lo, hi = min(lo, 0.0), max(hi, 0.0)
-        if hi - lo < 1e-12:
-            pad = abs(hi) * 0.1 if hi else 1.0
-            lo, hi = lo - pad, hi + pad
-        else:
-            pad = (hi - lo) * 0.06
-            lo, hi = (lo if zero and lo == 0 else lo - pad), hi + pad
-        self.lo, self.hi, self.start, self.end = lo, hi, start, end
-
-    def usable(self, v: float | None) -> bool:
-        return v is not None and math.isfinite(v) and (v > 0 or not self.log)
-
-    def __call__(self, v: float) -> float:
-        d = math.log10(v) if self.log else v
-        return self.start + (d - self.lo) / (self.hi - self.lo) * (self.end - self.start)
-
-    def ticks(self) -> list[float]:
-        if self.log:
-            first, last = math.floor(self.lo), math.ceil(self.hi)
-            steps = (1, 2, 5) if last - first <= 3 else (1,)
-            out = [m * 10.0 ** k for k in range(first, last + 1) for m in steps]
-            return [t for t in out if self.lo <= math.log10(t) <= self.hi]
-        raw = (self.hi - self.lo) / 5
-        mag = 10 ** math.floor(math.log10(raw))
-        step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-        if self.integer:
-            step = max(1.0, float(math.ceil(step)))
-        t = math.ceil(self.lo / step) * step
-        out = []
-        while t <= self.hi + step * 1e-9:
-            out.append(0.0 if abs(t) < step * 1e-9 else t)
-            t += step
-        return out
+LABELLED_SYMBOLS = 30
+"""Up to this many symbols, scatter points are labelled with their symbol (beyond: hover only)."""
+STUDY_FIGURES = ("history", "slice", "parallel")
 
 
 def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-class _Plot:
-    """A small SVG x/y plot: axes with ticks, points with tooltips, lines, a legend."""
+def family_colors(families: Iterable[str]) -> dict[str, str]:
+    from plotly.colors import qualitative
 
-    def __init__(self, title: str, xlabel: str, ylabel: str, xs: Iterable[float | None],
-                 ys: Iterable[float | None], *, width: int = 380, height: int = 260,
-                 xlog: bool | None = None, ylog: bool | None = None, yzero: bool = False,
-                 xinteger: bool = False, legend: Sequence[tuple[str, str, str]] = ()) -> None:
-        """``legend``: (label, color, kind) with kind ``point``, ``hollow``, ``line`` or ``dashed``,
-        drawn right of the plot area."""
-        self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
-        self.width, self.height = width, height
-        self.legend_items = list(legend)
-        self.left, self.top, self.bottom = 62, 26, 40
-        self.right = 12 + (12 + 7 * max(len(label) for label, _, _ in self.legend_items) if self.legend_items else 0)
-        self.x = _Scale(xs, self.left, width - self.right, log=xlog, integer=xinteger)
-        self.y = _Scale(ys, height - self.bottom, self.top, log=ylog, zero=yzero)
-        self.parts: list[str] = []
-
-    def point(self, x: float | None, y: float | None, color: str, tip: str, filled: bool = True,
-              r: float = 3.5) -> None:
-        if not (self.x.usable(x) and self.y.usable(y)):
-            return
-        fill = color if filled else "white"
-        self.parts.append(f'<circle cx="{self.x(x):.1f}" cy="{self.y(y):.1f}" r="{r}" fill="{fill}" '
-                          f'stroke="{color}" stroke-width="1.5"><title>{esc(tip)}</title></circle>')
-
-    def line(self, points: Sequence[tuple[float, float]], color: str, dash: str | None = None,
-             width: float = 1.5, step: bool = False, tip: str = "") -> None:
-        pts = [(x, y) for x, y in points if self.x.usable(x) and self.y.usable(y)]
-        if len(pts) < 2:
-            return
-        coords = []
-        for i, (x, y) in enumerate(pts):
-            if step and i:
-                coords.append(f"{self.x(x):.1f},{self.y(pts[i - 1][1]):.1f}")
-            coords.append(f"{self.x(x):.1f},{self.y(y):.1f}")
-        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
-        title = f"<title>{esc(tip)}</title>" if tip else ""
-        self.parts.append(f'<polyline points="{" ".join(coords)}" fill="none" stroke="{color}" '
-                          f'stroke-width="{width}"{dash_attr}>{title}</polyline>')
-
-    def hline(self, y: float | None, color: str, dash: str = "4 3", tip: str = "") -> None:
-        if not self.y.usable(y):
-            return
-        title = f"<title>{esc(tip)}</title>" if tip else ""
-        self.parts.append(f'<line x1="{self.left}" x2="{self.width - self.right}" y1="{self.y(y):.1f}" '
-                          f'y2="{self.y(y):.1f}" stroke="{color}" stroke-dasharray="{dash}">{title}</line>')
-
-    def _axes(self) -> list[str]:
-        x0, x1, y0, y1 = self.left, self.width - self.right, self.height - self.bottom, self.top
-        out = [f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="none" stroke="#999"/>']
-        for t in self.x.ticks():
-            px = self.x(t)
-            out.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{y1}" y2="{y0}" stroke="#eee"/>'
-                       f'<text x="{px:.1f}" y="{y0 + 13}" text-anchor="middle">{esc(_tick(t))}</text>')
-        for t in self.y.ticks():
-            py = self.y(t)
-            out.append(f'<line x1="{x0}" x2="{x1}" y1="{py:.1f}" y2="{py:.1f}" stroke="#eee"/>'
-                       f'<text x="{x0 - 4}" y="{py + 3:.1f}" text-anchor="end">{esc(_tick(t))}</text>')
-        scale = lambda s: " (log)" if s.log else ""  # noqa: E731
-        out.append(f'<text x="{(x0 + x1) / 2:.0f}" y="{self.height - 6}" text-anchor="middle">'
-                   f'{esc(self.xlabel + scale(self.x))}</text>')
-        out.append(f'<text transform="translate(12,{(y0 + y1) / 2:.0f}) rotate(-90)" text-anchor="middle">'
-                   f'{esc(self.ylabel + scale(self.y))}</text>')
-        out.append(f'<text x="{x0}" y="16" font-weight="bold">{esc(self.title)}</text>')
-        for i, (label, color, kind) in enumerate(self.legend_items):
-            lx, ly = x1 + 10, y1 + 8 + 14 * i
-            if kind in ("line", "dashed"):
-                dash = ' stroke-dasharray="4 2"' if kind == "dashed" else ""
-                out.append(f'<line x1="{lx}" x2="{lx + 14}" y1="{ly - 3}" y2="{ly - 3}" stroke="{color}" '
-                           f'stroke-width="1.5"{dash}/>')
-            else:
-                fill = "white" if kind == "hollow" else color
-                out.append(f'<circle cx="{lx + 7}" cy="{ly - 3}" r="3.5" fill="{fill}" stroke="{color}" '
-                           'stroke-width="1.5"/>')
-            out.append(f'<text x="{lx + 18}" y="{ly}">{esc(label)}</text>')
-        return out
-
-    def svg(self) -> str:
-        body = "".join(self._axes() + self.parts)
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" height="{self.height}" '
-                f'viewBox="0 0 {self.width} {self.height}" font-family="sans-serif" font-size="10" '
-                f'role="img" aria-label="{esc(self.title)}">{body}</svg>')
+    ordered = sorted(set(families), key=_family_rank)
+    return {f: qualitative.Plotly[i % len(qualitative.Plotly)] for i, f in enumerate(ordered)}
 
 
-def _tick(v: float) -> str:
-    return f"{v:.3g}"
+def _family_rank(family: str) -> tuple[int, str]:
+    return (FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER), family)
 
 
-def history_plots(report: ExperimentReport) -> list[str]:
-    """Per study: each trial's validation pct_return_mae in trial order (the order Tune created
-    the trials, i.e. the order the study suggested them) with the running best and the baseline."""
-    trials = report.trials
-    if trials is None or len(trials) == 0 or "pct_return_mae" not in trials:
-        return []
-    colors = family_colors(trials["family"].unique())
-    baselines = {(r.symbol, r.family): r.baseline_validation_pct_return_mae for r in report.rows}
-    svgs = []
-    for (symbol, family), group in trials.groupby(["symbol", "family"], sort=True):
-        values = [as_float(v) for v in group["pct_return_mae"]]
-        values = [v if v is not None and math.isfinite(v) else None for v in values]
-        order = list(range(1, len(values) + 1))
-        best, running = math.inf, []
-        for i, v in zip(order, values, strict=True):
-            if v is not None:
-                best = min(best, v)
-            if math.isfinite(best):
-                running.append((float(i), best))
-        base = baselines.get((symbol, family))
-        if base is None and "baseline_pct_return_mae" in group:
-            base = as_float(group["baseline_pct_return_mae"].dropna().iloc[0]) if group["baseline_pct_return_mae"].notna().any() else None
-        plot = _Plot(f"{symbol} / {family}", "trial (order suggested)", "validation pct_return_mae",
-                     order, [*values, base], xlog=False, xinteger=True, width=400, height=220,
-                     legend=[("trial", colors[family], "point"), ("best so far", colors[family], "line"),
-                             ("naive baseline", "#d62728", "dashed")])
-        color = colors[family]
-        statuses = list(group["status"]) if "status" in group else ["completed"] * len(values)
-        for i, v, status in zip(order, values, statuses, strict=True):
-            plot.point(float(i), v, color, f"trial {i}: {format_value(v, '.5f')} ({status})")
-        plot.line(running, color, step=True, tip="running best")
-        plot.hline(base, "#d62728", tip=f"naive baseline {format_value(base, '.5f')}")
-        svgs.append(plot.svg())
-    return svgs
+def _usable(*values: float | None, positive: bool = False) -> bool:
+    return all(v is not None and math.isfinite(v) and (v > 0 or not positive) for v in values)
 
 
-def winner_plots(report: ExperimentReport) -> list[str]:
-    """Per symbol: validation pct_return_mae by family (bars; the winner outlined) and the
-    naive baseline (dashed)."""
+# ------------------------------------------------------------------------------------- overview
+
+
+def winners_figure(report: ExperimentReport) -> go.Figure:
+    """Bar chart: how many symbols each family wins."""
+    import plotly.graph_objects as go
+
     colors = family_colors(r.family for r in report.rows)
-    by_symbol: dict[str, list[StudyRow]] = {}
-    for r in report.rows:
-        by_symbol.setdefault(r.symbol, []).append(r)
-    svgs = []
-    for symbol, rows in by_symbol.items():
-        width, height, left, bottom, top = 340, 240, 62, 62, 26
-        base = next((r.baseline_validation_pct_return_mae for r in rows if r.winner), None)
-        scale = _Scale([r.validation_pct_return_mae for r in rows] + [base], height - bottom, top,
-                       log=False, zero=True)
-        slot = (width - left - 12) / max(len(rows), 1)
-        parts = [f'<rect x="{left}" y="{top}" width="{width - left - 12}" height="{height - bottom - top}" '
-                 f'fill="none" stroke="#999"/>']
-        for t in scale.ticks():
-            parts.append(f'<text x="{left - 4}" y="{scale(t) + 3:.1f}" text-anchor="end">{esc(_tick(t))}</text>'
-                         f'<line x1="{left}" x2="{width - 12}" y1="{scale(t):.1f}" y2="{scale(t):.1f}" stroke="#eee"/>')
-        for i, r in enumerate(rows):
-            x = left + slot * i + slot * 0.15
-            cx = left + slot * (i + 0.5)
-            words = r.family.split("_") + (["(winner)"] if r.winner else [])
-            spans = "".join(f'<tspan x="{cx:.1f}" dy="{0 if j == 0 else 11}">{esc(w)}</tspan>'
-                            for j, w in enumerate(words))
-            weight = ' font-weight="bold"' if r.winner else ""
-            parts.append(f'<text x="{cx:.1f}" y="{height - bottom + 13}" text-anchor="middle"{weight}>{spans}</text>')
-            v = r.validation_pct_return_mae
-            if v is None or not math.isfinite(v):
-                continue
-            y = scale(v)
-            stroke = ' stroke="black" stroke-width="2.5"' if r.winner else ""
-            tip = (f"{r.family}: validation {format_value(v, '.5f')}, test {format_value(r.test_pct_return_mae, '.5f')}"
-                   + (f" [{', '.join(r.flags)}]" if r.flags else ""))
-            parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" '
-                         f'height="{max(scale(0.0) - y, 0.5):.1f}" fill="{colors[r.family]}"{stroke}>'
-                         f'<title>{esc(tip)}</title></rect>')
-        if base is not None and math.isfinite(base):
-            parts.append(f'<line x1="{left}" x2="{width - 12}" y1="{scale(base):.1f}" y2="{scale(base):.1f}" '
-                         f'stroke="#d62728" stroke-dasharray="5 3"><title>naive baseline '
-                         f'{format_value(base, ".5f")}</title></line>')
-        winner = next((r for r in rows if r.winner), None)
-        caption = f"winner {winner.family}" + (f" [{', '.join(winner.flags)}]" if winner and winner.flags else "") \
-            if winner else "no winner"
-        parts.append(f'<text x="{left}" y="16" font-weight="bold">{esc(symbol)}: {esc(caption)}</text>')
-        parts.append(f'<text x="{width / 2:.0f}" y="{height - 6}" text-anchor="middle">'
-                     'bars: validation pct_return_mae; dashed: naive baseline</text>')
-        svgs.append(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-                    f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10" role="img" '
-                    f'aria-label="{esc(symbol)} by family">{"".join(parts)}</svg>')
-    return svgs
+    counts = {f: 0 for f in colors}
+    for w in report.winners:
+        counts[w.family] += 1
+    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), marker_color=[colors[f] for f in counts],
+                           text=list(counts.values()), textposition="auto"))
+    fig.update_layout(title=f"Winner per symbol: symbols won by each family ({len(report.winners)} symbols)",
+                      xaxis_title="family", yaxis_title="symbols won", height=380)
+    return fig
 
 
-def scatter_plots(report: ExperimentReport) -> list[str]:
-    """Validation vs test pct_return_mae (y = x and the overfit ratio as lines) and validation
-    latency per forecast vs validation pct_return_mae, one point per study (winners filled)."""
-    rows = [r for r in report.rows if r.validation_pct_return_mae is not None]
-    if not rows:
-        return []
-    colors = family_colors(r.family for r in rows)
-    out = []
-    legend = [*((f, c, "point") for f, c in colors.items()), ("not the winner", "#666", "hollow")]
-    tested = [r for r in rows if r.test_pct_return_mae is not None]
-    if tested:
-        vals = [r.validation_pct_return_mae for r in tested] + [r.test_pct_return_mae for r in tested]
-        log = _Scale(vals, 0, 1).log
-        plot = _Plot("validation vs test pct_return_mae", "validation pct_return_mae", "test pct_return_mae",
-                     vals, vals, width=560, height=380, xlog=log, ylog=log,
-                     legend=[*legend, ("test = validation", "#666", "dashed"),
-                             (f"test = {OVERFIT_RATIO:g} x validation", "#d62728", "dashed")])
-        lo = min(_finite(vals, positive=log))
-        hi = max(_finite(vals))
-        plot.line([(lo, lo), (hi, hi)], "#666", dash="2 2", width=1, tip="test = validation")
-        plot.line([(lo, OVERFIT_RATIO * lo), (hi / OVERFIT_RATIO, hi)], "#d62728", dash="6 3", width=1,
-                  tip=f"test = {OVERFIT_RATIO:g} x validation (overfit threshold)")
-        for r in tested:
-            plot.point(r.validation_pct_return_mae, r.test_pct_return_mae, colors[r.family],
-                       f"{r.symbol} {r.family}{' (winner)' if r.winner else ''}: validation "
-                       f"{format_value(r.validation_pct_return_mae, '.5f')}, test {format_value(r.test_pct_return_mae, '.5f')}"
-                       + (f" [{', '.join(r.flags)}]" if r.flags else ""), filled=r.winner,
-                       r=4.5 if r.winner else 3.5)
-        out.append(plot.svg())
-    timed = [r for r in rows if r.validation_latency_per_forecast_s is not None]
-    if timed:
-        plot = _Plot("latency vs error", "validation latency per forecast (s)", "validation pct_return_mae",
-                     [r.validation_latency_per_forecast_s for r in timed],
-                     [r.validation_pct_return_mae for r in timed], width=560, height=380, legend=legend)
-        for r in timed:
-            plot.point(r.validation_latency_per_forecast_s, r.validation_pct_return_mae, colors[r.family],
-                       f"{r.symbol} {r.family}{' (winner)' if r.winner else ''}: "
-                       f"{format_value(r.validation_latency_per_forecast_s, '.4f')} s/forecast, "
-                       f"pct_return_mae {format_value(r.validation_pct_return_mae, '.5f')}", filled=r.winner,
-                       r=4.5 if r.winner else 3.5)
-        out.append(plot.svg())
+def _scatter_by_family(fig: go.Figure, report: ExperimentReport, rows: list[StudyRow], x, y, hover: str,
+                       label: bool) -> None:
+    import plotly.graph_objects as go
+
+    # Colours from every family of the report, so a family has one colour in every figure.
+    colors = family_colors(r.family for r in report.rows)
+    for family, color in colors.items():
+        mine = [r for r in rows if r.family == family]
+        if not mine:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[x(r) for r in mine], y=[y(r) for r in mine], name=family, mode="markers+text" if label else "markers",
+            text=[r.symbol for r in mine], textposition="top center", marker={"color": color, "size": 9},
+            customdata=[[r.symbol, r.family, ", ".join(r.flags) or "ok"] for r in mine], hovertemplate=hover))
+
+
+def validation_test_figure(report: ExperimentReport) -> go.Figure:
+    """Winners' validation vs test pct_return_mae (log-log), with y = x and the overfit ratio."""
+    import plotly.graph_objects as go
+
+    rows = [w for w in report.winners if _usable(w.validation_pct_return_mae, w.test_pct_return_mae, positive=True)]
+    fig = go.Figure()
+    if rows:
+        values = [v for w in rows for v in (w.validation_pct_return_mae, w.test_pct_return_mae)]
+        lo, hi = min(values) / 1.3, max(values) * 1.3
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="test = validation",
+                                 line={"color": "#888", "dash": "dot"}, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo * OVERFIT_RATIO, hi * OVERFIT_RATIO], mode="lines",
+                                 name=f"test = {OVERFIT_RATIO:g} × validation (overfit rule)",
+                                 line={"color": "#d62728", "dash": "dash", "width": 1}, hoverinfo="skip"))
+    _scatter_by_family(fig, report, rows, lambda r: r.validation_pct_return_mae, lambda r: r.test_pct_return_mae,
+                       "%{customdata[0]} (%{customdata[1]})<br>validation %{x:.5f}<br>test %{y:.5f}"
+                       "<br>flags: %{customdata[2]}<extra></extra>", len({r.symbol for r in rows}) <= LABELLED_SYMBOLS)
+    fig.update_layout(title="Winners: validation vs test pct_return_mae (above the red line: test much worse)",
+                      xaxis={"title": "validation pct_return_mae", "type": "log"},
+                      yaxis={"title": "test pct_return_mae", "type": "log"}, height=480)
+    return fig
+
+
+def latency_error_figure(report: ExperimentReport) -> go.Figure:
+    """Every study's winner: validation latency per forecast vs validation pct_return_mae."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in report.rows
+            if _usable(r.validation_latency_per_forecast_s, r.validation_pct_return_mae, positive=True)]
+    fig = go.Figure()
+    _scatter_by_family(fig, report, rows, lambda r: r.validation_latency_per_forecast_s,
+                       lambda r: r.validation_pct_return_mae,
+                       "%{customdata[0]} (%{customdata[1]})<br>latency %{x:.4g} s per forecast"
+                       "<br>validation pct_return_mae %{y:.5f}<extra></extra>",
+                       len({r.symbol for r in rows}) <= LABELLED_SYMBOLS)
+    fig.update_layout(title="Every family's winner: latency vs validation error (lower left is better)",
+                      xaxis={"title": "validation latency per forecast (s)", "type": "log"},
+                      yaxis={"title": "validation pct_return_mae", "type": "log"}, height=480)
+    return fig
+
+
+# ------------------------------------------------------------------------------------- importances
+
+
+def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.Study]
+                        ) -> tuple[optuna.Study | None, list[str]]:
+    """One in-memory study of every symbol's completed ``family`` trials, each value divided by
+    its symbol's naive-baseline pct_return_mae (``baseline_pct_return_mae`` user attribute; the
+    study's median when absent), so symbols of different volatility pool. Returns the study
+    (None without two such trials) and the parameters left out because not every trial has
+    them (conditional ones such as Kronos's ``top_p``), with how often they were searched."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuner.studies import _space, distributions, quiet_optuna
+
+    points: list[tuple[dict[str, Any], float]] = []
+    for (_, fam), study in sorted(studies.items()):
+        if fam != family:
+            continue
+        done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+        if not done:
+            continue
+        values = sorted(t.value for t in done)
+        median = values[len(values) // 2]
+        for t in done:
+            base = t.user_attrs.get("baseline_pct_return_mae")
+            scale = base if isinstance(base, (int, float)) and base > 0 else median
+            if scale > 0:
+                points.append((dict(t.params), t.value / scale))
+    if len(points) < 2:
+        return None, []
+    names = {n for p, _ in points for n in p}
+    common = {n for n in names if all(n in p for p, _ in points)}
+    left_out = [f"{n} (in {sum(n in p for p, _ in points)} of {len(points)} trials)" for n in sorted(names - common)]
+    dists = distributions(_space(family), [{k: v for k, v in p.items() if k in common} for p, _ in points])
+    with quiet_optuna():
+        pooled = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+        pooled.add_trials([optuna.trial.create_trial(
+            params={k: v for k, v in p.items() if k in common}, distributions={k: dists[k] for k in common},
+            value=value) for p, value in points])
+    return pooled, left_out
+
+
+def importance_figure(family: str, studies: Mapping[tuple[str, str], optuna.Study]) -> tuple[go.Figure | None, str]:
+    """Optuna's hyperparameter-importance chart for ``family`` across symbols, and a note."""
+    import optuna
+
+    from tuner.studies import quiet_optuna
+
+    pooled, left_out = pooled_family_study(family, studies)
+    symbols = sum(1 for (_, f) in studies if f == family)
+    if pooled is None:
+        return None, f"{family}: fewer than two completed trials, no importances."
+    note = (f"{family}: {len(pooled.trials)} completed trials of {symbols} symbols, each value divided by its "
+            "symbol's naive-baseline pct_return_mae; PED-ANOVA importance (share of the top 10 % trials' "
+            "parameter distribution that departs from all trials').")
+    if left_out:
+        note += " Left out, searched only in some trials: " + ", ".join(left_out) + "."
+    try:
+        with quiet_optuna():
+            fig = optuna.visualization.plot_param_importances(
+                pooled, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    except (ValueError, RuntimeError) as e:  # e.g. every trial had the same parameters
+        return None, f"{family}: no importances ({e})."
+    fig.update_layout(title=f"{family}: which hyperparameters matter (across {symbols} symbols)", height=360)
+    return fig, note
+
+
+# ------------------------------------------------------------------------------------- per study
+
+
+def symbol_figure(report: ExperimentReport, symbol: str) -> go.Figure:
+    """A symbol's families side by side: validation and test pct_return_mae, and the baselines."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in report.rows if r.symbol == symbol]
+    names = [f"{r.family} ★" if r.winner else r.family for r in rows]
+    fig = go.Figure()
+    for label, values, color in (("validation", [r.validation_pct_return_mae for r in rows], "#1f77b4"),
+                                 ("test", [r.test_pct_return_mae for r in rows], "#ff7f0e")):
+        fig.add_trace(go.Bar(x=names, y=values, name=f"{label} pct_return_mae", marker_color=color,
+                             hovertemplate="%{x}: %{y:.5f}<extra>" + label + "</extra>"))
+    for label, value, dash, where in (
+            ("validation", rows[0].baseline_validation_pct_return_mae if rows else None, "dot", "top left"),
+            ("test", rows[0].baseline_test_pct_return_mae if rows else None, "dash", "top right")):
+        if _usable(value):
+            fig.add_hline(y=value, line={"dash": dash, "color": "#444", "width": 1},
+                          annotation_text=f"naive baseline, {label}", annotation_position=where)
+    fig.update_layout(title=f"{symbol}: every family (★ = winner) against the naive no-change forecast",
+                      barmode="group", xaxis_title="family", yaxis_title="pct_return_mae", height=380)
+    return fig
+
+
+def _figure_json(fig: go.Figure) -> dict[str, Any]:
+    """A figure as plotly JSON without its template (the page adds one shared copy)."""
+    data = json.loads(fig.to_json())
+    data["layout"].pop("template", None)
+    return data
+
+
+def study_figures(study: optuna.Study) -> dict[str, dict[str, Any]] | None:
+    """Optuna's optimisation history, slice and parallel-coordinate figures of one study, as
+    plotly JSON; None when it has no completed trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuner.studies import quiet_optuna
+
+    if not any(t.state == TrialState.COMPLETE for t in study.trials):
+        return None
+    name = study.study_name.split("/", 1)[-1]
+    with quiet_optuna():
+        figs = {"history": optuna.visualization.plot_optimization_history(study, target_name="pct_return_mae"),
+                "slice": optuna.visualization.plot_slice(study, target_name="pct_return_mae"),
+                "parallel": optuna.visualization.plot_parallel_coordinate(study, target_name="pct_return_mae")}
+    titles = {"history": "optimisation history", "slice": "slice (each parameter against the value)",
+              "parallel": "parallel coordinates"}
+    for key, fig in figs.items():
+        # Explicit heights: the page's empty placeholder divs give plotly none to size from.
+        fig.update_layout(title=f"{name}: {titles[key]}", height=460 if key == "parallel" else 420)
+    return {k: _figure_json(f) for k, f in figs.items()}
+
+
+def _pack(data: Any) -> str:
+    """JSON, zlib-compressed, base64: the page inflates it with the browser's DecompressionStream."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode("ascii")
+
+
+def explorer_payload(report: ExperimentReport, studies: Mapping[tuple[str, str], optuna.Study]) -> dict[str, str]:
+    """Per symbol, packed: ``{"symbol": figure, "studies": {family: {history, slice, parallel}}}``."""
+    out = {}
+    for symbol in sorted({r.symbol for r in report.rows} | {s for s, _ in studies}):
+        figures = {}
+        for (s, family), study in sorted(studies.items(), key=lambda kv: _family_rank(kv[0][1])):
+            if s == symbol:
+                made = study_figures(study)
+                if made is not None:
+                    figures[family] = made
+        out[symbol] = _pack({"symbol": _figure_json(symbol_figure(report, symbol)), "studies": figures})
     return out
+
+
+# ------------------------------------------------------------------------------------- page
+
+
+def plotly_script() -> str:
+    """plotly.js, inline: the page's only script library, embedded once."""
+    from plotly.offline import get_plotlyjs
+
+    return f"<script>{get_plotlyjs()}</script>"
+
+
+def _json_script(element_id: str, data: Any) -> str:
+    text = json.dumps(data, separators=(",", ":"), default=str).replace("</", "<\\/")
+    return f'<script type="application/json" id="{esc(element_id)}">{text}</script>'
+
+
+_EXPLORER_JS = """
+(function () {
+  const packs = JSON.parse(document.getElementById('study-data').textContent);
+  const template = JSON.parse(document.getElementById('plotly-template').textContent);
+  const symbolSelect = document.getElementById('symbol-select');
+  const familySelect = document.getElementById('family-select');
+  const status = document.getElementById('explorer-status');
+  const cache = {};
+  async function unpack(symbol) {
+    if (!cache[symbol]) {
+      const bytes = Uint8Array.from(atob(packs[symbol]), c => c.charCodeAt(0));
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate'));
+      cache[symbol] = JSON.parse(await new Response(stream).text());
+    }
+    return cache[symbol];
+  }
+  function draw(id, fig, empty) {
+    const el = document.getElementById(id);
+    Plotly.purge(el);
+    el.textContent = '';
+    if (!fig) { el.textContent = empty; return; }
+    const layout = Object.assign({}, fig.layout, {template: template});
+    Plotly.newPlot(el, fig.data, layout, {responsive: true, displaylogo: false});
+  }
+  async function showSymbol(keepFamily) {
+    const symbol = symbolSelect.value;
+    status.textContent = 'loading ' + symbol + '...';
+    const data = await unpack(symbol);
+    const families = Object.keys(data.studies);
+    const wanted = keepFamily && families.includes(familySelect.value) ? familySelect.value
+                   : (symbolSelect.selectedOptions[0].dataset.best || families[0]);
+    familySelect.innerHTML = '';
+    for (const f of families) { familySelect.add(new Option(f, f, false, f === wanted)); }
+    draw('symbol-figure', data.symbol, '');
+    showStudy(data);
+    status.textContent = families.length ? '' : symbol + ': no study with completed trials';
+  }
+  function showStudy(data) {
+    const study = data.studies[familySelect.value];
+    const empty = 'no completed trials to plot';
+    for (const key of %(figures)s) { draw('study-' + key, study && study[key], study ? '' : empty); }
+  }
+  symbolSelect.addEventListener('change', () => showSymbol(true));
+  familySelect.addEventListener('change', async () => showStudy(await unpack(symbolSelect.value)));
+  if (symbolSelect.options.length) { showSymbol(false); }
+})();
+"""
+
+
+def _best_study(report: ExperimentReport, studies: Mapping[tuple[str, str], Any], symbol: str) -> str:
+    """The family whose study the explorer opens for ``symbol``: the winner, or when the winner
+    is a derived candidate (no trials of its own) the best family that has a study."""
+    rows = [r for r in report.rows if r.symbol == symbol and (symbol, r.family) in studies]
+    ranked = sorted(rows, key=lambda r: (not r.winner, r.validation_pct_return_mae
+                                         if r.validation_pct_return_mae is not None else math.inf))
+    return ranked[0].family if ranked else ""
+
+
+def plots_html(report: ExperimentReport) -> str:
+    """The report's figure sections (overview, importances, study explorer) as HTML; expects
+    :func:`plotly_script` earlier in the page."""
+    import plotly.io as pio
+
+    from tuner.studies import rebuild_studies
+
+    def inline(fig: go.Figure) -> str:
+        return pio.to_html(fig, include_plotlyjs=False, full_html=False,
+                           config={"responsive": True, "displaylogo": False})
+
+    parts = ["<h2 id='overview'>Overview</h2>"]
+    if not report.rows:
+        parts.append("<p>nothing to plot yet</p>")
+        return "\n".join(parts)
+    parts += [inline(winners_figure(report)), inline(validation_test_figure(report)),
+              inline(latency_error_figure(report))]
+    studies = rebuild_studies(report) if report.trials is not None and len(report.trials) else {}
+    parts.append("<h2 id='importances'>Which hyperparameters matter (per family, across symbols)</h2>")
+    families = sorted({f for _, f in studies}, key=_family_rank)
+    if not families:
+        parts.append("<p>no trials recorded yet (trials.parquet is written when the run finishes)</p>")
+    for family in families:
+        fig, note = importance_figure(family, studies)
+        parts.append(f"<p class='note'>{esc(note)}</p>" + (inline(fig) if fig is not None else ""))
+
+    symbols = sorted({r.symbol for r in report.rows} | {s for s, _ in studies})
+    options = "".join(f'<option value="{esc(s)}" data-best="{esc(_best_study(report, studies, s))}">{esc(s)}</option>'
+                      for s in symbols)
+    parts.append("<h2 id='explore'>Explore a study</h2>"
+                 f"<p>{len(symbols)} symbols, {len(studies)} studies. Choose a symbol and a family: the "
+                 "symbol's families side by side, then Optuna's optimisation history, slice and parallel "
+                 "coordinates of that study (drawn on demand).</p>"
+                 f"<p><label>symbol <select id='symbol-select'>{options}</select></label> "
+                 "<label>family <select id='family-select'></select></label> "
+                 "<span id='explorer-status'></span></p>"
+                 "<div id='symbol-figure'></div>"
+                 + "".join(f"<div id='study-{k}' class='study-figure'></div>" for k in STUDY_FIGURES))
+    parts.append(_json_script("plotly-template", pio.templates[pio.templates.default].to_plotly_json()))
+    parts.append(_json_script("study-data", explorer_payload(report, studies)))
+    parts.append("<script>" + _EXPLORER_JS % {"figures": json.dumps(list(STUDY_FIGURES))} + "</script>")
+    return "\n".join(parts)

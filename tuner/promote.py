@@ -11,7 +11,8 @@ Safety:
 
 * Results made with tiny random-init weights, and results of unfinished experiments
   (``summary.json`` says ``complete: false``), are refused unless ``force``; an experiment with
-  no ``summary.json`` yet has no winners and is refused even then.
+  no ``summary.json`` yet has no winners and is refused even then. A dry run writes nothing,
+  so it is not refused: it shows the diff and says why the real promotion would be.
 * Each change is shown first as a unified diff of the JSON; ``dry_run`` stops there.
 * What a write replaces is first copied, byte for byte, to
   ``configs/best/.backup/<SYMBOL>.<UTC timestamp>.json``. Writes are atomic (temporary file +
@@ -50,8 +51,6 @@ VOLATILE_KEYS = ("promoted_at",)
 """Keys that change on every promotion and do not make a result different."""
 
 
-
-
 @dataclass(frozen=True)
 class Promotion:
     """What happens (or happened) to one symbol's production config.
@@ -66,6 +65,8 @@ class Promotion:
         previous_score: validation pct_return_mae of the current production file, if any.
         backup: where the replaced file was copied (set by :func:`apply_promotions`).
         written: True once the new document is in place.
+        refused: why a real promotion would be refused without ``force`` (tiny weights,
+            incomplete); only a dry run gets this far with reasons and no ``force``.
     """
 
     symbol: str
@@ -77,6 +78,7 @@ class Promotion:
     previous_score: float | None = None
     backup: Path | None = None
     written: bool = False
+    refused: tuple[str, ...] = ()
 
     @property
     def family(self) -> str | None:
@@ -253,16 +255,19 @@ def significance_hold(result: Mapping[str, Any] | None, alpha: float = SIGNIFICA
 
 def plan_promotions(experiment: str, storage_root: str = "results", configs: str | Path | None = None,
                     symbols: Iterable[str] | None = None, only_improvements: bool = False,
-                    force: bool = False, now: datetime | None = None, *, only_significant: bool = False,
-                    alpha: float = SIGNIFICANCE_ALPHA) -> list[Promotion]:
+                    force: bool = False, now: datetime | None = None, dry_run: bool = False, *,
+                    only_significant: bool = False, alpha: float = SIGNIFICANCE_ALPHA) -> list[Promotion]:
     """Decide, per symbol, whether its winner replaces the production config, with the diff.
 
-    Nothing is written. Symbols come in sorted order.
+    Nothing is written. Symbols come in sorted order. A ``dry_run`` is never refused: it
+    writes nothing, so it shows the diff of what ``force`` would write and sets each
+    promotion's ``refused`` to the reasons instead.
 
     Raises:
         ConfigError: no such experiment, no ``summary.json`` yet, an unknown symbol, or (with
             ``only_improvements``) a production file without a readable validation score.
-        PromotionRefused: tiny weights or an incomplete experiment, without ``force``.
+        PromotionRefused: tiny weights or an incomplete experiment, without ``force`` or
+            ``dry_run``.
     """
     storage = Storage(storage_root, experiment)
     if not storage.exists(SUMMARY_FILE):
@@ -300,7 +305,7 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
 
     reasons = _refusals(summary, [r for _, r in results.values()]
                         + [m for docs in members.values() for m in docs.values()])
-    if reasons and not force:
+    if reasons and not force and not dry_run:
         raise PromotionRefused(f"refusing to promote experiment {experiment!r}: "
                                f"{' and '.join(reasons)}; pass --force to promote it anyway")
 
@@ -313,7 +318,7 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
         document = production_document(symbol, entries[symbol], result, summary, source, stamp,
                                        members[symbol])
         if reasons:
-            document["forced"] = reasons
+            document["forced"] = reasons  # what --force would write, so also in a dry run's diff
         old_text, old = _current(target)
         previous = None
         if old is not None:
@@ -343,7 +348,8 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
             tofile=f"{target} (experiment {experiment})"))
         reason = "new" if old_text is None else f"replaces {_origin(old) if old else 'an unreadable file'}"
         plan.append(Promotion(symbol, PROMOTE, reason, target, document, diff, previous))
-    return plan
+    refused = tuple(reasons) if not force else ()
+    return [replace(p, refused=refused) for p in plan]
 
 
 def _score(value: Any) -> str:
@@ -393,7 +399,7 @@ def promote_winners(experiment: str, storage_root: str = "results", configs: str
     how files are written.
     """
     plan = plan_promotions(experiment, storage_root, configs, symbols, only_improvements, force,
-                           only_significant=only_significant, alpha=alpha)
+                           dry_run=dry_run, only_significant=only_significant, alpha=alpha)
     for p in plan:
         if p.diff:
             echo(p.diff.rstrip("\n"))

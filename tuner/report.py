@@ -39,6 +39,7 @@ validation score so far from ``progress.json``), through the ``state`` column an
 
 from __future__ import annotations
 
+import html
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -237,7 +238,10 @@ class ExperimentReport:
             records.append(rec)
         columns = ["experiment", "state", "tiny_weights", *StudyRow.__dataclass_fields__]
         frame = pd.DataFrame(records, columns=columns)
-        return frame.astype({"tiny_weights": "boolean"})
+        # Nullable types: a blend row has no trial counts, and a plain int column holding None
+        # would turn into float (CSV "8.0").
+        counts = {c: "Int64" for c in ("trials_completed", "trials_failed", "trials_never_ran", "trials_budget")}
+        return frame.astype({"tiny_weights": "boolean", **counts})
 
 
 # ------------------------------------------------------------------------------------- loading
@@ -585,14 +589,18 @@ tr.win{background:#f3f8ff}
 .banner{padding:10px 14px;margin:8px 0;border-radius:4px;font-weight:bold}
 .tiny{background:#fde2e2;border:2px solid #d62728}
 .incomplete{background:#fff2d6;border:2px solid #e69500}
-.plots{display:flex;flex-wrap:wrap;gap:10px}
+.note{color:#555;font-size:13px;max-width:70em}
+.study-figure{min-height:40px}
+select{font-size:14px}
 code{font-size:12px}
 """
 
 
-def _html_table(headers: Sequence[str], rows: Iterable[tuple[Sequence[tuple[str, str]], str]]) -> str:
-    from tuner.plots import esc as _esc
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
 
+
+def _html_table(headers: Sequence[str], rows: Iterable[tuple[Sequence[tuple[str, str]], str]]) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
     body = []
     for cells, cls in rows:
@@ -602,35 +610,45 @@ def _html_table(headers: Sequence[str], rows: Iterable[tuple[Sequence[tuple[str,
 
 
 def _flag_cell(report: ExperimentReport, row: StudyRow) -> tuple[str, str]:
-    from tuner.plots import esc as _esc
-
     if row.flags and report.state != RUNNING:
         return (f'<span class="flag">{_esc(", ".join(row.flags))}</span>', "")
     return (_flag_text(report, row), "")
 
 
+FOLD_ROWS = 60
+"""Longer HTML tables start folded (hundreds of symbols), so the figures stay in reach."""
+
+
+def _folded(rows: int, what: str) -> str:
+    return f"<details{' open' if rows <= FOLD_ROWS else ''}><summary>{rows} {what}</summary>"
+
+
 def render_html(report: ExperimentReport) -> str:
-    """A self-contained HTML page (inline CSS and SVG, nothing fetched): labels, winners,
-    every family, the flag rules and the plots."""
-    from tuner.plots import esc as _esc
-    from tuner.plots import history_plots, scatter_plots, winner_plots
+    """A self-contained HTML page (inline CSS, plotly.js embedded once, nothing fetched):
+    labels, winners, the figures (see :mod:`tuner.plots`), every family and the flag rules."""
+    from tuner.plots import plotly_script, plots_html
+
     title = f"forecast-tuner report: {report.experiment}"
     if report.tiny_weights:
         title += " [TINY WEIGHTS]"
     if report.state != COMPLETE:
         title += f" [{report.state.upper()}]"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
-             f"<style>{_CSS}</style></head><body>", f"<h1>{_esc(title)}</h1>"]
+             f"<style>{_CSS}</style>", plotly_script(), "</head><body>", f"<h1>{_esc(title)}</h1>"]
     for label in report.labels:
         cls = "tiny" if "TINY" in label else "incomplete"
         parts.append(f'<div class="banner {cls}">{_esc(label)}</div>')
     parts.append("<p>" + "<br>".join(_esc(line) for line in header_lines(report)[:2]) + "</p>")
+    parts.append("<p>Sections: <a href='#winners'>winners</a> · <a href='#overview'>overview</a> · "
+                 "<a href='#importances'>which hyperparameters matter</a> · <a href='#explore'>explore a "
+                 "study</a> · <a href='#families'>every family</a></p>")
 
     def n(v: Any, spec: str) -> tuple[str, str]:
         return (_esc(format_value(v, spec)), "n")
 
-    parts.append("<h2>Winners</h2><p>Chosen by validation pct_return_mae"
+    parts.append("<h2 id='winners'>Winners</h2><p>Chosen by validation pct_return_mae"
                  + (" (leading so far)" if report.state == RUNNING else "") + ".</p>")
+    parts.append(_folded(len(report.winners), "symbols"))
     parts.append(_html_table(
         ["symbol", "family", "validation pct_return_mae", "test pct_return_mae", "baseline validation",
          "baseline test", "validation skill", "test skill", "validation price_mae", "test price_mae",
@@ -641,8 +659,9 @@ def render_html(report: ExperimentReport) -> str:
            n(w.validation_price_mae, ".5g"), n(w.test_price_mae, ".5g"),
            n(w.validation_latency_per_forecast_s, ".4f"), n(w.stability_spread, ".5f"), _flag_cell(report, w),
            (f"<code>{_esc(strict_json.dumps(dict(w.config), sort_keys=True))}</code>", "")], "")
-         for w in report.winners)))
-    parts.append("<h2>Every family</h2>")
+         for w in report.winners)) + "</details>")
+    parts.append(plots_html(report))
+    parts.append("<h2 id='families'>Every family</h2>" + _folded(len(report.rows), "studies"))
     parts.append(_html_table(
         ["symbol", "family", "winner", "validation pct_return_mae", "test pct_return_mae",
          "validation price_mae", "test price_mae", "latency per forecast (s)", "validation skill",
@@ -654,18 +673,11 @@ def render_html(report: ExperimentReport) -> str:
            n(r.test_skill, "+.3f"), n(r.stability_spread, ".5f"), (_esc(_trial_text(r)), "n"),
            _flag_cell(report, r)],
           "win" if r.winner else "")
-         for r in report.rows)))
+         for r in report.rows)) + "</details>")
     parts.append("<h2>Flags</h2><ul>" + "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>"
                                               for k, v in FLAG_RULES.items()) + "</ul>")
     parts.append("<p>skill = 1 − pct_return_mae / baseline pct_return_mae (&gt; 0 beats the naive "
                  "no-change forecast on the same windows); stability spread = max − min pct_return_mae "
                  "over the validation period and the earlier stability folds.</p>")
-    sections = [("Winner per symbol", winner_plots(report)),
-                ("Validation vs test; latency vs error", scatter_plots(report)),
-                ("Optimisation history per study", history_plots(report))]
-    for heading, svgs in sections:
-        parts.append(f"<h2>{_esc(heading)}</h2>")
-        parts.append('<div class="plots">' + "".join(svgs) + "</div>" if svgs
-                     else "<p>nothing to plot yet</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -8,14 +8,21 @@
 * ``toto=ID,kronos=ID,kronos_tokenizer=ID`` (any subset; the rest keep their defaults);
 * one hub id or folder: the checkpoint of the evaluated family's main model (Toto, or the Kronos
   predictor; the Kronos tokenizer keeps its default).
+
+:func:`resolve_weights` checks that every checkpoint a set of families needs can be found and,
+where allowed (the default weights, no explicit source), falls back to tiny random-init
+checkpoints when the published ones are unavailable (offline, no cache): ``tuner run`` and
+``tuner evaluate`` share it, so both fall back the same way and label it the same way.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, WeightsError
 
 DEFAULTS = {
     "toto": "Datadog/Toto-Open-Base-1.0",
@@ -78,3 +85,78 @@ def split_revision(source: str) -> tuple[str, str | None]:
         ident, _, revision = source.rpartition("@")
         return ident, revision or None
     return source, None
+
+
+TINY_FALLBACK_ENV = "TUNER_TINY_WEIGHTS"
+"""Where the offline fallback writes its tiny checkpoints (default ~/.cache/forecast-tuner/tiny-weights)."""
+
+
+def tiny_fallback_folder() -> Path:
+    default = Path.home() / ".cache" / "forecast-tuner" / "tiny-weights"
+    return Path(os.environ.get(TINY_FALLBACK_ENV, default)).expanduser()
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """The checkpoints a run will load.
+
+    Attributes:
+        source: the checkpoint of every model (the tiny folder's after a fallback).
+        tiny_fallback: True when the published weights were unavailable and tiny random-init
+            ones replace them (every score is then noise).
+        reason: why the published weights were unavailable (the WeightsError's message).
+    """
+
+    source: WeightsSource
+    tiny_fallback: bool = False
+    reason: str | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The lines a command prints about a fallback (none without one)."""
+        if not self.tiny_fallback:
+            return ()
+        folder = Path(self.source.toto).parent
+        return (f"WARNING: published weights unavailable ({self.reason})",
+                f"WARNING: falling back to TINY RANDOM-INIT weights in {folder}: the pipeline runs end "
+                "to end but every score is noise. Results are labelled tiny_weights=true.")
+
+
+def models_needed(families: Iterable[str]) -> list[str]:
+    """The checkpoints (``toto``, ``kronos``, ``kronos_tokenizer``) that ``families`` load."""
+    needed = {FAMILY_MODEL[f] for f in families if f in FAMILY_MODEL}
+    if "kronos" in needed:
+        needed.add("kronos_tokenizer")
+    return sorted(needed)
+
+
+def resolve_weights(source: WeightsSource | None, families: Iterable[str],
+                    fallback_allowed: bool) -> ResolvedWeights:
+    """Check that every checkpoint ``families`` need can be found (downloading it if needed).
+
+    Args:
+        source: the checkpoints asked for; None = the published ones.
+        families: the families that will run (weights-free ones need nothing).
+        fallback_allowed: when a checkpoint cannot be found, write (once) and use tiny
+            random-init checkpoints in :func:`tiny_fallback_folder` instead of failing. Callers
+            allow it only for the default weights: an explicit source never falls back.
+
+    Raises:
+        WeightsError: a checkpoint cannot be found and no fallback is allowed.
+    """
+    from tuner.models.checkpoint import resolve_checkpoint
+
+    weights = source or WeightsSource()
+    try:
+        for key in models_needed(families):
+            ident, revision = split_revision(getattr(weights, key))
+            resolve_checkpoint(ident, revision=revision)
+        return ResolvedWeights(weights)
+    except WeightsError as e:
+        if not fallback_allowed:
+            raise
+        from tuner.models.tiny import make_tiny
+
+        folder = tiny_fallback_folder()
+        make_tiny(folder, only_if_missing=True)
+        return ResolvedWeights(WeightsSource.parse(str(folder)), tiny_fallback=True, reason=str(e))
