@@ -283,6 +283,7 @@ def _slot_result(slot: Mapping[str, Any], out: Mapping[str, Any], actor: str, se
             "latency_per_forecast_s": validation["latency_per_forecast_s"],
             "windows": validation["windows"],
             "skill": validation["skill"],
+            "errors": validation.get("errors"),  # per window: significance tests, PBO
             "baseline_pct_return_mae": baseline["pct_return_mae"],
             "seed": seed,
             "actor": actor,

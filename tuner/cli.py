@@ -308,7 +308,7 @@ def status(name, storage, as_json, family, symbols):
     from tuner.experiment import experiment_status
 
     info = experiment_status(name, storage)
-    wanted = set(_split(symbols) or ())
+    wanted = set(_split(symbols, "--symbol") or ())
     progress, summary = info["progress"], info["summary"]
     if progress:
         progress["studies"] = {k: v for k, v in progress["studies"].items()

@@ -149,6 +149,7 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
             "beats_baseline": best["validation_pct_return_mae"]
             < doc["baseline"]["validation"]["pct_return_mae"],
             "stability_spread": (doc.get("stability") or {}).get("spread"),
+            "significance": doc.get("significance"),
         })
     totals = {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0}
     for c in counts.values():
@@ -182,6 +183,7 @@ def trials_table(records: Iterable[TrialRecord]):
                                "config": strict_json.dumps(dict(r.config), sort_keys=True)}
         row.update({f"param_{k}": v for k, v in r.config.items()})
         row.update({k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))})
+        row["errors"] = r.metrics.get("errors")  # per-window validation errors (a list column)
         rows.append(row)
     frame = pd.DataFrame(rows)
     # Mixed-type parameter columns (e.g. top_k int vs None) must still serialise to Parquet.
@@ -191,16 +193,63 @@ def trials_table(records: Iterable[TrialRecord]):
     return frame
 
 
+def add_significance(documents: dict[tuple[str, str], dict[str, Any]], records: Iterable[TrialRecord],
+                     defaults: Mapping[tuple[str, str], TrialResult], meta: Mapping[str, Any]) -> None:
+    """Give every family winner its ``default`` (the family default config's scores) and its
+    ``significance`` section (:func:`tuner.significance.winner_significance`): against the
+    baseline and the default on both periods, SPA/Reality Check and PBO over the study's trials,
+    and the symbol's Model Confidence Set over every candidate's test errors (computed once per
+    symbol and shared by its winners)."""
+    from tuner.significance import errors_of, model_confidence_set, winner_significance
+
+    horizon = int((meta.get("windows") or {}).get("horizon", 1))
+    seed = int(meta.get("seed") or 0)
+    trial_errors: dict[tuple[str, str], list[list[float]]] = {}
+    for r in records:
+        if r.status == COMPLETED and r.metrics.get("errors"):
+            trial_errors.setdefault((r.symbol, r.family), []).append(list(r.metrics["errors"]))
+    by_symbol: dict[str, dict[str, list[float]]] = {}
+    for (symbol, family), doc in sorted(documents.items()):
+        model, base = errors_of(doc)
+        if model["test"] is not None:
+            by_symbol.setdefault(symbol, {})[family] = model["test"]
+            if base["test"] is not None:
+                by_symbol[symbol]["baseline"] = base["test"]
+        if family in DERIVED:
+            continue
+        default = defaults.get((symbol, family))
+        if default is not None:
+            doc["default"] = default.to_dict()
+        columns = trial_errors.get((symbol, family), [])
+        trials = (list(map(list, zip(*columns, strict=True)))
+                  if columns and len({len(c) for c in columns}) == 1 else None)
+        doc["significance"] = winner_significance(
+            model, base, errors_of(doc["default"])[0] if default is not None else None,
+            trials=trials, candidates=None, horizon=horizon, seed=seed)
+    for symbol, candidates in by_symbol.items():
+        mcs = model_confidence_set(candidates, horizon=horizon, seed=seed)
+        section = {**mcs.to_dict(), "period": "test"}
+        for (sym, _), doc in documents.items():
+            if sym == symbol and "significance" in doc:
+                doc["significance"]["mcs"] = section
+                doc["significance"]["reasons"].pop("mcs", None)
+                if mcs.members is None:
+                    doc["significance"]["reasons"]["mcs"] = mcs.reason or "not computed"
+
+
 def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mapping[tuple[str, str], TrialResult],
                      studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any],
                      derived: Mapping[tuple[str, str], dict[str, Any]] | None = None,
-                     unscored: Mapping[tuple[str, str], str] | None = None) -> dict[str, Any]:
+                     unscored: Mapping[tuple[str, str], str] | None = None,
+                     defaults: Mapping[tuple[str, str], TrialResult] | None = None) -> dict[str, Any]:
     """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary.
 
     ``derived`` holds candidates built from the winners ((symbol, "blend"|"regime") → result
     document, see :mod:`tuner.candidates`); they are written beside the families' files and
     compete for the best family of their symbol. ``unscored``: studies whose winner could not
-    be re-scored on the test period (its actors died), and why; they get no winner file."""
+    be re-scored on the test period (its actors died), and why; they get no winner file.
+    ``defaults``: each study's family default config scored on both periods (same seed): the
+    winner file shows it, and its ``significance`` section tests the winner against it."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     winners = pick_winners(records, meta.get("max_latency_s"))
     counts = trial_counts(records, studies, budget)
@@ -209,10 +258,11 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
         if key not in finals:
             continue
         documents[key] = winner_document(winner, finals[key], counts[key], meta)
-        storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
     for key, doc in (derived or {}).items():
         documents[key] = label_candidate(doc, documents, counts, meta)
-        storage.write_json(f"{key[1]}/{key[0]}.json", documents[key])
+    add_significance(documents, records, defaults or {}, meta)
+    for key, doc in documents.items():
+        storage.write_json(f"{key[1]}/{key[0]}.json", doc)
     summary = build_summary(documents, counts, meta)
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why

@@ -175,7 +175,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             progress.close()
         records = [_trial_record(r) for r in read_journal(storage)]
         winners = pick_winners(records, config.max_latency_s)
-        finals, unscored = _score_winners(winners, actors, config.seed)
+        finals, unscored, defaults = _score_winners(winners, actors, config.seed)
         derived = _derived_candidates(winners, finals, actors, periods, config)
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
@@ -183,7 +183,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           "pack_size": searcher.pack_size, "packs_in_flight": searcher.max_packs,
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
         summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived,
-                                   unscored)
+                                   unscored, defaults)
         compact(storage, session)
         if outcome.stopped:
             summary["stopped"] = outcome.stopped
@@ -511,13 +511,26 @@ def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tup
     max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, ACTOR_CONCURRENCY * n_actors))
     pack_size = config.pack_size or auto_pack_size(len(studies), config.max_concurrent_per_study, max_packs)
     searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed,
-                                points_to_evaluate=_warm_start(config, studies), pack_size=pack_size,
+                                points_to_evaluate=_first_points(config, studies), pack_size=pack_size,
                                 max_packs=max_packs, journal=journal, history=records_by_study(history),
                                 session=session, board=board)
     progress = ProgressView(storage, list(spaces), config.trials, history)
     progress.in_flight = searcher.in_flight
     searcher.listeners.append(progress.record)
     return searcher, progress, PendingWatchdog(config.pending_timeout_s)
+
+
+def _first_points(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dict[str, list[dict]]:
+    """What each study evaluates first: its family's default config (always scored, as an
+    ordinary trial that TPE learns from and that counts toward the budget), then the warm start."""
+    warm = _warm_start(config, studies)
+    points = {}
+    for symbol, family in studies:
+        key = f"{symbol}/{family}"
+        default = load_family_config(family).default_point
+        first = [default] if default else []
+        points[key] = (first + [p for p in warm.get(key, []) if p != default])[:config.trials]
+    return points
 
 
 def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dict[str, list[dict]]:
@@ -559,10 +572,18 @@ def _on_a_live_actor(members: list, key: tuple[str, str], method: str, *args):
 
 
 def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int):
-    """Re-run each study's winner with the test period (same seed) on a live actor of its family.
-    Returns the re-scored results and, for winners that could not be re-scored, why."""
-    finals, unscored = {}, {}
+    """Re-run each study's winner with the test period (same seed) on a live actor of its family,
+    and score the family's default config next to it. Returns the re-scored winners, the
+    defaults' results, and, for winners that could not be re-scored, why."""
+    finals, unscored, defaults = {}, {}, {}
     for key, winner in winners.items():
+        default = load_family_config(key[1]).default
+        if default is not None:
+            try:
+                out = _on_a_live_actor(actors[key[1]], key, "evaluate", key[0], dict(default), seed, True)
+                defaults[key] = TrialResult.from_dict(out["result"])
+            except TunerError:
+                pass  # the winner's own attempt below says why
         try:
             out = _on_a_live_actor(actors[key[1]], key, "evaluate", key[0], dict(winner.config), seed, True)
         except TunerError as e:
@@ -574,7 +595,7 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
             log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
                         "device?); the trial's own value is reported", *key, final.objective, own)
         finals[key] = final
-    return finals, unscored
+    return finals, unscored, defaults
 
 
 def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],

@@ -134,15 +134,23 @@ def dm_statistic(differences: np.ndarray, horizon: int = 1, kernel: str = "recta
 def bootstrap_ci(differences: np.ndarray, *, level: float = CI_LEVEL, reps: int = REPS,
                  block: int | None = None, horizon: int = 1, seed: int | np.random.Generator = 0
                  ) -> tuple[float, float]:
-    """Percentile interval of the mean of ``differences`` (n,) by circular block bootstrap
-    (``arch.bootstrap.CircularBlockBootstrap``), blocks of :func:`block_length` windows unless
-    ``block`` is given. Seeded: the same inputs and seed give the same interval."""
-    from arch.bootstrap import CircularBlockBootstrap
+    """Percentile interval of the mean of ``differences`` (n,) by circular block bootstrap,
+    blocks of :func:`block_length` windows unless ``block`` is given. Seeded: the same inputs and
+    seed give the same interval.
 
+    Written out (vectorised: all replications in one array) rather than taken from
+    ``arch.bootstrap.CircularBlockBootstrap``, whose ``conf_int`` calls Python once per
+    replication: ~25 ms per interval, four intervals per winner, 1,500 winners in a universe run.
+    The resampling scheme is the same (uniform block starts, wrapping at the end)."""
     d = np.asarray(differences, dtype=np.float64)
-    size = block or block_length(len(d), horizon)
-    bootstrap = CircularBlockBootstrap(size, d, seed=seed)
-    low, high = bootstrap.conf_int(np.mean, reps=reps, method="percentile", size=level)[:, 0]
+    n = len(d)
+    size = min(block or block_length(n, horizon), n)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n, size=(reps, -(-n // size)))
+    index = ((starts[:, :, None] + np.arange(size)) % n).reshape(reps, -1)[:, :n]
+    means = d[index].mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
     return float(low), float(high)
 
 
