@@ -17,9 +17,15 @@ local Ray, one after another (never side by side), and prints one JSON line the 
    which is bounded by the packs of one Tune run), files written per Optuna trial, and
    ``per-trial cost growth (largest/smallest): Y``.
 
+3. ``--universe 1000x10``: the universe run, proven: ``tuner run`` over that many studies as a
+   user runs it (a subprocess), SIGKILLed once it is ``--kill-at`` done, then ``tuner resume``;
+   checks every study has its winner file and prints both walls, what the kill cost, and the
+   projection to 500 symbols x 3 families x 30 trials (45,000 trials).
+
 Run (takes ~20 min on 2 cores; say the machine's load when reporting):
 ``.venv/bin/python bench/bench_control_plane.py``
 Smaller: ``--bare-trials 200 --ratio-size 20x10 --sizes 10x20,100x10,500x10``.
+Universe: ``.venv/bin/python bench/bench_control_plane.py --universe 1000x10``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -128,6 +135,59 @@ def arm_ours(studies: int, trials: int, data: str, seed: int) -> dict:
                 "tune_runs": len(list((root / "_tune").iterdir()))}
 
 
+# ------------------------------------------------------------------------------------- universe
+
+
+def universe(studies: int, trials: int, kill_at: float, seed: int) -> None:
+    """``tuner run`` over ``studies`` studies, SIGKILLed mid-run, then ``tuner resume``."""
+    cli = [sys.executable, "-m", "tuner.cli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        data, storage = Path(tmp) / "bars", Path(tmp) / "results"
+        synthetic_bars(data, studies)
+        root = storage / "universe"
+        symbols = ",".join(f"S{i:04d}" for i in range(studies))
+        run = [*cli, "run", "--name", "universe", "--storage", str(storage), "--data", str(data),
+               "--symbols", symbols, "--families", "bootstrap_returns", "--trials", str(trials),
+               "--seed", str(seed), "--no-dashboard"]
+        total = studies * trials
+        start = time.perf_counter()
+        driver = subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        done = 0
+        while driver.poll() is None and done < kill_at * total:
+            time.sleep(0.5)
+            try:
+                done = json.loads((root / "progress.json").read_text())["trials_done"]
+            except (OSError, ValueError, KeyError):
+                pass
+        if driver.poll() is not None:
+            raise SystemExit(f"the run ended (exit {driver.returncode}) before {kill_at:.0%} was done")
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        driver.wait()
+        first_s = time.perf_counter() - start
+        saved = sum(1 for chunk in (root / "journal").glob("*.jsonl") for _ in chunk.read_text().splitlines())
+        start = time.perf_counter()
+        out = subprocess.run([*cli, "resume", "universe", "--storage", str(storage), "--no-dashboard"],
+                             capture_output=True, text=True)
+        resume_s = time.perf_counter() - start
+        if out.returncode != 0:
+            raise SystemExit(f"resume failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        summary = json.loads((root / "summary.json").read_text())
+        winners = len(list((root / "bootstrap_returns").glob("*.json")))
+        per_trial = (first_s + resume_s) / total
+        print(f"universe: {studies} studies x {trials} trials = {total} trials (load average "
+              f"{os.getloadavg()[0]:.2f} at the end)")
+        print(f"  first run SIGKILLed at {done} trials progress ({saved} in the journal) after {first_s:.0f} s")
+        print(f"  resume: {resume_s:.0f} s; trials {summary['trials']}; complete {summary['complete']}; "
+              f"winner files {winners}/{studies}; session {summary['session']}")
+        print(f"  trials lost to the kill: {max(0, done - saved)} (progress ahead of the journal); "
+              f"redone: 0 (the journal's are kept)")
+        print(f"  wall per trial, both sessions, Ray start-up and collation included: {1000 * per_trial:.1f} ms")
+        print(f"  projection to 45,000 trials at that rate: {45_000 * per_trial / 60:.0f} min")
+        if winners != studies or not summary["complete"]:
+            raise SystemExit("the universe run did not complete with every winner written")
+
+
 # ------------------------------------------------------------------------------------- parent
 
 
@@ -153,6 +213,8 @@ def main() -> None:
                         help="Our arm next to bare Tune: studies x trials (same total as --bare-trials).")
     parser.add_argument("--sizes", default="10x20,100x10,1000x10", help="Scaling table: studies x trials, ...")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--universe", default=None, help="Only the universe run: studies x trials.")
+    parser.add_argument("--kill-at", type=float, default=0.5, help="Universe run: SIGKILL at this share done.")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -163,6 +225,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    if args.universe:
+        universe(*parse_size(args.universe), args.kill_at, args.seed)
+        return
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     ratio_studies, ratio_trials = parse_size(args.ratio_size)
     if ratio_studies * ratio_trials != args.bare_trials:

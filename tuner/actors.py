@@ -56,18 +56,29 @@ class ModelServer:
         batch_wait_s: how long a request waits for others to merge with (0 = no batching).
         gpu_share: the fraction of its GPU Ray gave this actor; ``samples_per_batch`` is sized
             to fit in it (:mod:`tuner.memory`).
+        ledger: ``(namespace, name)`` of the run's :class:`LoadLedger`, told of every load
+            (a restarted actor loads again; the ledger counts it).
+        name: this actor's name (for the ledger).
+
+    ``periods`` may be ``[ObjectRef]``: the actor fetches the windows itself, so its constructor
+    arguments stay small and inline and a restart (``max_restarts``) re-fetches them from the
+    driver, which holds the reference for the whole run.
     """
 
     def __init__(self, family: str, weights: WeightsSource | None, periods: Mapping[str, Periods],
                  device: str = "auto", autocast_dtype: str | None = None, threads: int = 1,
                  bank_max_bytes: int = DEFAULT_MAX_BYTES, batch_wait_s: float = 0.005,
-                 gpu_share: float = 1.0) -> None:
+                 gpu_share: float = 1.0, ledger: tuple[str, str] | None = None, name: str = "") -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.family_name = family
+        if isinstance(periods, (list, tuple)):
+            import ray
+
+            periods = ray.get(periods[0])
         self.periods = dict(periods)
         self.family = build_family(family, weights, device, autocast_dtype, gpu_share)
         # Trials of this actor share sample banks, and concurrent ones are merged into fewer
@@ -81,6 +92,8 @@ class ModelServer:
         self.busy_s = 0.0
         self._lock = threading.Lock()
         log.info("actor %s loaded %s in %.1fs on %s", family, self.family.weights_id, self.load_s, device)
+        if ledger is not None:
+            _actor(*ledger).record.remote(name, os.getpid(), registry.load_count())
 
     def info(self) -> dict[str, Any]:
         """Where the actor runs and what it loaded (the driver logs and records this)."""
@@ -205,6 +218,28 @@ class PackBoard:
 
     def size(self) -> int:
         return len(self.packs)
+
+
+class LoadLedger:
+    """Every model actor start of a run: (actor name, pid, model loads). A restarted actor is a
+    new process that loads its weights again, which the actor itself cannot count (its counters
+    start from zero), so each start reports here."""
+
+    def __init__(self) -> None:
+        self.starts: list[tuple[str, int, int]] = []
+
+    def record(self, name: str, pid: int, loads: int) -> None:
+        self.starts.append((name, pid, loads))
+
+    def totals(self) -> dict[str, Any]:
+        """``model_loads`` (all starts), ``actor_restarts`` (starts beyond each actor's first),
+        ``restarts_by_actor``."""
+        per_actor: dict[str, int] = {}
+        for name, _, _ in self.starts:
+            per_actor[name] = per_actor.get(name, 0) + 1
+        return {"model_loads": sum(loads for _, _, loads in self.starts),
+                "actor_restarts": sum(n - 1 for n in per_actor.values()),
+                "restarts_by_actor": {k: n - 1 for k, n in per_actor.items() if n > 1}}
 
 
 _handles: dict[tuple[str, str], Any] = {}

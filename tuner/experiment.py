@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner import __version__
-from tuner.actors import ModelServer, PackBoard, Routing
+from tuner.actors import LoadLedger, ModelServer, PackBoard, Routing
 from tuner.collate import TrialRecord, pick_winners, write_experiment
 from tuner.config import load_family_config
 from tuner.data import bundled_data_path, load_dataset
@@ -179,6 +179,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         derived = _derived_candidates(winners, finals, actors, periods, config)
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
+        meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
         meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
                           "pack_size": searcher.pack_size, "packs_in_flight": searcher.max_packs,
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
@@ -391,6 +392,7 @@ class ActorPool:
             because a restarted actor re-reads its constructor arguments.
         groups: placement groups, one per GPU set (one actor of each family on one node).
         board, board_name: the :class:`~tuner.actors.PackBoard` actor and its name.
+        ledger, ledger_name: the :class:`~tuner.actors.LoadLedger` actor and its name.
     """
 
     actors: dict[str, list]
@@ -399,6 +401,8 @@ class ActorPool:
     groups: list
     board: Any = None
     board_name: str | None = None
+    ledger: Any = None
+    ledger_name: str | None = None
 
     def release(self) -> None:
         import ray
@@ -409,8 +413,9 @@ class ActorPool:
                 ray.kill(handle, no_restart=True)
         for group in self.groups:
             remove_placement_group(group)
-        if self.board is not None:
-            ray.kill(self.board, no_restart=True)
+        for helper in (self.board, self.ledger):
+            if helper is not None:
+                ray.kill(helper, no_restart=True)
 
 
 def _gpu_sets(plan: dict[str, FamilyResources]) -> int:
@@ -444,6 +449,9 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     pool.board_name = f"{config.name}-packs-{run_id}"
     pool.board = ray.remote(PackBoard).options(name=pool.board_name, namespace=NAMESPACE,
                                                num_cpus=0).remote()
+    pool.ledger_name = f"{config.name}-loads-{run_id}"
+    pool.ledger = ray.remote(LoadLedger).options(name=pool.ledger_name, namespace=NAMESPACE,
+                                                 num_cpus=0).remote()
     for family, res in plan.items():
         data_ref = ray.put(periods[family])
         pool.data_refs.append(data_ref)
@@ -455,9 +463,9 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
             handle = server.options(
                 name=name, namespace=NAMESPACE, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
                 max_restarts=3, max_task_retries=2, max_concurrency=ACTOR_CONCURRENCY, **placement,
-            ).remote(family, config.weights, data_ref, config.device, config.autocast_dtype,
+            ).remote(family, config.weights, [data_ref], config.device, config.autocast_dtype,
                      max(1, round(res.num_cpus)), config.bank_max_mb * 1024**2,
-                     config.batch_wait_ms / 1000, res.num_gpus)
+                     config.batch_wait_ms / 1000, res.num_gpus, (NAMESPACE, pool.ledger_name), name)
             pool.actors[family].append((name, handle))
         echo(f"{family}: {res.actors} model actor(s), {res.num_gpus:g} GPU and {res.num_cpus:g} CPU each"
              + (" (one of each family per GPU set)" if groups else ""))
@@ -664,8 +672,6 @@ def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: f
         "tiny_weights": any(i["tiny_weights"] for i in infos),
         "tiny_fallback": tiny_fallback,
         "model_actors": len(infos),
-        "model_loads": sum(i["model_loads"] for i in infos),
-        "actor_restarts": sum(bool(i["restarted"]) for i in infos),
         "sample_banks": _sum_stats(i.get("bank") for i in infos),
         "batching": _sum_stats(i.get("batching") for i in infos),
         "samples_per_batch": _sum_stats(i.get("samples_per_batch") for i in infos),

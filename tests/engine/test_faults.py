@@ -136,7 +136,7 @@ def test_when_a_model_actor_is_killed_mid_trial_then_it_restarts_and_every_trial
     killer.join(timeout=5)
     assert killed, "the actor was never killed"
     assert summary["trials"] == {"completed": TRIALS * len(SYMBOLS), "failed": 0, "never_ran": 0}
-    assert summary["actor_restarts"] == 1
+    assert summary["actor_restarts"] == 1 and summary["restarts_by_actor"] == {killed[0]: 1}
     assert os.path.exists(tmp_path / "crash" / "bootstrap_returns" / "AAPL.json")
 
 
