@@ -84,7 +84,11 @@ class ModelServer:
         # Trials of this actor share sample banks, and concurrent ones are merged into fewer
         # model calls (the actor runs several evaluate() calls at once in threads).
         self.family.bank = SampleBank(bank_max_bytes) if bank_max_bytes > 0 else None
-        self.family.batcher = RequestBatcher(self.family, wait_s=batch_wait_s) if batch_wait_s > 0 else None
+        # Only a family that can merge requests gains from waiting for company (Toto); for the
+        # others the wait is pure latency on every trial.
+        merges = type(self.family).sample_group is not Family.sample_group
+        self.family.batcher = (RequestBatcher(self.family, wait_s=batch_wait_s)
+                               if batch_wait_s > 0 and merges else None)
         start = time.perf_counter()
         self.family.load()
         self.load_s = time.perf_counter() - start

@@ -181,7 +181,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
         meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
-                          "pack_size": searcher.pack_size, "packs_in_flight": searcher.max_packs,
+                          "pack_size": searcher.pack_size, "max_packs_in_flight": searcher.max_packs,
+                          "peak_packs_running": outcome.peak_running,
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
         summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived,
                                    unscored, defaults)

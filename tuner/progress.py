@@ -226,12 +226,14 @@ def read_progress(storage: Storage) -> dict[str, Any] | None:
 
 class PendingWatchdog(Callback, Stopper):
     """Stops the experiment with a clear message when trials wait for resources that never come:
-    some trial PENDING, none RUNNING, for ``timeout_s``."""
+    some trial PENDING, none RUNNING, for ``timeout_s``. Also keeps the most Tune trials seen
+    RUNNING at once (packs in flight together: a check that they overlap)."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.since: float | None = None
         self.message: str | None = None
+        self.peak_running = 0
 
     def setup(self, **info: Any) -> None:
         self.since = None
@@ -245,6 +247,7 @@ class PendingWatchdog(Callback, Stopper):
                 needs = needs or t.placement_group_factory.required_resources
             elif t.status == "RUNNING":
                 running += 1
+        self.peak_running = max(self.peak_running, running)
         if not pending or running:
             self.since = None
             return

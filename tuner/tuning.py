@@ -26,7 +26,8 @@ from tuner.search import StudyMultiplexer
 from tuner.storage import Storage
 
 TUNE_TRIALS_PER_RUN = 100
-"""Packs per Tune run (each carries up to ``pack_size`` Optuna trials)."""
+"""Packs per Tune run (each carries up to ``pack_size`` Optuna trials); the environment variable
+``TUNER_PACKS_PER_TUNE_RUN`` overrides it (tests use it to make many runs from a small one)."""
 TRIAL_RESOURCES = {"cpu": 0.01}
 """Trials only wait on model actors; the actors hold the real CPU/GPU share."""
 TUNE_ENV = {
@@ -76,19 +77,25 @@ class TuningOutcome:
         runs: Tune runs made.
         stopped: the watchdog's message when it stopped the session (stuck resources).
         seconds: wall time of the Tune runs.
+        peak_running: most Tune trials (packs) running at once.
     """
 
     runs: int
     stopped: str | None
     seconds: float
+    peak_running: int = 0
 
 
 def tune_studies(searcher: StudyMultiplexer, routing: Routing, storage: Storage, session: int,
                  progress: ProgressView, watchdog: PendingWatchdog,
-                 trials_per_run: int = TUNE_TRIALS_PER_RUN) -> TuningOutcome:
+                 trials_per_run: int | None = None) -> TuningOutcome:
     """Run Tune until the searcher has every study's budget (or the watchdog stops it)."""
+    trials_per_run = trials_per_run or int(os.environ.get("TUNER_PACKS_PER_TUNE_RUN", TUNE_TRIALS_PER_RUN))
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    # Without max_concurrent_trials Tune keeps one trial pending for a custom searcher, so packs
+    # would run one at a time; the searcher itself caps packs in flight at max_packs.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(searcher.max_packs)
     for name, level in QUIET_LOGGERS.items():
         if logging.getLogger(name).getEffectiveLevel() < level:
             logging.getLogger(name).setLevel(level)
@@ -121,4 +128,5 @@ def tune_studies(searcher: StudyMultiplexer, routing: Routing, storage: Storage,
     finally:
         if searcher.journal is not None:
             searcher.journal.close()  # raises StorageFault when the storage refused a write
-    return TuningOutcome(runs=runs, stopped=watchdog.message, seconds=time.perf_counter() - start)
+    return TuningOutcome(runs=runs, stopped=watchdog.message, seconds=time.perf_counter() - start,
+                         peak_running=watchdog.peak_running)

@@ -92,7 +92,7 @@ def test_when_winners_are_rescored_then_their_validation_draws_come_from_the_sam
     # every study's winner is re-run on validation (with the test period): an exact bank hit
     assert summary["sample_banks"]["hits"] >= 8
     assert summary["sample_banks"]["bytes"] <= summary["sample_banks"]["max_bytes"]
-    assert summary["batching"]["requests"] >= 24
+    assert summary["batching"]["requests"] >= 6  # Toto's trials: the one family whose calls merge
     # CPU actors: samples_per_batch chosen per call from the fixed cap, nothing probed
     assert summary["samples_per_batch"]["choices"] > 0
     assert summary["samples_per_batch"]["probes"] == 0
