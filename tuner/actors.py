@@ -60,9 +60,9 @@ class ModelServer:
             (a restarted actor loads again; the ledger counts it).
         name: this actor's name (for the ledger).
 
-    ``periods`` may be ``[ObjectRef]``: the actor fetches the windows itself, so its constructor
-    arguments stay small and inline and a restart (``max_restarts``) re-fetches them from the
-    driver, which holds the reference for the whole run.
+    ``periods`` may be ``(namespace, name)`` of a :class:`WindowStore`: the actor fetches its
+    windows itself, so its constructor arguments hold no object-store reference (Ray warns that
+    a restart fails when those go out of scope) and a restarted actor fetches them again.
     """
 
     def __init__(self, family: str, weights: WeightsSource | None, periods: Mapping[str, Periods],
@@ -75,10 +75,11 @@ class ModelServer:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.family_name = family
-        if isinstance(periods, (list, tuple)):
+        if isinstance(periods, tuple):
             import ray
 
-            periods = ray.get(periods[0])
+            (ref,) = ray.get(_actor(*periods).get.remote(family))
+            periods = ray.get(ref)
         self.periods = dict(periods)
         self.family = build_family(family, weights, device, autocast_dtype, gpu_share)
         # Trials of this actor share sample banks, and concurrent ones are merged into fewer
@@ -222,6 +223,20 @@ class PackBoard:
 
     def size(self) -> int:
         return len(self.packs)
+
+
+class WindowStore:
+    """Each family's windows, as a reference to them in the object store (the driver owns the
+    object; the store only hands the reference to model actors, at start and at a restart)."""
+
+    def __init__(self) -> None:
+        self.refs: dict[str, list] = {}
+
+    def put(self, family: str, ref: list) -> None:
+        self.refs[family] = ref  # [ObjectRef]: wrapped, so Ray passes the reference, not the value
+
+    def get(self, family: str) -> list:
+        return self.refs[family]
 
 
 class LoadLedger:

@@ -18,11 +18,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from tuner import __version__
-from tuner.actors import LoadLedger, ModelServer, PackBoard, Routing
+from tuner.actors import LoadLedger, ModelServer, PackBoard, Routing, WindowStore
 from tuner.collate import TrialRecord, pick_winners, write_experiment
 from tuner.config import load_family_config
 from tuner.data import bundled_data_path, load_dataset
@@ -169,6 +168,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
              + (f" [resumed] with {len(history)} finished trials kept" if resumed else ""))
         from tuner.tuning import tune_studies
 
+        tuning_started = time.time()
         try:
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
         finally:
@@ -180,6 +180,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
+        meta["phases_s"] = {"start": tuning_started - started, "tuning": outcome.seconds,
+                            "rescoring": time.time() - tuning_started - outcome.seconds}
         meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
                           "pack_size": searcher.pack_size, "max_packs_in_flight": searcher.max_packs,
                           "peak_packs_running": outcome.peak_running,
@@ -293,35 +295,9 @@ def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> tuple[
         # Joining a cluster: its resources are the cluster's; never pass num_cpus/num_gpus here.
         context = ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
     else:
-        # "local": always a fresh Ray of our own, never a `ray start` cluster found on this machine.
-        # Ray binds its gRPC servers to loopback only when the node IP is 127.0.0.1, and on Linux
-        # replaces a 127.0.0.1 node IP by the machine's address unless ENABLE_RAY_CLUSTER is off;
-        # a local Ray serves this machine alone, so for its start it is (restored afterwards).
-        import secrets
+        from tuner.local_ray import start_local_ray
 
-        from ray._private import ray_constants
-
-        # Ray writes a missing token file with the umask's mode (0644: world-readable): write it
-        # first, private to its user, and tighten one an earlier run left readable.
-        if os.environ.get("RAY_AUTH_MODE") == "token" and not (
-                os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
-            token = Path.home() / ".ray" / "auth_token"
-            token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            try:
-                fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                if token.stat().st_mode & 0o077:
-                    token.chmod(0o600)
-            else:
-                with os.fdopen(fd, "w") as f:
-                    f.write(secrets.token_hex(32))  # Ray's own format: 256 random bits in hex
-        cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
-        ray_constants.ENABLE_RAY_CLUSTER = False
-        try:
-            context = ray.init(address="local", namespace=NAMESPACE, include_dashboard=include_dashboard,
-                               log_to_driver=True, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")
-        finally:
-            ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
+        context = start_local_ray(NAMESPACE, include_dashboard)
     url = getattr(context, "dashboard_url", None)
     return True, (f"http://{url}" if url else "not running")
 
@@ -389,11 +365,12 @@ class ActorPool:
     Attributes:
         actors: family → [(name, handle)].
         infos: what each actor reported once loaded (``ModelServer.info``).
-        data_refs: the windows each family's actors were built from: the driver holds them,
-            because a restarted actor re-reads its constructor arguments.
+        data_refs: the windows of each family in the object store: the driver owns them for the
+            whole run, because a restarted actor fetches them again (via the window store).
         groups: placement groups, one per GPU set (one actor of each family on one node).
         board, board_name: the :class:`~tuner.actors.PackBoard` actor and its name.
         ledger, ledger_name: the :class:`~tuner.actors.LoadLedger` actor and its name.
+        store, store_name: the :class:`~tuner.actors.WindowStore` actor and its name.
     """
 
     actors: dict[str, list]
@@ -404,6 +381,8 @@ class ActorPool:
     board_name: str | None = None
     ledger: Any = None
     ledger_name: str | None = None
+    store: Any = None
+    store_name: str | None = None
 
     def release(self) -> None:
         import ray
@@ -414,7 +393,7 @@ class ActorPool:
                 ray.kill(handle, no_restart=True)
         for group in self.groups:
             remove_placement_group(group)
-        for helper in (self.board, self.ledger):
+        for helper in (self.board, self.ledger, self.store):
             if helper is not None:
                 ray.kill(helper, no_restart=True)
 
@@ -450,12 +429,16 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     pool.board_name = f"{config.name}-packs-{run_id}"
     pool.board = ray.remote(PackBoard).options(name=pool.board_name, namespace=NAMESPACE,
                                                num_cpus=0).remote()
+    pool.store_name = f"{config.name}-windows-{run_id}"
+    pool.store = ray.remote(WindowStore).options(name=pool.store_name, namespace=NAMESPACE,
+                                                 num_cpus=0).remote()
     pool.ledger_name = f"{config.name}-loads-{run_id}"
     pool.ledger = ray.remote(LoadLedger).options(name=pool.ledger_name, namespace=NAMESPACE,
                                                  num_cpus=0).remote()
     for family, res in plan.items():
         data_ref = ray.put(periods[family])
         pool.data_refs.append(data_ref)
+        ray.get(pool.store.put.remote(family, [data_ref]))
         pool.actors[family] = []
         for i in range(res.actors):
             name = f"{config.name}-{family}-{i}-{run_id}"
@@ -464,7 +447,7 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
             handle = server.options(
                 name=name, namespace=NAMESPACE, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
                 max_restarts=3, max_task_retries=2, max_concurrency=ACTOR_CONCURRENCY, **placement,
-            ).remote(family, config.weights, [data_ref], config.device, config.autocast_dtype,
+            ).remote(family, config.weights, (NAMESPACE, pool.store_name), config.device, config.autocast_dtype,
                      max(1, round(res.num_cpus)), config.bank_max_mb * 1024**2,
                      config.batch_wait_ms / 1000, res.num_gpus, (NAMESPACE, pool.ledger_name), name)
             pool.actors[family].append((name, handle))
@@ -561,49 +544,63 @@ def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dic
                              top_k=config.warm_start_top_k, budget=config.trials)
 
 
-def _on_a_live_actor(members: list, key: tuple[str, str], method: str, *args):
-    """Call ``method`` on the family's actors, starting from one chosen by the study, moving on
-    when an actor has died for good (Ray restarts crashed actors ``max_restarts`` times)."""
+def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, str], str, tuple]]) -> dict:
+    """Run many actor calls at once: ``calls`` maps a caller's key to ((symbol, family), method,
+    args). Each starts on an actor chosen by its study; a call whose actor has died for good
+    (Ray restarts crashed ones ``max_restarts`` times) moves on to the family's other actors.
+    Returns key → result, or key → :class:`TunerError` when every actor of the family is dead."""
     import zlib
 
     import ray
     from ray.exceptions import RayActorError
 
-    first = zlib.crc32("/".join(key).encode()) % len(members)
-    error: Exception | None = None
-    for i in range(len(members)):
-        _, handle = members[(first + i) % len(members)]
+    def submit(key, attempt: int):
+        study, method, args = calls[key]
+        members = actors[study[1]]
+        _, handle = members[(zlib.crc32("/".join(study).encode()) + attempt) % len(members)]
+        return getattr(handle, method).remote(*args)
+
+    pending = {key: (submit(key, 0), 0) for key in calls}
+    results: dict = {}
+    while pending:
+        key, (ref, attempt) = next(iter(pending.items()))
+        del pending[key]
         try:
-            return ray.get(getattr(handle, method).remote(*args))
+            results[key] = ray.get(ref)
         except RayActorError as e:
-            error = e
-    raise TunerError(f"every {key[1]} model actor has died ({type(error).__name__})")
+            if attempt + 1 < len(actors[calls[key][0][1]]):
+                pending[key] = (submit(key, attempt + 1), attempt + 1)
+            else:
+                results[key] = TunerError(f"every {calls[key][0][1]} model actor has died ({type(e).__name__})")
+    return results
 
 
 def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int):
     """Re-run each study's winner with the test period (same seed) on a live actor of its family,
-    and score the family's default config next to it. Returns the re-scored winners, the
-    defaults' results, and, for winners that could not be re-scored, why."""
-    finals, unscored, defaults = {}, {}, {}
+    and score the family's default config next to it, all at once. Returns the re-scored
+    winners, the defaults' results, and, for winners that could not be re-scored, why."""
+    calls = {}
     for key, winner in winners.items():
+        calls[("winner", key)] = (key, "evaluate", (key[0], dict(winner.config), seed, True))
         default = load_family_config(key[1]).default
         if default is not None:
-            try:
-                out = _on_a_live_actor(actors[key[1]], key, "evaluate", key[0], dict(default), seed, True)
-                defaults[key] = TrialResult.from_dict(out["result"])
-            except TunerError:
-                pass  # the winner's own attempt below says why
-        try:
-            out = _on_a_live_actor(actors[key[1]], key, "evaluate", key[0], dict(winner.config), seed, True)
-        except TunerError as e:
-            unscored[key] = f"winner not re-scored on the test period: {e}"
+            calls[("default", key)] = (key, "evaluate", (key[0], dict(default), seed, True))
+    results = _on_live_actors(actors, calls)
+    finals, unscored, defaults = {}, {}, {}
+    for (kind, key), out in results.items():
+        if isinstance(out, TunerError):
+            if kind == "winner":
+                unscored[key] = f"winner not re-scored on the test period: {out}"
             continue
-        final = TrialResult.from_dict(out["result"])
-        own = winner.objective
-        if not math.isclose(final.objective, own, rel_tol=1e-9, abs_tol=1e-12):
+        result = TrialResult.from_dict(out["result"])
+        if kind == "default":
+            defaults[key] = result
+            continue
+        own = winners[key].objective
+        if not math.isclose(result.objective, own, rel_tol=1e-9, abs_tol=1e-12):
             log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
-                        "device?); the trial's own value is reported", *key, final.objective, own)
-        finals[key] = final
+                        "device?); the trial's own value is reported", *key, result.objective, own)
+        finals[key] = result
     return finals, unscored, defaults
 
 
@@ -613,13 +610,10 @@ def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dic
     from tuner.candidates import WinnerForecasts, blend, regime
 
     by_symbol: dict[str, dict[str, WinnerForecasts]] = {}
-    for (symbol, family), w in winners.items():
-        if family not in FAMILY_MODEL:
-            continue
-        try:
-            out = _on_a_live_actor(actors[family], (symbol, family), "point_forecasts", symbol,
-                                   dict(w.config), config.seed)
-        except TunerError:
+    outs = _on_live_actors(actors, {key: (key, "point_forecasts", (key[0], dict(w.config), config.seed))
+                                    for key, w in winners.items() if key[1] in FAMILY_MODEL})
+    for (symbol, family), out in outs.items():
+        if isinstance(out, TunerError):
             continue  # no candidate from a family whose actors are gone (its study says why)
         latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
         final = finals.get((symbol, family))
