@@ -193,7 +193,12 @@ def window_seeds(seed: int, batch: WindowBatch) -> list[int]:
 
     A window's random numbers then depend on nothing else in the batch: the same window gets the
     same draws whichever other windows are evaluated with it, and other symbols get other draws.
+    The seeds of the last trial seed used are kept on the batch (every trial of an experiment
+    runs with the experiment's seed, on the same batch objects in a model actor).
     """
+    cached = batch.__dict__.get("_window_seeds")
+    if cached is not None and cached[0] == seed:
+        return list(cached[1])
     symbol_key = zlib.crc32(batch.symbol.encode())
     out = []
     for stamp in batch.future_times[:, -1].astype(np.int64):
@@ -201,4 +206,5 @@ def window_seeds(seed: int, batch: WindowBatch) -> list[int]:
                    int(stamp) & 0xFFFFFFFF, (int(stamp) >> 32) & 0xFFFFFFFF]
         state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
         out.append((int(state[0]) << 31) ^ int(state[1]))  # < 2**63: valid for torch generators
+    object.__setattr__(batch, "_window_seeds", (seed, tuple(out)))  # frozen dataclass: a private memo
     return out
