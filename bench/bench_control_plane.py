@@ -5,13 +5,14 @@ trial) over synthetic symbols, the bare arm a no-op function. What remains is bo
 suggesting, scheduling, reporting, saving state. Every arm runs in its own process with its own
 local Ray, one after another (never side by side), and prints one JSON line the parent reads.
 
-1. Side by side, the same number of Optuna trials:
+1. Side by side, the same number of Optuna trials (1,000, then 10,000):
    (a) bare Ray Tune + ``OptunaSearch`` (seeded TPE, one study) in a ``ConcurrencyLimiter``,
        a no-op function trainable, ``reuse_actors=True``: what a user writes without us;
    (b) ``tuner run`` (``run_experiment``): studies × trials of ``bootstrap_returns``.
    Prints Optuna trials/s of both and ``throughput ratio (ours/bare): X``. Both walls are end to
-   end: Ray start, tuning, and for ours the collation (winners re-scored on the test period,
-   result files, summary, trials.parquet).
+   end: Ray start, tuning, and for ours the collation (winners and defaults re-scored on the test
+   period, significance tests, result files, summary, trials.parquet). Also the tuning phase
+   alone (Tune's ``Tuner.fit`` against our Tune runs).
 2. A scaling table of our engine at several sizes: per-trial wall, driver peak RSS, bytes and
    seconds per state save (our journal's flushes, and the largest Tune experiment-state file,
    which is bounded by the packs of one Tune run), files written per Optuna trial, and
@@ -25,6 +26,7 @@ local Ray, one after another (never side by side), and prints one JSON line the 
 Run (takes ~20 min on 2 cores; say the machine's load when reporting):
 ``.venv/bin/python bench/bench_control_plane.py``
 Smaller: ``--bare-trials 200 --ratio-size 20x10 --sizes 10x20,100x10,500x10``.
+Each ratio pair (a, b) runs back to back; the scaling table after them.
 Universe: ``.venv/bin/python bench/bench_control_plane.py --universe 1000x10``.
 """
 
@@ -206,12 +208,13 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bare-trials", type=int, default=1000, help="Trials of the bare Tune arm.")
+    parser.add_argument("--bare-trials", default="1000,10000",
+                        help="Trials of the bare Tune arm, one per --ratio-size.")
     parser.add_argument("--bare-concurrency", type=int, default=4,
                         help="ConcurrencyLimiter of the bare arm (ours runs 2 per study, 4 packs).")
-    parser.add_argument("--ratio-size", default="100x10",
-                        help="Our arm next to bare Tune: studies x trials (same total as --bare-trials).")
-    parser.add_argument("--sizes", default="10x20,100x10,1000x10", help="Scaling table: studies x trials, ...")
+    parser.add_argument("--ratio-size", default="100x10,1000x10",
+                        help="Our arm next to bare Tune: studies x trials (same totals as --bare-trials).")
+    parser.add_argument("--sizes", default="10x20,100x10,500x20", help="Scaling table: studies x trials, ...")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--universe", default=None, help="Only the universe run: studies x trials.")
     parser.add_argument("--kill-at", type=float, default=0.5, help="Universe run: SIGKILL at this share done.")
@@ -229,24 +232,29 @@ def main() -> None:
         universe(*parse_size(args.universe), args.kill_at, args.seed)
         return
     sizes = [parse_size(s) for s in args.sizes.split(",")]
-    ratio_studies, ratio_trials = parse_size(args.ratio_size)
-    if ratio_studies * ratio_trials != args.bare_trials:
-        raise SystemExit(f"--ratio-size {args.ratio_size} is not {args.bare_trials} trials")
+    for bare_trials, size in zip(args.bare_trials.split(","), args.ratio_size.split(","), strict=True):
+        if int(bare_trials) != parse_size(size)[0] * parse_size(size)[1]:
+            raise SystemExit(f"--ratio-size {size} is not {bare_trials} trials")
+    ratio_studies = max(parse_size(size)[0] for size in args.ratio_size.split(","))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bars"
         synthetic_bars(data, max(s for s, _ in sizes + [(ratio_studies, 0)]))
-        bare = run_arm(["bare", str(args.bare_trials), str(args.bare_concurrency)])
-        ours = run_arm(["ours", str(ratio_studies), str(ratio_trials), str(data)])
-        print(f"\n(a) bare Ray Tune + OptunaSearch, ConcurrencyLimiter({args.bare_concurrency}), no-op trainable: "
-              f"{bare['trials']} trials in {bare['wall_s']:.1f} s = {bare['trials'] / bare['wall_s']:.2f} trials/s "
-              f"(Tuner.fit {bare['tuning_s']:.1f} s; experiment state {bare['tune_state_bytes'] / 1e6:.2f} MB; "
-              f"{bare['files']} files)")
-        print(f"(b) tuner run, bootstrap_returns, {ratio_studies} studies x {ratio_trials} trials: "
-              f"{ours['trials']} trials in {ours['wall_s']:.1f} s = {ours['trials'] / ours['wall_s']:.2f} trials/s "
-              f"({ours['files']} files)")
-        ratio = (ours["trials"] / ours["wall_s"]) / (bare["trials"] / bare["wall_s"])
-        print(f"throughput ratio (ours/bare): {ratio:.1f}", flush=True)
+        for bare_trials, size in zip(args.bare_trials.split(","), args.ratio_size.split(","), strict=True):
+            ratio_studies, ratio_trials = parse_size(size)
+            bare = run_arm(["bare", bare_trials, str(args.bare_concurrency)])
+            ours = run_arm(["ours", str(ratio_studies), str(ratio_trials), str(data)])
+            print(f"\n(a) bare Ray Tune + OptunaSearch, ConcurrencyLimiter({args.bare_concurrency}), no-op trainable: "
+                  f"{bare['trials']} trials in {bare['wall_s']:.1f} s = {bare['trials'] / bare['wall_s']:.2f} trials/s "
+                  f"(Tuner.fit {bare['tuning_s']:.1f} s = {bare['trials'] / bare['tuning_s']:.2f}/s; experiment state "
+                  f"{bare['tune_state_bytes'] / 1e6:.2f} MB; {bare['files']} files)")
+            print(f"(b) tuner run, bootstrap_returns, {ratio_studies} studies x {ratio_trials} trials: "
+                  f"{ours['trials']} trials in {ours['wall_s']:.1f} s = {ours['trials'] / ours['wall_s']:.2f} trials/s "
+                  f"(tuning {ours['tuning_s']:.1f} s = {ours['trials'] / ours['tuning_s']:.2f}/s; {ours['files']} files)")
+            tuning_ratio = (ours["trials"] / ours["tuning_s"]) / (bare["trials"] / bare["tuning_s"])
+            ratio = (ours["trials"] / ours["wall_s"]) / (bare["trials"] / bare["wall_s"])
+            print(f"tuning-phase ratio (ours/bare, Tune runs vs Tuner.fit): {tuning_ratio:.1f}")
+            print(f"throughput ratio (ours/bare): {ratio:.1f}", flush=True)
 
         rows = []
         for studies, trials in sizes:

@@ -200,7 +200,13 @@ def add_significance(documents: dict[tuple[str, str], dict[str, Any]], records: 
     baseline and the default on both periods, SPA/Reality Check and PBO over the study's trials,
     and the symbol's Model Confidence Set over every candidate's test errors (computed once per
     symbol and shared by its winners)."""
-    from tuner.significance import errors_of, model_confidence_set, winner_significance
+    from tuner.significance import (
+        MCS_ALPHA,
+        MCSResult,
+        errors_of,
+        model_confidence_set,
+        winner_significance,
+    )
 
     horizon = int((meta.get("windows") or {}).get("horizon", 1))
     seed = int(meta.get("seed") or 0)
@@ -227,7 +233,11 @@ def add_significance(documents: dict[tuple[str, str], dict[str, Any]], records: 
             model, base, errors_of(doc["default"])[0] if default is not None else None,
             trials=trials, candidates=None, horizon=horizon, seed=seed)
     for symbol, candidates in by_symbol.items():
-        mcs = model_confidence_set(candidates, horizon=horizon, seed=seed)
+        if len(candidates) < 3:  # the winner and the baseline: vs_baseline already compares them
+            mcs = MCSResult(None, None, MCS_ALPHA, len(next(iter(candidates.values()))),
+                            "only one candidate besides the baseline: vs_baseline compares them")
+        else:
+            mcs = model_confidence_set(candidates, horizon=horizon, seed=seed)
         section = {**mcs.to_dict(), "period": "test"}
         for (sym, _), doc in documents.items():
             if sym == symbol and "significance" in doc:

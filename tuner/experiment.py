@@ -52,7 +52,11 @@ ACTOR_CONCURRENCY = 4
 REPORT_SYMBOLS = 20
 """Symbols the end-of-run lines show (the report has them all)."""
 WEIGHTS_FREE_CHUNK = 64
-"""Optuna trials per actor call for weights-free families (a call costs more than their work)."""
+"""Optuna trials per actor call for weights-free families (a call costs more than their work).
+Smaller calls with twice the packs in flight, so that packs overlap more, measured slower on
+2 cores (33.7 vs 18.6 ms per trial at 100 studies x 10): more processes competing."""
+PACKS_PER_ACTOR = ACTOR_CONCURRENCY
+"""Packs in flight per model actor: as many as it runs calls at once."""
 
 Echo = Callable[[str], None]
 
@@ -500,7 +504,7 @@ def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tup
     from tuner.search import StudyMultiplexer, auto_pack_size
 
     spaces = {f"{s}/{f}": (s, f, load_family_config(f).space) for s, f in studies}
-    max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, ACTOR_CONCURRENCY * n_actors))
+    max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, PACKS_PER_ACTOR * n_actors))
     pack_size = config.pack_size or auto_pack_size(len(studies), config.max_concurrent_per_study, max_packs)
     searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed,
                                 points_to_evaluate=_first_points(config, studies), pack_size=pack_size,
