@@ -129,7 +129,7 @@ def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_
                  f"(started {held.get('since')}), which is no longer running")
         # Read (strictly) before anything is written: a damaged journal stops here.
         history = read_journal(storage)
-        done = _finished_summary(storage, history, config)
+        done = _finished_summary(storage, history)
         if done is not None:
             echo(f"experiment {config.name} is complete ({done['trials']['completed']} trials); nothing "
                  f"to run. `tuner report {config.name}` shows it; results: {storage.root}")
@@ -206,8 +206,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             ray.shutdown()
 
 
-def _finished_summary(storage: Storage, history: list[JournalRecord],
-                      config: ExperimentConfig) -> dict[str, Any] | None:
+def _finished_summary(storage: Storage, history: list[JournalRecord]) -> dict[str, Any] | None:
     """The stored summary when the experiment is complete and nothing is left to run."""
     if not history or not storage.exists(SUMMARY_FILE):
         return None

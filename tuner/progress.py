@@ -119,7 +119,7 @@ class ProgressView(Callback):
         rate = self.rate()
         if rate <= 0:
             return "?"
-        remaining = (self.total() - self.done_total) / rate
+        remaining = max(0, self.total() - self.done_total) / rate  # retried failures count twice
         return f"{remaining / 60:.1f} min" if remaining >= 60 else f"{remaining:.0f} s"
 
     def ranked(self) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:

@@ -213,14 +213,16 @@ class StudyMultiplexer(Searcher):
     def _tell(self, key: str, outcome: Mapping[str, Any]) -> JournalRecord:
         search = self.studies[key]
         slot = outcome["slot"]
-        ot_trial = search._ot_trials.pop(slot)
+        # OptunaSearch keeps the asked optuna.Trial per trial id; its params and distributions
+        # are what the journal needs to rebuild the study (read before the tell completes it).
+        ot_trial = search._ot_trials[slot]
         params, distributions = dict(ot_trial.params), {
             name: optuna.distributions.distribution_to_json(d) for name, d in ot_trial.distributions.items()}
         value = outcome.get("value")
         ok = bool(outcome.get("ok")) and value is not None and math.isfinite(value)
         error = None if ok else (outcome.get("error") or f"{METRIC} is {value!r}, not a finite number")
-        state = optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL
-        search._ot_study.tell(ot_trial, value if ok else None, state=state)
+        search.on_trial_complete(slot, result={METRIC: value} if ok else None, error=not ok)
+        del search._ot_trials[slot]  # told: OptunaSearch would keep every trial object forever
         number = self.finished[key]
         self.finished[key] += 1
         return JournalRecord(
