@@ -98,6 +98,27 @@ def journal_scores(root: Path) -> dict[str, float]:
     return scores
 
 
+def kill_actor_when_busy(ray, root: Path, prefix: str, restart: bool) -> tuple[threading.Thread, list[str]]:
+    """Kill the actors named ``prefix...`` once 2 trials are done (``restart``: a crash Ray
+    restarts; else dead for good). Returns the running killer thread and the names it killed."""
+    killed: list[str] = []
+
+    def kill() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            if completed_in_progress(root) >= 2:
+                for actor in ray.util.list_named_actors(all_namespaces=True):
+                    if actor["name"].startswith(prefix):
+                        handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+                        ray.kill(handle, no_restart=not restart)
+                        killed.append(actor["name"])
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill, daemon=True)
+    killer.start()
+    return killer, killed
+
+
 @pytest.fixture
 def local_ray():
     import ray
@@ -117,21 +138,7 @@ def test_when_a_model_actor_is_killed_mid_trial_then_it_restarts_and_every_trial
     ray = local_ray
     config = ExperimentConfig(name="crash", symbols=SYMBOLS, families=("bootstrap_returns",),
                               trials=TRIALS, storage=str(tmp_path), windows=WindowSpec(horizon=3))
-    killed: list[str] = []
-
-    def kill_when_busy() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            if completed_in_progress(tmp_path / "crash") >= 2:
-                for actor in ray.util.list_named_actors(all_namespaces=True):
-                    if actor["name"].startswith("crash-bootstrap_returns-"):
-                        handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
-                        ray.kill(handle, no_restart=False)  # a crash: Ray restarts it
-                        killed.append(actor["name"])
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_when_busy, daemon=True)
-    killer.start()
+    killer, killed = kill_actor_when_busy(ray, tmp_path / "crash", "crash-bootstrap_returns-", restart=True)
     summary = run_experiment(config, echo=lambda line: None)
     killer.join(timeout=5)
     assert killed, "the actor was never killed"
@@ -150,20 +157,7 @@ def test_when_an_actor_dies_for_good_then_every_other_study_is_still_collated(
     ray = local_ray
     config = ExperimentConfig(name="dead", symbols=SYMBOLS, families=("toto", "bootstrap_returns"), trials=4,
                               storage=str(tmp_path), weights=WeightsSource.parse(str(tiny_weights)))
-    killed: list[str] = []
-
-    def kill_for_good() -> None:
-        deadline = time.time() + 300
-        while time.time() < deadline and not killed:
-            if completed_in_progress(tmp_path / "dead") >= 2:
-                for actor in ray.util.list_named_actors(all_namespaces=True):
-                    if actor["name"].startswith("dead-bootstrap_returns-"):
-                        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
-                        killed.append(actor["name"])
-            time.sleep(0.1)
-
-    killer = threading.Thread(target=kill_for_good, daemon=True)
-    killer.start()
+    killer, killed = kill_actor_when_busy(ray, tmp_path / "dead", "dead-bootstrap_returns-", restart=False)
     summary = run_experiment(config, echo=lambda line: None)
     killer.join(timeout=5)
     assert killed, "the actor was never killed"
