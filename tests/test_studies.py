@@ -63,7 +63,8 @@ def records(symbols=("AAA", "BBB", "CCC")) -> list[TrialRecord]:
                                "latency_per_forecast_s": (0.2 + i) / 20, "windows": 20, "skill": 1 - mae / 0.02,
                                "baseline_pct_return_mae": 0.02, "seed": 3, "actor": f"exp-{family}-0",
                                "node": "10.0.0.1", "actor_s": 0.5, "wait_s": 0.01, "tiny_weights": False,
-                               "timestamp": 1_760_000_000 + 10 * i, "time_total_s": 1.5, "trial_id": trial_id}
+                               "timestamp": 1_760_000_000 + 10 * i, "time_total_s": 1.5, "trial_id": trial_id,
+                               "errors": [mae * (0.5 + w / 20) for w in range(20)]}
                 out.append(TrialRecord(trial_id, symbol, family, status, config, metrics,
                                        "RuntimeError: boom" if status == FAILED else
                                        "stopped before it reported" if status == NEVER_RAN else None))
@@ -105,7 +106,8 @@ def assert_study_matches(study: optuna.Study, rows: list[dict], winner_test: flo
         for column, value in row.items():
             if column in ("config", "pct_return_mae") or column.startswith("param_") or missing(value):
                 continue
-            assert trial.user_attrs[column] == (value.item() if hasattr(value, "item") else value), column
+            expected = value.tolist() if getattr(value, "ndim", 0) else value.item() if hasattr(value, "item") else value
+            assert trial.user_attrs[column] == expected, column
         assert trial.user_attrs.get("winner", False) == (row["trial_id"].endswith("-2"))
         if trial.user_attrs.get("winner"):
             assert trial.user_attrs["test_pct_return_mae"] == winner_test

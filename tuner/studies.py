@@ -76,7 +76,10 @@ def quiet_optuna() -> Iterator[None]:
 
 
 def _plain(value: Any) -> Any:
-    """A JSON-safe Python scalar (numpy scalars unwrapped), or None for missing values."""
+    """A JSON-safe Python value (numpy scalars unwrapped, arrays such as the per-window `errors`
+    as lists of floats), or None for missing values."""
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) > 0:
+        return [_plain(v) for v in value]
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         value = value.item()
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

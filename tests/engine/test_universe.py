@@ -44,12 +44,14 @@ def test_when_many_studies_are_killed_and_resumed_then_every_winner_is_written(t
     assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started (its own group)
     driver.wait()
-    first_runs = sorted(p.name for p in (root / "_tune").iterdir())
-    assert len(first_runs) >= 2 and all(name.startswith("s001-r") for name in first_runs)
+    assert all(p.name.startswith("s001-r") for p in (root / "_tune").iterdir())
 
     out = subprocess.run([*cli, "resume", "universe", "--storage", str(storage), "--no-dashboard"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # >= 144 trials left for session 2: at least 3 packs of <= 60, so at least 2 Tune runs of 2
+    resumed_runs = [p.name for p in (root / "_tune").iterdir() if p.name.startswith("s002-r")]
+    assert len(resumed_runs) >= 2, resumed_runs
     summary = json.loads((root / "summary.json").read_text())
     assert summary["complete"] and summary["trials"] == {"completed": total, "failed": 0, "never_ran": 0}
     assert summary["tuning"]["pack_size"] > 1 and summary["session"] == 2
