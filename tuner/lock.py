@@ -126,6 +126,6 @@ def _dead_here(held: dict[str, Any]) -> bool:
 
 
 def _ago(timestamp: Any) -> str:
-    if not isinstance(timestamp, (int, float)):
+    if not isinstance(timestamp, (int, float)) or timestamp <= 0:
         return "unknown"
     return f"{time.time() - timestamp:.0f} s ago"
