@@ -49,16 +49,18 @@ def test_when_many_studies_are_killed_and_resumed_then_every_winner_is_written(t
     out = subprocess.run([*cli, "resume", "universe", "--storage", str(storage), "--no-dashboard"],
                          env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    # >= 144 trials left for session 2: at least 3 packs of <= 60, so at least 2 Tune runs of 2
-    resumed_runs = [p.name for p in (root / "_tune").iterdir() if p.name.startswith("s002-r")]
-    assert len(resumed_runs) >= 2, resumed_runs
     summary = json.loads((root / "summary.json").read_text())
     assert summary["complete"] and summary["trials"] == {"completed": total, "failed": 0, "never_ran": 0}
     assert summary["tuning"]["pack_size"] > 1 and summary["session"] == 2
-    assert summary["tuning"]["peak_packs_running"] >= 2  # packs overlap, not one after another
     assert len(list((root / "bootstrap_returns").glob("*.json"))) == STUDIES
     table = pd.read_parquet(root / "trials.parquet")
     assert len(table) == total and table["trial_id"].is_unique and set(table["session"]) == {1, 2}
+    # The resumed session's packs went into Tune runs of 2 (TUNER_PACKS_PER_TUNE_RUN), together.
+    packs = table[table["session"] == 2]["trial_id"].str.split(".").str[0].nunique()
+    resumed_runs = [p.name for p in (root / "_tune").iterdir() if p.name.startswith("s002-r")]
+    assert len(resumed_runs) == -(-packs // 2), (packs, resumed_runs)
+    if packs >= 2:
+        assert summary["tuning"]["peak_packs_running"] >= 2  # packs overlap, not one after another
     # The product at the top; Tune's files in _tune/; no per-trial logger output anywhere.
     top = {p.name for p in root.iterdir()}
     assert top == {"_tune", "journal", "bootstrap_returns", "progress.json", "summary.json", "trials.parquet",
