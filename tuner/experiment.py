@@ -502,11 +502,13 @@ def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tup
     from tuner.progress import PendingWatchdog, ProgressView
     from tuner.search import StudyMultiplexer, auto_pack_size
 
-    spaces = {f"{s}/{f}": (s, f, load_family_config(f).space) for s, f in studies}
+    families = {f: load_family_config(f) for f in config.families}  # once per family, not per study
+    spaces = {f"{s}/{f}": (s, f, families[f].space) for s, f in studies}
     max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, PACKS_PER_ACTOR * n_actors))
     pack_size = config.pack_size or auto_pack_size(len(studies), config.max_concurrent_per_study, max_packs)
     searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed,
-                                points_to_evaluate=_first_points(config, studies), pack_size=pack_size,
+                                points_to_evaluate=_first_points(config, studies, families),
+                                pack_size=pack_size,
                                 max_packs=max_packs, journal=journal, history=records_by_study(history),
                                 session=session, board=board)
     progress = ProgressView(storage, list(spaces), config.trials, history)
@@ -515,14 +517,15 @@ def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tup
     return searcher, progress, PendingWatchdog(config.pending_timeout_s)
 
 
-def _first_points(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dict[str, list[dict]]:
+def _first_points(config: ExperimentConfig, studies: list[tuple[str, str]],
+                  families: dict[str, Any]) -> dict[str, list[dict]]:
     """What each study evaluates first: its family's default config (always scored, as an
     ordinary trial that TPE learns from and that counts toward the budget), then the warm start."""
     warm = _warm_start(config, studies)
     points = {}
     for symbol, family in studies:
         key = f"{symbol}/{family}"
-        default = load_family_config(family).default_point
+        default = families[family].default_point
         first = [default] if default else []
         points[key] = (first + [p for p in warm.get(key, []) if p != default])[:config.trials]
     return points
@@ -582,10 +585,11 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
     """Re-run each study's winner with the test period (same seed) on a live actor of its family,
     and score the family's default config next to it, all at once. Returns the re-scored
     winners, the defaults' results, and, for winners that could not be re-scored, why."""
+    defaults_by_family = {family: load_family_config(family).default for _, family in winners}
     calls = {}
     for key, winner in winners.items():
         calls[("winner", key)] = (key, "evaluate", (key[0], dict(winner.config), seed, True))
-        default = load_family_config(key[1]).default
+        default = defaults_by_family[key[1]]
         if default is not None:
             calls[("default", key)] = (key, "evaluate", (key[0], dict(default), seed, True))
     results = _on_live_actors(actors, calls)
