@@ -53,10 +53,10 @@ import torch._dynamo  # noqa: E402
 from bench_engine import full_size_weights  # noqa: E402
 from torch._dynamo.utils import counters  # noqa: E402
 
-from tuner.data import bundled_data_path, load_dataset  # noqa: E402
-from tuner.models.kronos import load_kronos, sample_kronos  # noqa: E402
-from tuner.models.toto import TotoOutput, first_patch_distribution, load_toto  # noqa: E402
-from tuner.windows import WindowSpec, make_periods  # noqa: E402
+from tuner.core.data import bundled_data_path, load_dataset  # noqa: E402
+from tuner.core.models.kronos import load_kronos, sample_kronos  # noqa: E402
+from tuner.core.models.toto import TotoOutput, first_patch_distribution, load_toto  # noqa: E402
+from tuner.core.windows import WindowSpec, make_periods  # noqa: E402
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 VARIANTS = {  # name -> torch.compile kwargs; combine with '+', e.g. reduce-overhead+dynamic

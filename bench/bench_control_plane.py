@@ -113,8 +113,8 @@ def arm_bare(trials: int, concurrency: int, seed: int) -> dict:
 def arm_ours(studies: int, trials: int, data: str, seed: int) -> dict:
     import logging
 
-    from tuner.experiment import run_experiment
-    from tuner.experiment_config import ExperimentConfig
+    from tuner.engine.experiment import run_experiment
+    from tuner.engine.experiment_config import ExperimentConfig
 
     logging.getLogger("ray").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as storage:

@@ -4,7 +4,7 @@ Workload: 2 symbols × 3 families × N trials on the bundled data, full-size ran
 (Toto-Open-Base-1.0 shapes, 151M; Kronos-small + Kronos-Tokenizer-base shapes), the real
 search spaces and the same seeded TPE studies in both arms, so both evaluate the same configs.
 
-(a) ours: ``tuner.experiment.run_experiment`` on a local Ray (model actors, one-pass Toto,
+(a) ours: ``tuner.engine.experiment.run_experiment`` on a local Ray (model actors, one-pass Toto,
     prefix-shared Kronos, sample banks, batching), including Ray start, weight loads and the
     test-period re-scoring of winners that the predecessor never did;
 (b) predecessor-style: Optuna in-process, the model reloaded for every trial, one forecast call
@@ -33,18 +33,18 @@ import optuna
 import pandas as pd
 import torch
 
-from tuner.aggregation import aggregate
-from tuner.config import load_family_config
-from tuner.data import bundled_data_path, load_dataset
-from tuner.experiment import run_experiment
-from tuner.experiment_config import ExperimentConfig
-from tuner.metrics import score
-from tuner.models.checkpoint import save_checkpoint
-from tuner.models.kronos import official_model_config, official_tokenizer_config, random_kronos
-from tuner.models.toto import TotoConfig, TotoModel, base_toto_config
-from tuner.search import study_seed
-from tuner.weights import WeightsSource
-from tuner.windows import WindowSpec, make_periods
+from tuner.core.aggregation import aggregate
+from tuner.core.config import load_family_config
+from tuner.core.data import bundled_data_path, load_dataset
+from tuner.core.metrics import score
+from tuner.core.models.checkpoint import save_checkpoint
+from tuner.core.models.kronos import official_model_config, official_tokenizer_config, random_kronos
+from tuner.core.models.toto import TotoConfig, TotoModel, base_toto_config
+from tuner.core.models.weights import WeightsSource
+from tuner.core.windows import WindowSpec, make_periods
+from tuner.engine.experiment import run_experiment
+from tuner.engine.experiment_config import ExperimentConfig
+from tuner.engine.search import study_seed
 
 FAMILIES = ("toto", "kronos_standard", "kronos_ensemble")
 SYMBOLS = ("AAPL", "MSFT")

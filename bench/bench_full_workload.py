@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import FAMILIES, full_size_weights  # noqa: E402
 
-from tuner.experiment import run_experiment  # noqa: E402
-from tuner.experiment_config import ExperimentConfig, FamilyResources  # noqa: E402
-from tuner.weights import WeightsSource  # noqa: E402
-from tuner.windows import WindowSpec  # noqa: E402
+from tuner.core.models.weights import WeightsSource  # noqa: E402
+from tuner.core.windows import WindowSpec  # noqa: E402
+from tuner.engine.experiment import run_experiment  # noqa: E402
+from tuner.engine.experiment_config import ExperimentConfig, FamilyResources  # noqa: E402
 
 PREDECESSOR_WALL_S = 6634.0
 """The predecessor's wall time for 24 symbols × 3 families × 30 trials on one GPU."""

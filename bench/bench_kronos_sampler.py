@@ -17,7 +17,7 @@ from kronos_finance._vendor.kronos_model import Kronos as UpKronos
 from kronos_finance._vendor.kronos_model import KronosTokenizer as UpTokenizer
 from kronos_finance._vendor.kronos_model.kronos import auto_regressive_inference
 
-from tuner.models.kronos import (
+from tuner.core.models.kronos import (
     KronosModel,
     KronosModelConfig,
     KronosTokenizer,

@@ -27,9 +27,9 @@ def run_once(nodes: int, trials: int, weights: str) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
-    from tuner.experiment import NAMESPACE, run_experiment
-    from tuner.experiment_config import ExperimentConfig
-    from tuner.weights import WeightsSource
+    from tuner.core.models.weights import WeightsSource
+    from tuner.engine.experiment import NAMESPACE, run_experiment
+    from tuner.engine.experiment_config import ExperimentConfig
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "num_gpus": 1})
     for _ in range(nodes - 1):
@@ -62,7 +62,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_once(args.one, args.trials, args.weights)))
         return
-    from tuner.models.tiny import make_tiny
+    from tuner.core.models.tiny import make_tiny
 
     weights = make_tiny(Path(tempfile.mkdtemp()) / "tiny")
     rows = []

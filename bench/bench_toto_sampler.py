@@ -20,8 +20,8 @@ with warnings.catch_warnings():
     from toto.inference.forecaster import TotoForecaster
     from toto.model.toto import Toto
 
-from tuner.models.checkpoint import save_checkpoint
-from tuner.models.toto import base_toto_config, load_toto, sample_toto
+from tuner.core.models.checkpoint import save_checkpoint
+from tuner.core.models.toto import base_toto_config, load_toto, sample_toto
 
 
 def _prices(windows: int, length: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Screenshot an HTML report in headless Chromium, offline, to look at it before shipping a change
-# to tuner/plots.py or tuner/report.py. The page must draw everything from what it embeds: the
+# to tuner/decisions/plots.py or tuner/decisions/report.py. The page must draw everything from what it embeds: the
 # network is off (no CDN to fall back on), and JS gets virtual time to draw the figures.
 #
 #   bash scripts/screenshot_report.sh results/sample/report.html report.png [WIDTHxHEIGHT]

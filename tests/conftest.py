@@ -69,7 +69,7 @@ FAMILY_PARAMS = {
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """Tiny random-init checkpoints of every model, in the official on-disk format."""
-    from tuner.models.tiny import make_tiny
+    from tuner.core.models.tiny import make_tiny
 
     return make_tiny(tmp_path_factory.mktemp("tiny-weights"))
 
@@ -77,7 +77,7 @@ def tiny_weights(tmp_path_factory) -> Path:
 @pytest.fixture
 def make_family(tiny_weights):
     """Build a family instance; model families get the tiny checkpoints."""
-    from tuner.forecasters import family_class
+    from tuner.core.families import family_class
 
     def make(name: str):
         cls = family_class(name)

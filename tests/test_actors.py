@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tuner.actors import LoadLedger
+from tuner.engine.actors import LoadLedger
 
 
 def test_when_an_actor_restarts_then_the_ledger_counts_its_second_load_and_one_restart():

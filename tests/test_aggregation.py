@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from tuner.aggregation import aggregate, parse
-from tuner.errors import AggregationError
+from tuner.core.aggregation import aggregate, parse
+from tuner.core.errors import AggregationError
 
 samples_2d = arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 60)),
                     elements=st.floats(-1e6, 1e6, allow_nan=False))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
-from tuner.banks import SampleBank
-from tuner.data import load_bars
-from tuner.windows import WindowSpec, make_periods
+from tuner.core.banks import SampleBank
+from tuner.core.data import load_bars
+from tuner.core.windows import WindowSpec, make_periods
 
 
 @pytest.fixture

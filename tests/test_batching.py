@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
-from tuner.batching import RequestBatcher
-from tuner.data import load_bars
-from tuner.errors import DataError
-from tuner.windows import WindowSpec, make_periods
+from tuner.core.data import load_bars
+from tuner.core.errors import DataError
+from tuner.core.families.batching import RequestBatcher
+from tuner.core.windows import WindowSpec, make_periods
 
 
 @pytest.fixture

@@ -4,11 +4,17 @@ import numpy as np
 import pytest
 
 from tests.conftest import random_walk_bars
-from tuner.candidates import WinnerForecasts, blend, label_candidate, realised_volatility, regime
-from tuner.collate import build_summary
-from tuner.data import load_bars
-from tuner.metrics import score
-from tuner.windows import WindowSpec, make_periods
+from tuner.core.candidates import (
+    WinnerForecasts,
+    blend,
+    label_candidate,
+    realised_volatility,
+    regime,
+)
+from tuner.core.data import load_bars
+from tuner.core.metrics import score
+from tuner.core.windows import WindowSpec, make_periods
+from tuner.engine.collate import build_summary
 
 
 @pytest.fixture

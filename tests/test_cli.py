@@ -100,10 +100,10 @@ def test_when_run_as_a_real_process_then_evaluate_prints_json():
 @pytest.mark.parametrize(("flag", "expected"), [([], "bf16"), (["--autocast-dtype", "fp32"], None),
                                                 (["--autocast-dtype", "fp16"], "fp16")])
 def test_when_run_gets_options_then_they_override_the_experiment_yaml(monkeypatch, flag, expected):
-    import tuner.experiment
+    import tuner.engine.experiment
 
     seen = {}
-    monkeypatch.setattr(tuner.experiment, "run_experiment",
+    monkeypatch.setattr(tuner.engine.experiment, "run_experiment",
                         lambda config, **kwargs: seen.setdefault("config", config))
     result = CliRunner().invoke(main, ["run", "--config", "monthly", "--trials", "3", *flag])
     assert result.exit_code == 0, result.output
@@ -120,14 +120,14 @@ def test_when_cuda_is_asked_on_a_machine_without_it_then_one_error_line_and_exit
         monkeypatch, command):
     import torch
 
-    import tuner.evaluate
-    import tuner.experiment
+    import tuner.decisions.evaluate
+    import tuner.engine.experiment
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     never = lambda *a, **k: pytest.fail("got past the device check")  # noqa: E731
-    monkeypatch.setattr(tuner.experiment, "run_experiment", never)
-    monkeypatch.setattr(tuner.evaluate, "evaluate_symbol", never)
+    monkeypatch.setattr(tuner.engine.experiment, "run_experiment", never)
+    monkeypatch.setattr(tuner.decisions.evaluate, "evaluate_symbol", never)
     result = CliRunner().invoke(main, command)
     fix = "--device auto or cpu" if command[0] == "run" else "cpu or leave --device out"
     assert result.exit_code == 1
@@ -138,11 +138,11 @@ def test_when_cuda_is_asked_on_a_machine_without_it_then_one_error_line_and_exit
 def test_when_a_cuda_index_is_beyond_the_devices_then_the_error_names_how_many_there_are(monkeypatch):
     import torch
 
-    import tuner.evaluate
+    import tuner.decisions.evaluate
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(tuner.evaluate, "evaluate_symbol", lambda *a, **k: pytest.fail("not checked"))
+    monkeypatch.setattr(tuner.decisions.evaluate, "evaluate_symbol", lambda *a, **k: pytest.fail("not checked"))
     result = CliRunner().invoke(main, ["evaluate", "--family", "toto", "--symbol", "AAPL",
                                        "--device", "cuda:2", "--params", PARAMS])
     assert result.exit_code == 1
@@ -175,10 +175,10 @@ def test_when_the_driver_gets_sighup_then_it_unwinds_with_system_exit():
 
 def run_config(monkeypatch, args):
     """The config `tuner run ARGS` would tune, without starting Ray (run_experiment is stubbed)."""
-    import tuner.experiment
+    import tuner.engine.experiment
 
     seen = {}
-    monkeypatch.setattr(tuner.experiment, "run_experiment",
+    monkeypatch.setattr(tuner.engine.experiment, "run_experiment",
                         lambda config, **kwargs: seen.setdefault("config", config))
     result = CliRunner().invoke(main, ["run", *args])
     return result, seen.get("config")
@@ -186,7 +186,7 @@ def run_config(monkeypatch, args):
 
 def test_when_run_gets_a_data_folder_without_symbols_then_every_symbol_in_it_is_tuned(
         monkeypatch, write_csv, tmp_path):
-    from tuner.data import load_dataset
+    from tuner.core.data import load_dataset
 
     write_csv("AAPL.csv", random_walk_bars(300, seed=1))
     write_csv("IBM.csv", random_walk_bars(300, seed=2))

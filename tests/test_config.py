@@ -5,10 +5,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tuner.config import configs_dir, load_family_config, parse_family_config
-from tuner.errors import AggregationError, ConfigError
-from tuner.forecasters import family_class, family_names
-from tuner.search_space import Dimension, SearchSpace
+from tuner.core.config import configs_dir, load_family_config, parse_family_config
+from tuner.core.errors import AggregationError, ConfigError
+from tuner.core.families import family_class, family_names
+from tuner.core.search_space import Dimension, SearchSpace
 
 FILE = Path("configs/spaces/x.yaml")
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import random_walk_bars
-from tuner.data import bundled_data_path, check_data, load_bars, load_dataset
-from tuner.errors import DataError
+from tuner.core.data import bundled_data_path, check_data, load_bars, load_dataset
+from tuner.core.errors import DataError
 
 
 def csv_text(frame: pd.DataFrame) -> str:

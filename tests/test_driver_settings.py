@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-import tuner.models.checkpoint as checkpoint
-from tuner.errors import WeightsError
-from tuner.experiment import _resolve_weights, run_experiment
-from tuner.experiment_config import ExperimentConfig
+import tuner.core.models.checkpoint as checkpoint
+from tuner.core.errors import WeightsError
+from tuner.engine.experiment import _resolve_weights, run_experiment
+from tuner.engine.experiment_config import ExperimentConfig
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_when_joining_a_cluster_offline_then_the_run_stops_instead_of_using_tiny
 
 
 def test_when_resuming_with_other_settings_then_the_ignored_ones_are_named():
-    from tuner.experiment import _ignored_on_resume
+    from tuner.engine.experiment import _ignored_on_resume
 
     stored = ExperimentConfig(name="m", trials=5)
     given = ExperimentConfig(name="m", trials=5, max_latency_s=0.05, autocast_dtype="bf16",

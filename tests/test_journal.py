@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tuner.journal import (
+from tuner.core.storage import Storage
+from tuner.engine.journal import (
     JOURNAL_DIR,
     JournalError,
     JournalRecord,
@@ -16,7 +17,6 @@ from tuner.journal import (
     last_session,
     read_journal,
 )
-from tuner.storage import Storage
 
 
 def record(i: int, study: str = "AAPL/toto", value: float | None = 0.01, status: str = "completed") -> JournalRecord:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
-from tuner.data import load_bars
-from tuner.trial import run_trial
-from tuner.windows import WindowSpec, make_periods
+from tuner.core.data import load_bars
+from tuner.core.trial import run_trial
+from tuner.core.windows import WindowSpec, make_periods
 
 FAMILIES = list(FAMILY_PARAMS)
 SPEC = WindowSpec(val_windows=6, test_windows=4)

@@ -17,8 +17,8 @@ PROBE = textwrap.dedent("""
     os.environ["RAY_AUTH_MODE"] = "token"  # what `tuner` sets before Ray is imported
     import ray
     import psutil  # Ray's vendored copy, importable once ray is imported
-    from tuner.experiment import _connect
-    from tuner.experiment_config import ExperimentConfig
+    from tuner.engine.experiment import _connect
+    from tuner.engine.experiment_config import ExperimentConfig
 
     started, _ = _connect(ExperimentConfig(), include_dashboard=True)
     try:
@@ -74,8 +74,8 @@ def test_when_an_earlier_token_file_is_world_readable_then_connect_tightens_it(t
     token.parent.mkdir()
     token.write_text("a" * 64)
     token.chmod(0o644)
-    from tuner.experiment import _connect
-    from tuner.experiment_config import ExperimentConfig
+    from tuner.engine.experiment import _connect
+    from tuner.engine.experiment_config import ExperimentConfig
 
     _connect(ExperimentConfig(), include_dashboard=False)
     assert oct(token.stat().st_mode & 0o777) == oct(0o600)

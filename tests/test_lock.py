@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tuner.lock import LOCK_FILE, ExperimentLock, ExperimentLocked
-from tuner.storage import Storage
+from tuner.core.storage import Storage
+from tuner.engine.lock import LOCK_FILE, ExperimentLock, ExperimentLocked
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""samples_per_batch from free GPU memory (tuner/memory.py), with the device's memory faked.
+"""samples_per_batch from free GPU memory (tuner/core/memory.py), with the device's memory faked.
 
 A fake meter stands in for CUDA: the patched model samplers "allocate" ``fixed + paths_in_call
 * per_path`` bytes per call (and raise out-of-memory above a limit), so the choice, the probes
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
-from tuner.data import load_bars
-from tuner.memory import (
+from tuner.core.data import load_bars
+from tuner.core.memory import (
     CallCost,
     CudaMemoryMeter,
     MemoryMeter,
@@ -21,7 +21,7 @@ from tuner.memory import (
     divisors_descending,
     next_smaller_divisor,
 )
-from tuner.windows import WindowSpec, make_periods
+from tuner.core.windows import WindowSpec, make_periods
 
 
 class FakeOutOfMemory(RuntimeError):
@@ -66,8 +66,8 @@ def validation(write_csv):
 
 def on_fake_device(monkeypatch, family, device: FakeDevice):
     """Route the family's model sampler through ``device`` (same results, pretend memory)."""
-    import tuner.models.kronos as kronos
-    import tuner.models.toto as toto
+    import tuner.core.models.kronos as kronos
+    import tuner.core.models.toto as toto
 
     module, name = (toto, "sample_toto") if family.name == "toto" else (kronos, "sample_kronos")
     real = getattr(module, name)
@@ -196,8 +196,8 @@ def test_when_paths_are_few_then_they_are_drawn_in_one_call_without_probing(monk
 
 
 def test_when_kronos_is_probed_then_probes_are_not_below_its_padding():
-    from tuner.forecasters import family_class
-    from tuner.models.kronos import MIN_SAMPLE_ROWS
+    from tuner.core.families import family_class
+    from tuner.core.models.kronos import MIN_SAMPLE_ROWS
 
     for name in ("kronos_standard", "kronos_ensemble"):
         assert family_class(name).probe_paths[0] >= MIN_SAMPLE_ROWS
@@ -255,7 +255,7 @@ def test_when_gpu_is_shared_then_budget_is_capped_at_this_actors_share(monkeypat
 
 def test_when_a_merged_toto_pass_runs_out_of_memory_then_requests_are_served_one_by_one(
         monkeypatch, make_family, write_csv):
-    import tuner.models.toto as toto
+    import tuner.core.models.toto as toto
 
     batches = [make_periods(load_bars(write_csv(f"S{i}.csv", random_walk_bars(300, seed=i))), WindowSpec(), 128)
                .validation for i in range(3)]

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import random_walk_bars
-from tuner.data import load_bars
-from tuner.errors import TunerError
-from tuner.metrics import SKILL_UNDEFINED, Scores, baseline, score, skill
-from tuner.trial import PeriodResult
-from tuner.windows import WindowSpec, make_periods
+from tuner.core.data import load_bars
+from tuner.core.errors import TunerError
+from tuner.core.metrics import SKILL_UNDEFINED, Scores, baseline, score, skill
+from tuner.core.trial import PeriodResult
+from tuner.core.windows import WindowSpec, make_periods
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from tuner.cli import main
-from tuner.journal import JournalRecord
-from tuner.progress import ProgressView
-from tuner.storage import CONFIG_FILE, PROGRESS_FILE, Storage
+from tuner.core.storage import CONFIG_FILE, PROGRESS_FILE, Storage
+from tuner.engine.journal import JournalRecord
+from tuner.engine.progress import ProgressView
 
 FAMILIES = ("toto", "kronos_standard", "kronos_ensemble")
 

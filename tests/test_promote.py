@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from tests.test_report import CONFIGS, make_experiment, make_running
 from tuner.cli import main
-from tuner.errors import ConfigError, PromotionRefused
-from tuner.promote import (
+from tuner.core.errors import ConfigError, PromotionRefused
+from tuner.decisions.promote import (
     PROMOTE,
     SKIP,
     apply_promotions,
@@ -353,9 +353,9 @@ def real_experiment(tiny_weights, tmp_path_factory):
     """A tiny-weight experiment run by the engine: 2 symbols x 2 model families x 2 trials."""
     import ray
 
-    from tuner.experiment import run_experiment
-    from tuner.experiment_config import ExperimentConfig
-    from tuner.weights import WeightsSource
+    from tuner.core.models.weights import WeightsSource
+    from tuner.engine.experiment import run_experiment
+    from tuner.engine.experiment_config import ExperimentConfig
 
     storage = tmp_path_factory.mktemp("results")
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")

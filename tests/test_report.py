@@ -14,21 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from tuner.cli import main
-from tuner.collate import build_summary
-from tuner.errors import ConfigError
-from tuner.report import (
-    COMPLETE,
-    INCOMPLETE,
-    NO_SKILL,
-    OVERFIT,
-    RUNNING,
-    UNTESTED,
-    flags_for,
-    load_report,
-    render_csv,
-    render_html,
-    render_table,
-)
+from tuner.core.errors import ConfigError
+from tuner.decisions.flags import NO_SKILL, OVERFIT, UNTESTED, flags_for
+from tuner.decisions.report import render_csv, render_html, render_table
+from tuner.decisions.results import COMPLETE, INCOMPLETE, RUNNING, load_report
+from tuner.engine.collate import build_summary
 
 CONFIGS = {
     "toto": {"num_samples": 256, "aggregate": "median", "samples_per_batch": 128},
@@ -369,7 +359,7 @@ def test_when_a_study_had_failed_trials_then_its_history_shows_only_the_complete
 
 
 def test_when_scatter_plots_are_made_then_points_are_coloured_by_family_and_named_by_symbol(tmp_path):
-    from tuner.plots import latency_error_figure, validation_test_figure
+    from tuner.decisions.plots import latency_error_figure, validation_test_figure
 
     make_experiment(tmp_path)
     report = load_report("exp", str(tmp_path))
@@ -385,9 +375,9 @@ def test_when_scatter_plots_are_made_then_points_are_coloured_by_family_and_name
 
 def test_when_importances_are_computed_then_each_family_ranks_its_searched_parameters(tmp_path):
     from tests.test_studies import records
-    from tuner.collate import trials_table
-    from tuner.plots import importance_figure
-    from tuner.studies import rebuild_studies
+    from tuner.decisions.plots import importance_figure
+    from tuner.decisions.studies import rebuild_studies
+    from tuner.engine.collate import trials_table
 
     root = make_experiment(tmp_path)
     trials_table(records()).to_parquet(root / "trials.parquet", index=False)
@@ -485,9 +475,9 @@ def real_experiment(tiny_weights, tmp_path_factory):
     """A tiny-weight experiment run by the engine: 2 symbols x 3 model families x 3 trials."""
     import ray
 
-    from tuner.experiment import run_experiment
-    from tuner.experiment_config import ExperimentConfig
-    from tuner.weights import WeightsSource
+    from tuner.core.models.weights import WeightsSource
+    from tuner.engine.experiment import run_experiment
+    from tuner.engine.experiment_config import ExperimentConfig
 
     storage = tmp_path_factory.mktemp("results")
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from tuner.cli import main
-from tuner.experiment_config import ExperimentConfig
-from tuner.journal import JOURNAL_DIR, JournalRecord
-from tuner.lock import LOCK_FILE
-from tuner.storage import CONFIG_FILE, SUMMARY_FILE
+from tuner.core.storage import CONFIG_FILE, SUMMARY_FILE
+from tuner.engine.experiment_config import ExperimentConfig
+from tuner.engine.journal import JOURNAL_DIR, JournalRecord
+from tuner.engine.lock import LOCK_FILE
 
 SUMMARY = {"experiment": "done", "complete": True, "trials": {"completed": 2, "failed": 0, "never_ran": 0},
            "symbols": {}, "wall_s": 319.0}

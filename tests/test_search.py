@@ -10,10 +10,10 @@ import optuna
 import pytest
 from ray.tune.search import Searcher
 
-from tuner.config import load_family_config
-from tuner.journal import TrialJournal, read_journal, records_by_study
-from tuner.search import StudyMultiplexer, auto_pack_size
-from tuner.storage import Storage
+from tuner.core.config import load_family_config
+from tuner.core.storage import Storage
+from tuner.engine.journal import TrialJournal, read_journal, records_by_study
+from tuner.engine.search import StudyMultiplexer, auto_pack_size
 
 SPACE = load_family_config("bootstrap_returns").space
 

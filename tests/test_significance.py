@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tuner.significance import (
+from tuner.core.significance import (
     block_length,
     bootstrap_ci,
     diebold_mariano,

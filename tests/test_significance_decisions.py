@@ -13,16 +13,10 @@ from click.testing import CliRunner
 
 from tests.test_report import make_experiment
 from tuner.cli import main
-from tuner.promote import PROMOTE, SKIP, plan_promotions, significance_hold
-from tuner.report import (
-    LIKELY_OVERFIT,
-    LUCK,
-    NOT_BETTER_THAN_DEFAULT,
-    load_report,
-    render_csv,
-    render_table,
-    significance_flags,
-)
+from tuner.decisions.flags import LIKELY_OVERFIT, LUCK, NOT_BETTER_THAN_DEFAULT, significance_flags
+from tuner.decisions.promote import PROMOTE, SKIP, plan_promotions, significance_hold
+from tuner.decisions.report import render_csv, render_table
+from tuner.decisions.results import load_report
 
 
 def comparison(p_value: float | None, mean_difference: float | None = -0.001, reason: str | None = None) -> dict:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tuner import strict_json
 from tuner.cli import main
-from tuner.storage import Storage
+from tuner.core import strict_json
+from tuner.core.storage import Storage
 
 
 def strict_loads(text: str):

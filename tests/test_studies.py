@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from tests.test_report import make_experiment
 from tuner.cli import main
-from tuner.collate import COMPLETED, FAILED, NEVER_RAN, TrialRecord, trials_table
-from tuner.report import load_report
-from tuner.studies import rebuild_studies
+from tuner.decisions.results import load_report
+from tuner.decisions.studies import rebuild_studies
+from tuner.engine.collate import COMPLETED, FAILED, NEVER_RAN, TrialRecord, trials_table
 
 # Per family, three trial configs as a real run records them (config_checked: searched and
 # fixed parameters, conditional ones at their `otherwise` value).

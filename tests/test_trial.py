@@ -7,11 +7,11 @@ import sys
 import pytest
 
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
-from tuner.data import load_bars
-from tuner.errors import ConfigError
-from tuner.forecasters import family_class
-from tuner.trial import TrialResult, run_trial
-from tuner.windows import WindowSpec, make_periods
+from tuner.core.data import load_bars
+from tuner.core.errors import ConfigError
+from tuner.core.families import family_class
+from tuner.core.trial import TrialResult, run_trial
+from tuner.core.windows import WindowSpec, make_periods
 
 
 @pytest.fixture
@@ -71,8 +71,8 @@ def test_when_family_params_break_a_rule_then_error_names_it(family, params, mes
 
 
 def test_when_evaluation_core_is_imported_then_ray_is_not():
-    code = ("import sys, tuner.trial, tuner.evaluate, tuner.forecasters, tuner.config, tuner.cli;"
-            "from tuner.forecasters import family_names; family_names();"
+    code = ("import sys, tuner.core.trial, tuner.decisions.evaluate, tuner.core.families, tuner.core.config, tuner.cli;"
+            "from tuner.core.families import family_names; family_names();"
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -4,10 +4,10 @@ import json
 
 import pandas as pd
 
-from tuner.collate import COMPLETED, TrialRecord, build_summary, pick_winners, trial_counts
-from tuner.config import load_family_config
-from tuner.storage import Storage
-from tuner.warm_start import fit_point, warm_start_points
+from tuner.core.config import load_family_config
+from tuner.core.storage import Storage
+from tuner.engine.collate import COMPLETED, TrialRecord, build_summary, pick_winners, trial_counts
+from tuner.engine.warm_start import fit_point, warm_start_points
 
 
 def previous_experiment(tmp_path) -> Storage:
@@ -77,8 +77,8 @@ def test_when_no_trial_meets_the_latency_limit_then_the_summary_says_why():
 
 
 def test_when_an_old_config_has_a_top_p_that_was_not_used_then_the_point_leaves_it_out():
-    from tuner.config import load_family_config
-    from tuner.warm_start import fit_point
+    from tuner.core.config import load_family_config
+    from tuner.engine.warm_start import fit_point
 
     space = load_family_config("kronos_standard").space
     old = {"temperature": 0.2, "top_k": 16, "top_p": 0.8, "sample_count": 128, "max_context": 256, "clip": 2.0}

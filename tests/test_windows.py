@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import random_walk_bars
-from tuner.data import load_bars
-from tuner.errors import ConfigError, DataError
-from tuner.windows import WindowSpec, make_periods, window_seeds
+from tuner.core.data import load_bars
+from tuner.core.errors import ConfigError, DataError
+from tuner.core.windows import WindowSpec, make_periods, window_seeds
 
 
 @pytest.fixture

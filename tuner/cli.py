@@ -1,5 +1,5 @@
 """The ``tuner`` command line. Commands are thin: parse options, call one library function,
-print; library errors (:class:`~tuner.errors.TunerError`) become clean one-line messages."""
+print; library errors (:class:`~tuner.core.errors.TunerError`) become clean one-line messages."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from tuner import strict_json
-from tuner.errors import TunerError
+from tuner.core import strict_json
+from tuner.core.errors import TunerError
 
 
 def library_errors(fn):
@@ -95,9 +95,9 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
             --params '{"temperature": 0.2, "top_p": 0.8, "top_k": 0, "sample_count": 128,
                        "max_context": 256, "clip": 2.0}'
     """
-    from tuner.evaluate import evaluate_symbol
-    from tuner.forecasters.torch_family import check_device_here
-    from tuner.windows import WindowSpec
+    from tuner.core.families.torch_family import check_device_here
+    from tuner.core.windows import WindowSpec
+    from tuner.decisions.evaluate import evaluate_symbol
 
     check_device_here(device, "--device", "cpu or leave --device out")
 
@@ -142,8 +142,8 @@ def data_check(path, as_json, val_windows, test_windows, horizon, context):
     Example:
         tuner data check tuner/sample_data --context 256
     """
-    from tuner.data import check_data
-    from tuner.windows import MIN_CONTEXT, WindowSpec
+    from tuner.core.data import check_data
+    from tuner.core.windows import MIN_CONTEXT, WindowSpec
 
     spec = WindowSpec(val_windows, test_windows, horizon)
     ctx = context or MIN_CONTEXT
@@ -234,11 +234,11 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     """
     from dataclasses import replace
 
-    from tuner.experiment import run_experiment
-    from tuner.experiment_config import load_experiment_config
-    from tuner.forecasters.torch_family import check_device_here
-    from tuner.weights import WeightsSource
-    from tuner.windows import WindowSpec
+    from tuner.core.families.torch_family import check_device_here
+    from tuner.core.models.weights import WeightsSource
+    from tuner.core.windows import WindowSpec
+    from tuner.engine.experiment import run_experiment
+    from tuner.engine.experiment_config import load_experiment_config
 
     config = load_experiment_config(config_path).with_data(data, _split(symbols, "--symbols"))
     if any(v is not None for v in (val_windows, test_windows, horizon, stability_folds)):
@@ -280,7 +280,7 @@ def resume(name, storage, address, no_dashboard, take_over):
         tuner resume sample
         tuner resume monthly --storage s3://my-bucket/tuner --address auto
     """
-    from tuner.experiment import resume_experiment
+    from tuner.engine.experiment import resume_experiment
 
     exit_cleanly_on_hangup()
     resume_experiment(name, storage, address, echo=click.echo,
@@ -305,7 +305,7 @@ def status(name, storage, as_json, family, symbols):
         tuner status sample
         tuner status monthly --family toto --symbol AAPL,MSFT
     """
-    from tuner.experiment import experiment_status
+    from tuner.engine.experiment import experiment_status
 
     info = experiment_status(name, storage)
     wanted = set(_split(symbols, "--symbol") or ())
@@ -367,7 +367,7 @@ def make_tiny_command(folder, seed):
     Example:
         tuner models make-tiny tiny-weights/ && tuner run --weights tiny-weights/
     """
-    from tuner.models.tiny import make_tiny
+    from tuner.core.models.tiny import make_tiny
 
     out = make_tiny(folder, seed=seed)
     for sub in sorted(p for p in out.iterdir() if p.is_dir()):
@@ -395,7 +395,8 @@ def report(experiment, storage, fmt, out):
         tuner report sample --format html --out sample.html
         tuner report monthly --storage s3://my-bucket/tuner --format csv > monthly.csv
     """
-    from tuner.report import default_location, load_report, render, save_report
+    from tuner.decisions.report import default_location, render, save_report
+    from tuner.decisions.results import load_report
 
     result = load_report(experiment, storage)
     if out is None and default_location(fmt) is None:
@@ -432,7 +433,7 @@ def export_optuna(experiment, storage, storage_url, replace):
         optuna-dashboard sqlite:///tuning.db
         tuner export-optuna sample --storage-url tuning.log --replace
     """
-    from tuner.studies import export_studies
+    from tuner.decisions.studies import export_studies
 
     names = export_studies(experiment, storage, storage_url, replace=replace)
     click.echo(f"exported {len(names)} studies of experiment {experiment} to {storage_url}")
@@ -466,7 +467,7 @@ def promote(experiment, storage, configs, symbols, only_improvements, only_signi
         tuner promote monthly --symbols AAPL,MSFT --only-improvements
         tuner promote monthly --only-significant --alpha 0.05
     """
-    from tuner.promote import PROMOTE, promote_winners
+    from tuner.decisions.promote import PROMOTE, promote_winners
 
     done = promote_winners(experiment, storage, configs, _split(symbols, "--symbols"), only_improvements,
                            dry_run, force, echo=click.echo, only_significant=only_significant, alpha=alpha)

@@ -151,7 +151,7 @@ def test_onprem_config_lists_head_and_workers():
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_cluster_experiments_are_valid_and_size_their_gpu_actors_explicitly(path):
-    from tuner.experiment_config import load_experiment_config
+    from tuner.engine.experiment_config import load_experiment_config
 
     config = load_experiment_config(path)
     for family in config.families:  # the GPU workers start from zero: no GPU to size pools from

@@ -8,9 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from tuner.experiment import experiment_status, run_experiment
-from tuner.experiment_config import ExperimentConfig
-from tuner.weights import WeightsSource
+from tuner.core.models.weights import WeightsSource
+from tuner.engine.experiment import experiment_status, run_experiment
+from tuner.engine.experiment_config import ExperimentConfig
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +121,7 @@ def test_when_a_finished_experiment_is_run_again_then_nothing_is_redone(finished
 
 
 def test_when_an_existing_name_gets_a_different_config_then_error_says_how_to_resume(finished):
-    from tuner.errors import ConfigError
+    from tuner.core.errors import ConfigError
 
     config, _, _, _ = finished
     with pytest.raises(ConfigError, match="already exists .* different trials; resume it with `tuner resume small`"):

@@ -34,7 +34,7 @@ def completed_in_progress(root: Path) -> int:
 
 
 def test_when_driver_is_sigkilled_mid_run_then_resume_completes_without_redoing_trials(tmp_path, slow_configs):
-    from tuner.journal import FLUSH_INTERVAL_S
+    from tuner.engine.journal import FLUSH_INTERVAL_S
 
     storage = tmp_path / "results"
     root = storage / "killed"
@@ -130,9 +130,9 @@ def local_ray():
 
 def test_when_a_model_actor_is_killed_mid_trial_then_it_restarts_and_every_trial_completes(
         local_ray, tmp_path, slow_configs, monkeypatch):
-    from tuner.experiment import run_experiment
-    from tuner.experiment_config import ExperimentConfig
-    from tuner.windows import WindowSpec
+    from tuner.core.windows import WindowSpec
+    from tuner.engine.experiment import run_experiment
+    from tuner.engine.experiment_config import ExperimentConfig
 
     monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
     ray = local_ray
@@ -149,9 +149,9 @@ def test_when_a_model_actor_is_killed_mid_trial_then_it_restarts_and_every_trial
 
 def test_when_an_actor_dies_for_good_then_every_other_study_is_still_collated(
         local_ray, tmp_path, slow_configs, tiny_weights, monkeypatch):
-    from tuner.experiment import run_experiment
-    from tuner.experiment_config import ExperimentConfig
-    from tuner.weights import WeightsSource
+    from tuner.core.models.weights import WeightsSource
+    from tuner.engine.experiment import run_experiment
+    from tuner.engine.experiment_config import ExperimentConfig
 
     monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
     ray = local_ray
@@ -184,11 +184,11 @@ def test_when_an_actor_dies_for_good_then_every_other_study_is_still_collated(
 
 def test_when_the_storage_fills_mid_run_then_it_stops_saving_what_finished_and_a_resume_completes(
         local_ray, tmp_path, slow_configs, monkeypatch):
-    from tuner import storage as storage_module
-    from tuner.experiment import resume_experiment, run_experiment
-    from tuner.experiment_config import ExperimentConfig
-    from tuner.journal import StorageFault
-    from tuner.windows import WindowSpec
+    from tuner.core import storage as storage_module
+    from tuner.core.windows import WindowSpec
+    from tuner.engine.experiment import resume_experiment, run_experiment
+    from tuner.engine.experiment_config import ExperimentConfig
+    from tuner.engine.journal import StorageFault
 
     monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
     monkeypatch.setenv("TUNER_RESCUE_DIR", str(tmp_path / "rescue"))

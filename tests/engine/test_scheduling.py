@@ -8,10 +8,10 @@ import time
 import pandas as pd
 import pytest
 
-from tuner.errors import TunerError
-from tuner.experiment import run_experiment
-from tuner.experiment_config import ExperimentConfig, FamilyResources
-from tuner.weights import WeightsSource
+from tuner.core.errors import TunerError
+from tuner.core.models.weights import WeightsSource
+from tuner.engine.experiment import run_experiment
+from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
 
 pytestmark = pytest.mark.slow
 MODEL_FAMILIES = ("toto", "kronos_standard", "kronos_ensemble")

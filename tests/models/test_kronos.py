@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.errors import ConfigError, WeightsError
-from tuner.models.checkpoint import is_tiny
-from tuner.models.kronos import (
+from tuner.core.errors import ConfigError, WeightsError
+from tuner.core.models.checkpoint import is_tiny
+from tuner.core.models.kronos import (
     KronosModel,
     KronosTokenizer,
     calendar_features,

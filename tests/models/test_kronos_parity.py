@@ -19,7 +19,7 @@ from kronos_finance._vendor.kronos_model import KronosPredictor  # noqa: E402
 from kronos_finance._vendor.kronos_model import KronosTokenizer as UpTokenizer  # noqa: E402
 from scipy.stats import ks_2samp  # noqa: E402
 
-from tuner.models.kronos import (  # noqa: E402
+from tuner.core.models.kronos import (  # noqa: E402
     KronosModel,
     KronosModelConfig,
     KronosTokenizer,
@@ -117,7 +117,7 @@ def test_when_upstream_saves_checkpoint_then_ours_loads_it_unchanged(tmp_path):
 def test_when_filtering_logits_then_kept_ids_match_upstream(top_k, top_p):
     from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
 
-    from tuner.models.kronos import _filtered_logits
+    from tuner.core.models.kronos import _filtered_logits
 
     g = torch.Generator().manual_seed(top_k)
     logits = 3 * torch.randn(64, 1024, generator=g)

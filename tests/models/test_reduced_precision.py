@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from tuner.models.kronos import complete_bars, load_kronos, sample_kronos, write_tiny_kronos
-from tuner.models.toto import first_patch_distribution, load_toto, sample_toto, write_tiny_toto
+from tuner.core.models.kronos import complete_bars, load_kronos, sample_kronos, write_tiny_kronos
+from tuner.core.models.toto import first_patch_distribution, load_toto, sample_toto, write_tiny_toto
 
 DTYPES = [torch.bfloat16, torch.float16]
 

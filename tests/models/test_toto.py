@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tuner.errors import ConfigError, DataError, WeightsError
-from tuner.models.checkpoint import is_tiny
-from tuner.models.toto import (
+from tuner.core.errors import ConfigError, DataError, WeightsError
+from tuner.core.models.checkpoint import is_tiny
+from tuner.core.models.toto import (
     TotoConfig,
     TotoModel,
     base_toto_config,
@@ -252,7 +252,7 @@ def test_when_drawing_from_a_known_mixture_then_samples_follow_its_exact_cdf() -
     stats = pytest.importorskip("scipy.stats")
     import numpy as np
 
-    from tuner.models.toto import TotoOutput, _draw, _seed_key
+    from tuner.core.models.toto import TotoOutput, _draw, _seed_key
 
     def field(*values: float) -> torch.Tensor:
         return torch.tensor(values).view(1, 1, -1)

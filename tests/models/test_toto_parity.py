@@ -30,8 +30,8 @@ with warnings.catch_warnings():  # upstream warns at import that xFormers is abs
     from toto.inference.forecaster import TotoForecaster
     from toto.model.toto import Toto
 
-from tuner.models.checkpoint import save_checkpoint  # noqa: E402
-from tuner.models.toto import TotoModel, base_toto_config, load_toto, sample_toto  # noqa: E402
+from tuner.core.models.checkpoint import save_checkpoint  # noqa: E402
+from tuner.core.models.toto import TotoModel, base_toto_config, load_toto, sample_toto  # noqa: E402
 
 pytestmark = pytest.mark.parity
 

@@ -1,0 +1,210 @@
+"""Leak-free rolling-origin windows: the validation period tuning optimises and the held-out test.
+
+With ``N`` bars (indices ``0..N-1``), ``T = test_windows``, ``V = val_windows`` and horizon ``h``:
+
+* test targets are the last ``T`` bars, ``t ∈ [N-T, N-1]``;
+* validation targets are the ``V`` bars before them, ``t ∈ [N-T-V, N-T-1]``;
+* the forecast for target ``t`` is made at origin ``o = t-h+1``: the model sees bars ``< o`` only
+  (at most ``context_length`` of them) and forecasts ``h`` bars ahead, the last being ``t``.
+
+Every window of a symbol has the same context length, ``min(context_length, first origin)``, so a
+period is one rectangular batch. Returns are measured from the last close the model saw
+(``close[o-1]``; for ``h = 1`` that is ``close[t-1]``, as SPEC.md defines them).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from tuner.core.data import Bars
+from tuner.core.errors import ConfigError, DataError
+
+Period = str
+"""``"validation"``, ``"test"``, or ``"fold1"``, ``"fold2"``... for stability folds."""
+
+MIN_CONTEXT = 32
+"""Fewest context bars any family is asked to forecast from."""
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Where the validation and test periods sit and how far ahead is forecast.
+
+    Attributes:
+        val_windows: validation targets (bars), the period tuning optimises. Default 20.
+        test_windows: held-out test targets at the end of the data. Default 20.
+        horizon: bars ahead; the target of an origin ``o`` is bar ``o + horizon - 1``. Default 1.
+        stability_folds: extra earlier folds of ``val_windows`` bars each, just before the
+            validation period, on which winners are re-scored to show how stable their score is
+            across periods (tuning never optimises them). Default 0.
+    """
+
+    val_windows: int = 20
+    test_windows: int = 20
+    horizon: int = 1
+    stability_folds: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("val_windows", "test_windows", "horizon", "stability_folds"):
+            value = getattr(self, name)
+            low = 0 if name == "stability_folds" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"windows.{name}: {value!r} must be an integer >= {low}")
+
+    def bars_needed(self, min_context: int = MIN_CONTEXT) -> int:
+        """Fewest bars a symbol needs: ``min_context`` before the first (fold or) validation origin."""
+        return (min_context + (1 + self.stability_folds) * self.val_windows + self.test_windows
+                + self.horizon - 1)
+
+    def need(self, min_context: int = MIN_CONTEXT) -> str:
+        folds = (f" + {self.stability_folds}×{self.val_windows} stability"
+                 if self.stability_folds else "")
+        return (f"context {min_context} + {self.val_windows} validation{folds} + {self.test_windows} test"
+                + (f" + horizon {self.horizon} - 1" if self.horizon > 1 else ""))
+
+
+@dataclass(frozen=True, eq=False)
+class WindowBatch:
+    """All windows of one symbol in one period, as rectangular arrays (W windows, L context bars).
+
+    Attributes:
+        symbol: the symbol.
+        period: ``"validation"`` or ``"test"``.
+        horizon: bars ahead; the forecast is for the last of ``horizon`` future bars.
+        target_index: (W,) bar index of each target ``t``.
+        context: (W, L, 6) float64 bars ``[o-L, o)`` in ``data.BAR_COLUMNS`` order
+            (open, high, low, close, volume, amount); prices in the data's units.
+        context_times: (W, L) ``datetime64[ns]`` timestamps of the context bars.
+        future_times: (W, horizon) ``datetime64[ns]`` timestamps of bars ``o..t``. Bar times are
+            calendar facts known in advance (Kronos uses them as features); their prices are not
+            part of the batch except ``actual_close``, which only the metrics read.
+        prev_close: (W,) the last close the model saw, ``close[o-1]``.
+        actual_close: (W,) the close of the target bar ``t``.
+    """
+
+    symbol: str
+    period: Period
+    horizon: int
+    target_index: np.ndarray
+    context: np.ndarray
+    context_times: np.ndarray
+    future_times: np.ndarray
+    prev_close: np.ndarray
+    actual_close: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.target_index)
+
+    @property
+    def context_length(self) -> int:
+        return self.context.shape[1]
+
+    @property
+    def close_context(self) -> np.ndarray:
+        """(W, L) context closes."""
+        return self.context[:, :, 3]
+
+    @property
+    def actual_return(self) -> np.ndarray:
+        """(W,) ``actual_close / prev_close - 1`` as a fraction."""
+        return self.actual_close / self.prev_close - 1.0
+
+    def truncated(self, context_length: int) -> WindowBatch:
+        """The same windows seeing only their last ``context_length`` bars (e.g. Kronos max_context)."""
+        if context_length >= self.context_length:
+            return self
+        keep = slice(self.context_length - context_length, None)
+        return WindowBatch(
+            self.symbol, self.period, self.horizon, self.target_index, self.context[:, keep],
+            self.context_times[:, keep], self.future_times, self.prev_close, self.actual_close,
+        )
+
+
+@dataclass(frozen=True)
+class Periods:
+    """The validation and test batches of one symbol for one family's context length, and the
+    stability folds (``folds[0]`` just before validation, then further back)."""
+
+    validation: WindowBatch
+    test: WindowBatch
+    folds: tuple[WindowBatch, ...] = ()
+
+
+def make_periods(bars: Bars, spec: WindowSpec, context_length: int,
+                 min_context: int = MIN_CONTEXT) -> Periods:
+    """Cut ``bars`` into the validation and test batches of ``spec``.
+
+    Raises:
+        DataError: fewer bars than ``spec.bars_needed(min_context)``; the message says how many.
+    """
+    if context_length < min_context:
+        raise ConfigError(f"context_length {context_length} is below the minimum {min_context}")
+    n = len(bars)
+    needed = spec.bars_needed(min_context)
+    if n < needed:
+        raise DataError(
+            f"{bars.source}: symbol {bars.symbol} has {n} bars, needs at least {needed} "
+            f"({spec.need(min_context)})"
+        )
+    first_val_target = n - spec.test_windows - spec.val_windows
+    first_origin = first_val_target - spec.horizon + 1
+    length = min(context_length, first_origin)
+    values, times = bars.values, bars.timestamps
+    val_targets = np.arange(first_val_target, n - spec.test_windows)
+    test_targets = np.arange(n - spec.test_windows, n)
+    folds = []
+    for k in range(1, spec.stability_folds + 1):
+        start = first_val_target - k * spec.val_windows
+        # Folds get their own (possibly shorter) context so validation never depends on them.
+        fold_length = min(context_length, start - spec.horizon + 1)
+        targets = np.arange(start, start + spec.val_windows)
+        folds.append(_batch(bars.symbol, f"fold{k}", targets, spec.horizon, fold_length, values, times))
+    return Periods(
+        validation=_batch(bars.symbol, "validation", val_targets, spec.horizon, length, values, times),
+        test=_batch(bars.symbol, "test", test_targets, spec.horizon, length, values, times),
+        folds=tuple(folds),
+    )
+
+
+def _batch(symbol: str, period: Period, targets: np.ndarray, horizon: int, length: int,
+           values: np.ndarray, times: np.ndarray) -> WindowBatch:
+    origins = targets - horizon + 1
+    ctx_idx = origins[:, None] + np.arange(-length, 0)[None, :]
+    fut_idx = origins[:, None] + np.arange(horizon)[None, :]
+    # Copies, not views: a forecaster that scribbles on its input cannot touch the data.
+    return WindowBatch(
+        symbol=symbol,
+        period=period,
+        horizon=horizon,
+        target_index=targets.copy(),
+        context=values[ctx_idx].copy(),
+        context_times=times[ctx_idx].copy(),
+        future_times=times[fut_idx].copy(),
+        prev_close=values[origins - 1, 3].copy(),
+        actual_close=values[targets, 3].copy(),
+    )
+
+
+def window_seeds(seed: int, batch: WindowBatch) -> list[int]:
+    """One seed per window, from the trial seed, the symbol and the target's timestamp.
+
+    A window's random numbers then depend on nothing else in the batch: the same window gets the
+    same draws whichever other windows are evaluated with it, and other symbols get other draws.
+    The seeds of the last trial seed used are kept on the batch (every trial of an experiment
+    runs with the experiment's seed, on the same batch objects in a model actor).
+    """
+    cached = batch.__dict__.get("_window_seeds")
+    if cached is not None and cached[0] == seed:
+        return list(cached[1])
+    symbol_key = zlib.crc32(batch.symbol.encode())
+    out = []
+    for stamp in batch.future_times[:, -1].astype(np.int64):
+        entropy = [int(seed) & 0xFFFFFFFF, int(seed) >> 32 & 0xFFFFFFFF, symbol_key,
+                   int(stamp) & 0xFFFFFFFF, (int(stamp) >> 32) & 0xFFFFFFFF]
+        state = np.random.SeedSequence(entropy).generate_state(2, np.uint32)
+        out.append((int(state[0]) << 31) ^ int(state[1]))  # < 2**63: valid for torch generators
+    object.__setattr__(batch, "_window_seeds", (seed, tuple(out)))  # frozen dataclass: a private memo
+    return out

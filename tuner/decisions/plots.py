@@ -1,0 +1,392 @@
+"""Figures of the HTML report, built on plotly and Optuna's own ``optuna.visualization``.
+
+* Overview (drawn when the page opens): how many symbols each family wins; validation vs test
+  pct_return_mae of every symbol's winner; latency vs validation error of every study's winner.
+  Points are coloured by family and carry their symbol (hover; printed next to them up to
+  :data:`LABELLED_SYMBOLS` symbols).
+* Per family across all symbols: Optuna's hyperparameter importances (PED-ANOVA) of one study
+  pooling every symbol's trials, each trial's value divided by its symbol's naive-baseline
+  pct_return_mae so symbols with different volatility compare.
+* Per study, on demand (a ``<select>`` of symbol and family): the symbol's families side by
+  side, then Optuna's optimisation history, slice and parallel-coordinate plots of the study.
+  Each symbol's figures are embedded as compressed JSON and drawn only when chosen, so a
+  report of 500 symbols stays one file that opens quickly instead of 1,500 panels at once.
+
+Self-contained: plotly.js is embedded once (no CDN; the page works offline). The studies are
+rebuilt from ``trials.parquet`` by :mod:`tuner.decisions.studies`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import zlib
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tuner.decisions.flags import OVERFIT_RATIO
+from tuner.decisions.results import FAMILY_ORDER, ExperimentReport, StudyRow
+
+if TYPE_CHECKING:
+    import optuna
+    import plotly.graph_objects as go
+
+LABELLED_SYMBOLS = 30
+"""Up to this many symbols, scatter points are labelled with their symbol (beyond: hover only)."""
+STUDY_FIGURES = ("history", "slice", "parallel")
+
+
+def esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def family_colors(families: Iterable[str]) -> dict[str, str]:
+    from plotly.colors import qualitative
+
+    ordered = sorted(set(families), key=_family_rank)
+    return {f: qualitative.Plotly[i % len(qualitative.Plotly)] for i, f in enumerate(ordered)}
+
+
+def _family_rank(family: str) -> tuple[int, str]:
+    return (FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER), family)
+
+
+def _usable(*values: float | None, positive: bool = False) -> bool:
+    return all(v is not None and math.isfinite(v) and (v > 0 or not positive) for v in values)
+
+
+# ------------------------------------------------------------------------------------- overview
+
+
+def winners_figure(report: ExperimentReport) -> go.Figure:
+    """Bar chart: how many symbols each family wins."""
+    import plotly.graph_objects as go
+
+    colors = family_colors(r.family for r in report.rows)
+    counts = {f: 0 for f in colors}
+    for w in report.winners:
+        counts[w.family] += 1
+    fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), marker_color=[colors[f] for f in counts],
+                           text=list(counts.values()), textposition="auto"))
+    fig.update_layout(title=f"Winner per symbol: symbols won by each family ({len(report.winners)} symbols)",
+                      xaxis_title="family", yaxis_title="symbols won", height=380)
+    return fig
+
+
+def _scatter_by_family(fig: go.Figure, report: ExperimentReport, rows: list[StudyRow], x, y, hover: str,
+                       label: bool) -> None:
+    import plotly.graph_objects as go
+
+    # Colours from every family of the report, so a family has one colour in every figure.
+    colors = family_colors(r.family for r in report.rows)
+    for family, color in colors.items():
+        mine = [r for r in rows if r.family == family]
+        if not mine:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[x(r) for r in mine], y=[y(r) for r in mine], name=family, mode="markers+text" if label else "markers",
+            text=[r.symbol for r in mine], textposition="top center", marker={"color": color, "size": 9},
+            customdata=[[r.symbol, r.family, ", ".join(r.flags) or "ok"] for r in mine], hovertemplate=hover))
+
+
+def validation_test_figure(report: ExperimentReport) -> go.Figure:
+    """Winners' validation vs test pct_return_mae (log-log), with y = x and the overfit ratio."""
+    import plotly.graph_objects as go
+
+    rows = [w for w in report.winners if _usable(w.validation_pct_return_mae, w.test_pct_return_mae, positive=True)]
+    fig = go.Figure()
+    if rows:
+        values = [v for w in rows for v in (w.validation_pct_return_mae, w.test_pct_return_mae)]
+        lo, hi = min(values) / 1.3, max(values) * 1.3
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="test = validation",
+                                 line={"color": "#888", "dash": "dot"}, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[lo * OVERFIT_RATIO, hi * OVERFIT_RATIO], mode="lines",
+                                 name=f"test = {OVERFIT_RATIO:g} × validation (overfit rule)",
+                                 line={"color": "#d62728", "dash": "dash", "width": 1}, hoverinfo="skip"))
+    _scatter_by_family(fig, report, rows, lambda r: r.validation_pct_return_mae, lambda r: r.test_pct_return_mae,
+                       "%{customdata[0]} (%{customdata[1]})<br>validation %{x:.5f}<br>test %{y:.5f}"
+                       "<br>flags: %{customdata[2]}<extra></extra>", len({r.symbol for r in rows}) <= LABELLED_SYMBOLS)
+    fig.update_layout(title="Winners: validation vs test pct_return_mae (above the red line: test much worse)",
+                      xaxis={"title": "validation pct_return_mae", "type": "log"},
+                      yaxis={"title": "test pct_return_mae", "type": "log"}, height=480)
+    return fig
+
+
+def latency_error_figure(report: ExperimentReport) -> go.Figure:
+    """Every study's winner: validation latency per forecast vs validation pct_return_mae."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in report.rows
+            if _usable(r.validation_latency_per_forecast_s, r.validation_pct_return_mae, positive=True)]
+    fig = go.Figure()
+    _scatter_by_family(fig, report, rows, lambda r: r.validation_latency_per_forecast_s,
+                       lambda r: r.validation_pct_return_mae,
+                       "%{customdata[0]} (%{customdata[1]})<br>latency %{x:.4g} s per forecast"
+                       "<br>validation pct_return_mae %{y:.5f}<extra></extra>",
+                       len({r.symbol for r in rows}) <= LABELLED_SYMBOLS)
+    fig.update_layout(title="Every family's winner: latency vs validation error (lower left is better)",
+                      xaxis={"title": "validation latency per forecast (s)", "type": "log"},
+                      yaxis={"title": "validation pct_return_mae", "type": "log"}, height=480)
+    return fig
+
+
+# ------------------------------------------------------------------------------------- importances
+
+
+def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.Study]
+                        ) -> tuple[optuna.Study | None, list[str]]:
+    """One in-memory study of every symbol's completed ``family`` trials, each value divided by
+    its symbol's naive-baseline pct_return_mae (``baseline_pct_return_mae`` user attribute; the
+    study's median when absent), so symbols of different volatility pool. Returns the study
+    (None without two such trials) and the parameters left out because not every trial has
+    them (conditional ones such as Kronos's ``top_p``), with how often they were searched."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuner.decisions.studies import _space, distributions, quiet_optuna
+
+    points: list[tuple[dict[str, Any], float]] = []
+    for (_, fam), study in sorted(studies.items()):
+        if fam != family:
+            continue
+        done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+        if not done:
+            continue
+        values = sorted(t.value for t in done)
+        median = values[len(values) // 2]
+        for t in done:
+            base = t.user_attrs.get("baseline_pct_return_mae")
+            scale = base if isinstance(base, (int, float)) and base > 0 else median
+            if scale > 0:
+                points.append((dict(t.params), t.value / scale))
+    if len(points) < 2:
+        return None, []
+    names = {n for p, _ in points for n in p}
+    common = {n for n in names if all(n in p for p, _ in points)}
+    left_out = [f"{n} (in {sum(n in p for p, _ in points)} of {len(points)} trials)" for n in sorted(names - common)]
+    dists = distributions(_space(family), [{k: v for k, v in p.items() if k in common} for p, _ in points])
+    with quiet_optuna():
+        pooled = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
+        pooled.add_trials([optuna.trial.create_trial(
+            params={k: v for k, v in p.items() if k in common}, distributions={k: dists[k] for k in common},
+            value=value) for p, value in points])
+    return pooled, left_out
+
+
+def importance_figure(family: str, studies: Mapping[tuple[str, str], optuna.Study]) -> tuple[go.Figure | None, str]:
+    """Optuna's hyperparameter-importance chart for ``family`` across symbols, and a note."""
+    import optuna
+
+    from tuner.decisions.studies import quiet_optuna
+
+    pooled, left_out = pooled_family_study(family, studies)
+    symbols = sum(1 for (_, f) in studies if f == family)
+    if pooled is None:
+        return None, f"{family}: fewer than two completed trials, no importances."
+    note = (f"{family}: {len(pooled.trials)} completed trials of {symbols} symbols, each value divided by its "
+            "symbol's naive-baseline pct_return_mae; PED-ANOVA importance (share of the top 10 % trials' "
+            "parameter distribution that departs from all trials').")
+    if left_out:
+        note += " Left out, searched only in some trials: " + ", ".join(left_out) + "."
+    try:
+        with quiet_optuna():
+            fig = optuna.visualization.plot_param_importances(
+                pooled, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+    except (ValueError, RuntimeError) as e:  # e.g. every trial had the same parameters
+        return None, f"{family}: no importances ({e})."
+    fig.update_layout(title=f"{family}: which hyperparameters matter (across {symbols} symbols)", height=360)
+    return fig, note
+
+
+# ------------------------------------------------------------------------------------- per study
+
+
+def symbol_figure(report: ExperimentReport, symbol: str) -> go.Figure:
+    """A symbol's families side by side: validation and test pct_return_mae, and the baselines."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in report.rows if r.symbol == symbol]
+    names = [f"{r.family} ★" if r.winner else r.family for r in rows]
+    fig = go.Figure()
+    for label, values, color in (("validation", [r.validation_pct_return_mae for r in rows], "#1f77b4"),
+                                 ("test", [r.test_pct_return_mae for r in rows], "#ff7f0e")):
+        fig.add_trace(go.Bar(x=names, y=values, name=f"{label} pct_return_mae", marker_color=color,
+                             hovertemplate="%{x}: %{y:.5f}<extra>" + label + "</extra>"))
+    for label, value, dash, where in (
+            ("validation", rows[0].baseline_validation_pct_return_mae if rows else None, "dot", "top left"),
+            ("test", rows[0].baseline_test_pct_return_mae if rows else None, "dash", "top right")):
+        if _usable(value):
+            fig.add_hline(y=value, line={"dash": dash, "color": "#444", "width": 1},
+                          annotation_text=f"naive baseline, {label}", annotation_position=where)
+    fig.update_layout(title=f"{symbol}: every family (★ = winner) against the naive no-change forecast",
+                      barmode="group", xaxis_title="family", yaxis_title="pct_return_mae", height=380)
+    return fig
+
+
+def _figure_json(fig: go.Figure) -> dict[str, Any]:
+    """A figure as plotly JSON without its template (the page adds one shared copy)."""
+    data = json.loads(fig.to_json())
+    data["layout"].pop("template", None)
+    return data
+
+
+def study_figures(study: optuna.Study) -> dict[str, dict[str, Any]] | None:
+    """Optuna's optimisation history, slice and parallel-coordinate figures of one study, as
+    plotly JSON; None when it has no completed trial."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from tuner.decisions.studies import quiet_optuna
+
+    if not any(t.state == TrialState.COMPLETE for t in study.trials):
+        return None
+    name = study.study_name.split("/", 1)[-1]
+    with quiet_optuna():
+        figs = {"history": optuna.visualization.plot_optimization_history(study, target_name="pct_return_mae"),
+                "slice": optuna.visualization.plot_slice(study, target_name="pct_return_mae"),
+                "parallel": optuna.visualization.plot_parallel_coordinate(study, target_name="pct_return_mae")}
+    titles = {"history": "optimisation history", "slice": "slice (each parameter against the value)",
+              "parallel": "parallel coordinates"}
+    for key, fig in figs.items():
+        # Explicit heights: the page's empty placeholder divs give plotly none to size from.
+        fig.update_layout(title=f"{name}: {titles[key]}", height=460 if key == "parallel" else 420)
+    return {k: _figure_json(f) for k, f in figs.items()}
+
+
+def _pack(data: Any) -> str:
+    """JSON, zlib-compressed, base64: the page inflates it with the browser's DecompressionStream."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
+    return base64.b64encode(zlib.compress(text.encode(), 9)).decode("ascii")
+
+
+def explorer_payload(report: ExperimentReport, studies: Mapping[tuple[str, str], optuna.Study]) -> dict[str, str]:
+    """Per symbol, packed: ``{"symbol": figure, "studies": {family: {history, slice, parallel}}}``."""
+    out = {}
+    for symbol in sorted({r.symbol for r in report.rows} | {s for s, _ in studies}):
+        figures = {}
+        for (s, family), study in sorted(studies.items(), key=lambda kv: _family_rank(kv[0][1])):
+            if s == symbol:
+                made = study_figures(study)
+                if made is not None:
+                    figures[family] = made
+        out[symbol] = _pack({"symbol": _figure_json(symbol_figure(report, symbol)), "studies": figures})
+    return out
+
+
+# ------------------------------------------------------------------------------------- page
+
+
+def plotly_script() -> str:
+    """plotly.js, inline: the page's only script library, embedded once."""
+    from plotly.offline import get_plotlyjs
+
+    return f"<script>{get_plotlyjs()}</script>"
+
+
+def _json_script(element_id: str, data: Any) -> str:
+    text = json.dumps(data, separators=(",", ":"), default=str).replace("</", "<\\/")
+    return f'<script type="application/json" id="{esc(element_id)}">{text}</script>'
+
+
+_EXPLORER_JS = """
+(function () {
+  const packs = JSON.parse(document.getElementById('study-data').textContent);
+  const template = JSON.parse(document.getElementById('plotly-template').textContent);
+  const symbolSelect = document.getElementById('symbol-select');
+  const familySelect = document.getElementById('family-select');
+  const status = document.getElementById('explorer-status');
+  const cache = {};
+  async function unpack(symbol) {
+    if (!cache[symbol]) {
+      const bytes = Uint8Array.from(atob(packs[symbol]), c => c.charCodeAt(0));
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate'));
+      cache[symbol] = JSON.parse(await new Response(stream).text());
+    }
+    return cache[symbol];
+  }
+  function draw(id, fig, empty) {
+    const el = document.getElementById(id);
+    Plotly.purge(el);
+    el.textContent = '';
+    if (!fig) { el.textContent = empty; return; }
+    const layout = Object.assign({}, fig.layout, {template: template});
+    Plotly.newPlot(el, fig.data, layout, {responsive: true, displaylogo: false});
+  }
+  async function showSymbol(keepFamily) {
+    const symbol = symbolSelect.value;
+    status.textContent = 'loading ' + symbol + '...';
+    const data = await unpack(symbol);
+    const families = Object.keys(data.studies);
+    const wanted = keepFamily && families.includes(familySelect.value) ? familySelect.value
+                   : (symbolSelect.selectedOptions[0].dataset.best || families[0]);
+    familySelect.innerHTML = '';
+    for (const f of families) { familySelect.add(new Option(f, f, false, f === wanted)); }
+    draw('symbol-figure', data.symbol, '');
+    showStudy(data);
+    status.textContent = families.length ? '' : symbol + ': no study with completed trials';
+  }
+  function showStudy(data) {
+    const study = data.studies[familySelect.value];
+    const empty = 'no completed trials to plot';
+    for (const key of %(figures)s) { draw('study-' + key, study && study[key], study ? '' : empty); }
+  }
+  symbolSelect.addEventListener('change', () => showSymbol(true));
+  familySelect.addEventListener('change', async () => showStudy(await unpack(symbolSelect.value)));
+  if (symbolSelect.options.length) { showSymbol(false); }
+})();
+"""
+
+
+def _best_study(report: ExperimentReport, studies: Mapping[tuple[str, str], Any], symbol: str) -> str:
+    """The family whose study the explorer opens for ``symbol``: the winner, or when the winner
+    is a derived candidate (no trials of its own) the best family that has a study."""
+    rows = [r for r in report.rows if r.symbol == symbol and (symbol, r.family) in studies]
+    ranked = sorted(rows, key=lambda r: (not r.winner, r.validation_pct_return_mae
+                                         if r.validation_pct_return_mae is not None else math.inf))
+    return ranked[0].family if ranked else ""
+
+
+def plots_html(report: ExperimentReport) -> str:
+    """The report's figure sections (overview, importances, study explorer) as HTML; expects
+    :func:`plotly_script` earlier in the page."""
+    import plotly.io as pio
+
+    from tuner.decisions.studies import rebuild_studies
+
+    def inline(fig: go.Figure) -> str:
+        return pio.to_html(fig, include_plotlyjs=False, full_html=False,
+                           config={"responsive": True, "displaylogo": False})
+
+    parts = ["<h2 id='overview'>Overview</h2>"]
+    if not report.rows:
+        parts.append("<p>nothing to plot yet</p>")
+        return "\n".join(parts)
+    parts += [inline(winners_figure(report)), inline(validation_test_figure(report)),
+              inline(latency_error_figure(report))]
+    studies = rebuild_studies(report) if report.trials is not None and len(report.trials) else {}
+    parts.append("<h2 id='importances'>Which hyperparameters matter (per family, across symbols)</h2>")
+    families = sorted({f for _, f in studies}, key=_family_rank)
+    if not families:
+        parts.append("<p>no trials recorded yet (trials.parquet is written when the run finishes)</p>")
+    for family in families:
+        fig, note = importance_figure(family, studies)
+        parts.append(f"<p class='note'>{esc(note)}</p>" + (inline(fig) if fig is not None else ""))
+
+    symbols = sorted({r.symbol for r in report.rows} | {s for s, _ in studies})
+    options = "".join(f'<option value="{esc(s)}" data-best="{esc(_best_study(report, studies, s))}">{esc(s)}</option>'
+                      for s in symbols)
+    parts.append("<h2 id='explore'>Explore a study</h2>"
+                 f"<p>{len(symbols)} symbols, {len(studies)} studies. Choose a symbol and a family: the "
+                 "symbol's families side by side, then Optuna's optimisation history, slice and parallel "
+                 "coordinates of that study (drawn on demand).</p>"
+                 f"<p><label>symbol <select id='symbol-select'>{options}</select></label> "
+                 "<label>family <select id='family-select'></select></label> "
+                 "<span id='explorer-status'></span></p>"
+                 "<div id='symbol-figure'></div>"
+                 + "".join(f"<div id='study-{k}' class='study-figure'></div>" for k in STUDY_FIGURES))
+    parts.append(_json_script("plotly-template", pio.templates[pio.templates.default].to_plotly_json()))
+    parts.append(_json_script("study-data", explorer_payload(report, studies)))
+    parts.append("<script>" + _EXPLORER_JS % {"figures": json.dumps(list(STUDY_FIGURES))} + "</script>")
+    return "\n".join(parts)

@@ -1,0 +1,282 @@
+"""Collation: every trial of an experiment → winners per study, result files, summary, trial table.
+
+Ray-free: the experiment driver turns Tune's results into :class:`TrialRecord` values and hands
+them here. Nothing is dropped silently: trials that failed or never ran are counted per study
+and listed in the trial table with their status.
+
+Files, under ``<storage>/<experiment>/``:
+
+* ``<family>/<SYMBOL>.json``: the study's winner (SPEC.md layout) with its validation score (the
+  trial's own value), its test-period score and the naive baseline on both periods;
+* ``summary.json``: per symbol the best family by validation pct_return_mae, plus run facts
+  (model loads, actors, trial counts, wall time, whether the weights were tiny);
+* ``trials.parquet``: one row per trial: config, metrics, latency, timings, node, status, error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from tuner.core import strict_json
+from tuner.core.candidates import label_candidate
+from tuner.core.storage import SUMMARY_FILE, TRIALS_FILE, Storage
+from tuner.core.trial import TrialResult
+
+COMPLETED, FAILED, NEVER_RAN = "completed", "failed", "never_ran"
+DERIVED = ("blend", "regime")
+"""Candidates built from the family winners (see tuner.core.candidates)."""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the driver saw it.
+
+    Attributes:
+        trial_id: Tune's trial id ('' for trials that never ran).
+        symbol, family: the study.
+        status: ``completed``, ``failed`` or ``never_ran``.
+        config: the trial's parameters (empty if it never ran).
+        metrics: what the trial reported (pct_return_mae, price_mae, latency_s, timings, node...).
+        error: the error message of a failed trial.
+        number: the trial's position among its study's finished trials (its Optuna number).
+        session: the run session that ran it (1 = first run, 2 = first resume...).
+    """
+
+    trial_id: str
+    symbol: str
+    family: str
+    status: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    number: int | None = None
+    session: int | None = None
+
+    @property
+    def objective(self) -> float:
+        value = self.metrics.get("pct_return_mae")
+        return float(value) if value is not None else math.inf
+
+
+def study_key(symbol: str, family: str) -> str:
+    return f"{symbol}/{family}"
+
+
+def pick_winners(records: Iterable[TrialRecord], max_latency_s: float | None = None
+                 ) -> dict[tuple[str, str], TrialRecord]:
+    """Per (symbol, family), the completed trial with the lowest validation pct_return_mae
+    (ties: the earlier trial id, so the choice is reproducible). With ``max_latency_s``, only
+    trials whose validation latency per forecast is within it can win."""
+    best: dict[tuple[str, str], TrialRecord] = {}
+    for r in records:
+        if r.status != COMPLETED or not math.isfinite(r.objective):
+            continue
+        if max_latency_s is not None and r.metrics.get("latency_per_forecast_s", math.inf) > max_latency_s:
+            continue
+        key = (r.symbol, r.family)
+        if key not in best or (r.objective, r.trial_id) < (best[key].objective, best[key].trial_id):
+            best[key] = r
+    return best
+
+
+def trial_counts(records: Iterable[TrialRecord], studies: Iterable[tuple[str, str]],
+                 budget: int) -> dict[tuple[str, str], dict[str, int]]:
+    """Per study: completed, failed and never-ran counts against the budget. A trial that failed
+    is retried by a resume, so failed attempts of earlier sessions stay counted (a resume never
+    hides them) while never-ran is what the budget still lacks."""
+    counts = {s: {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0, "budget": budget} for s in studies}
+    for r in records:
+        counts.setdefault((r.symbol, r.family), {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0, "budget": budget})
+        counts[(r.symbol, r.family)][r.status] += 1
+    for c in counts.values():
+        c[NEVER_RAN] = max(0, budget - c[COMPLETED] - c[FAILED])
+    return counts
+
+
+def winner_document(winner: TrialRecord, final: TrialResult, counts: Mapping[str, int],
+                    meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The SPEC.md result file of one study.
+
+    ``final`` is the winner re-run with the test period (same seed); its validation block is
+    replaced by the trial's own reported scores, which are what tuning chose on.
+    """
+    doc = final.to_dict()
+    own = {k: winner.metrics[k] for k in ("pct_return_mae", "price_mae", "latency_s",
+                                            "latency_per_forecast_s", "windows", "skill")
+           if k in winner.metrics}
+    doc["validation"] = {**doc["validation"], **own}
+    doc["trials"] = dict(counts)
+    doc["trial_id"] = winner.trial_id
+    doc["experiment"] = meta.get("experiment")
+    doc["windows"] = meta.get("windows")
+    doc["data"] = meta.get("data")
+    doc["created_at"] = meta.get("created_at")
+    return doc
+
+
+def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tuple[str, str], Mapping[str, int]],
+                  meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``summary.json``: the best family per symbol by validation pct_return_mae, and run facts."""
+    symbols: dict[str, dict[str, Any]] = {}
+    for (symbol, family), doc in sorted(documents.items()):
+        entry = symbols.setdefault(symbol, {"families": {}})
+        entry["families"][family] = {
+            "validation_pct_return_mae": doc["validation"]["pct_return_mae"],
+            "test_pct_return_mae": doc["test"]["pct_return_mae"] if doc.get("test") else None,
+            "latency_per_forecast_s": doc["validation"].get("latency_per_forecast_s"),
+            "config": doc["config"],
+        }
+    for symbol, entry in symbols.items():
+        # Ties go to a family winner over a candidate derived from it (blend/regime).
+        family, best = min(entry["families"].items(),
+                           key=lambda kv: (kv[1]["validation_pct_return_mae"], kv[0] in DERIVED))
+        doc = documents[(symbol, family)]
+        entry.update({
+            "best_family": family,
+            "config": doc["config"],
+            "validation_pct_return_mae": best["validation_pct_return_mae"],
+            "test_pct_return_mae": best["test_pct_return_mae"],
+            "baseline_validation_pct_return_mae": doc["baseline"]["validation"]["pct_return_mae"],
+            "baseline_test_pct_return_mae": (doc["baseline"]["test"] or {}).get("pct_return_mae"),
+            "validation_skill": doc["validation"].get("skill"),
+            "validation_skill_reason": doc["validation"].get("skill_reason"),
+            "test_skill": doc["test"].get("skill") if doc.get("test") else None,
+            "test_skill_reason": (doc.get("test") or {}).get("skill_reason"),
+            "beats_baseline": best["validation_pct_return_mae"]
+            < doc["baseline"]["validation"]["pct_return_mae"],
+            "stability_spread": (doc.get("stability") or {}).get("spread"),
+            "significance": doc.get("significance"),
+        })
+    totals = {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0}
+    for c in counts.values():
+        for k in totals:
+            totals[k] += c[k]
+    limit = meta.get("max_latency_s")
+    reasons = {study_key(*key): (f"no completed trial within max_latency_s {limit:g} s per forecast"
+                                 if limit is not None and counts[key][COMPLETED] else "no completed trial")
+               for key in sorted(counts) if key not in documents}
+    return {
+        **meta,
+        # Failed attempts are retried by a resume: complete = every study has its budget completed.
+        "complete": all(c[COMPLETED] >= c["budget"] for c in counts.values()),
+        "trials": totals,
+        "studies": {study_key(*k): dict(v) for k, v in sorted(counts.items())},
+        "studies_without_winner": reasons,
+        "symbols": symbols,
+    }
+
+
+def trials_table(records: Iterable[TrialRecord]):
+    """One row per trial (pandas DataFrame): study, status, params, metrics, timings, node, error."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {"trial_id": r.trial_id, "study": study_key(r.symbol, r.family),
+                               "number": r.number, "session": r.session,
+                               "symbol": r.symbol, "family": r.family,
+                               "status": r.status, "error": r.error,
+                               "config": strict_json.dumps(dict(r.config), sort_keys=True)}
+        row.update({f"param_{k}": v for k, v in r.config.items()})
+        row.update({k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))})
+        row["errors"] = r.metrics.get("errors")  # per-window validation errors (a list column)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    # Mixed-type parameter columns (e.g. top_k int vs None) must still serialise to Parquet.
+    for col in frame.columns:
+        if col.startswith("param_") and frame[col].map(type).nunique() > 1:
+            frame[col] = frame[col].astype(str)
+    return frame
+
+
+def add_significance(documents: dict[tuple[str, str], dict[str, Any]], records: Iterable[TrialRecord],
+                     defaults: Mapping[tuple[str, str], TrialResult], meta: Mapping[str, Any]) -> None:
+    """Give every family winner its ``default`` (the family default config's scores) and its
+    ``significance`` section (:func:`tuner.core.significance.winner_significance`): against the
+    baseline and the default on both periods, SPA/Reality Check and PBO over the study's trials,
+    and the symbol's Model Confidence Set over every candidate's test errors (computed once per
+    symbol and shared by its winners)."""
+    from tuner.core.significance import (
+        MCS_ALPHA,
+        MCSResult,
+        errors_of,
+        model_confidence_set,
+        winner_significance,
+    )
+
+    horizon = int((meta.get("windows") or {}).get("horizon", 1))
+    seed = int(meta.get("seed") or 0)
+    trial_errors: dict[tuple[str, str], list[list[float]]] = {}
+    for r in records:
+        if r.status == COMPLETED and r.metrics.get("errors"):
+            trial_errors.setdefault((r.symbol, r.family), []).append(list(r.metrics["errors"]))
+    by_symbol: dict[str, dict[str, list[float]]] = {}
+    for (symbol, family), doc in sorted(documents.items()):
+        model, base = errors_of(doc)
+        if model["test"] is not None:
+            by_symbol.setdefault(symbol, {})[family] = model["test"]
+            if base["test"] is not None:
+                by_symbol[symbol]["baseline"] = base["test"]
+        if family in DERIVED:
+            continue
+        default = defaults.get((symbol, family))
+        if default is not None:
+            doc["default"] = default.to_dict()
+        columns = trial_errors.get((symbol, family), [])
+        trials = (list(map(list, zip(*columns, strict=True)))
+                  if columns and len({len(c) for c in columns}) == 1 else None)
+        doc["significance"] = winner_significance(
+            model, base, errors_of(doc["default"])[0] if default is not None else None,
+            trials=trials, candidates=None, horizon=horizon, seed=seed)
+    for symbol, candidates in by_symbol.items():
+        if len(candidates) < 3:  # the winner and the baseline: vs_baseline already compares them
+            mcs = MCSResult(None, None, MCS_ALPHA, len(next(iter(candidates.values()))),
+                            "only one candidate besides the baseline: vs_baseline compares them")
+        else:
+            mcs = model_confidence_set(candidates, horizon=horizon, seed=seed)
+        section = {**mcs.to_dict(), "period": "test"}
+        for (sym, _), doc in documents.items():
+            if sym == symbol and "significance" in doc:
+                doc["significance"]["mcs"] = section
+                doc["significance"]["reasons"].pop("mcs", None)
+                if mcs.members is None:
+                    doc["significance"]["reasons"]["mcs"] = mcs.reason or "not computed"
+
+
+def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mapping[tuple[str, str], TrialResult],
+                     studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any],
+                     derived: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+                     unscored: Mapping[tuple[str, str], str] | None = None,
+                     defaults: Mapping[tuple[str, str], TrialResult] | None = None) -> dict[str, Any]:
+    """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary.
+
+    ``derived`` holds candidates built from the winners ((symbol, "blend"|"regime") → result
+    document, see :mod:`tuner.core.candidates`); they are written beside the families' files and
+    compete for the best family of their symbol. ``unscored``: studies whose winner could not
+    be re-scored on the test period (its actors died), and why; they get no winner file.
+    ``defaults``: each study's family default config scored on both periods (same seed): the
+    winner file shows it, and its ``significance`` section tests the winner against it."""
+    meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    winners = pick_winners(records, meta.get("max_latency_s"))
+    counts = trial_counts(records, studies, budget)
+    documents = {}
+    for key, winner in winners.items():
+        if key not in finals:
+            continue
+        documents[key] = winner_document(winner, finals[key], counts[key], meta)
+    for key, doc in (derived or {}).items():
+        documents[key] = label_candidate(doc, documents, counts, meta)
+    add_significance(documents, records, defaults or {}, meta)
+    for key, doc in documents.items():
+        storage.write_json(f"{key[1]}/{key[0]}.json", doc)
+    summary = build_summary(documents, counts, meta)
+    for key, why in (unscored or {}).items():
+        summary["studies_without_winner"][study_key(*key)] = why
+    storage.write_parquet(TRIALS_FILE, trials_table(records))
+    storage.write_json(SUMMARY_FILE, summary)
+    return summary
+

@@ -1,0 +1,713 @@
+"""The Ray driver: tune every (symbol, family) study of an experiment, then collate the winners.
+
+Flow: load data and cut windows (before Ray starts, so bad input fails fast) → resolve weights
+→ join or start Ray → start each family's model actors and wait until they have loaded →
+one Tune run whose searcher multiplexes one Optuna TPE study per (symbol, family) →
+re-score each winner on the test period → write result files, summary and trial table.
+
+A run under an existing name resumes it (Tune restores its trials and the searcher every
+study's history); ``tuner resume NAME`` does the same from the stored config.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tuner import __version__
+from tuner.core.config import load_family_config
+from tuner.core.data import bundled_data_path, load_dataset
+from tuner.core.errors import ConfigError, DataError, TunerError
+from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
+from tuner.core.storage import CONFIG_FILE, SUMMARY_FILE, TRIALS_FILE, Storage, is_uri
+from tuner.core.trial import TrialResult
+from tuner.core.windows import make_periods
+from tuner.engine.actors import LoadLedger, ModelServer, PackBoard, Routing, WindowStore
+from tuner.engine.collate import TrialRecord, pick_winners, write_experiment
+from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
+from tuner.engine.journal import (
+    JournalRecord,
+    StorageFault,
+    TrialJournal,
+    compact,
+    last_session,
+    read_journal,
+    records_by_study,
+)
+from tuner.engine.lock import ExperimentLock
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "forecast-tuner"
+GPU_SHARE = {"toto": 0.5, "kronos_standard": 0.25, "kronos_ensemble": 0.25}
+"""Default GPU share per model actor: one actor of each family fills one GPU."""
+ACTOR_CONCURRENCY = 4
+"""evaluate() calls a model actor runs at once (threads), so its batcher can merge them."""
+REPORT_SYMBOLS = 20
+"""Symbols the end-of-run lines show (the report has them all)."""
+WEIGHTS_FREE_CHUNK = 64
+"""Optuna trials per actor call for weights-free families (a call costs more than their work).
+Smaller calls with twice the packs in flight, so that packs overlap more, measured slower on
+2 cores (33.7 vs 18.6 ms per trial at 100 studies x 10): more processes competing."""
+PACKS_PER_ACTOR = ACTOR_CONCURRENCY
+"""Packs in flight per model actor: as many as it runs calls at once."""
+
+Echo = Callable[[str], None]
+
+
+# ------------------------------------------------------------------------------------- entry
+
+
+def run_experiment(config: ExperimentConfig, echo: Echo = print,
+                   include_dashboard: bool | None = None, take_over: bool = False) -> dict[str, Any]:
+    """Run (or resume, if the name exists) an experiment; return its summary."""
+    storage = Storage(config.storage, config.name)
+    stored = _stored_config(storage)
+    if stored is not None:
+        _check_same_experiment(stored, config, storage)
+        ignored = _ignored_on_resume(stored, config)
+        config = replace(stored, address=config.address)
+        echo(f"experiment {config.name} exists at {storage.root}: resuming it")
+        if ignored:
+            echo(f"WARNING: resuming keeps the stored settings; ignored: {'; '.join(ignored)}")
+    # Tiny weights live on the driver's disk only, so a run that joins a cluster never falls back.
+    joins_cluster = bool(config.address or os.environ.get("RAY_ADDRESS"))
+    return _run(config, storage, echo, include_dashboard,
+                fallback_allowed=config.weights is None and not joins_cluster, take_over=take_over)
+
+
+def resume_experiment(name: str, storage_root: str = "results", address: str | None = None,
+                      echo: Echo = print, include_dashboard: bool | None = None,
+                      take_over: bool = False) -> dict[str, Any]:
+    """Continue an interrupted experiment from its stored config and Tune state."""
+    storage = Storage(storage_root, name)
+    stored = _stored_config(storage)
+    if stored is None:
+        raise ConfigError(f"no experiment {name!r} under {storage.base} (no {CONFIG_FILE})")
+    return _run(replace(stored, address=address), storage, echo, include_dashboard, fallback_allowed=False,
+                take_over=take_over)
+
+
+def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any]:
+    """What is stored about an experiment: config, live progress and, when done, the summary."""
+    from tuner.engine.progress import read_progress
+
+    storage = Storage(storage_root, name)
+    if not storage.exists(CONFIG_FILE):
+        raise ConfigError(f"no experiment {name!r} under {storage.base} (no {CONFIG_FILE})")
+    status: dict[str, Any] = {"experiment": name, "root": storage.root,
+                              "config": storage.read_json(CONFIG_FILE),
+                              "progress": read_progress(storage)}
+    status["summary"] = storage.read_json(SUMMARY_FILE) if storage.exists(SUMMARY_FILE) else None
+    return status
+
+
+# ------------------------------------------------------------------------------------- the run
+
+
+def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
+         fallback_allowed: bool, take_over: bool = False) -> dict[str, Any]:
+    try:
+        return _run_locked(config, storage, echo, include_dashboard, fallback_allowed, take_over)
+    except OSError as e:  # the storage itself: one clear line, not a traceback
+        raise StorageFault(f"{storage.root}: {e}. Nothing finished was lost: the journal keeps "
+                           f"every saved trial; fix the storage and run `tuner resume {config.name}`.") from e
+
+
+def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
+                fallback_allowed: bool, take_over: bool) -> dict[str, Any]:
+    with ExperimentLock(storage, take_over=take_over) as lock:
+        if lock.took_over_from:
+            held = lock.took_over_from
+            echo(f"took the experiment over from pid {held.get('pid')} on {held.get('host')} "
+                 f"(started {held.get('since')}), which is no longer running")
+        # Read (strictly) before anything is written: a damaged journal stops here.
+        history = read_journal(storage)
+        done = _finished_summary(storage, history)
+        if done is not None:
+            echo(f"experiment {config.name} is complete ({done['trials']['completed']} trials); nothing "
+                 f"to run. `tuner report {config.name}` shows it; results: {storage.root}")
+            return done
+        return _run_session(config, storage, echo, include_dashboard, fallback_allowed, history)
+
+
+def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
+                 fallback_allowed: bool, history: list[JournalRecord]) -> dict[str, Any]:
+    started = time.time()
+    session = last_session(storage) + 1
+    periods, studies, skipped = _cut_windows(config)
+    for what, why in skipped.items():
+        echo(f"skipped {what}: {why}")
+    weights, tiny_fallback = _resolve_weights(config, echo, fallback_allowed)
+    config = replace(config, weights=weights)
+
+    import ray
+
+    started_ray, dashboard = _connect(config, include_dashboard)
+    pool: ActorPool | None = None
+    try:
+        storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
+                                         "version": __version__})
+        pool = _start_actors(config, periods, echo)
+        # Checked once the actors run: an autoscaling cluster only has its GPU nodes by now.
+        _check_shared_storage(storage)
+        actors = pool.actors
+        routing = Routing(NAMESPACE, {f: tuple(n for n, _ in members) for f, members in actors.items()},
+                          config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in actors},
+                          board=pool.board_name)
+        journal = TrialJournal(storage, session)
+        searcher, progress, watchdog = _make_searcher(config, storage, studies, history, journal, session,
+                                                      len(pool.infos), BoardClient(pool.board))
+        resumed = bool(history) or session > 1
+        echo(f"tuning {len(studies)} studies × {config.trials} trials "
+             f"({len(config.families)} families, {len({s for s, _ in studies})} symbols) with "
+             f"{len(pool.infos)} model actors, up to {searcher.pack_size} trials per Tune trial; "
+             f"Ray dashboard: {dashboard}"
+             + (f" [resumed] with {len(history)} finished trials kept" if resumed else ""))
+        from tuner.engine.tuning import tune_studies
+
+        tuning_started = time.time()
+        try:
+            outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
+        finally:
+            progress.close()
+        records = [_trial_record(r) for r in read_journal(storage)]
+        winners = pick_winners(records, config.max_latency_s)
+        finals, unscored, defaults = _score_winners(winners, actors, config.seed)
+        derived = _derived_candidates(winners, finals, actors, periods, config)
+        infos = _actor_infos(actors)
+        meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
+        meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
+        meta["phases_s"] = {"start": tuning_started - started, "tuning": outcome.seconds,
+                            "rescoring": time.time() - tuning_started - outcome.seconds}
+        meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
+                          "pack_size": searcher.pack_size, "max_packs_in_flight": searcher.max_packs,
+                          "peak_packs_running": outcome.peak_running,
+                          "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
+        summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived,
+                                   unscored, defaults)
+        compact(storage, session)
+        if outcome.stopped:
+            summary["stopped"] = outcome.stopped
+            storage.write_json(SUMMARY_FILE, summary)
+            raise TunerError(outcome.stopped)
+        _report(summary, storage, echo)
+        return summary
+    finally:
+        if pool is not None:
+            pool.release()
+        if started_ray:
+            ray.shutdown()
+
+
+def _finished_summary(storage: Storage, history: list[JournalRecord]) -> dict[str, Any] | None:
+    """The stored summary when the experiment is complete and nothing is left to run."""
+    if not history or not storage.exists(SUMMARY_FILE):
+        return None
+    summary = storage.read_json(SUMMARY_FILE)
+    completed = sum(r.status == "completed" for r in history)
+    if not summary.get("complete") or summary.get("trials", {}).get("completed") != completed:
+        return None
+    return summary
+
+
+def _trial_record(r: JournalRecord) -> TrialRecord:
+    return TrialRecord(trial_id=r.trial_id, symbol=r.symbol, family=r.family, status=r.status,
+                       config=r.config, metrics=r.metrics, error=r.error, number=r.number,
+                       session=r.session)
+
+
+def _stored_config(storage: Storage) -> ExperimentConfig | None:
+    from tuner.engine.experiment_config import parse_experiment_config
+
+    if not storage.exists(CONFIG_FILE):
+        return None
+    data = storage.read_json(CONFIG_FILE)
+    data.pop("tiny_fallback", None)
+    data.pop("version", None)
+    return parse_experiment_config(data, storage.path(CONFIG_FILE))
+
+
+def _check_same_experiment(stored: ExperimentConfig, new: ExperimentConfig, storage: Storage) -> None:
+    keys = ("data", "symbols", "families", "trials", "seed", "windows")
+    if new.weights is not None:
+        keys += ("weights",)
+    diff = [k for k in keys if getattr(stored, k) != getattr(new, k)]
+    if diff:
+        raise ConfigError(
+            f"experiment {new.name!r} already exists at {storage.root} with a different "
+            f"{', '.join(diff)}; resume it with `tuner resume {new.name}` or pick another --name"
+        )
+
+
+def _ignored_on_resume(stored: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """Settings of ``new`` that differ from the stored run's and that resuming does not apply."""
+    kept = {"name", "storage", "address", "data", "symbols", "families", "trials", "seed", "windows", "weights"}
+    return [f"{k} (stored {getattr(stored, k)!r}, given {getattr(new, k)!r})"
+            for k in ExperimentConfig.__dataclass_fields__
+            if k not in kept and getattr(stored, k) != getattr(new, k)]
+
+
+def _cut_windows(config: ExperimentConfig):
+    """Per family, symbol → Periods; the studies to run; what was skipped and why."""
+    source = config.data or bundled_data_path()
+    dataset = load_dataset(source, symbols=config.symbols)
+    skipped: dict[str, str] = {str(f): why for f, why in dataset.skipped}
+    skipped.update({sym: str(err) for sym, err in dataset.errors.items()})
+    periods: dict[str, dict] = {}
+    studies: list[tuple[str, str]] = []
+    for family in config.families:
+        context = load_family_config(family).context_length
+        periods[family] = {}
+        for symbol in dataset.symbols:
+            try:
+                periods[family][symbol] = make_periods(dataset.bars[symbol], config.windows, context)
+            except DataError as e:
+                skipped[f"{symbol}/{family}"] = str(e)
+    for symbol in dataset.symbols:
+        studies += [(symbol, f) for f in config.families if symbol in periods[f]]
+    if not studies:
+        raise DataError(f"{source}: nothing to tune; " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    return periods, studies, skipped
+
+
+def _resolve_weights(config: ExperimentConfig, echo: Echo, fallback_allowed: bool):
+    """Check every needed checkpoint can be found; offline default runs fall back to tiny ones."""
+    resolved = resolve_weights(config.weights_source, config.families, fallback_allowed)
+    for line in resolved.warnings:
+        echo(line)
+    return resolved.source, resolved.tiny_fallback
+
+
+def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> tuple[bool, str]:
+    """Join ``config.address`` or start a local Ray; returns (whether this call started Ray,
+    the dashboard address)."""
+    import ray
+
+    if ray.is_initialized():
+        return False, "see the running cluster's dashboard"
+    # A job submitted with `ray job submit` gets RAY_ADDRESS: it joins that cluster.
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        # Joining a cluster: its resources are the cluster's; never pass num_cpus/num_gpus here.
+        context = ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
+    else:
+        from tuner.engine.local_ray import start_local_ray
+
+        context = start_local_ray(NAMESPACE, include_dashboard)
+    url = getattr(context, "dashboard_url", None)
+    return True, (f"http://{url}" if url else "not running")
+
+
+def _check_shared_storage(storage: Storage) -> None:
+    """On a multi-node cluster a plain path must be a filesystem every node shares."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if is_uri(storage.root) or len({n["NodeManagerAddress"] for n in nodes}) <= 1:
+        return
+    marker = f".shared-check-{uuid.uuid4().hex[:8]}"
+    storage.write_bytes(marker, b"")
+    target = os.path.join(storage.root, marker)
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    checks = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+              .remote(target) for n in nodes]
+    try:
+        ok = ray.get(checks, timeout=60)
+    finally:
+        os.remove(target)
+    if not all(ok):
+        raise ConfigError(
+            f"storage {storage.base!r} is not shared by every node ({sum(ok)}/{len(ok)} see it): "
+            "on a multi-node cluster Ray Tune does not sync results to the head node. Use a shared "
+            "filesystem path mounted on all nodes or a URI such as s3://bucket/prefix."
+        )
+
+
+def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
+    """Each family's actor count and resources: the config's, filled from the cluster."""
+    import ray
+
+    total = ray.cluster_resources()
+    gpus, cpus = total.get("GPU", 0.0), total.get("CPU", 1.0)
+    n = len(config.families)
+    plan = {}
+    for family in config.families:
+        want = config.resources_for(family)
+        # GPU sizing when the cluster has GPUs, or when the config asks for them on a cluster whose
+        # GPU nodes do not exist yet (autoscaling from zero): never size GPU actors from the head.
+        if (gpus >= 1 and family in GPU_SHARE) or (want.num_gpus or 0) > 0:
+            share = want.num_gpus if want.num_gpus is not None else GPU_SHARE[family]
+            actors = want.actors or max(1, int(gpus))
+            default_cpu = min(1.0, cpus / (n * actors + 1)) if gpus >= 1 else 1.0
+            cpu = want.num_cpus if want.num_cpus is not None else default_cpu
+        else:
+            share = want.num_gpus or 0.0
+            cpu = want.num_cpus if want.num_cpus is not None else (2.0 if cpus >= 8 else cpus / (n + 1))
+            actors = want.actors or max(1, int((cpus - 1) // (cpu * n)))
+        plan[family] = FamilyResources(actors=actors, num_gpus=share, num_cpus=cpu)
+    return plan
+
+
+@dataclass
+class ActorPool:
+    """The model actors of a run and what must live as long as they do.
+
+    Attributes:
+        actors: family → [(name, handle)].
+        infos: what each actor reported once loaded (``ModelServer.info``).
+        data_refs: the windows of each family in the object store: the driver owns them for the
+            whole run, because a restarted actor fetches them again (via the window store).
+        groups: placement groups, one per GPU set (one actor of each family on one node).
+        board, board_name: the :class:`~tuner.engine.actors.PackBoard` actor and its name.
+        ledger, ledger_name: the :class:`~tuner.engine.actors.LoadLedger` actor and its name.
+        store, store_name: the :class:`~tuner.engine.actors.WindowStore` actor and its name.
+    """
+
+    actors: dict[str, list]
+    infos: list[dict]
+    data_refs: list
+    groups: list
+    board: Any = None
+    board_name: str | None = None
+    ledger: Any = None
+    ledger_name: str | None = None
+    store: Any = None
+    store_name: str | None = None
+
+    def release(self) -> None:
+        import ray
+        from ray.util import remove_placement_group
+
+        for pool in self.actors.values():
+            for _, handle in pool:
+                ray.kill(handle, no_restart=True)
+        for group in self.groups:
+            remove_placement_group(group)
+        for helper in (self.board, self.ledger, self.store):
+            if helper is not None:
+                ray.kill(helper, no_restart=True)
+
+
+def _gpu_sets(plan: dict[str, FamilyResources]) -> int:
+    """How many placement groups to pack actors into: one per GPU set when every family has the
+    same number of GPU actors and one of each fits a GPU; else 0 (schedule actors freely)."""
+    counts = {res.actors for res in plan.values()}
+    if len(counts) == 1 and all(res.num_gpus for res in plan.values()) \
+            and sum(res.num_gpus for res in plan.values()) <= 1.0 + 1e-9:
+        return counts.pop()
+    return 0
+
+
+def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo) -> ActorPool:
+    """Start every model actor and wait until all have loaded their weights (or time out).
+
+    With GPUs, each set of one actor per family is a STRICT_PACK placement group, so a set
+    always shares one node's GPU (fractional shares alone could put two Toto actors on one GPU
+    and strand the Kronos actors on a node without CPU for them)."""
+    import ray
+    from ray.util import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    server = ray.remote(ModelServer)
+    run_id = uuid.uuid4().hex[:6]
+    plan = _actor_plan(config)
+    families = list(plan)
+    groups = [placement_group([{"GPU": plan[f].num_gpus, "CPU": plan[f].num_cpus} for f in families],
+                              strategy="STRICT_PACK", name=f"{config.name}-set{i}-{run_id}")
+              for i in range(_gpu_sets(plan))]
+    pool = ActorPool({}, [], [], groups)
+    pool.board_name = f"{config.name}-packs-{run_id}"
+    pool.board = ray.remote(PackBoard).options(name=pool.board_name, namespace=NAMESPACE,
+                                               num_cpus=0).remote()
+    pool.store_name = f"{config.name}-windows-{run_id}"
+    pool.store = ray.remote(WindowStore).options(name=pool.store_name, namespace=NAMESPACE,
+                                                 num_cpus=0).remote()
+    pool.ledger_name = f"{config.name}-loads-{run_id}"
+    pool.ledger = ray.remote(LoadLedger).options(name=pool.ledger_name, namespace=NAMESPACE,
+                                                 num_cpus=0).remote()
+    for family, res in plan.items():
+        data_ref = ray.put(periods[family])
+        pool.data_refs.append(data_ref)
+        ray.get(pool.store.put.remote(family, [data_ref]))
+        pool.actors[family] = []
+        for i in range(res.actors):
+            name = f"{config.name}-{family}-{i}-{run_id}"
+            placement = {"scheduling_strategy": PlacementGroupSchedulingStrategy(
+                groups[i], placement_group_bundle_index=families.index(family))} if groups else {}
+            handle = server.options(
+                name=name, namespace=NAMESPACE, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+                max_restarts=3, max_task_retries=2, max_concurrency=ACTOR_CONCURRENCY, **placement,
+            ).remote(family, config.weights, (NAMESPACE, pool.store_name), config.device, config.autocast_dtype,
+                     max(1, round(res.num_cpus)), config.bank_max_mb * 1024**2,
+                     config.batch_wait_ms / 1000, res.num_gpus, (NAMESPACE, pool.ledger_name), name)
+            pool.actors[family].append((name, handle))
+        echo(f"{family}: {res.actors} model actor(s), {res.num_gpus:g} GPU and {res.num_cpus:g} CPU each"
+             + (" (one of each family per GPU set)" if groups else ""))
+    pending = {h.info.remote(): (f, n) for f, members in pool.actors.items() for n, h in members}
+    ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=config.pending_timeout_s)
+    if waiting:
+        stuck = sorted({pending[r][0] for r in waiting})
+        pool.release()
+        needs = "; ".join(f"{f}: {plan[f].actors} × ({plan[f].num_gpus:g} GPU, {plan[f].num_cpus:g} CPU)"
+                          for f in stuck)
+        raise TunerError(
+            f"model actors for {', '.join(stuck)} did not start within {config.pending_timeout_s:.0f}s: "
+            f"they need {needs}; the cluster has GPU {ray.available_resources().get('GPU', 0):g} and "
+            f"CPU {ray.available_resources().get('CPU', 0):g} free of GPU "
+            f"{ray.cluster_resources().get('GPU', 0):g}, CPU {ray.cluster_resources().get('CPU', 0):g}. "
+            "Lower resources.<family>.num_gpus/num_cpus/actors, or add nodes."
+        )
+    pool.infos = ray.get(ready)
+    loads = sum(i["model_loads"] for i in pool.infos)
+    echo(f"model actors ready: {len(pool.infos)} actors, {loads} model loads "
+         f"({', '.join(sorted({i['device'] for i in pool.infos}))})")
+    if any(i["tiny_weights"] for i in pool.infos):
+        echo("WARNING: TINY RANDOM-INIT WEIGHTS: scores are noise, for pipeline checks only.")
+    return pool
+
+
+class BoardClient:
+    """The searcher's side of the :class:`~tuner.engine.actors.PackBoard` actor."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+
+    def put(self, pack_id: str, pack: list) -> None:
+        import ray
+
+        ray.get(self.handle.put.remote(pack_id, pack))  # on the board before the trial can start
+
+    def drop(self, pack_id: str) -> None:
+        self.handle.drop.remote(pack_id)
+
+
+def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tuple[str, str]],
+                   history: list[JournalRecord], journal: TrialJournal, session: int, n_actors: int,
+                   board: BoardClient):
+    """The multiplexing searcher (every study rebuilt from the journal), the progress view
+    listening to it, and the stuck-resources watchdog."""
+    from tuner.engine.progress import PendingWatchdog, ProgressView
+    from tuner.engine.search import StudyMultiplexer, auto_pack_size
+
+    families = {f: load_family_config(f) for f in config.families}  # once per family, not per study
+    spaces = {f"{s}/{f}": (s, f, families[f].space) for s, f in studies}
+    max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, PACKS_PER_ACTOR * n_actors))
+    pack_size = config.pack_size or auto_pack_size(len(studies), config.max_concurrent_per_study, max_packs)
+    searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed,
+                                points_to_evaluate=_first_points(config, studies, families),
+                                pack_size=pack_size,
+                                max_packs=max_packs, journal=journal, history=records_by_study(history),
+                                session=session, board=board)
+    progress = ProgressView(storage, list(spaces), config.trials, history)
+    progress.in_flight = searcher.in_flight
+    searcher.listeners.append(progress.record)
+    return searcher, progress, PendingWatchdog(config.pending_timeout_s)
+
+
+def _first_points(config: ExperimentConfig, studies: list[tuple[str, str]],
+                  families: dict[str, Any]) -> dict[str, list[dict]]:
+    """What each study evaluates first: its family's default config (always scored, as an
+    ordinary trial that TPE learns from and that counts toward the budget), then the warm start."""
+    warm = _warm_start(config, studies)
+    points = {}
+    for symbol, family in studies:
+        key = f"{symbol}/{family}"
+        default = families[family].default_point
+        first = [default] if default else []
+        points[key] = (first + [p for p in warm.get(key, []) if p != default])[:config.trials]
+    return points
+
+
+def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dict[str, list[dict]]:
+    """Points each study evaluates first (see :mod:`tuner.engine.warm_start`)."""
+    from tuner.core.config import configs_dir
+    from tuner.engine.warm_start import warm_start_points
+
+    if not config.warm_start_from and not config.warm_start_production:
+        return {}
+    previous = None
+    if config.warm_start_from:
+        previous = Storage(config.storage, config.warm_start_from)
+        if not previous.exists(TRIALS_FILE):
+            raise ConfigError(f"warm_start_from: experiment {config.warm_start_from!r} has no "
+                              f"trials.parquet under {previous.root}")
+    production = configs_dir() / "best" if config.warm_start_production else None
+    spaces = {f: load_family_config(f).space for f in config.families}
+    return warm_start_points(studies, spaces, previous=previous, production=production,
+                             top_k=config.warm_start_top_k, budget=config.trials)
+
+
+def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, str], str, tuple]]) -> dict:
+    """Run many actor calls at once: ``calls`` maps a caller's key to ((symbol, family), method,
+    args). Each starts on an actor chosen by its study; a call whose actor has died for good
+    (Ray restarts crashed ones ``max_restarts`` times) moves on to the family's other actors.
+    Returns key → result, or key → :class:`TunerError` when every actor of the family is dead."""
+    import zlib
+
+    import ray
+    from ray.exceptions import RayActorError
+
+    def submit(key, attempt: int):
+        study, method, args = calls[key]
+        members = actors[study[1]]
+        _, handle = members[(zlib.crc32("/".join(study).encode()) + attempt) % len(members)]
+        return getattr(handle, method).remote(*args)
+
+    pending = {key: (submit(key, 0), 0) for key in calls}
+    results: dict = {}
+    while pending:
+        key, (ref, attempt) = next(iter(pending.items()))
+        del pending[key]
+        try:
+            results[key] = ray.get(ref)
+        except RayActorError as e:
+            if attempt + 1 < len(actors[calls[key][0][1]]):
+                pending[key] = (submit(key, attempt + 1), attempt + 1)
+            else:
+                results[key] = TunerError(f"every {calls[key][0][1]} model actor has died ({type(e).__name__})")
+    return results
+
+
+def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int):
+    """Re-run each study's winner with the test period (same seed) on a live actor of its family,
+    and score the family's default config next to it, all at once. Returns the re-scored
+    winners, the defaults' results, and, for winners that could not be re-scored, why."""
+    defaults_by_family = {family: load_family_config(family).default for _, family in winners}
+    calls = {}
+    for key, winner in winners.items():
+        calls[("winner", key)] = (key, "evaluate", (key[0], dict(winner.config), seed, True))
+        default = defaults_by_family[key[1]]
+        if default is not None:
+            calls[("default", key)] = (key, "evaluate", (key[0], dict(default), seed, True))
+    results = _on_live_actors(actors, calls)
+    finals, unscored, defaults = {}, {}, {}
+    for (kind, key), out in results.items():
+        if isinstance(out, TunerError):
+            if kind == "winner":
+                unscored[key] = f"winner not re-scored on the test period: {out}"
+            continue
+        result = TrialResult.from_dict(out["result"])
+        if kind == "default":
+            defaults[key] = result
+            continue
+        own = winners[key].objective
+        if not math.isclose(result.objective, own, rel_tol=1e-9, abs_tol=1e-12):
+            log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
+                        "device?); the trial's own value is reported", *key, result.objective, own)
+        finals[key] = result
+    return finals, unscored, defaults
+
+
+def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
+                        actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig) -> dict[tuple[str, str], dict]:
+    """Blend and regime candidates per symbol from the family winners (see tuner.core.candidates)."""
+    from tuner.core.candidates import WinnerForecasts, blend, regime
+
+    by_symbol: dict[str, dict[str, WinnerForecasts]] = {}
+    outs = _on_live_actors(actors, {key: (key, "point_forecasts", (key[0], dict(w.config), config.seed))
+                                    for key, w in winners.items() if key[1] in FAMILY_MODEL})
+    for (symbol, family), out in outs.items():
+        if isinstance(out, TunerError):
+            continue  # no candidate from a family whose actors are gone (its study says why)
+        latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
+        final = finals.get((symbol, family))
+        test_latency = final.test.scores.latency_per_forecast_s if final is not None and final.test else None
+        by_symbol.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency,
+                                                                   test_latency)
+    derived = {}
+    for symbol, found in by_symbol.items():
+        symbol_periods = periods[next(iter(found))][symbol]
+        limit = config.max_latency_s
+        if "toto" in found and "kronos_ensemble" in found and (
+                limit is None or found["toto"].latency_per_forecast_s
+                + found["kronos_ensemble"].latency_per_forecast_s <= limit):
+            mixed = blend(symbol, symbol_periods, found["toto"], found["kronos_ensemble"], config.seed)
+            if mixed is not None:
+                derived[(symbol, "blend")] = mixed
+        switch = regime(symbol, symbol_periods, list(found.values()), config.seed)
+        if switch is not None:
+            derived[(symbol, "regime")] = switch
+    return derived
+
+
+def _actor_infos(actors: dict[str, list]) -> list[dict[str, Any]]:
+    """What each actor reports of itself; an actor dead for good is listed as such."""
+    import ray
+    from ray.exceptions import RayActorError
+
+    infos = []
+    for family, members in actors.items():
+        for name, handle in members:
+            try:
+                infos.append(ray.get(handle.info.remote()))
+            except RayActorError as e:
+                infos.append({"family": family, "name": name, "dead": f"{type(e).__name__}",
+                              "model_loads": 0, "restarted": True, "tiny_weights": False})
+    return infos
+
+
+def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: float,
+          tiny_fallback: bool, resumed: bool, session: int, journal: TrialJournal) -> dict[str, Any]:
+    import ray
+
+    return {
+        "experiment": config.name,
+        "max_latency_s": config.max_latency_s,
+        "config": config.to_dict(),
+        "data": config.data or str(bundled_data_path()),
+        "windows": config.windows.__dict__,
+        "seed": config.seed,
+        "weights": config.weights_source.to_dict(),
+        "tiny_weights": any(i["tiny_weights"] for i in infos),
+        "tiny_fallback": tiny_fallback,
+        "model_actors": len(infos),
+        "sample_banks": _sum_stats(i.get("bank") for i in infos),
+        "batching": _sum_stats(i.get("batching") for i in infos),
+        "samples_per_batch": _sum_stats(i.get("samples_per_batch") for i in infos),
+        "actors": infos,
+        "skipped": skipped,
+        "resumed": resumed,
+        "session": session,
+        "journal": journal.stats(),
+        "wall_s": time.time() - started,
+        "versions": {"forecast-tuner": __version__, "ray": ray.__version__},
+    }
+
+
+def _sum_stats(stats) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for s in stats:
+        for k, v in (s or {}).items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
+    t = summary["trials"]
+    echo(f"done in {summary['wall_s']:.0f}s: {t['completed']} trials completed, {t['failed']} failed, "
+         f"{t['never_ran']} never ran; {summary['model_loads']} model loads by "
+         f"{summary['model_actors']} actors")
+    shown = sorted(summary["symbols"].items())
+    for symbol, entry in shown[:REPORT_SYMBOLS]:
+        flag = "" if entry["beats_baseline"] else "  (does not beat the baseline)"
+        test = entry["test_pct_return_mae"]
+        echo(f"  {symbol:<10} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
+             f"test {test:.5f}  baseline {entry['baseline_validation_pct_return_mae']:.5f}{flag}")
+    if len(shown) > REPORT_SYMBOLS:
+        echo(f"  ... and {len(shown) - REPORT_SYMBOLS} more symbols: `tuner report {summary['experiment']}`")
+    if summary.get("tiny_weights"):
+        echo("WARNING: these results were made with TINY RANDOM-INIT weights: noise, not skill.")
+    echo(f"results: {storage.root}")

@@ -1,0 +1,268 @@
+"""Live progress of an experiment, a stored copy for ``tuner status``, and a stuck-trial watchdog.
+
+The view is built for 1,500 studies: counts are updated incrementally, one finished Optuna
+trial at a time (the searcher calls :meth:`ProgressView.record`), never recounted from Tune's
+trial list; the terminal shows a summary that fits a screen (overall done/total, rate, ETA, per
+family counts, the best and worst studies by skill, recent failures), drawn with Rich on a
+terminal and as one plain line every ``log_interval_s`` elsewhere (logs, CI, ``ray job logs``).
+Per-study detail goes to ``progress.json`` (``tuner status NAME --family/--symbol``).
+
+Tune pickles its callbacks into its own state; a pickled view is a small stub, never restored.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.stopper import Stopper
+
+from tuner.core.storage import PROGRESS_FILE, Storage
+from tuner.engine.journal import JournalRecord
+
+TOP = 5
+"""Best and worst studies shown on the terminal."""
+
+
+class StudyProgress:
+    """One study's counts: finished, failed, best validation score, baseline (for skill)."""
+
+    __slots__ = ("done", "failed", "best", "baseline")
+
+    def __init__(self) -> None:
+        self.done, self.failed, self.best, self.baseline = 0, 0, math.inf, None
+
+    @property
+    def skill(self) -> float | None:
+        if self.baseline and math.isfinite(self.best):
+            return 1.0 - self.best / self.baseline
+        return None
+
+
+class ProgressView(Callback):
+    """Experiment progress on the terminal and in ``<experiment>/progress.json``.
+
+    Args:
+        storage: the experiment's storage.
+        studies: every study key of the experiment.
+        budget: Optuna trials per study.
+        history: trials finished by earlier sessions (a resumed run counts them).
+        live: draw with Rich (default: when stdout is a terminal).
+        interval_s: redraw period on a terminal; ``progress.json`` is written at most this often.
+        log_interval_s: plain-line period when not on a terminal.
+    """
+
+    def __init__(self, storage: Storage, studies: list[str], budget: int,
+                 history: Iterable[JournalRecord] = (), live: bool | None = None,
+                 interval_s: float = 1.0, log_interval_s: float = 10.0) -> None:
+        self.storage, self.budget = storage, budget
+        self.interval_s, self.log_interval_s = interval_s, log_interval_s
+        self.live_mode = sys.stdout.isatty() if live is None else live
+        self.studies = {k: StudyProgress() for k in studies}
+        self.families: dict[str, dict[str, int]] = {}
+        for key in studies:
+            fam = self.families.setdefault(key.rsplit("/", 1)[1], {"studies": 0, "done": 0, "failed": 0,
+                                                                      "finished_studies": 0})
+            fam["studies"] += 1
+        self.failures: list[str] = []
+        self.done_total = 0
+        self.in_flight: Mapping[str, int] = {}
+        for record in history:
+            self.record(record)
+        self.done_at_start = self.done_total
+        self.start = time.time()
+        self.last_draw = self.last_log = 0.0
+        self._live = None
+
+    # ---------------------------------------------------------------------- incremental state
+    def record(self, record: JournalRecord) -> None:
+        """Count one finished Optuna trial (the searcher calls this as it tells the study)."""
+        study = self.studies.get(record.study)
+        if study is None:
+            return
+        family = self.families[record.family]
+        if record.status == "completed" and record.value is not None:
+            study.done += 1
+            family["done"] += 1
+            study.best = min(study.best, record.value)
+            study.baseline = study.baseline or record.metrics.get("baseline_pct_return_mae")
+        else:
+            study.failed += 1
+            family["failed"] += 1
+            self.failures = (self.failures + [f"{record.study}: {record.error}"[:200]])[-TOP:]
+            if self.started and not self.live_mode:
+                print(f"[{self.storage.name}] {record.study} trial {record.trial_id} FAILED: "
+                      f"{(record.error or '')[:200]}", flush=True)
+        if study.done + study.failed == self.budget:
+            family["finished_studies"] += 1
+        self.done_total += 1
+
+    @property
+    def started(self) -> bool:
+        return hasattr(self, "done_at_start")
+
+    def total(self) -> int:
+        return self.budget * len(self.studies)
+
+    def rate(self) -> float:
+        """Optuna trials per second finished in this session."""
+        elapsed = time.time() - self.start
+        return (self.done_total - self.done_at_start) / elapsed if elapsed > 0 else 0.0
+
+    def eta(self) -> str:
+        rate = self.rate()
+        if rate <= 0:
+            return "?"
+        remaining = max(0, self.total() - self.done_total) / rate  # retried failures count twice
+        return f"{remaining / 60:.1f} min" if remaining >= 60 else f"{remaining:.0f} s"
+
+    def ranked(self) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
+        """The best and worst studies by skill (1 - best / baseline: comparable across symbols)."""
+        scored = [(s.skill, k) for k, s in self.studies.items() if s.skill is not None]
+        return heapq.nlargest(TOP, scored), heapq.nsmallest(TOP, scored)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "experiment": self.storage.name,
+            "updated": time.time(),
+            "elapsed_s": time.time() - self.start,
+            "trials_done": self.done_total,
+            "trials_total": self.total(),
+            "trials_per_s": self.rate(),
+            "eta": self.eta(),
+            "families": self.families,
+            "recent_failures": self.failures,
+            "studies": {k: {"done": s.done, "failed": s.failed, "running": self.in_flight.get(k, 0),
+                            "total": self.budget,
+                            "best_pct_return_mae": None if math.isinf(s.best) else s.best,
+                            "skill": s.skill}
+                        for k, s in self.studies.items()},
+        }
+
+    # ---------------------------------------------------------------------- Tune hooks
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.refresh()
+
+    def refresh(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self.last_draw >= self.interval_s:
+            self.last_draw = now
+            self._write()
+            if self.live_mode:
+                self._draw()
+        if not self.live_mode and (force or now - self.last_log >= self.log_interval_s):
+            self.last_log = now
+            print(self.headline(), flush=True)
+
+    def close(self) -> None:
+        """Final state: written, drawn once, the live display released."""
+        self.refresh(force=True)
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    # ---------------------------------------------------------------------- output
+    def headline(self) -> str:
+        failed = sum(f["failed"] for f in self.families.values())
+        return (f"[{self.storage.name}] {self.done_total}/{self.total()} trials "
+                f"({failed} failed), {self.rate():.1f}/s, ETA {self.eta()}")
+
+    def _write(self) -> None:
+        try:
+            self.storage.write_bytes(PROGRESS_FILE, json.dumps(self.snapshot(), allow_nan=False).encode())
+        except OSError:
+            pass  # progress is best-effort; the journal is what must not fail
+
+    def _draw(self) -> None:
+        from rich.live import Live
+
+        if self._live is None:
+            self._live = Live(self.renderable(), auto_refresh=False, transient=False)
+            self._live.start()
+        self._live.update(self.renderable(), refresh=True)
+
+    def renderable(self):
+        from rich.console import Group
+        from rich.table import Table
+
+        head = Table.grid(padding=(0, 2))
+        head.add_row(f"[bold]{self.storage.name}[/]", self.headline().split("] ", 1)[1])
+        families = Table("family", "studies", "finished", "trials done", "failed", "running",
+                         box=None, header_style="bold")
+        for name, f in self.families.items():
+            running = sum(n for k, n in self.in_flight.items() if k.endswith("/" + name))
+            families.add_row(name, str(f["studies"]), str(f["finished_studies"]),
+                             f"{f['done'] + f['failed']}/{f['studies'] * self.budget}",
+                             str(f["failed"]), str(running))
+        best, worst = self.ranked()
+        ranks = Table("best studies (skill)", "", "worst studies (skill)", "", box=None, header_style="bold")
+        for i in range(max(len(best), len(worst))):
+            b = best[i] if i < len(best) else (None, "")
+            w = worst[i] if i < len(worst) else (None, "")
+            ranks.add_row(b[1], "" if b[0] is None else f"{b[0]:+.3f}", w[1], "" if w[0] is None else f"{w[0]:+.3f}")
+        parts = [head, families, ranks]
+        if self.failures:
+            parts.append("[red]recent failures[/]\n" + "\n".join(f"  {f}" for f in self.failures))
+        return Group(*parts)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"unpicklable": True}  # Tune pickles callbacks; see the module docstring
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+def read_progress(storage: Storage) -> dict[str, Any] | None:
+    if not storage.exists(PROGRESS_FILE):
+        return None
+    return json.loads(storage.read_bytes(PROGRESS_FILE))
+
+
+class PendingWatchdog(Callback, Stopper):
+    """Stops the experiment with a clear message when trials wait for resources that never come:
+    some trial PENDING, none RUNNING, for ``timeout_s``. Also keeps the most Tune trials seen
+    RUNNING at once (packs in flight together: a check that they overlap)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.since: float | None = None
+        self.message: str | None = None
+        self.peak_running = 0
+
+    def setup(self, **info: Any) -> None:
+        self.since = None
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        pending = running = 0
+        needs = None
+        for t in trials:  # bounded: a Tune run holds at most one segment's packs
+            if t.status == "PENDING":
+                pending += 1
+                needs = needs or t.placement_group_factory.required_resources
+            elif t.status == "RUNNING":
+                running += 1
+        self.peak_running = max(self.peak_running, running)
+        if not pending or running:
+            self.since = None
+            return
+        self.since = self.since or time.time()
+        if time.time() - self.since > self.timeout_s and self.message is None:
+            import ray
+
+            self.message = (
+                f"{pending} trial(s) waited {self.timeout_s:.0f}s for resources with none "
+                f"running: each needs {needs}, the cluster has {ray.available_resources()} free "
+                f"of {ray.cluster_resources()}. Add nodes, or lower the model actors' resources."
+            )
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.message is not None
