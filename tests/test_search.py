@@ -204,3 +204,30 @@ def test_when_the_journal_cannot_be_written_then_the_searcher_starts_nothing_new
     assert searcher.suggest("c") == Searcher.FINISHED and not searcher.done  # "b" still runs
     finish(searcher, "b", second)
     assert searcher.done and len(journal.pending) == 4
+
+
+def _drive(hot: int, studies: int = 12, trials: int = 8) -> tuple[list, StudyMultiplexer]:
+    """Run every study to its budget with values that depend on the params (so TPE has a
+    signal), packs finishing out of order; return every suggestion in order."""
+    searcher = StudyMultiplexer(spaces(studies), trials_per_study=trials, max_concurrent=2, seed=3,
+                                pack_size=5, max_packs=3, hot_studies=hot)
+    suggested, open_packs, n = [], [], 0
+    while not searcher.done:
+        config = searcher.suggest(f"t{n}")
+        if isinstance(config, dict):
+            open_packs.append((f"t{n}", config["pack"]))
+            suggested += [(s["study"], sorted(s["params"].items())) for s in config["pack"]]
+            n += 1
+        if not isinstance(config, dict) or len(open_packs) == 3:
+            trial_id, pack = open_packs.pop(len(open_packs) // 2)  # not first in, first out
+            finish(searcher, trial_id, pack, value=0.01 + 1e-4 * pack[0]["params"]["lookback"])
+    return suggested, searcher
+
+
+def test_when_idle_studies_are_kept_compressed_then_tpe_suggests_exactly_what_live_studies_would():
+    live, kept_live = _drive(hot=10_000)
+    compressed, kept_small = _drive(hot=2)
+    assert kept_live.studies.stats()["compressions"] == 0
+    assert kept_small.studies.stats()["revivals"] > 50  # the cache really did swap studies out
+    assert len(kept_small.studies.live) <= 2 + sum(v > 0 for v in kept_small.in_flight.values())
+    assert compressed == live and len(live) == 12 * 8

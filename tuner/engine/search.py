@@ -44,6 +44,7 @@ from tuner.core.errors import TunerError
 from tuner.core.search_space import SearchSpace
 from tuner.engine.actors import PACK_METRIC
 from tuner.engine.journal import JournalRecord, TrialJournal
+from tuner.engine.study_cache import DEFAULT_HOT, StudyCache
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # one "study created" line per study is noise
@@ -78,6 +79,9 @@ class StudyMultiplexer(Searcher):
         board: where packs are published (``put(pack_id, pack)``, ``drop(pack_id)``, see
             :class:`tuner.engine.actors.PackBoard`) so the Tune config carries only the pack's id;
             None = the pack travels in the config.
+        hot_studies: idle studies kept as live objects; the rest are kept compressed
+            (:class:`tuner.engine.study_cache.StudyCache`), so the driver does not grow with the
+            universe.
     """
 
     def __init__(self, spaces: Mapping[str, tuple[str, str, SearchSpace]], trials_per_study: int,
@@ -85,7 +89,7 @@ class StudyMultiplexer(Searcher):
                  points_to_evaluate: Mapping[str, list[dict]] | None = None, pack_size: int = 1,
                  max_packs: int = 4, journal: TrialJournal | None = None,
                  history: Mapping[str, Sequence[JournalRecord]] | None = None, session: int = 1,
-                 board: Any = None) -> None:
+                 board: Any = None, hot_studies: int = DEFAULT_HOT) -> None:
         super().__init__(metric=PACK_METRIC, mode="max")
         self.trials_per_study = trials_per_study
         self.max_concurrent = max_concurrent
@@ -96,7 +100,8 @@ class StudyMultiplexer(Searcher):
         self.board = board
         self.listeners: list[Callable[[JournalRecord], None]] = []
         self.meta = {k: (symbol, family) for k, (symbol, family, _) in spaces.items()}
-        self.studies: dict[str, OptunaSearch] = {}
+        self.in_flight = dict.fromkeys(spaces, 0)
+        self.studies = StudyCache(busy=lambda key: self.in_flight[key] > 0, hot=hot_studies)
         self.finished = dict.fromkeys(spaces, 0)
         self.issued = dict.fromkeys(spaces, 0)
         history = history or {}
@@ -108,11 +113,10 @@ class StudyMultiplexer(Searcher):
                                   study_name=key, points_to_evaluate=points)
             for record in done:
                 search._ot_study.add_trial(_frozen(record))
-            self.studies[key] = search
+            self.studies.add(key, search)
             self.finished[key] = len(done)
             # A failed trial of an earlier session is retried: only completed ones use budget.
             self.issued[key] = sum(r.status == COMPLETED for r in done)
-        self.in_flight = dict.fromkeys(spaces, 0)
         self.remaining = sum(max(0, trials_per_study - n) for n in self.issued.values())
         self.ready = deque(k for k in spaces if self._can_take(k))
         self.queued = set(self.ready)
@@ -138,7 +142,7 @@ class StudyMultiplexer(Searcher):
             key = self.ready.popleft()
             self.queued.discard(key)
             slot = f"{trial_id}.{len(pack)}"
-            params = self.studies[key].suggest(slot)
+            params = self.studies.get(key).suggest(slot)
             self.slots[slot] = key
             self.issued[key] += 1
             self.in_flight[key] += 1
@@ -148,6 +152,7 @@ class StudyMultiplexer(Searcher):
             if self._can_take(key):  # to the back: the other ready studies go first
                 self.ready.append(key)
                 self.queued.add(key)
+        self.studies.settle()
         self.packs[trial_id] = pack
         if self.board is not None:
             self.board.put(trial_id, pack)
@@ -202,6 +207,7 @@ class StudyMultiplexer(Searcher):
             if self._can_take(key) and key not in self.queued:
                 self.ready.append(key)
                 self.queued.add(key)
+        self.studies.settle()
         if records and self.journal is not None:
             self.journal.append(records)
             self.journal.maybe_flush()
@@ -211,7 +217,7 @@ class StudyMultiplexer(Searcher):
         self.tell_s += time.perf_counter() - start
 
     def _tell(self, key: str, outcome: Mapping[str, Any]) -> JournalRecord:
-        search = self.studies[key]
+        search = self.studies.get(key)
         slot = outcome["slot"]
         # OptunaSearch keeps the asked optuna.Trial per trial id; its params and distributions
         # are what the journal needs to rebuild the study (read before the tell completes it).
