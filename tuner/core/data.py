@@ -185,6 +185,11 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
                             + (f" (only hidden ones: {', '.join(p.name for p in named)})" if named else ""))
         files = []
         for entry in entries:
+            if any(ord(c) < 32 or ord(c) == 127 for c in entry.name):  # shown escaped, never read
+                dataset.errors[repr(entry.name)] = DataError(
+                    f"{path}/{entry.name!r}: the file name holds a control character (newline, tab...); "
+                    "rename the file")
+                continue
             why = _unreadable(entry)
             if why is None:
                 files.append(entry)
