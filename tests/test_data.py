@@ -41,7 +41,8 @@ def test_when_bundled_data_loads_then_every_symbol_is_usable():
         (5, "abc", "Close", "line 7: close 'abc' is not a number"),
         (5, "0", "Close", "line 7: close 0 is not a positive price"),
         (5, "-3.5", "Open", "line 7: open -3.5 is not a positive price"),
-        (5, "nan", "Close", "line 7: empty close"),
+        (5, "nan", "Close", "line 7: close 'nan' is NaN (not a number), not a price"),
+        (5, "NaN", "High", "line 7: high 'NaN' is NaN (not a number), not a price"),
         (5, "-10", "Volume", "line 7: negative volume -10"),
     ],
 )
@@ -357,3 +358,179 @@ def test_when_dates_mix_day_first_and_month_first_then_error_names_a_line_of_eac
         load_bars(file)
     assert str(info.value) == (f"{file} line 2: date '13/01/2020' is day/month but line 3 has '01/14/2020', "
                                "month/day; use one date order (ISO yyyy-mm-dd is unambiguous)")
+
+
+# ------------------------------------------------ issue 21: hostile names, data read wrong silently
+
+HOSTILE_SYMBOLS = ["../../../../tmp/x/T", "sub/dir", "A\nB", "..", ".env", "A B", "x" * 65, "BTC/USD"]
+
+
+@pytest.mark.parametrize("bad", HOSTILE_SYMBOLS, ids=repr)
+def test_when_a_symbol_column_holds_an_unsafe_name_then_it_is_refused_with_file_and_line(write_csv, bad):
+    a, b = random_walk_bars(60, seed=1), random_walk_bars(60, seed=2)
+    file = write_csv("long.csv", pd.concat([a.assign(Symbol="AAA"), b.assign(Symbol=bad)]))
+    dataset = load_dataset(file)
+    assert dataset.symbols == ["AAA"]  # the good symbol beside it still loads
+    assert list(dataset.errors) == [repr(bad)]  # keyed so that it cannot stand for a real symbol
+    message = str(dataset.errors[repr(bad)])
+    assert message.startswith(f"{file} line 62: column 'Symbol' holds {bad!r} is not a valid symbol: it ")
+    assert "a symbol is 1 to 64 ASCII letters, digits and" in message
+
+
+def test_when_a_symbol_has_a_slash_then_the_error_suggests_a_name(write_csv):
+    file = write_csv("pairs.csv", random_walk_bars(60).assign(Symbol="BTC/USD"))
+    assert str(load_dataset(file).errors["'BTC/USD'"]).endswith("rename it, e.g. 'BTC-USD'")
+
+
+@pytest.mark.parametrize("name", ["A B.csv", "A..B.csv", "é.csv"], ids=repr)
+def test_when_a_file_name_is_not_a_valid_symbol_then_that_file_is_an_error_and_the_others_load(
+        data_folder, write_csv, name):
+    file = write_csv(name, random_walk_bars(60))
+    dataset = load_dataset(data_folder)
+    assert dataset.symbols == ["AAA", "BBB"]
+    stem = name[:-4]
+    assert str(dataset.errors[repr(stem)]).startswith(
+        f"{file}: the file name gives the symbol {stem!r} is not a valid symbol: it ")
+
+
+def test_when_a_file_name_holds_a_newline_then_it_is_an_error_shown_escaped_and_never_read(
+        data_folder, write_csv):
+    write_csv("x\ny.csv", "not even a csv")
+    dataset = load_dataset(data_folder)
+    assert dataset.symbols == ["AAA", "BBB"]
+    assert str(dataset.errors["'x\\ny.csv'"]) == (
+        f"{data_folder}/'x\\ny.csv': the file name holds a control character (newline, tab...); rename the file")
+
+
+def test_when_data_check_meets_unsafe_symbols_then_they_are_not_usable_and_it_exits_1(write_csv, tmp_path):
+    from click.testing import CliRunner
+
+    from tuner.cli import main
+
+    a, b = random_walk_bars(100, seed=1), random_walk_bars(100, seed=2)
+    write_csv("long.csv", pd.concat([a.assign(Symbol="AAA"), b.assign(Symbol="../../../../tmp/x/T"),
+                                     a.assign(Symbol="sub/dir")]))
+    out = CliRunner().invoke(main, ["data", "check", str(tmp_path / "data"), "--val-windows", "10",
+                                    "--test-windows", "10"])
+    assert out.exit_code == 1, out.output
+    lines = out.output.splitlines()
+    assert "AAA: ok" in lines
+    assert "'../../../../tmp/x/T': NOT USABLE" in lines and "'sub/dir': NOT USABLE" in lines
+
+
+@pytest.mark.parametrize("name", [".BAD.csv", "..csv", "._AAA.csv"])
+def test_when_a_data_file_is_hidden_then_it_is_reported_as_skipped(data_folder, write_csv, name, caplog):
+    file = write_csv(name, random_walk_bars(60))
+    dataset = load_dataset(data_folder)
+    assert dataset.symbols == ["AAA", "BBB"]
+    assert dataset.skipped == [(file, "hidden file (its name starts with '.'), not read; rename it to use it")]
+    assert f"skipped {file}: hidden file" in caplog.text
+    report = next(r for r in check_data(data_folder) if r.symbol == name)
+    assert report.problems == ("skipped, hidden file (its name starts with '.'), not read; rename it to use it",)
+
+
+def test_when_a_folder_holds_only_hidden_files_then_the_error_names_them(write_csv, tmp_path):
+    write_csv(".AAA.csv", random_walk_bars(60))
+    with pytest.raises(DataError, match=r"no .* files in this folder \(only hidden ones: .AAA.csv\)"):
+        load_dataset(tmp_path / "data")
+
+
+def test_when_every_date_is_beyond_pandas_range_then_it_is_refused_not_read_as_1715(write_csv):
+    frame = random_walk_bars(50, start="2300-01-01")
+    file = write_csv("FAR.csv", frame)
+    with pytest.raises(DataError) as info:
+        load_bars(file)
+    assert str(info.value) == (f"{file} line 2: timestamp '2300-01-01 00:00:00' is outside the supported "
+                               "range 1677-09-22 .. 2262-04-11 (pandas' nanosecond timestamps)")
+
+
+def test_when_one_date_is_beyond_pandas_range_then_its_own_line_and_value_are_named(write_csv):
+    frame = random_walk_bars(50).astype({"Date": object})
+    frame.loc[5, "Date"] = "2300-01-06"
+    file = write_csv("ONEFAR.csv", frame)
+    with pytest.raises(DataError, match=r"^.*ONEFAR.csv line 7: timestamp '2300-01-06' is outside the supported"):
+        load_bars(file)
+
+
+def test_when_a_parquet_date_is_beyond_pandas_range_then_the_row_is_named(tmp_path):
+    frame = random_walk_bars(20)
+    frame["Date"] = pd.to_datetime(frame["Date"]).astype("datetime64[us]")
+    frame.loc[3, "Date"] = pd.Timestamp("2300-01-04").as_unit("us")
+    file = tmp_path / "FARP.parquet"
+    frame.to_parquet(file)
+    with pytest.raises(DataError, match=r"FARP.parquet row 4: timestamp '2300-01-04.*' is outside"):
+        load_bars(file)
+
+
+@pytest.mark.parametrize("header, shown", [
+    ("Date,Open,High,Low,close,Close", "'close' and 'Close'"),
+    ("Date,Open,High,Low,Close,Close", "'Close' and 'Close' again"),
+    ("Date,Open,High,Low,Close,Volume,VOLUME", "'Volume' and 'VOLUME'"),
+])
+def test_when_two_columns_give_the_same_field_then_the_error_names_both(write_csv, header, shown):
+    row = "2020-01-01,1,2,0.5,1.5" + ",1" * (header.count(",") - 4)
+    file = write_csv("TWO.csv", f"{header}\n{row}\n")
+    field = "volume" if "Volume" in header else "close"
+    with pytest.raises(DataError) as info:
+        load_bars(file)
+    assert str(info.value) == (f"{file}: columns {shown} both give the {field} (column names are matched "
+                               "case-insensitively); keep one")
+
+
+def test_when_the_close_never_moves_then_a_flat_series_warning_says_so(write_csv):
+    frame = random_walk_bars(100)
+    frame[["Open", "High", "Low", "Close"]] = 42.0
+    file = write_csv("FLAT.csv", frame)
+    (report,) = check_data(file)
+    assert report.usable
+    assert f"{file}: the close is 42 on all 100 bars: a flat series (every return is 0, so the naive " \
+           "baseline is exact and no forecast can beat it)" in report.warnings
+
+
+def test_when_daily_and_hourly_bars_share_a_file_then_a_warning_names_a_line_of_each(write_csv):
+    daily = random_walk_bars(60, start="2020-01-01", freq="D")
+    hourly = random_walk_bars(60, start="2020-03-01", freq="h", seed=1)
+    file = write_csv("MIXED.csv", pd.concat([daily, hourly]))
+    (warning,) = [n for n in load_bars(file).notes if "mixes bar frequencies" in n]
+    # line 7: amid the daily bars; line 63: the first bar an hour after the one before it
+    assert warning == (f"{file} line 7: bars come every 1 days here but every 01:00:00 at line 63: the "
+                       "file mixes bar frequencies (daily and hourly?); keep one frequency per file")
+
+
+def test_when_a_few_hourly_bars_sit_among_daily_ones_then_the_warning_still_comes(write_csv):
+    frame = random_walk_bars(100)
+    frame.loc[50, "Date"] = "2020-02-19 01:00:00"  # an hour after the bar before it
+    file = write_csv("STRAY.csv", frame)
+    assert any("mixes bar frequencies" in n for n in load_bars(file).notes)
+
+
+@pytest.mark.parametrize("dates", [
+    pd.bdate_range("2020-01-01", periods=300),  # weekends and a holiday-free calendar
+    pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in pd.bdate_range("2020-01-01", periods=60)
+                      for h in range(9, 16)]),  # hourly stock bars, 7 a day
+    pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in pd.bdate_range("2020-01-01", periods=100)
+                      for h in (9, 13)]),  # 4-hourly bars with the night between
+], ids=["business-days", "hourly-stock", "four-hourly"])
+def test_when_bars_have_one_frequency_with_nights_and_weekends_then_no_mixed_warning(write_csv, dates):
+    frame = random_walk_bars(len(dates))
+    frame["Date"] = dates.strftime("%Y-%m-%d %H:%M:%S")
+    assert not any("mixes" in n for n in load_bars(write_csv("ONE.csv", frame)).notes)
+
+
+def test_when_offsets_change_with_daylight_saving_then_no_mixed_offset_warning(write_csv):
+    local = pd.date_range("2020-01-01 09:00", periods=400, freq="D", tz="Europe/Berlin")
+    frame = random_walk_bars(400)
+    frame["Date"] = [t.isoformat() for t in local]  # +01:00 in winter, +02:00 in summer
+    bars = load_bars(write_csv("DST.csv", frame))
+    assert not any("offset" in n for n in bars.notes), bars.notes
+    assert str(bars.frame["timestamp"][0]) == "2020-01-01 08:00:00"
+    assert str(bars.frame["timestamp"][200]) == "2020-07-19 07:00:00"
+
+
+def test_when_offsets_change_against_every_time_zone_rule_then_the_warning_stays(write_csv):
+    local = pd.date_range("2020-01-01 09:00", periods=400, freq="D", tz="Europe/Berlin")
+    frame = random_walk_bars(400)
+    frame["Date"] = [t.isoformat() for t in local]
+    frame.loc[10, "Date"] = frame.loc[10, "Date"].replace("+01:00", "+02:00")  # January, +02:00: stitched
+    file = write_csv("DSTBAD.csv", frame)
+    assert any("timestamps mix UTC offsets" in n for n in load_bars(file).notes)

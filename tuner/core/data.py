@@ -28,7 +28,19 @@ Rules for what is refused and what is only warned about:
   (or mix offsets with none) gets a warning naming the lines of the first two;
 * ``dd/mm/yyyy`` dates are read day-first when some first field is above 12 (month-first when
   some second field is); a file holding both kinds is an error naming a line of each;
-* UTF-16 without a byte-order mark is refused with a message saying so, not misread.
+* UTF-16 without a byte-order mark is refused with a message saying so, not misread;
+* a symbol (a file's stem, or a value of the ``symbol`` column) must follow
+  :data:`~tuner.core.symbols.SYMBOL_RULE` (no path separators, ``..``, leading dot, control
+  characters or spaces): it becomes a file name. A bad one is an error naming the file and line
+  (or the file, for a stem), keyed by its ``repr`` so it cannot stand for a real symbol;
+* timestamps outside pandas' range (1677-09-21 .. 2262-04-11) are an error naming the line and
+  the value as written, never read as some other date;
+* two columns that name the same field (``close`` and ``Close``) are an error naming both;
+* a literal ``NaN`` price is an error saying NaN, an empty cell one saying empty;
+* warnings: a flat series (one close throughout), bars of more than one frequency in one file
+  (daily and hourly), UTC offsets that change other than by a daylight-saving rule (offsets that
+  follow a time zone's DST, ``+01:00`` in winter and ``+02:00`` in summer, are simply converted);
+* hidden files (names starting with ``.``, e.g. ``.BAD.csv``) are not read, and reported as skipped.
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.core.errors import DataError
+from tuner.core.symbols import SYMBOL_RULE, suggest, symbol_problem
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +174,22 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
     wanted = set(symbols) if symbols is not None else None
     dataset = Dataset()
     if path.is_dir():
-        entries = sorted(p for p in path.iterdir() if _is_data_file(p))
+        named = sorted(p for p in path.iterdir() if _is_data_file(p))
+        entries = [p for p in named if not p.name.startswith(".")]
+        for hidden in (p for p in named if p.name.startswith(".")):
+            why = "hidden file (its name starts with '.'), not read; rename it to use it"
+            log.warning("skipped %s: %s", hidden, why)
+            dataset.skipped.append((hidden, why))
         if not entries:
-            raise DataError(f"{path}: no {', '.join(SUFFIXES)} files in this folder")
+            raise DataError(f"{path}: no {', '.join(SUFFIXES)} files in this folder"
+                            + (f" (only hidden ones: {', '.join(p.name for p in named)})" if named else ""))
         files = []
         for entry in entries:
+            if any(ord(c) < 32 or ord(c) == 127 for c in entry.name):  # shown escaped, never read
+                dataset.errors[repr(entry.name)] = DataError(
+                    f"{path}/{entry.name!r}: the file name holds a control character (newline, tab...); "
+                    "rename the file")
+                continue
             why = _unreadable(entry)
             if why is None:
                 files.append(entry)
@@ -192,11 +216,12 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
                     if not symbol.endswith(_NO_SYMBOL):
                         sources.setdefault(symbol, []).append(file)
         except NotBarData as e:
-            log.warning("skipped %s: %s", file, e)
-            dataset.skipped.append((file, str(e)))
+            log.warning("skipped %s: not bar data: %s", file, e)
+            dataset.skipped.append((file, f"not bar data: {e}"))
         except DataError as e:
-            dataset.errors[_stem(file)] = e
-            sources.setdefault(_stem(file), []).append(file)
+            key = _symbol_key(_stem(file))
+            dataset.errors[key] = e
+            sources.setdefault(key, []).append(file)
     for symbol, files_of in sources.items():
         if len(files_of) > 1:  # whichever came last would silently win
             dataset.bars.pop(symbol, None)
@@ -226,7 +251,22 @@ def load_bars(file: str | Path, symbol: str | None = None) -> Bars:
 
 
 def _is_data_file(path: Path) -> bool:
-    return path.name.lower().endswith(SUFFIXES) and not path.name.startswith(".")
+    """Named like a data file (hidden ones too: they are reported as skipped, not ignored)."""
+    return path.name.lower().endswith(SUFFIXES)
+
+
+def _symbol_key(symbol: str) -> str:
+    """The key of a symbol's entry in :class:`Dataset`: the symbol itself when it is valid, else
+    its ``repr`` (quoted, escapes shown), which no valid symbol can equal."""
+    return symbol if symbol_problem(symbol) is None else repr(symbol)
+
+
+def _bad_symbol(symbol: str, place: str, how: str) -> DataError:
+    """The error for a symbol that breaks :data:`SYMBOL_RULE`, at ``place`` (file and line)."""
+    hint = suggest(symbol)
+    return DataError(f"{place}: {how} {symbol!r} is not a valid symbol: it {symbol_problem(symbol)} "
+                     f"({SYMBOL_RULE}); it would become a file name"
+                     + (f"; rename it, e.g. {hint!r}" if hint else "; rename it"))
 
 
 def _unreadable(entry: Path) -> str | None:
@@ -284,6 +324,8 @@ def _load_file(file: Path) -> tuple[list[Bars], dict[str, DataError]]:
     raw, locate = _read_table(file)
     columns = _map_columns(file, raw)
     if "symbol" not in columns:
+        if symbol_problem(_stem(file)) is not None:
+            raise _bad_symbol(_stem(file), str(file), "the file name gives the symbol")
         return [_to_bars(_stem(file), file, raw, columns, locate)], {}
     out, failed = [], {}
     symbols = raw[columns["symbol"]].astype("string")
@@ -293,10 +335,15 @@ def _load_file(file: Path) -> tuple[list[Bars], dict[str, DataError]]:
             failed[f"{_stem(file)}{_NO_SYMBOL}"] = DataError(
                 f"{file} {locate(int(part.index[0]))}: empty symbol")
             continue
+        symbol = str(symbol).strip()
+        if symbol_problem(symbol) is not None:
+            failed[repr(symbol)] = _bad_symbol(symbol, f"{file} {locate(int(part.index[0]))}",
+                                               f"column {columns['symbol']!r} holds")
+            continue
         try:
-            out.append(_to_bars(str(symbol).strip(), file, part, columns, locate))
+            out.append(_to_bars(symbol, file, part, columns, locate))
         except DataError as e:
-            failed[str(symbol).strip()] = e
+            failed[symbol] = e
     if not out and not failed:
         raise DataError(f"{file}: the file has a header but no rows")
     return out, failed
@@ -386,16 +433,35 @@ def _normalise(name: object) -> str:
     return re.sub(r"[\s\-\.]+", "_", str(name).strip().lower()).strip("_")
 
 
+@dataclass(frozen=True)
+class _Again:
+    """A header name given a second time (pandas read it as ``name.1``)."""
+
+    name: str
+
+
 def _map_columns(file: Path, frame: pd.DataFrame) -> dict[str, str]:
-    """Canonical name → the file's column name."""
-    by_norm: dict[str, str] = {}
+    """Canonical name → the file's column name. Two columns that give the same field (``close``
+    and ``Close``, or a header naming ``Close`` twice, which pandas reads as ``Close`` and
+    ``Close.1``) are an error naming both: whichever came first would silently win."""
+    by_norm: dict[str, list] = {}
     for col in frame.columns:
-        by_norm.setdefault(_normalise(col), col)
+        by_norm.setdefault(_normalise(col), []).append(col)
+    for col in frame.columns:  # pandas renames a repeated header name "X" to "X.1", "X.2"...
+        base = re.fullmatch(r"(.+)\.\d+", str(col))
+        if base and base.group(1) in frame.columns and _normalise(base.group(1)) != _normalise(col):
+            by_norm[_normalise(base.group(1))].append(_Again(base.group(1)))
     found = {}
     for canonical, aliases in _ALIASES.items():
         for alias in aliases:
             if alias in by_norm:
-                found[canonical] = by_norm[alias]
+                same = by_norm[alias]
+                if len(same) > 1:
+                    shown = " and ".join(f"{c.name!r} again" if isinstance(c, _Again) else repr(str(c))
+                                         for c in same)
+                    raise DataError(f"{file}: columns {shown} both give the {canonical.replace('_', ' ')} "
+                                    "(column names are matched case-insensitively); keep one")
+                found[canonical] = same[0]
                 break
     if "close" not in found and "adj_close" not in found:
         shown = ", ".join(map(str, list(frame.columns)[:8]))
@@ -453,6 +519,12 @@ def _to_bars(symbol: str, file: Path, part: pd.DataFrame, columns: dict[str, str
     outside = _outside_bar(prices, columns, where)
     if outside:
         _warn(notes, outside)
+    if close.size > 1 and (prices["close"] == prices["close"][0]).all():
+        _warn(notes, f"{file}: the close is {prices['close'][0]:g} on all {close.size} bars: a flat series "
+                     "(every return is 0, so the naive baseline is exact and no forecast can beat it)")
+    mixed = _mixed_frequencies(times, where)
+    if mixed:
+        _warn(notes, mixed)
 
     volume = _parse_optional(part, columns, "volume", where, notes)
     if factor is not None:
@@ -498,6 +570,43 @@ def _outside_bar(prices: dict[str, np.ndarray], columns: dict[str, str], where) 
             "in this file, kept as is")
 
 
+MIXED_STEP_RATIO = 4.0
+"""Bars are called of mixed frequencies when the bar step in one part of a file is this many
+times the step in another (daily and hourly: 24)."""
+_STEP_WINDOW = 9
+"""Steps per rolling minimum, the bar step around a bar: gaps (weekends, nights, holidays) only
+add long steps, so they never move it; nine steps in a row are never all gaps."""
+
+
+def _mixed_frequencies(times: np.ndarray, where) -> str | None:
+    """A warning when one file holds bars of two frequencies (e.g. daily, then hourly), naming a
+    line of each; None otherwise. The bar step around each bar is the shortest of the
+    ``_STEP_WINDOW`` steps around it; files too short for that compare each step with the median."""
+    steps = np.diff(times.astype("datetime64[ns]").astype(np.int64)).astype(np.float64)
+    if steps.size < 2:
+        return None
+    median = float(np.median(steps))
+    if steps.size >= _STEP_WINDOW:
+        rolling = pd.Series(steps).rolling(_STEP_WINDOW, center=True).min().to_numpy()
+        low, high = int(np.nanargmin(rolling)), int(np.nanargmax(rolling))
+        if rolling[high] >= MIXED_STEP_RATIO * rolling[low]:
+            # a bar amid the coarse ones (its window holds no shorter step), and the first bar that
+            # follows a step of the fine size
+            fine = int(np.flatnonzero(steps <= rolling[low])[0])
+            (a, fa), (b, fb) = sorted([(high + 1, rolling[high]), (fine + 1, rolling[low])])
+            return (f"{where(a)}: bars come every {_human(np.timedelta64(int(fa), 'ns'))} here but every "
+                    f"{_human(np.timedelta64(int(fb), 'ns'))} at {where.row(b)}: the file mixes bar "
+                    "frequencies (daily and hourly?); keep one frequency per file")
+        return None
+    short = np.flatnonzero(steps < median / MIXED_STEP_RATIO)
+    if short.size:
+        i = int(short[0])
+        return (f"{where(i + 1)}: {_human(np.timedelta64(int(steps[i]), 'ns'))} after the bar before it, "
+                f"though bars come every {_human(np.timedelta64(int(median), 'ns'))}; {short.size} bar(s) "
+                "that close: the file mixes bar frequencies (daily and hourly?); keep one frequency per file")
+    return None
+
+
 def _warn(notes: list[str], message: str) -> None:
     """A finding about the data worth a warning: logged now (``tuner run`` shows it) and kept in
     the bars' notes (``tuner data check`` shows it)."""
@@ -532,13 +641,25 @@ def _parse_times(column: pd.Series, where, notes: list[str]) -> np.ndarray:
         parsed = pd.to_datetime(pd.Series(numbers), unit=_epoch_unit(numbers), utc=True, errors="coerce")
     else:
         dayfirst = _day_first(text, where, notes)
-        _check_offsets(text, where, notes)
         parsed = pd.to_datetime(text, utc=True, errors="coerce", format="mixed", dayfirst=dayfirst)
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if bad.size:
         i = int(bad[0])
         raise DataError(f"{where(i)}: cannot parse timestamp {str(column.iloc[i])!r}")
+    # pandas parses to microseconds (years 1..9999); nanoseconds, what the package computes in,
+    # reach 1677..2262 only, and the conversion would wrap a year 2300 round to 1715 silently.
+    outside = np.flatnonzero(((parsed < _EARLIEST) | (parsed > _LATEST)).to_numpy())
+    if outside.size:
+        i = int(outside[0])
+        raise DataError(f"{where(i)}: timestamp {str(column.iloc[i])!r} is outside the supported range "
+                        f"{_EARLIEST.date()} .. {_LATEST.date()} (pandas' nanosecond timestamps)")
+    if not pd.api.types.is_numeric_dtype(column):
+        _check_offsets(text, parsed, where, notes)
     return parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+
+
+_EARLIEST = pd.Timestamp.min.tz_localize("UTC").ceil("D")
+_LATEST = pd.Timestamp.max.tz_localize("UTC").floor("D")
 
 
 def _day_first(text: pd.Series, where, notes: list[str]) -> bool:
@@ -559,17 +680,53 @@ def _day_first(text: pd.Series, where, notes: list[str]) -> bool:
     return bool(day_first.size)
 
 
-def _check_offsets(text: pd.Series, where, notes: list[str]) -> None:
+def _check_offsets(text: pd.Series, parsed: pd.Series, where, notes: list[str]) -> None:
     """Note a file whose timestamps carry more than one UTC offset, or offsets and none: they are
-    all converted to UTC, which is right for a DST change but hides a file stitched together."""
+    all converted to UTC, which is right for a daylight-saving change but hides a file stitched
+    together. Offsets that some time zone's rules give at every one of the file's instants
+    (``+01:00`` in winter, ``+02:00`` in summer) are a DST change and get no warning."""
     shown = text.str.extract(_OFFSET)[0].fillna("no offset")
     offsets = shown.str.replace(":", "")  # +01:00 and +0100 are the same offset
     kinds = pd.unique(offsets)
+    if len(kinds) > 1 and "no offset" not in kinds and _follows_a_time_zone(offsets, parsed):
+        return
     if len(kinds) > 1:
         first = int(np.flatnonzero((offsets == kinds[1]).to_numpy())[0])
         naive = ", those without one taken as UTC" if "no offset" in kinds else ""
         _warn(notes, f"{where(0)}: timestamps mix UTC offsets ({shown.iloc[0]} here, {shown.iloc[first]} "
                      f"from {where.row(first)}; {len(kinds)} different); all converted to UTC{naive}")
+
+
+def _offset_minutes(offset: str) -> int:
+    """``"Z"`` → 0, ``"-0430"`` → -270."""
+    if offset == "Z":
+        return 0
+    sign = -1 if offset[0] == "-" else 1
+    return sign * (int(offset[1:3]) * 60 + int(offset[3:5]))
+
+
+def _follows_a_time_zone(offsets: pd.Series, parsed: pd.Series) -> bool:
+    """Whether one IANA time zone gives, at every instant of ``parsed``, the offset written there.
+
+    Zones are first matched at the two ends of each run of one offset (a few instants per DST
+    change), then the survivors on every row until one fits."""
+    import zoneinfo
+
+    minutes = offsets.map(_offset_minutes).to_numpy()
+    utc = pd.DatetimeIndex(parsed)
+    edges = np.unique(np.concatenate([[0, len(minutes) - 1], np.flatnonzero(np.diff(minutes)),
+                                      np.flatnonzero(np.diff(minutes)) + 1]))
+    instants = [utc[i].to_pydatetime() for i in edges]
+    wanted = [int(minutes[i]) for i in edges]
+    for name in sorted(zoneinfo.available_timezones()):
+        zone = zoneinfo.ZoneInfo(name)
+        if any(t.astimezone(zone).utcoffset().total_seconds() != 60 * m for t, m in zip(instants, wanted, strict=True)):
+            continue
+        local = utc.tz_convert(zone)
+        given = (local.tz_localize(None) - utc.tz_localize(None)) / pd.Timedelta(minutes=1)
+        if (np.asarray(given) == minutes).all():
+            return True
+    return False
 
 
 def _epoch_unit(values: np.ndarray) -> str:
@@ -599,7 +756,13 @@ def _parse_prices(column: pd.Series, name: str, where) -> np.ndarray:
     values = _numbers(column, name, where)
     nan = np.flatnonzero(np.isnan(values))
     if nan.size:
-        raise DataError(f"{where(int(nan[0]))}: empty {name}")
+        i = int(nan[0])
+        raw = column.iloc[i]
+        if isinstance(raw, str) and raw.strip():  # a literal NaN, null, n/a... is not an empty cell
+            raise DataError(f"{where(i)}: {name} {raw.strip()!r} is NaN (not a number), not a price")
+        if pd.api.types.is_float_dtype(column):  # Parquet: a null and a NaN both read as NaN
+            raise DataError(f"{where(i)}: {name} is NaN or missing, not a price")
+        raise DataError(f"{where(i)}: empty {name}")
     bad = np.flatnonzero(values <= 0)
     if bad.size:
         i = int(bad[0])
@@ -735,8 +898,9 @@ def check_data(path: str | Path, min_bars: int | None = None, need: str = "") ->
     for name, error in sorted(dataset.errors.items()):
         reports.append(SymbolReport(symbol=name, source=str(path), problems=(str(error),)))
     for file, why in dataset.skipped:
-        reports.append(SymbolReport(symbol=_stem(file), source=str(file),
-                                    problems=(f"skipped, not bar data: {why}",)))
+        reports.append(SymbolReport(symbol=file.name if file.name.startswith(".") else _stem(file),
+                                    source=str(file),
+                                    problems=(f"skipped, {why}",)))
     return reports
 
 

@@ -13,6 +13,11 @@ class ConfigError(TunerError):
     """A configuration file, search space or trial parameter that is not valid."""
 
 
+class UnsafePath(TunerError):
+    """A path that would leave its root (``..``, an absolute part, a separator or control
+    character inside one name, a symbolic link pointing out): refused before anything is written."""
+
+
 class AggregationError(ConfigError):
     """An aggregation spec that is unknown or out of range."""
 

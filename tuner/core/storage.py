@@ -1,8 +1,9 @@
 """Where experiments live: a local folder, a shared filesystem path, or a URI (s3://, gs://).
 
-Writes are atomic: a file is written under a temporary name and renamed into place (local and
-shared filesystems), or uploaded in one PUT (object stores, where an object appears whole or not
-at all). Temporary names are unique per writer, so parallel writers never race on a rename.
+Every path is built by :func:`contained`, which refuses to leave its root: names that come from
+data (symbols) never become paths outside the experiment. Writes are atomic: a file is written
+under a temporary name and renamed into place (local and shared filesystems), or uploaded in one
+PUT (object stores, where an object appears whole or not at all). Temporary names are unique per writer, so parallel writers never race on a rename.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import uuid
 from pathlib import Path
 from typing import Any
 
-from tuner.core.errors import ConfigError
+from tuner.core.errors import ConfigError, UnsafePath
 
 # The files of an experiment folder (Ray Tune's own files live under _tune/).
 CONFIG_FILE = "tuner-experiment.json"
@@ -29,17 +31,93 @@ TUNE_DIR = "_tune"
 """Ray Tune's own files (experiment state, trial folders), apart from the product's."""
 
 
+DEFAULT_ROOT = "results"
+"""Where experiments live when no ``--storage`` is given (relative to the working directory)."""
+
+Relative = str | tuple[str, ...]
+"""A path inside a storage: a string of ``/``-separated names written by the code itself
+(``journal/chunk-000001.jsonl``), or a tuple of names, each ONE name, for any name that comes
+from data (``("toto", f"{symbol}.json")``): a ``/`` inside a tuple's name is refused, not followed."""
+
+
 def is_uri(location: str) -> bool:
     return "://" in location and not location.startswith("file://")
 
 
+def contained(root: str, *names: str) -> str:
+    """``root/name/name/...``: the one way every path forecast-tuner writes (and reads) is built.
+
+    Each name must be one plain file or folder name: not empty, not ``.`` or ``..``, with no
+    ``/`` or ``\\`` inside and no control character (newline, tab, NUL...). For a local ``root``
+    the result is also resolved, symbolic links followed, and must lie inside the resolved root,
+    so a link inside the storage cannot lead out either. For a URI (``s3://``, ``gs://``: no
+    links) the check on the names is the whole check.
+
+    Returns:
+        the path as a string: local paths absolute, under the resolved ``root``.
+
+    Raises:
+        UnsafePath: naming the root, the path asked for and the offending name.
+    """
+    for name in names:
+        why = _bad_name(name)
+        if why is not None:
+            shown = "/".join(n if isinstance(n, str) else repr(n) for n in names)
+            raise UnsafePath(f"{root}: refusing the path {shown!r}: the name {name!r} {why}; every "
+                             "file forecast-tuner writes stays inside its storage (or configs/best/)")
+    if is_uri(root):
+        return "/".join([root.rstrip("/"), *names])
+    base = Path(root.removeprefix("file://")).expanduser().resolve()
+    target = base.joinpath(*names)
+    real = target.resolve()
+    if real != base and base not in real.parents:
+        raise UnsafePath(f"{root}: refusing the path {'/'.join(names)!r}: it leads to {real} through a "
+                         "symbolic link, outside the storage")
+    return str(target)
+
+
+def _bad_name(name: object) -> str | None:
+    """Why ``name`` is not one plain path name, or None."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if name == "":
+        return "is empty (an absolute path, or '//')"
+    if name in (".", ".."):
+        return "points at a folder above or at its own"
+    if "/" in name or "\\" in name:
+        return "holds a path separator"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds a control character (newline, tab, NUL...)"
+    return None
+
+
+def _names(relative: Relative) -> tuple[str, ...]:
+    """The names of a :data:`Relative` path: a string split at ``/``, a tuple as it is."""
+    return tuple(relative.split("/")) if isinstance(relative, str) else tuple(relative)
+
+
 class Storage:
-    """An experiment root (``<storage>/<name>``) that files are read from and written to."""
+    """An experiment root (``<storage>/<name>``) that files are read from and written to.
+
+    Every path goes through :func:`contained`: ``name`` must be one plain name, and no path
+    asked of a storage can leave its root (:class:`~tuner.core.errors.UnsafePath`).
+    """
 
     def __init__(self, root: str, name: str) -> None:
-        self.base = root if is_uri(root) else str(Path(root.removeprefix("file://")).expanduser().resolve())
-        self.name = name
-        self.root = f"{self.base.rstrip('/')}/{name}"
+        base = root if is_uri(root) else str(Path(root.removeprefix("file://")).expanduser().resolve())
+        self._open(base, contained(base, name), name)
+
+    @classmethod
+    def at(cls, folder: str | Path) -> Storage:
+        """A storage whose root is ``folder`` itself, e.g. ``configs/best`` or a report's folder."""
+        folder = str(folder)
+        root = folder.rstrip("/") if is_uri(folder) else str(Path(folder.removeprefix("file://")).expanduser().resolve())
+        self = cls.__new__(cls)
+        self._open(root.rsplit("/", 1)[0] or "/", root, root.rsplit("/", 1)[-1])
+        return self
+
+    def _open(self, base: str, root: str, name: str) -> None:
+        self.base, self.root, self.name = base, root, name
         if is_uri(self.root):
             import pyarrow.fs as pafs
 
@@ -55,21 +133,36 @@ class Storage:
         """What Ray Tune's ``RunConfig(storage_path=...)`` gets: its runs live under ``_tune/``."""
         return self.path(TUNE_DIR)
 
-    def path(self, *parts: str) -> str:
-        return "/".join([self.root, *parts])
+    def command(self, verb: str, *options: str) -> str:
+        """``tuner VERB NAME [options]``, with ``--storage ROOT`` when this storage is not the
+        default ``results`` folder of the working directory: a command that works where pasted."""
+        words = ["tuner", verb, shlex.quote(self.name)]
+        if self.base != str(Path(DEFAULT_ROOT).resolve()):
+            words += ["--storage", shlex.quote(self.base)]
+        return " ".join([*words, *options])
 
-    def _local(self, *parts: str) -> Path:
-        return Path(self._path, *parts)
+    def path(self, *relative: Relative) -> str:
+        """The full path (or URI) of ``relative`` (see :data:`Relative`), checked by :func:`contained`."""
+        return contained(self.root, *(n for r in relative for n in _names(r)))
 
-    def exists(self, *parts: str) -> bool:
+    def _fs_path(self, relative: Relative) -> str:
+        """The path pyarrow's filesystem takes (``bucket/prefix/...``), checked like :meth:`path`."""
+        names = _names(relative)
+        contained(self.root, *names)
+        return "/".join([self._path, *names])
+
+    def _local(self, *relative: Relative) -> Path:
+        return Path(self.path(*relative))
+
+    def exists(self, *relative: Relative) -> bool:
         if self.fs is None:
-            return self._local(*parts).exists()
+            return self._local(*relative).exists()
         import pyarrow.fs as pafs
 
-        info = self.fs.get_file_info("/".join([self._path, *parts]))
+        info = self.fs.get_file_info(self._fs_path(tuple(n for r in relative for n in _names(r))))
         return info.type != pafs.FileType.NotFound
 
-    def write_bytes(self, relative: str, data: bytes) -> str:
+    def write_bytes(self, relative: Relative, data: bytes) -> str:
         if self.fs is None:
             target = self._local(relative)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -81,50 +174,50 @@ class Storage:
                 tmp.unlink(missing_ok=True)  # a full disk must not leave half-written temp files
                 raise
             return str(target)
-        path = f"{self._path}/{relative}"
+        path = self._fs_path(relative)
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(path) as out:
             out.write(data)
         return self.path(relative)
 
-    def list(self, relative: str) -> list[str]:
+    def list(self, relative: Relative) -> list[str]:
         """Names of the files in a folder of the experiment (none when it does not exist)."""
         if self.fs is None:
             folder = self._local(relative)
             return [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
         import pyarrow.fs as pafs
 
-        selector = pafs.FileSelector(f"{self._path}/{relative}", allow_not_found=True)
+        selector = pafs.FileSelector(self._fs_path(relative), allow_not_found=True)
         return [info.base_name for info in self.fs.get_file_info(selector)
                 if info.type == pafs.FileType.File]
 
-    def delete(self, relative: str) -> None:
+    def delete(self, relative: Relative) -> None:
         if self.fs is None:
             self._local(relative).unlink(missing_ok=True)
         else:
-            self.fs.delete_file(f"{self._path}/{relative}")
+            self.fs.delete_file(self._fs_path(relative))
 
-    def read_bytes(self, relative: str) -> bytes:
+    def read_bytes(self, relative: Relative) -> bytes:
         if self.fs is None:
             return self._local(relative).read_bytes()
-        with self.fs.open_input_stream(f"{self._path}/{relative}") as f:
+        with self.fs.open_input_stream(self._fs_path(relative)) as f:
             return f.read()
 
-    def write_json(self, relative: str, data: Any) -> str:
+    def write_json(self, relative: Relative, data: Any) -> str:
         """Strict JSON: NaN/Infinity become null with a reason beside them (never invalid JSON)."""
         from tuner.core.strict_json import dumps
 
         return self.write_bytes(relative, (dumps(data, indent=2, default=str) + "\n").encode())
 
-    def read_json(self, relative: str) -> Any:
+    def read_json(self, relative: Relative) -> Any:
         return json.loads(self.read_bytes(relative))
 
-    def write_parquet(self, relative: str, frame) -> str:
+    def write_parquet(self, relative: Relative, frame) -> str:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return self.write_bytes(relative, buffer.getvalue())
 
-    def read_parquet(self, relative: str):
+    def read_parquet(self, relative: Relative):
         import pandas as pd
 
         return pd.read_parquet(io.BytesIO(self.read_bytes(relative)))

@@ -41,7 +41,7 @@ from typing import Any
 
 from tuner.core import strict_json
 from tuner.core.errors import ConfigError, PromotionRefused
-from tuner.core.storage import CONFIG_FILE, SUMMARY_FILE, Storage
+from tuner.core.storage import CONFIG_FILE, SUMMARY_FILE, Storage, contained
 from tuner.decisions.flags import SIGNIFICANCE_ALPHA, flags_for, significance_flags
 from tuner.decisions.results import without_winner
 
@@ -289,7 +289,7 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
                           f"it has: {', '.join(sorted(entries)) or 'none'}")
 
     def read_result(family: str, symbol: str) -> tuple[str, dict | None]:
-        relative = f"{family}/{symbol}.json"
+        relative = (family, f"{symbol}.json")  # names from summary.json: never a path of their own
         try:
             return storage.path(relative), storage.read_json(relative) if storage.exists(relative) else None
         except ValueError as e:
@@ -315,7 +315,7 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
     plan = []
     for symbol in chosen:
         source, result = results[symbol]
-        target = folder / f"{symbol}.json"
+        target = Path(contained(str(folder), f"{symbol}.json"))  # never outside configs/best/
         document = production_document(symbol, entries[symbol], result, summary, source, stamp,
                                        members[symbol])
         if reasons:
@@ -363,9 +363,9 @@ def _origin(old: Mapping[str, Any]) -> str:
 
 def _backup_path(folder: Path, symbol: str, when: datetime) -> Path:
     base = f"{symbol}.{when.strftime('%Y%m%dT%H%M%SZ')}"
-    candidate, n = folder / BACKUP_DIR / f"{base}.json", 1
+    candidate, n = Path(contained(str(folder), BACKUP_DIR, f"{base}.json")), 1
     while candidate.exists():
-        candidate, n = folder / BACKUP_DIR / f"{base}-{n}.json", n + 1
+        candidate, n = Path(contained(str(folder), BACKUP_DIR, f"{base}-{n}.json")), n + 1
     return candidate
 
 
@@ -379,12 +379,12 @@ def apply_promotions(plan: Iterable[Promotion], now: datetime | None = None) -> 
             done.append(p)
             continue
         folder = p.target.parent
-        store = Storage(str(folder.parent), folder.name)
+        store = Storage.at(folder)
         backup = None
         if p.target.exists():
             backup = _backup_path(folder, p.symbol, when)
-            store.write_bytes(f"{BACKUP_DIR}/{backup.name}", p.target.read_bytes())
-        store.write_bytes(p.target.name, render_document(p.document).encode())
+            store.write_bytes((BACKUP_DIR, backup.name), p.target.read_bytes())
+        store.write_bytes((p.target.name,), render_document(p.document).encode())
         done.append(replace(p, backup=backup, written=True))
     return done
 

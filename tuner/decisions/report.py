@@ -187,13 +187,15 @@ def save_report(report: ExperimentReport, fmt: str, out: str | Path | None = Non
                 storage_root: str = "results") -> str:
     """Write the report atomically to ``out`` (a local file) or, without it, to
     ``<storage>/<experiment>/report.<fmt>``; return where it went."""
+    if out is None:  # where it goes is checked (Storage: never outside) before the work of rendering
+        store, name = Storage(storage_root, report.experiment), default_location(fmt) or f"report.{fmt}"
+    else:
+        target = Path(out).expanduser().resolve()
+        store, name = Storage.at(target.parent), target.name
+    store.path((name,))
     data = render(report, fmt)
     payload = data.encode() if isinstance(data, str) else data
-    if out is None:
-        relative = default_location(fmt) or f"report.{fmt}"
-        return Storage(storage_root, report.experiment).write_bytes(relative, payload)
-    target = Path(out).expanduser().resolve()
-    return Storage(str(target.parent.parent), target.parent.name).write_bytes(target.name, payload)
+    return store.write_bytes((name,), payload)
 
 
 # ------------------------------------------------------------------------------------- HTML

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tuner.core.errors import ConfigError, TunerError
+from tuner.core.symbols import SYMBOL_RULE, symbol_problem
 
 if TYPE_CHECKING:
     import optuna
@@ -265,7 +266,11 @@ def _groups(report: ExperimentReport) -> list[tuple[tuple[str, str], list[dict[s
     if missing:
         raise ConfigError(f"{report.root}/trials.parquet: no {', '.join(missing)} column")
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in frame.to_dict("records"):
+    for number, row in enumerate(frame.to_dict("records"), start=1):
+        why = symbol_problem(str(row["symbol"]))  # it becomes a part of the study's name
+        if why is not None:
+            raise ConfigError(f"{report.root}/trials.parquet row {number}: symbol {str(row['symbol'])!r} "
+                              f"{why} ({SYMBOL_RULE}); the file is not one forecast-tuner wrote")
         rows.setdefault((str(row["symbol"]), str(row["family"])), []).append(row)
     return sorted(rows.items())
 

@@ -272,7 +272,7 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
         documents[key] = label_candidate(doc, documents, counts, meta)
     add_significance(documents, records, defaults or {}, meta)
     for key, doc in documents.items():
-        storage.write_json(f"{key[1]}/{key[0]}.json", doc)
+        storage.write_json((key[1], f"{key[0]}.json"), doc)  # names, not a path: a symbol cannot add folders
     summary = build_summary(documents, counts, meta)
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why

@@ -123,10 +123,8 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
 def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
                 fallback_allowed: bool, take_over: bool) -> dict[str, Any]:
     with ExperimentLock(storage, take_over=take_over) as lock:
-        if lock.took_over_from:
-            held = lock.took_over_from
-            echo(f"took the experiment over from pid {held.get('pid')} on {held.get('host')} "
-                 f"(started {held.get('since')}), which is no longer running")
+        if lock.took_over:
+            echo(lock.took_over)
         # Read (strictly) before anything is written: a damaged journal stops here.
         history = read_journal(storage)
         done = _finished_summary(storage, history)

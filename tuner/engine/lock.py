@@ -1,10 +1,20 @@
 """The experiment lock: one live run per experiment folder.
 
 Two drivers under one name would both append to the journal and both collate: two histories,
-last writer wins. So a run holds ``<experiment>/.lock`` (host, pid, since, heartbeat) while it
-lives; a second run or resume is refused with the holder named. A lock whose holder is gone is
-taken over: on the same host when its pid no longer runs; from another host only with
-``--take-over`` (a pid on another machine cannot be checked), which the message says.
+last writer wins. So a run holds ``<experiment>/.lock`` (host, pid, since, heartbeat every
+:data:`HEARTBEAT_S`) while it lives, and a lock is taken over only from a holder that is
+provably gone:
+
+* on this host, when its pid no longer runs, or runs a process started after the lock was taken
+  (the pid was reused): taken over without asking, and said so;
+* on another host (a pid there cannot be checked), when its heartbeat is older than
+  :data:`STALE_AFTER_S` and the user passes ``--take-over``;
+* a damaged lock (empty, not JSON, no host or pid) names no holder to check: it is named, and
+  ``--take-over`` takes it over (it is never taken silently: an empty lock may be one another
+  run is writing at this moment).
+
+A live holder is refused even with ``--take-over``, with the reason; a refusal suggests
+``--take-over`` only when it would work.
 
 On a local or shared filesystem the lock is created atomically (``O_EXCL``); on an object store
 (s3://, gs://) there is no atomic create, so two drivers starting within the same second could
@@ -19,6 +29,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,10 +38,39 @@ from tuner.core.storage import Storage
 
 LOCK_FILE = ".lock"
 HEARTBEAT_S = 30.0
+"""Seconds between the holder's rewrites of the lock (its heartbeat)."""
+STALE_AFTER_S = 300.0
+"""A holder on another host whose heartbeat is older than this (ten missed heartbeats) counts as
+gone, so ``--take-over`` may take its lock; a younger one is alive and refused."""
+PID_REUSE_SLACK_S = 2.0
+"""A process on this host that started this long after the lock's ``since`` is not its holder."""
 
 
 class ExperimentLocked(TunerError):
-    """Another live run holds the experiment."""
+    """Another live run holds the experiment, or its lock is damaged (without ``--take-over``)."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What the lock file says and what can be proven about it.
+
+    Attributes:
+        content: the lock's JSON object (host, pid, since, heartbeat, token); empty when damaged.
+        damaged: why the file names no holder (``"empty"``, ``"not JSON: ..."``), else None.
+        gone: whether the holder is provably gone (see the module docstring).
+        why: the evidence, as a clause: ``"pid 12 no longer runs on this host"``.
+        needs_take_over: whether taking the lock needs ``--take-over`` (another host, damaged).
+    """
+
+    content: dict[str, Any]
+    damaged: str | None
+    gone: bool
+    why: str
+    needs_take_over: bool
+
+    def describe(self) -> str:
+        c = self.content
+        return f"pid {c.get('pid')} on host {c.get('host')} since {c.get('since')}"
 
 
 class ExperimentLock:
@@ -38,7 +78,11 @@ class ExperimentLock:
 
     Args:
         storage: the experiment's storage.
-        take_over: take the lock even when its holder may be alive (another host).
+        take_over: take the lock from a holder on another host whose heartbeat is older than
+            :data:`STALE_AFTER_S`, or over a damaged lock file. Never from a live holder.
+
+    After ``__enter__``, ``took_over`` says (one line) whose lock was taken and why it was safe,
+    or is None; ``took_over_from`` is the old lock's content (``{}`` for a damaged one) or None.
     """
 
     def __init__(self, storage: Storage, take_over: bool = False) -> None:
@@ -46,6 +90,7 @@ class ExperimentLock:
         self.token = uuid.uuid4().hex
         self.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.took_over_from: dict[str, Any] | None = None
+        self.took_over: str | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -54,22 +99,45 @@ class ExperimentLock:
                            "heartbeat": time.time(), "token": self.token}).encode()
 
     def holder(self) -> dict[str, Any] | None:
+        """The lock's content when it is a readable JSON object, else None (absent or damaged)."""
         try:
-            return json.loads(self.storage.read_bytes(LOCK_FILE))
+            held = json.loads(self.storage.read_bytes(LOCK_FILE))
         except (OSError, ValueError):
             return None
+        return held if isinstance(held, dict) else None
+
+    def inspect(self) -> Holder | None:
+        """The current lock's holder and whether it is provably gone; None when there is no lock."""
+        try:
+            data = self.storage.read_bytes(LOCK_FILE)
+        except FileNotFoundError:
+            return None
+        return judge(data)
 
     def __enter__(self) -> ExperimentLock:
-        held = self.holder()
-        if held is not None and held.get("token") != self.token:
-            if not (self.take_over or _dead_here(held)):
+        held = self.inspect()
+        if held is not None and held.content.get("token") != self.token:
+            lock = self.storage.path(LOCK_FILE)
+            if not held.gone:
+                later = ""
+                if held.needs_take_over:  # another host: gone once its heartbeat is stale
+                    left = STALE_AFTER_S - (time.time() - held.content["heartbeat"])
+                    later = (f" (if it has stopped, `{self.storage.command('resume', '--take-over')}` "
+                             f"works once its heartbeat is over {STALE_AFTER_S:.0f} s old, in {left:.0f} s)")
                 raise ExperimentLocked(
-                    f"experiment {self.storage.name!r} is being run by pid {held.get('pid')} on host "
-                    f"{held.get('host')} since {held.get('since')} (lock {self.storage.path(LOCK_FILE)}, "
-                    f"last heartbeat {_ago(held.get('heartbeat'))}). Wait for it to finish, or stop it; "
-                    f"if that run is dead, take over with `tuner resume {self.storage.name} --take-over`."
-                )
-            self.took_over_from = held
+                    f"experiment {self.storage.name!r} is being run by {held.describe()} (lock {lock}, "
+                    f"last heartbeat {_ago(held.content.get('heartbeat'))}): {held.why}. It is not taken "
+                    f"over, even with --take-over: wait for it to finish, or stop it first{later}.")
+            if held.needs_take_over and not self.take_over:
+                what = (f"the lock {lock} is damaged ({held.damaged}), so it names no run to check"
+                        if held.damaged else
+                        f"experiment {self.storage.name!r} is locked by {held.describe()} (lock {lock}): {held.why}")
+                raise ExperimentLocked(
+                    f"{what}. If no run of this experiment is running anywhere, take it over with "
+                    f"`{self.storage.command('resume', '--take-over')}`.")
+            self.took_over_from = held.content
+            self.took_over = (f"took over the damaged lock {lock} ({held.damaged})" if held.damaged else
+                              f"took the experiment over from {held.describe()}: {held.why}")
             self.storage.delete(LOCK_FILE)
         self._create()
         self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="experiment-lock")
@@ -83,10 +151,12 @@ class ExperimentLock:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                held = self.holder() or {}
+                held = self.holder()
+                who = (f"pid {held.get('pid')} on host {held.get('host')}" if held
+                       else "another run (its lock is not written yet)")
                 raise ExperimentLocked(
-                    f"experiment {self.storage.name!r} was just started by pid {held.get('pid')} on "
-                    f"host {held.get('host')} (lock {self.storage.path(LOCK_FILE)})") from None
+                    f"experiment {self.storage.name!r} was just started by {who} "
+                    f"(lock {self.storage.path(LOCK_FILE)})") from None
             with os.fdopen(fd, "wb") as f:
                 f.write(self._content())
         else:
@@ -112,17 +182,70 @@ class ExperimentLock:
             pass
 
 
-def _dead_here(held: dict[str, Any]) -> bool:
-    """The holder ran on this host and its process is gone."""
-    if held.get("host") != socket.gethostname() or not isinstance(held.get("pid"), int):
-        return False
+def judge(data: bytes, now: float | None = None) -> Holder:
+    """Read a lock file's bytes and decide whether its holder is provably gone."""
     try:
-        os.kill(held["pid"], 0)
+        content = json.loads(data)
+    except ValueError as e:
+        why = "empty" if not data.strip() else f"not JSON: {e}"
+        return Holder({}, why, True, why, needs_take_over=True)
+    if not isinstance(content, dict):
+        why = f"a JSON {type(content).__name__}, not an object"
+        return Holder({}, why, True, why, needs_take_over=True)
+    host, pid = content.get("host"), content.get("pid")
+    if not isinstance(host, str) or not host or not isinstance(pid, int) or isinstance(pid, bool):
+        why = f"no valid host and pid (host {json.dumps(host)}, pid {json.dumps(pid)})"
+        return Holder({}, why, True, why, needs_take_over=True)
+    if host == socket.gethostname():
+        gone, why = _gone_here(pid, content.get("since"))
+        return Holder(content, None, gone, why, needs_take_over=False)
+    beat = content.get("heartbeat")
+    if not isinstance(beat, (int, float)) or isinstance(beat, bool) or beat <= 0:
+        return Holder(content, None, True, "it runs on another host and its lock has no heartbeat",
+                      needs_take_over=True)
+    age = (time.time() if now is None else now) - beat
+    if age > STALE_AFTER_S:
+        return Holder(content, None, True, f"it runs on another host and its last heartbeat was {age:.0f} s "
+                      f"ago, over the {STALE_AFTER_S:.0f} s after which a run counts as gone",
+                      needs_take_over=True)
+    return Holder(content, None, False, f"it runs on another host and its last heartbeat was {max(age, 0):.0f} s "
+                  f"ago, within the {STALE_AFTER_S:.0f} s after which a run counts as gone",
+                  needs_take_over=True)
+
+
+def _gone_here(pid: int, since: Any) -> tuple[bool, str]:
+    """Whether pid ``pid`` of this host is gone (or is another process now), and why."""
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return True, f"pid {pid} no longer runs on this host"
     except PermissionError:
-        return False
-    return False
+        pass  # it exists (another user's process): alive unless its start time says otherwise
+    started = _process_start(pid)
+    taken = _epoch(since)
+    if started is not None and taken is not None and started > taken + PID_REUSE_SLACK_S:
+        return True, (f"pid {pid} now belongs to a process started after the lock was taken "
+                      "(the holder is gone and its pid reused)")
+    return False, f"pid {pid} is still running on this host"
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from ``/proc`` (Linux); else None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + float(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _epoch(iso: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(iso).timestamp() if isinstance(iso, str) else None
+    except ValueError:
+        return None
 
 
 def _ago(timestamp: Any) -> str:
