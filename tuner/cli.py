@@ -3,6 +3,7 @@ print; library errors (:class:`~tuner.core.errors.TunerError`) become clean one-
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -41,6 +42,33 @@ def exit_cleanly_on_hangup() -> None:
 
     for signum in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(signum, leave)
+
+
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report an interrupted command."""
+
+
+@contextlib.contextmanager
+def saved_on_interrupt(name: str, storage: str):
+    """Ctrl-C during a run: say what the journal kept and how to continue, exit 130 (instead
+    of click's bare "Aborted!" and status 1)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from tuner.engine.experiment import saved_trials
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C while counting ends at once
+        click.echo(interrupted_message(name, storage, saved_trials(name, storage)), err=True)
+        sys.exit(INTERRUPTED)
+
+
+def interrupted_message(name: str, storage: str, saved: int | None) -> str:
+    """What an interrupted run tells the user: trials kept and the command that continues it."""
+    where = "" if storage == "results" else f" --storage {storage}"
+    kept = ("its journal could not be read back" if saved is None
+            else f"{saved} finished trial{'' if saved == 1 else 's'} saved in its journal")
+    return (f"interrupted: experiment {name}: {kept}; the running trials were dropped. "
+            f"Continue it with `tuner resume {name}{where}`")
 
 
 def window_options(fn):
@@ -260,8 +288,9 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
         check_device_here(config.device, "--device" if device else "device (experiment config)",
                           "--device auto or cpu")
     exit_cleanly_on_hangup()
-    run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
-                   take_over=take_over)
+    with saved_on_interrupt(config.name, config.storage):
+        run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
+                       take_over=take_over)
 
 
 @main.command()
@@ -283,8 +312,40 @@ def resume(name, storage, address, no_dashboard, take_over):
     from tuner.engine.experiment import resume_experiment
 
     exit_cleanly_on_hangup()
-    resume_experiment(name, storage, address, echo=click.echo,
-                      include_dashboard=False if no_dashboard else None, take_over=take_over)
+    with saved_on_interrupt(name, storage):
+        resume_experiment(name, storage, address, echo=click.echo,
+                          include_dashboard=False if no_dashboard else None, take_over=take_over)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--trials", type=click.IntRange(min=1), required=True,
+              help="New budget per (symbol, family) study: at least the current one.")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--address", default=None, help="Ray cluster to run on. Default: a local Ray.")
+@click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
+@click.option("--take-over", is_flag=True,
+              help="Run even if the experiment's lock names a holder on another host (dead).")
+@library_errors
+def extend(name, trials, storage, address, no_dashboard, take_over):
+    """Raise an experiment's trials per study and continue it from its journal.
+
+    Finished trials are kept and each study's TPE continues from its history; every other
+    setting stays as stored. Works on finished and interrupted experiments; a lower budget
+    is refused. (`tuner run` with a larger --trials points here: run compares all settings
+    with the stored ones, and only NAME and the budget are needed to extend.)
+
+    \b
+    Example:
+        tuner extend sample --trials 60
+        tuner extend monthly --trials 40 --storage s3://my-bucket/tuner --address auto
+    """
+    from tuner.engine.experiment import extend_experiment
+
+    exit_cleanly_on_hangup()
+    with saved_on_interrupt(name, storage):
+        extend_experiment(name, trials, storage, address, echo=click.echo,
+                          include_dashboard=False if no_dashboard else None, take_over=take_over)
 
 
 @main.command()

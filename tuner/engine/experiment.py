@@ -94,6 +94,43 @@ def resume_experiment(name: str, storage_root: str = "results", address: str | N
                 take_over=take_over)
 
 
+def extend_experiment(name: str, trials: int, storage_root: str = "results", address: str | None = None,
+                      echo: Echo = print, include_dashboard: bool | None = None,
+                      take_over: bool = False) -> dict[str, Any]:
+    """Raise an existing experiment's budget to ``trials`` per study and continue it from its
+    journal: every finished trial is kept, each study's TPE goes on from its history, and every
+    other stored setting stays as it was (the stored config's ``trials`` is updated when the
+    session starts). A lower budget is refused: finished trials are never dropped."""
+    storage = Storage(storage_root, name)
+    stored = _stored_config(storage)
+    if stored is None:
+        raise ConfigError(f"no experiment {name!r} under {storage.base} (no {CONFIG_FILE})")
+    _check_extension(name, stored.trials, trials)
+    if trials == stored.trials:
+        echo(f"experiment {name} already has {trials} trials per study; continuing it as it is")
+    else:
+        echo(f"experiment {name}: raising the budget from {stored.trials} to {trials} trials per study")
+    return _run(replace(stored, trials=trials, address=address), storage, echo, include_dashboard,
+                fallback_allowed=False, take_over=take_over)
+
+
+def _check_extension(name: str, stored: int, trials: int) -> None:
+    """A budget may only grow: a smaller one would leave finished trials beyond it."""
+    if trials < stored:
+        raise ConfigError(f"experiment {name!r} has {stored} trials per study; --trials {trials} would "
+                          f"lower it, and finished trials are never dropped: give {stored} or more "
+                          f"(or start a new experiment with another --name)")
+
+
+def saved_trials(name: str, storage_root: str = "results") -> int | None:
+    """How many finished trials the experiment's journal holds (what a resume keeps); None
+    when the journal cannot be read (its own error says why on resume)."""
+    try:
+        return len(read_journal(Storage(storage_root, name)))
+    except (TunerError, OSError, ValueError):
+        return None
+
+
 def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any]:
     """What is stored about an experiment: config, live progress and, when done, the summary."""
     from tuner.engine.progress import read_progress
@@ -129,7 +166,7 @@ def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_
                  f"(started {held.get('since')}), which is no longer running")
         # Read (strictly) before anything is written: a damaged journal stops here.
         history = read_journal(storage)
-        done = _finished_summary(storage, history)
+        done = _finished_summary(storage, history, config.trials)
         if done is not None:
             echo(f"experiment {config.name} is complete ({done['trials']['completed']} trials); nothing "
                  f"to run. `tuner report {config.name}` shows it; results: {storage.root}")
@@ -206,11 +243,15 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             ray.shutdown()
 
 
-def _finished_summary(storage: Storage, history: list[JournalRecord]) -> dict[str, Any] | None:
-    """The stored summary when the experiment is complete and nothing is left to run."""
+def _finished_summary(storage: Storage, history: list[JournalRecord],
+                      trials: int | None = None) -> dict[str, Any] | None:
+    """The stored summary when the experiment is complete and nothing is left to run (with a
+    budget of ``trials`` per study: an extended budget has trials left to run)."""
     if not history or not storage.exists(SUMMARY_FILE):
         return None
     summary = storage.read_json(SUMMARY_FILE)
+    if trials is not None and (summary.get("config") or {}).get("trials", trials) != trials:
+        return None
     completed = sum(r.status == "completed" for r in history)
     if not summary.get("complete") or summary.get("trials", {}).get("completed") != completed:
         return None
@@ -239,11 +280,21 @@ def _check_same_experiment(stored: ExperimentConfig, new: ExperimentConfig, stor
     if new.weights is not None:
         keys += ("weights",)
     diff = [k for k in keys if getattr(stored, k) != getattr(new, k)]
+    if diff == ["trials"] and new.trials > stored.trials:
+        raise ConfigError(
+            f"experiment {new.name!r} already exists at {storage.root} with {stored.trials} trials per "
+            f"study; to raise it to {new.trials} and continue from its journal, run "
+            f"`tuner extend {new.name} --trials {new.trials}{_storage_option(new.storage)}`")
     if diff:
         raise ConfigError(
             f"experiment {new.name!r} already exists at {storage.root} with a different "
             f"{', '.join(diff)}; resume it with `tuner resume {new.name}` or pick another --name"
         )
+
+
+def _storage_option(storage: str) -> str:
+    """`` --storage X`` for a command line, '' for the default storage."""
+    return "" if storage == "results" else f" --storage {storage}"
 
 
 def _ignored_on_resume(stored: ExperimentConfig, new: ExperimentConfig) -> list[str]:
