@@ -378,27 +378,34 @@ def status(name, storage, as_json, family, symbols):
     if as_json:
         click.echo(strict_json.dumps(info, indent=2, default=str))
         return
-    click.echo(f"experiment {name} at {info['root']}")
+    from tuner.core.storage import Storage
+    from tuner.engine.run_state import finished_words, liveness
+
+    run_now = liveness(Storage(storage, name))
+    click.echo(f"experiment {name} at {info['root']}: {run_now.words}")
     if progress:
-        click.echo(f"trials {progress['trials_done']}/{progress['trials_total']}, "
-                   f"{progress.get('trials_per_s', 0):.1f}/s, ETA {progress['eta']}")
+        pace = (progress.get("phase") or progress.get("pace")
+                or f"{progress.get('trials_per_s', 0):.1f}/s, ETA {progress['eta']}"
+                if run_now.live else "not running" if not summary else "done")
+        click.echo(f"trials {progress['trials_done']}/{progress['trials_total']}, {pace}")
         for fam, f in (progress.get("families") or {}).items():
             click.echo(f"  {fam:<18} {f['finished_studies']}/{f['studies']} studies finished, "
                        f"{f['done']} trials done, {f['failed']} failed")
+        key_width = max([32, *(len(k) for k in progress["studies"])])  # long symbols keep columns
         for key, s in progress["studies"].items():
             best = s["best_pct_return_mae"]
-            click.echo(f"  {key:<32} {s['done']:>4}/{s['total']:<4} best {'-' if best is None else f'{best:.5f}'}"
+            click.echo(f"  {key:<{key_width}} {s['done']:>4}/{s['total']:<4} best {'-' if best is None else f'{best:.5f}'}"
                        + (f"  running {s['running']}" if s.get("running") else "")
                        + (f"  failed {s['failed']}" if s["failed"] else ""))
     else:
         click.echo("no progress recorded yet")
     if summary:
-        state = "complete" if summary["complete"] else "INCOMPLETE"
-        click.echo(f"finished ({state}): {summary['trials']}")
+        click.echo(finished_words(summary))
+        symbol_width = max([10, *(len(s) for s in summary["symbols"])])
         for symbol, e in sorted(summary["symbols"].items()):
             if wanted and symbol not in wanted:
                 continue
-            click.echo(f"  {symbol:<10} {e['best_family']:<16} val {e['validation_pct_return_mae']:.5f} "
+            click.echo(f"  {symbol:<{symbol_width}} {e['best_family']:<16} val {e['validation_pct_return_mae']:.5f} "
                        f"test {e['test_pct_return_mae']:.5f}")
         if summary.get("tiny_weights"):
             click.echo("WARNING: made with tiny random-init weights")

@@ -216,8 +216,11 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             progress.close()
         records = [_trial_record(r) for r in read_journal(storage)]
         winners = pick_winners(records, config.max_latency_s)
-        finals, unscored, defaults = _score_winners(winners, actors, config.seed)
-        derived = _derived_candidates(winners, finals, actors, periods, config)
+        tick = progress.begin_phase("re-scoring winners and defaults on the test period")
+        finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick)
+        tick = progress.begin_phase("blend and regime candidates")
+        derived = _derived_candidates(winners, finals, actors, periods, config, on_done=tick)
+        progress.begin_phase("collating: significance tests, result files, summary")
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
@@ -229,6 +232,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
         summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived,
                                    unscored, defaults)
+        progress.close()
         compact(storage, session)
         if outcome.stopped:
             summary["stopped"] = outcome.stopped
@@ -601,7 +605,8 @@ def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dic
                              top_k=config.warm_start_top_k, budget=config.trials)
 
 
-def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, str], str, tuple]]) -> dict:
+def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, str], str, tuple]],
+                    on_done: Callable[[int, int], None] | None = None) -> dict:
     """Run many actor calls at once: ``calls`` maps a caller's key to ((symbol, family), method,
     args). Each starts on an actor chosen by its study; a call whose actor has died for good
     (Ray restarts crashed ones ``max_restarts`` times) moves on to the family's other actors.
@@ -629,10 +634,13 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
                 pending[key] = (submit(key, attempt + 1), attempt + 1)
             else:
                 results[key] = TunerError(f"every {calls[key][0][1]} model actor has died ({type(e).__name__})")
+        if on_done is not None and key in results:
+            on_done(len(results), len(calls))  # the live view's re-scoring progress
     return results
 
 
-def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int):
+def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int,
+                   on_done: Callable[[int, int], None] | None = None):
     """Re-run each study's winner with the test period (same seed) on a live actor of its family,
     and score the family's default config next to it, all at once. Returns the re-scored
     winners, the defaults' results, and, for winners that could not be re-scored, why."""
@@ -643,7 +651,7 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
         default = defaults_by_family[key[1]]
         if default is not None:
             calls[("default", key)] = (key, "evaluate", (key[0], dict(default), seed, True))
-    results = _on_live_actors(actors, calls)
+    results = _on_live_actors(actors, calls, on_done)
     finals, unscored, defaults = {}, {}, {}
     for (kind, key), out in results.items():
         if isinstance(out, TunerError):
@@ -663,13 +671,14 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
 
 
 def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
-                        actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig) -> dict[tuple[str, str], dict]:
+                        actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig,
+                        on_done: Callable[[int, int], None] | None = None) -> dict[tuple[str, str], dict]:
     """Blend and regime candidates per symbol from the family winners (see tuner.core.candidates)."""
     from tuner.core.candidates import WinnerForecasts, blend, regime
 
     by_symbol: dict[str, dict[str, WinnerForecasts]] = {}
     outs = _on_live_actors(actors, {key: (key, "point_forecasts", (key[0], dict(w.config), config.seed))
-                                    for key, w in winners.items() if key[1] in FAMILY_MODEL})
+                                    for key, w in winners.items() if key[1] in FAMILY_MODEL}, on_done)
     for (symbol, family), out in outs.items():
         if isinstance(out, TunerError):
             continue  # no candidate from a family whose actors are gone (its study says why)
@@ -752,10 +761,11 @@ def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
          f"{t['never_ran']} never ran; {summary['model_loads']} model loads by "
          f"{summary['model_actors']} actors")
     shown = sorted(summary["symbols"].items())
+    width = max([10, *(len(symbol) for symbol, _ in shown[:REPORT_SYMBOLS])])  # long symbols keep columns
     for symbol, entry in shown[:REPORT_SYMBOLS]:
         flag = "" if entry["beats_baseline"] else "  (does not beat the baseline)"
         test = entry["test_pct_return_mae"]
-        echo(f"  {symbol:<10} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
+        echo(f"  {symbol:<{width}} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
              f"test {test:.5f}  baseline {entry['baseline_validation_pct_return_mae']:.5f}{flag}")
     if len(shown) > REPORT_SYMBOLS:
         echo(f"  ... and {len(shown) - REPORT_SYMBOLS} more symbols: `tuner report {summary['experiment']}`")
