@@ -522,9 +522,14 @@ def export_optuna(experiment, storage, storage_url, replace):
               show_default=True, help="Significance level of --only-significant.")
 @click.option("--dry-run", is_flag=True, help="Print the diffs and write nothing.")
 @click.option("--force", is_flag=True, help="Promote tiny-weight or incomplete results anyway.")
+@click.option("--verbose", is_flag=True,
+              help="Print each file's full unified diff (default: family, config keys and scores that change).")
 @library_errors
-def promote(experiment, storage, configs, symbols, only_improvements, only_significant, alpha, dry_run, force):
-    """Write each symbol's winner to configs/best/<SYMBOL>.json, printing the diff first.
+def promote(experiment, storage, configs, symbols, only_improvements, only_significant, alpha, dry_run, force,
+            verbose):
+    """Write each symbol's winner to configs/best/<SYMBOL>.json, printing what changes first.
+
+    Per symbol: the family, config keys and scores that change (--verbose: the files' full diff).
 
     The replaced file is backed up to configs/best/.backup/<SYMBOL>.<UTC time>.json. Tiny-weight
     and incomplete experiments are refused unless --force; --dry-run shows their diff and says so.
@@ -538,7 +543,8 @@ def promote(experiment, storage, configs, symbols, only_improvements, only_signi
     from tuner.decisions.promote import PROMOTE, promote_winners
 
     done = promote_winners(experiment, storage, configs, _split(symbols, "--symbols"), only_improvements,
-                           dry_run, force, echo=click.echo, only_significant=only_significant, alpha=alpha)
+                           dry_run, force, echo=click.echo, only_significant=only_significant, alpha=alpha,
+                           verbose=verbose)
     for p in done:
         if p.action != PROMOTE:
             click.echo(f"{p.symbol}: skipped: {p.reason}")
