@@ -109,12 +109,14 @@ def main(verbose: int) -> None:
               help="Hub id, local checkpoint folder, or a `tuner models make-tiny` folder.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Sampling seed.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: CUDA when present.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON (SPEC.md's result layout).")
 @window_options
 @library_errors
-def evaluate(family, symbol, params_json, data, weights, seed, device, val_windows, test_windows, horizon):
+def evaluate(family, symbol, params_json, data, weights, seed, device, as_json, val_windows, test_windows, horizon):
     """Score one config on a symbol's validation and test periods, with the naive baseline.
 
-    Prints the result as JSON (SPEC.md's result layout). Without --weights, offline (no hub,
+    Prints one line per period and a one-line summary; --json prints the whole result (SPEC.md's
+    result layout, per-window errors included) instead. Without --weights, offline (no hub,
     nothing cached) it falls back to tiny random-init weights, as `tuner run` does, and says so.
 
     \b
@@ -141,7 +143,33 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
     if result.tiny_weights:
         click.echo("WARNING: tiny random-init weights: these scores are noise, not a model's skill.",
                    err=True)
-    click.echo(strict_json.dumps(result.to_dict(), indent=2))
+    if as_json:
+        click.echo(strict_json.dumps(result.to_dict(), indent=2))
+        return
+    for line in evaluation_lines(result):
+        click.echo(line)
+
+
+def evaluation_lines(result) -> list[str]:
+    """``tuner evaluate``'s readable output: per period the scores next to the naive baseline's,
+    then a one-line summary (how it did against the baseline on each period)."""
+    def skill(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.3f}"
+
+    lines, verdicts = [], []
+    for name, period in (("validation", result.validation), ("test", result.test)):
+        if period is None:
+            continue
+        s, b = period.scores, period.baseline
+        lines.append(f"{name:<10}  pct_return_mae {s.pct_return_mae:.5f} (naive baseline {b.pct_return_mae:.5f}, "
+                     f"skill {skill(period.skill)})  price_mae {s.price_mae:.5g}  "
+                     f"{s.latency_per_forecast_s:.4f} s/forecast  {s.windows} windows")
+        beats = period.skill is not None and period.skill > 0
+        verdicts.append(f"{name} {s.pct_return_mae:.5f} {'beats' if beats else 'does not beat'} the baseline's "
+                        f"{b.pct_return_mae:.5f}")
+    tiny = " [TINY WEIGHTS: noise]" if result.tiny_weights else ""
+    lines.append(f"{result.symbol} {result.family}: " + "; ".join(verdicts) + f"{tiny} (--json for everything)")
+    return lines
 
 
 @main.group()
@@ -179,18 +207,64 @@ def data_check(path, as_json, val_windows, test_windows, horizon, context):
     if as_json:
         click.echo(strict_json.dumps([r.to_dict() for r in reports], indent=2))
     else:
-        for r in reports:
-            status = "ok" if r.usable else "NOT USABLE"
-            click.echo(f"{r.symbol}: {status}")
-            if r.rows:
-                click.echo(f"  rows {r.rows}, {r.start} .. {r.end}, every {r.frequency}, "
-                           f"gaps {r.gaps}" + (f" (largest {r.largest_gap})" if r.largest_gap else ""))
-            for p in r.problems:
-                click.echo(f"  problem: {p}")
-            for w in r.warnings:
-                click.echo(f"  warning: {w}")
+        for line in data_check_lines(reports):
+            click.echo(line)
     if not all(r.usable for r in reports):
         sys.exit(1)
+
+
+SHARED_NAMES = 5
+"""Files a shared data-check warning names before "and N more"."""
+
+
+def frequency_words(frequency: str | None) -> str:
+    """A bar spacing as ``tuner data check`` stores it (``1 days``, ``01:00:00``) in words:
+    ``daily``, ``hourly``, ``every 5 minutes``, ``weekly``..."""
+    import pandas as pd
+
+    if not frequency:
+        return "frequency unknown"
+    try:
+        seconds = pd.Timedelta(frequency).total_seconds()
+    except ValueError:
+        return f"every {frequency}"
+    named = {60: "every minute", 3600: "hourly", 86400: "daily", 7 * 86400: "weekly"}
+    if seconds in named:
+        return named[seconds]
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"every {seconds / size:g} {unit}"
+    return f"every {frequency}"
+
+
+def data_check_lines(reports) -> list[str]:
+    """``tuner data check``'s text: per symbol its status, rows, range, frequency in words,
+    gaps, problems and its own warnings; a warning that several files share is said once at the
+    end ("15 files: no open column; filled with close"); then a totals line."""
+    holders: dict[str, list[str]] = {}
+    for r in reports:
+        for w in dict.fromkeys(r.warnings):
+            holders.setdefault(w, []).append(r.symbol)
+    shared = {w: names for w, names in holders.items() if len(names) > 1}
+    lines = []
+    for r in reports:
+        lines.append(f"{r.symbol}: {'ok' if r.usable else 'NOT USABLE'}")
+        if r.rows:
+            lines.append(f"  rows {r.rows}, {r.start} .. {r.end}, {frequency_words(r.frequency)}, "
+                         f"gaps {r.gaps}" + (f" (largest {r.largest_gap})" if r.largest_gap else ""))
+        lines += [f"  problem: {p}" for p in r.problems]
+        lines += [f"  warning: {w}" for w in r.warnings if w not in shared]
+    if shared:
+        lines.append("warnings shared by several files:")
+        for w, names in shared.items():
+            more = f" and {len(names) - SHARED_NAMES} more" if len(names) > SHARED_NAMES else ""
+            lines.append(f"  {len(names)} files: {w} ({', '.join(names[:SHARED_NAMES])}{more})")
+    usable = sum(r.usable for r in reports)
+    warned = sum(bool(r.warnings) for r in reports)
+    lines.append(f"{len(reports)} checked: {usable} usable, {len(reports) - usable} not usable; "
+                 f"{sum(len(r.warnings) for r in reports)} warnings in {warned} files"
+                 + (f" ({len(shared)} shared, said once above)" if shared else ""))
+    return lines
 
 
 def _split(value: str | None, option: str) -> tuple[str, ...] | None:
