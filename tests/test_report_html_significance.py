@@ -67,3 +67,23 @@ def test_when_the_report_has_blends_then_every_family_counts_studies_and_blends_
     report = load_report("exp", str(tmp_path))
     assert family_counts_text(report.rows) == "9 studies, 1 blend"
     assert "<summary>9 studies, 1 blend</summary>" in render_html(report)
+
+
+def test_when_many_studies_share_the_latency_scatter_then_only_the_best_trade_offs_are_labelled():
+    from types import SimpleNamespace
+
+    from tuner.decisions.plots import LATENCY_LABELS, latency_error_figure
+    from tuner.decisions.results import StudyRow
+
+    rows = [StudyRow(symbol=f"S{i:02d}", family=family, winner=False,
+                     validation_pct_return_mae=0.01 + ((i * 7 + j * 3) % 29) / 1000,
+                     validation_latency_per_forecast_s=0.01 * (1 + (i * 5 + j * 11) % 23))
+            for i in range(30) for j, family in enumerate(("toto", "kronos_standard", "kronos_ensemble"))]
+    fig = latency_error_figure(SimpleNamespace(rows=rows))
+    points = [(x, y, text) for t in fig.data for x, y, text in zip(t.x, t.y, t.text, strict=True)]
+    assert len(points) == 90
+    labelled = [(x, y) for x, y, text in points if text]
+    assert 0 < len(labelled) <= LATENCY_LABELS
+    for x, y in labelled:  # each labelled point: no other point is better on both axes
+        assert not any(ox < x and oy < y for ox, oy, _ in points)
+    assert all(t.hovertemplate.startswith("%{customdata[0]}") for t in fig.data)  # the rest on hover
