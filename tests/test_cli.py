@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -30,12 +31,25 @@ def test_when_help_is_asked_then_every_command_explains_itself_with_an_example(p
 
 def test_when_evaluate_on_bundled_data_then_json_has_validation_test_and_baseline():
     result = CliRunner().invoke(main, ["evaluate", "--family", "bootstrap_returns", "--symbol", "IBM",
-                                       "--params", PARAMS, "--seed", "4"])
+                                       "--params", PARAMS, "--seed", "4", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["symbol"] == "IBM" and data["seed"] == 4 and data["model_type"] == "bootstrap_returns"
     assert data["validation"]["windows"] == 20 and data["test"]["windows"] == 20
     assert data["baseline"]["validation"]["latency_s"] == 0.0
+
+
+def test_when_evaluate_prints_for_people_then_it_ends_with_a_one_line_summary():
+    result = CliRunner().invoke(main, ["evaluate", "--family", "bootstrap_returns", "--symbol", "IBM",
+                                       "--params", PARAMS, "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 3 and "{" not in result.output
+    assert lines[0].startswith("validation  pct_return_mae ") and "naive baseline" in lines[0]
+    assert lines[1].startswith("test        pct_return_mae ") and "20 windows" in lines[1]
+    assert re.fullmatch(r"IBM bootstrap_returns: validation 0\.\d{5} (beats|does not beat) the baseline's 0\.\d{5}; "
+                        r"test 0\.\d{5} (beats|does not beat) the baseline's 0\.\d{5} \(--json for everything\)",
+                        lines[2]), lines[2]
 
 
 def test_when_family_is_unknown_then_error_lists_known_families():
@@ -81,7 +95,26 @@ def test_when_data_check_finds_duplicates_and_unreadable_entries_then_it_names_e
         f"  problem: symbol 'KO' is in 2 sources: {folder / 'KO.csv'}, {folder / 'KO.parquet'}; keep it in one",
         "x.csv: NOT USABLE",
         f"  problem: {folder / 'x.csv'}: unreadable: a directory, not a file",
+        "2 checked: 0 usable, 2 not usable; 0 warnings in 0 files",
     ]
+
+
+def test_when_data_check_sees_the_same_warning_in_many_files_then_it_says_it_once_with_totals(
+        write_csv, tmp_path):
+    for i in range(7):
+        close_only = random_walk_bars(100, seed=i)[["Date", "Close"]]
+        write_csv(f"S{i}_1d.csv", close_only)
+    write_csv("HOURLY.csv", random_walk_bars(100, freq="h"))
+    result = CliRunner().invoke(main, ["data", "check", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "  rows 100, 2020-01-01 00:00:00 .. 2020-04-09 00:00:00, daily, gaps 0" in lines
+    assert any(line.startswith("  rows 100, ") and line.endswith(", hourly, gaps 0") for line in lines)
+    assert not any("every 1 days" in line or line.startswith("  warning: ") for line in lines)
+    shared = [line for line in lines if line.startswith("  7 files: ")]
+    assert shared and all(line.endswith("(S0_1d, S1_1d, S2_1d, S3_1d, S4_1d and 2 more)") for line in shared)
+    assert lines[-1] == (f"8 checked: 8 usable, 0 not usable; {7 * len(shared)} warnings in 7 files "
+                         f"({len(shared)} shared, said once above)")
 
 
 def test_when_data_check_json_then_it_parses():
@@ -92,7 +125,7 @@ def test_when_data_check_json_then_it_parses():
 
 def test_when_run_as_a_real_process_then_evaluate_prints_json():
     out = subprocess.run([sys.executable, "-m", "tuner.cli", "evaluate", "--family", "bootstrap_returns",
-                          "--symbol", "MSFT", "--params", PARAMS], capture_output=True, text=True, timeout=120)
+                          "--symbol", "MSFT", "--params", PARAMS, "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["symbol"] == "MSFT"
 
@@ -230,7 +263,7 @@ def test_when_evaluate_runs_offline_without_weights_then_it_falls_back_to_tiny_w
     monkeypatch.setenv("TUNER_TINY_WEIGHTS", str(tiny_weights))  # already made: no rewrite
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     result = CliRunner().invoke(main, ["evaluate", "--family", "toto", "--symbol", "AAPL", "--params", PARAMS,
-                                       "--val-windows", "2", "--test-windows", "2", "--device", "cpu"])
+                                       "--val-windows", "2", "--test-windows", "2", "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["tiny_weights"] is True and data["weights"] == f"toto={tiny_weights / 'toto'}"

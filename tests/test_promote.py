@@ -115,7 +115,8 @@ def test_when_a_symbol_has_no_production_config_then_the_diff_is_against_dev_nul
 def test_when_dry_run_then_diffs_are_echoed_and_nothing_is_written(tmp_path):
     make_experiment(tmp_path / "results")
     echoed: list[str] = []
-    done = promote_winners("exp", str(tmp_path / "results"), tmp_path / "configs", dry_run=True, echo=echoed.append)
+    done = promote_winners("exp", str(tmp_path / "results"), tmp_path / "configs", dry_run=True, echo=echoed.append,
+                           verbose=True)
     assert [p.written for p in done] == [False, False, False]
     assert [line.splitlines()[0] for line in echoed] == ["--- /dev/null"] * 3
     assert not (tmp_path / "configs").exists()
@@ -276,7 +277,7 @@ def test_when_promote_runs_then_it_prints_diffs_then_one_line_per_symbol(tmp_pat
     make_experiment(tmp_path / "results")
     best = tmp_path / "configs" / "best"
     result = CliRunner().invoke(main, ["promote", "exp", "--storage", str(tmp_path / "results"),
-                                       "--configs", str(tmp_path / "configs"), "--symbols", "AAA,BBB"])
+                                       "--configs", str(tmp_path / "configs"), "--symbols", "AAA,BBB", "--verbose"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "--- /dev/null" and lines[1] == f"+++ {best / 'AAA.json'} (experiment exp)"
@@ -304,7 +305,8 @@ def test_when_promote_dry_run_then_it_says_so_and_writes_nothing(tmp_path):
 def test_when_promote_dry_run_on_tiny_weights_then_it_shows_the_diff_and_warns_with_exit_0(tmp_path):
     make_experiment(tmp_path / "results", tiny=True)
     result = CliRunner().invoke(main, ["promote", "exp", "--storage", str(tmp_path / "results"),
-                                       "--configs", str(tmp_path / "configs"), "--dry-run", "--symbols", "AAA"])
+                                       "--configs", str(tmp_path / "configs"), "--dry-run", "--symbols", "AAA",
+                                       "--verbose"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[:2] == ["--- /dev/null", f"+++ {tmp_path / 'configs' / 'best' / 'AAA.json'} (experiment exp)"]

@@ -48,7 +48,7 @@ def test_when_prices_are_flat_then_evaluate_prints_strict_json_with_a_null_skill
     file = write_csv("FLAT.csv", flat)
     result = CliRunner().invoke(main, [
         "evaluate", "--family", "toto", "--symbol", "FLAT", "--data", str(file), "--weights", str(tiny_weights),
-        "--device", "cpu", "--params", '{"num_samples": 16, "aggregate": "mean"}'])
+        "--device", "cpu", "--params", '{"num_samples": 16, "aggregate": "mean"}', "--json"])
     assert result.exit_code == 0, result.output
     data = strict_loads(result.output[result.output.index("{"):])
     assert data["baseline"]["validation"]["pct_return_mae"] == 0.0

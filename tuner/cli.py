@@ -3,6 +3,7 @@ print; library errors (:class:`~tuner.core.errors.TunerError`) become clean one-
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -43,6 +44,33 @@ def exit_cleanly_on_hangup() -> None:
         signal.signal(signum, leave)
 
 
+INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT), as shells report an interrupted command."""
+
+
+@contextlib.contextmanager
+def saved_on_interrupt(name: str, storage: str):
+    """Ctrl-C during a run: say what the journal kept and how to continue, exit 130 (instead
+    of click's bare "Aborted!" and status 1)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from tuner.engine.experiment import saved_trials
+
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C while counting ends at once
+        click.echo(interrupted_message(name, storage, saved_trials(name, storage)), err=True)
+        sys.exit(INTERRUPTED)
+
+
+def interrupted_message(name: str, storage: str, saved: int | None) -> str:
+    """What an interrupted run tells the user: trials kept and the command that continues it."""
+    where = "" if storage == "results" else f" --storage {storage}"
+    kept = ("its journal could not be read back" if saved is None
+            else f"{saved} finished trial{'' if saved == 1 else 's'} saved in its journal")
+    return (f"interrupted: experiment {name}: {kept}; the running trials were dropped. "
+            f"Continue it with `tuner resume {name}{where}`")
+
+
 def window_options(fn):
     fn = click.option("--horizon", type=click.IntRange(min=1), default=1, show_default=True,
                       help="Bars ahead to forecast.")(fn)
@@ -81,12 +109,14 @@ def main(verbose: int) -> None:
               help="Hub id, local checkpoint folder, or a `tuner models make-tiny` folder.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Sampling seed.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... Default: CUDA when present.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON (SPEC.md's result layout).")
 @window_options
 @library_errors
-def evaluate(family, symbol, params_json, data, weights, seed, device, val_windows, test_windows, horizon):
+def evaluate(family, symbol, params_json, data, weights, seed, device, as_json, val_windows, test_windows, horizon):
     """Score one config on a symbol's validation and test periods, with the naive baseline.
 
-    Prints the result as JSON (SPEC.md's result layout). Without --weights, offline (no hub,
+    Prints one line per period and a one-line summary; --json prints the whole result (SPEC.md's
+    result layout, per-window errors included) instead. Without --weights, offline (no hub,
     nothing cached) it falls back to tiny random-init weights, as `tuner run` does, and says so.
 
     \b
@@ -113,7 +143,33 @@ def evaluate(family, symbol, params_json, data, weights, seed, device, val_windo
     if result.tiny_weights:
         click.echo("WARNING: tiny random-init weights: these scores are noise, not a model's skill.",
                    err=True)
-    click.echo(strict_json.dumps(result.to_dict(), indent=2))
+    if as_json:
+        click.echo(strict_json.dumps(result.to_dict(), indent=2))
+        return
+    for line in evaluation_lines(result):
+        click.echo(line)
+
+
+def evaluation_lines(result) -> list[str]:
+    """``tuner evaluate``'s readable output: per period the scores next to the naive baseline's,
+    then a one-line summary (how it did against the baseline on each period)."""
+    def skill(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.3f}"
+
+    lines, verdicts = [], []
+    for name, period in (("validation", result.validation), ("test", result.test)):
+        if period is None:
+            continue
+        s, b = period.scores, period.baseline
+        lines.append(f"{name:<10}  pct_return_mae {s.pct_return_mae:.5f} (naive baseline {b.pct_return_mae:.5f}, "
+                     f"skill {skill(period.skill)})  price_mae {s.price_mae:.5g}  "
+                     f"{s.latency_per_forecast_s:.4f} s/forecast  {s.windows} windows")
+        beats = period.skill is not None and period.skill > 0
+        verdicts.append(f"{name} {s.pct_return_mae:.5f} {'beats' if beats else 'does not beat'} the baseline's "
+                        f"{b.pct_return_mae:.5f}")
+    tiny = " [TINY WEIGHTS: noise]" if result.tiny_weights else ""
+    lines.append(f"{result.symbol} {result.family}: " + "; ".join(verdicts) + f"{tiny} (--json for everything)")
+    return lines
 
 
 @main.group()
@@ -151,18 +207,64 @@ def data_check(path, as_json, val_windows, test_windows, horizon, context):
     if as_json:
         click.echo(strict_json.dumps([r.to_dict() for r in reports], indent=2))
     else:
-        for r in reports:
-            status = "ok" if r.usable else "NOT USABLE"
-            click.echo(f"{r.symbol}: {status}")
-            if r.rows:
-                click.echo(f"  rows {r.rows}, {r.start} .. {r.end}, every {r.frequency}, "
-                           f"gaps {r.gaps}" + (f" (largest {r.largest_gap})" if r.largest_gap else ""))
-            for p in r.problems:
-                click.echo(f"  problem: {p}")
-            for w in r.warnings:
-                click.echo(f"  warning: {w}")
+        for line in data_check_lines(reports):
+            click.echo(line)
     if not all(r.usable for r in reports):
         sys.exit(1)
+
+
+SHARED_NAMES = 5
+"""Files a shared data-check warning names before "and N more"."""
+
+
+def frequency_words(frequency: str | None) -> str:
+    """A bar spacing as ``tuner data check`` stores it (``1 days``, ``01:00:00``) in words:
+    ``daily``, ``hourly``, ``every 5 minutes``, ``weekly``..."""
+    import pandas as pd
+
+    if not frequency:
+        return "frequency unknown"
+    try:
+        seconds = pd.Timedelta(frequency).total_seconds()
+    except ValueError:
+        return f"every {frequency}"
+    named = {60: "every minute", 3600: "hourly", 86400: "daily", 7 * 86400: "weekly"}
+    if seconds in named:
+        return named[seconds]
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"every {seconds / size:g} {unit}"
+    return f"every {frequency}"
+
+
+def data_check_lines(reports) -> list[str]:
+    """``tuner data check``'s text: per symbol its status, rows, range, frequency in words,
+    gaps, problems and its own warnings; a warning that several files share is said once at the
+    end ("15 files: no open column; filled with close"); then a totals line."""
+    holders: dict[str, list[str]] = {}
+    for r in reports:
+        for w in dict.fromkeys(r.warnings):
+            holders.setdefault(w, []).append(r.symbol)
+    shared = {w: names for w, names in holders.items() if len(names) > 1}
+    lines = []
+    for r in reports:
+        lines.append(f"{r.symbol}: {'ok' if r.usable else 'NOT USABLE'}")
+        if r.rows:
+            lines.append(f"  rows {r.rows}, {r.start} .. {r.end}, {frequency_words(r.frequency)}, "
+                         f"gaps {r.gaps}" + (f" (largest {r.largest_gap})" if r.largest_gap else ""))
+        lines += [f"  problem: {p}" for p in r.problems]
+        lines += [f"  warning: {w}" for w in r.warnings if w not in shared]
+    if shared:
+        lines.append("warnings shared by several files:")
+        for w, names in shared.items():
+            more = f" and {len(names) - SHARED_NAMES} more" if len(names) > SHARED_NAMES else ""
+            lines.append(f"  {len(names)} files: {w} ({', '.join(names[:SHARED_NAMES])}{more})")
+    usable = sum(r.usable for r in reports)
+    warned = sum(bool(r.warnings) for r in reports)
+    lines.append(f"{len(reports)} checked: {usable} usable, {len(reports) - usable} not usable; "
+                 f"{sum(len(r.warnings) for r in reports)} warnings in {warned} files"
+                 + (f" ({len(shared)} shared, said once above)" if shared else ""))
+    return lines
 
 
 def _split(value: str | None, option: str) -> tuple[str, ...] | None:
@@ -260,8 +362,9 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
         check_device_here(config.device, "--device" if device else "device (experiment config)",
                           "--device auto or cpu")
     exit_cleanly_on_hangup()
-    run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
-                   take_over=take_over)
+    with saved_on_interrupt(config.name, config.storage):
+        run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
+                       take_over=take_over)
 
 
 @main.command()
@@ -283,8 +386,40 @@ def resume(name, storage, address, no_dashboard, take_over):
     from tuner.engine.experiment import resume_experiment
 
     exit_cleanly_on_hangup()
-    resume_experiment(name, storage, address, echo=click.echo,
-                      include_dashboard=False if no_dashboard else None, take_over=take_over)
+    with saved_on_interrupt(name, storage):
+        resume_experiment(name, storage, address, echo=click.echo,
+                          include_dashboard=False if no_dashboard else None, take_over=take_over)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--trials", type=click.IntRange(min=1), required=True,
+              help="New budget per (symbol, family) study: at least the current one.")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--address", default=None, help="Ray cluster to run on. Default: a local Ray.")
+@click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
+@click.option("--take-over", is_flag=True,
+              help="Run even if the experiment's lock names a holder on another host (dead).")
+@library_errors
+def extend(name, trials, storage, address, no_dashboard, take_over):
+    """Raise an experiment's trials per study and continue it from its journal.
+
+    Finished trials are kept and each study's TPE continues from its history; every other
+    setting stays as stored. Works on finished and interrupted experiments; a lower budget
+    is refused. (`tuner run` with a larger --trials points here: run compares all settings
+    with the stored ones, and only NAME and the budget are needed to extend.)
+
+    \b
+    Example:
+        tuner extend sample --trials 60
+        tuner extend monthly --trials 40 --storage s3://my-bucket/tuner --address auto
+    """
+    from tuner.engine.experiment import extend_experiment
+
+    exit_cleanly_on_hangup()
+    with saved_on_interrupt(name, storage):
+        extend_experiment(name, trials, storage, address, echo=click.echo,
+                          include_dashboard=False if no_dashboard else None, take_over=take_over)
 
 
 @main.command()
@@ -317,27 +452,34 @@ def status(name, storage, as_json, family, symbols):
     if as_json:
         click.echo(strict_json.dumps(info, indent=2, default=str))
         return
-    click.echo(f"experiment {name} at {info['root']}")
+    from tuner.core.storage import Storage
+    from tuner.engine.run_state import finished_words, liveness
+
+    run_now = liveness(Storage(storage, name))
+    click.echo(f"experiment {name} at {info['root']}: {run_now.words}")
     if progress:
-        click.echo(f"trials {progress['trials_done']}/{progress['trials_total']}, "
-                   f"{progress.get('trials_per_s', 0):.1f}/s, ETA {progress['eta']}")
+        pace = (progress.get("phase") or progress.get("pace")
+                or f"{progress.get('trials_per_s', 0):.1f}/s, ETA {progress['eta']}"
+                if run_now.live else "not running" if not summary else "done")
+        click.echo(f"trials {progress['trials_done']}/{progress['trials_total']}, {pace}")
         for fam, f in (progress.get("families") or {}).items():
             click.echo(f"  {fam:<18} {f['finished_studies']}/{f['studies']} studies finished, "
                        f"{f['done']} trials done, {f['failed']} failed")
+        key_width = max([32, *(len(k) for k in progress["studies"])])  # long symbols keep columns
         for key, s in progress["studies"].items():
             best = s["best_pct_return_mae"]
-            click.echo(f"  {key:<32} {s['done']:>4}/{s['total']:<4} best {'-' if best is None else f'{best:.5f}'}"
+            click.echo(f"  {key:<{key_width}} {s['done']:>4}/{s['total']:<4} best {'-' if best is None else f'{best:.5f}'}"
                        + (f"  running {s['running']}" if s.get("running") else "")
                        + (f"  failed {s['failed']}" if s["failed"] else ""))
     else:
         click.echo("no progress recorded yet")
     if summary:
-        state = "complete" if summary["complete"] else "INCOMPLETE"
-        click.echo(f"finished ({state}): {summary['trials']}")
+        click.echo(finished_words(summary))
+        symbol_width = max([10, *(len(s) for s in summary["symbols"])])
         for symbol, e in sorted(summary["symbols"].items()):
             if wanted and symbol not in wanted:
                 continue
-            click.echo(f"  {symbol:<10} {e['best_family']:<16} val {e['validation_pct_return_mae']:.5f} "
+            click.echo(f"  {symbol:<{symbol_width}} {e['best_family']:<16} val {e['validation_pct_return_mae']:.5f} "
                        f"test {e['test_pct_return_mae']:.5f}")
         if summary.get("tiny_weights"):
             click.echo("WARNING: made with tiny random-init weights")
@@ -454,9 +596,14 @@ def export_optuna(experiment, storage, storage_url, replace):
               show_default=True, help="Significance level of --only-significant.")
 @click.option("--dry-run", is_flag=True, help="Print the diffs and write nothing.")
 @click.option("--force", is_flag=True, help="Promote tiny-weight or incomplete results anyway.")
+@click.option("--verbose", is_flag=True,
+              help="Print each file's full unified diff (default: family, config keys and scores that change).")
 @library_errors
-def promote(experiment, storage, configs, symbols, only_improvements, only_significant, alpha, dry_run, force):
-    """Write each symbol's winner to configs/best/<SYMBOL>.json, printing the diff first.
+def promote(experiment, storage, configs, symbols, only_improvements, only_significant, alpha, dry_run, force,
+            verbose):
+    """Write each symbol's winner to configs/best/<SYMBOL>.json, printing what changes first.
+
+    Per symbol: the family, config keys and scores that change (--verbose: the files' full diff).
 
     The replaced file is backed up to configs/best/.backup/<SYMBOL>.<UTC time>.json. Tiny-weight
     and incomplete experiments are refused unless --force; --dry-run shows their diff and says so.
@@ -470,7 +617,8 @@ def promote(experiment, storage, configs, symbols, only_improvements, only_signi
     from tuner.decisions.promote import PROMOTE, promote_winners
 
     done = promote_winners(experiment, storage, configs, _split(symbols, "--symbols"), only_improvements,
-                           dry_run, force, echo=click.echo, only_significant=only_significant, alpha=alpha)
+                           dry_run, force, echo=click.echo, only_significant=only_significant, alpha=alpha,
+                           verbose=verbose)
     for p in done:
         if p.action != PROMOTE:
             click.echo(f"{p.symbol}: skipped: {p.reason}")

@@ -125,6 +125,8 @@ def test_when_an_existing_name_gets_a_different_config_then_error_says_how_to_re
 
     config, _, _, _ = finished
     with pytest.raises(ConfigError, match="already exists .* different trials; resume it with `tuner resume small`"):
+        run_experiment(ExperimentConfig(**{**config.__dict__, "trials": 2}), echo=lambda line: None)
+    with pytest.raises(ConfigError, match="with 3 trials per study; to raise it to 5 .* `tuner extend small --trials 5"):
         run_experiment(ExperimentConfig(**{**config.__dict__, "trials": 5}), echo=lambda line: None)
 
 

@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from tuner.core.errors import DataError
+from tuner.core.names import did_you_mean
 from tuner.core.symbols import SYMBOL_RULE, suggest, symbol_problem
 
 log = logging.getLogger(__name__)
@@ -201,11 +202,13 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
     else:
         raise DataError(f"{path}: no such file or folder")
     sources: dict[str, list[Path]] = {}
+    names = {_stem(f) for f in files}  # what a missing symbol's error suggests from
     for file in files:
         if len(files) > 1 and wanted is not None and not _may_hold(file, wanted):
             continue
         try:
             found, failed = _load_file(file)
+            names.update(b.symbol for b in found)
             for bars in found:
                 if wanted is None or bars.symbol in wanted:
                     dataset.bars[bars.symbol] = bars
@@ -229,7 +232,7 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
                 f"symbol {symbol!r} is in {len(files_of)} sources: {', '.join(map(str, files_of))}; "
                 "keep it in one")
     for missing in sorted((wanted or set()) - set(dataset.bars) - set(dataset.errors)):
-        dataset.errors[missing] = DataError(f"symbol {missing!r} not found in {path}")
+        dataset.errors[missing] = DataError(f"symbol {missing!r} not found in {path}{did_you_mean(missing, names)}")
     if dataset.errors:
         log.warning("%d symbol(s) not usable: %s", len(dataset.errors), ", ".join(sorted(dataset.errors)))
     return dataset

@@ -75,8 +75,25 @@ def winners_figure(report: ExperimentReport) -> go.Figure:
     return fig
 
 
+LATENCY_LABELS = 10
+"""Points the latency scatter labels at most: its lower-left (Pareto) front; the rest on hover."""
+
+
+def pareto_front(rows: list[StudyRow], x, y, limit: int = LATENCY_LABELS) -> set[int]:
+    """``id()`` of the rows no other row beats on both ``x`` and ``y`` (lower is better), the
+    ``limit`` lowest in ``y`` of them: the points worth a label in a crowded scatter."""
+    front, best_y = [], math.inf
+    for r in sorted(rows, key=lambda r: (x(r), y(r))):
+        if y(r) < best_y:
+            front.append(r)
+            best_y = y(r)
+    return {id(r) for r in sorted(front, key=y)[:limit]}
+
+
 def _scatter_by_family(fig: go.Figure, report: ExperimentReport, rows: list[StudyRow], x, y, hover: str,
-                       label: bool) -> None:
+                       label: bool | set[int]) -> None:
+    """One trace per family; ``label``: every point gets its symbol (True), none (False), or
+    only the rows whose ``id()`` is in the set (the others show it on hover)."""
     import plotly.graph_objects as go
 
     # Colours from every family of the report, so a family has one colour in every figure.
@@ -85,9 +102,11 @@ def _scatter_by_family(fig: go.Figure, report: ExperimentReport, rows: list[Stud
         mine = [r for r in rows if r.family == family]
         if not mine:
             continue
+        shown = [r.symbol if label is True or (label and id(r) in label) else "" for r in mine]
         fig.add_trace(go.Scatter(
-            x=[x(r) for r in mine], y=[y(r) for r in mine], name=family, mode="markers+text" if label else "markers",
-            text=[r.symbol for r in mine], textposition="top center", marker={"color": color, "size": 9},
+            x=[x(r) for r in mine], y=[y(r) for r in mine], name=family,
+            mode="markers+text" if any(shown) else "markers",
+            text=shown, textposition="top center", marker={"color": color, "size": 9},
             customdata=[[r.symbol, r.family, ", ".join(r.flags) or "ok"] for r in mine], hovertemplate=hover))
 
 
@@ -125,8 +144,10 @@ def latency_error_figure(report: ExperimentReport) -> go.Figure:
                        lambda r: r.validation_pct_return_mae,
                        "%{customdata[0]} (%{customdata[1]})<br>latency %{x:.4g} s per forecast"
                        "<br>validation pct_return_mae %{y:.5f}<extra></extra>",
-                       len({r.symbol for r in rows}) <= LABELLED_SYMBOLS)
-    fig.update_layout(title="Every family's winner: latency vs validation error (lower left is better)",
+                       pareto_front(rows, lambda r: r.validation_latency_per_forecast_s,
+                                    lambda r: r.validation_pct_return_mae))
+    fig.update_layout(title="Every family's winner: latency vs validation error (lower left is better; "
+                            "the labelled points are the best trade-offs, hover for the others)",
                       xaxis={"title": "validation latency per forecast (s)", "type": "log"},
                       yaxis={"title": "validation pct_return_mae", "type": "log"}, height=480)
     return fig

@@ -68,6 +68,8 @@ class Promotion:
         written: True once the new document is in place.
         refused: why a real promotion would be refused without ``force`` (tiny weights,
             incomplete); only a dry run gets this far with reasons and no ``force``.
+        changes: the compact diff (:func:`compact_diff`): family, config keys and scores that
+            change, a few lines per symbol ('' when skipped).
     """
 
     symbol: str
@@ -80,6 +82,7 @@ class Promotion:
     backup: Path | None = None
     written: bool = False
     refused: tuple[str, ...] = ()
+    changes: str = ""
 
     @property
     def family(self) -> str | None:
@@ -348,9 +351,41 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
             fromfile=str(target) if old_text is not None else "/dev/null",
             tofile=f"{target} (experiment {experiment})"))
         reason = "new" if old_text is None else f"replaces {_origin(old) if old else 'an unreadable file'}"
-        plan.append(Promotion(symbol, PROMOTE, reason, target, document, diff, previous))
+        plan.append(Promotion(symbol, PROMOTE, reason, target, document, diff, previous,
+                              changes=compact_diff(symbol, target, old, document, reason)))
     refused = tuple(reasons) if not force else ()
     return [replace(p, refused=refused) for p in plan]
+
+
+COMPACT_SCORES = (("validation", "validation pct_return_mae"), ("test", "test pct_return_mae"))
+"""The scores a compact diff shows: (document key, label)."""
+
+
+def compact_diff(symbol: str, target: Path, old: Mapping[str, Any] | None, new: Mapping[str, Any],
+                 reason: str) -> str:
+    """What a promotion changes, in a few lines: the family, each config key that is added,
+    removed or changed, and the validation and test pct_return_mae (old → new). The full file
+    diff (``Promotion.diff``) has everything else (windows, weights, per-window numbers...)."""
+    old = old or {}
+    lines = [f"{symbol}: {target} ({reason})"]
+
+    def show(label: str, before: Any, after: Any, fmt=lambda v: strict_json.dumps(v, sort_keys=True)) -> None:
+        if not old:
+            lines.append(f"  {label}: {fmt(after)}")
+        elif before != after:
+            lines.append(f"  {label}: {'(none)' if before is None else fmt(before)} -> "
+                         f"{'(removed)' if after is None else fmt(after)}")
+
+    show("family", old.get("family"), new.get("family"), str)
+    before, after = old.get("config") or {}, new.get("config") or {}
+    for key in sorted(set(before) | set(after)):
+        show(f"config.{key}", before.get(key), after.get(key))
+    for part, label in COMPACT_SCORES:
+        show(label, (old.get(part) or {}).get("pct_return_mae"), (new.get(part) or {}).get("pct_return_mae"),
+             _score)
+    if len(lines) == 1:
+        lines.append("  family, config and scores unchanged (other fields differ: --verbose shows them)")
+    return "\n".join(lines)
 
 
 def _score(value: Any) -> str:
@@ -393,8 +428,9 @@ def promote_winners(experiment: str, storage_root: str = "results", configs: str
                     symbols: Iterable[str] | None = None, only_improvements: bool = False,
                     dry_run: bool = False, force: bool = False,
                     echo: Callable[[str], None] = print, *, only_significant: bool = False,
-                    alpha: float = SIGNIFICANCE_ALPHA) -> list[Promotion]:
-    """Plan the promotion, ``echo`` each diff, then (unless ``dry_run``) apply it.
+                    alpha: float = SIGNIFICANCE_ALPHA, verbose: bool = False) -> list[Promotion]:
+    """Plan the promotion, ``echo`` each change (compact: family, config keys and scores;
+    ``verbose``: the full unified diff of the file), then (unless ``dry_run``) apply it.
 
     See :func:`plan_promotions` for what is refused and skipped, :func:`apply_promotions` for
     how files are written.
@@ -403,5 +439,5 @@ def promote_winners(experiment: str, storage_root: str = "results", configs: str
                            dry_run=dry_run, only_significant=only_significant, alpha=alpha)
     for p in plan:
         if p.diff:
-            echo(p.diff.rstrip("\n"))
+            echo(p.diff.rstrip("\n") if verbose else p.changes)
     return plan if dry_run else apply_promotions(plan)

@@ -240,8 +240,10 @@ FOLD_ROWS = 60
 """Longer HTML tables start folded (hundreds of symbols), so the figures stay in reach."""
 
 
-def _folded(rows: int, what: str) -> str:
-    return f"<details{' open' if rows <= FOLD_ROWS else ''}><summary>{rows} {what}</summary>"
+def _folded(rows: int, what: str, label: str | None = None) -> str:
+    """An HTML ``<details>`` opening, open up to FOLD_ROWS rows; its summary is ``label``
+    when given, else ``"<rows> <what>"``."""
+    return f"<details{' open' if rows <= FOLD_ROWS else ''}><summary>{label or f'{rows} {what}'}</summary>"
 
 
 def render_html(report: ExperimentReport) -> str:
@@ -260,7 +262,7 @@ def render_html(report: ExperimentReport) -> str:
         cls = "tiny" if "TINY" in label else "incomplete"
         parts.append(f'<div class="banner {cls}">{_esc(label)}</div>')
     parts.append("<p>" + "<br>".join(_esc(line) for line in header_lines(report)[:2]) + "</p>")
-    parts.append("<p>Sections: <a href='#winners'>winners</a> · <a href='#overview'>overview</a> · "
+    parts.append("<p>Sections: <a href='#winners'>winners</a> · <a href='#significance'>significance</a> · <a href='#overview'>overview</a> · "
                  "<a href='#importances'>which hyperparameters matter</a> · <a href='#explore'>explore a "
                  "study</a> · <a href='#families'>every family</a></p>")
 
@@ -279,10 +281,11 @@ def render_html(report: ExperimentReport) -> str:
            n(w.baseline_test_pct_return_mae, ".5f"), n(w.validation_skill, "+.3f"), n(w.test_skill, "+.3f"),
            n(w.validation_price_mae, ".5g"), n(w.test_price_mae, ".5g"),
            n(w.validation_latency_per_forecast_s, ".4f"), n(w.stability_spread, ".5f"), _flag_cell(report, w),
-           (f"<code>{_esc(strict_json.dumps(dict(w.config), sort_keys=True))}</code>", "")], "")
+           (f"<code>{_esc(config_text(w.config))}</code>", "")], "")
          for w in report.winners)) + "</details>")
+    parts.append(significance_html(report))
     parts.append(plots_html(report))
-    parts.append("<h2 id='families'>Every family</h2>" + _folded(len(report.rows), "studies"))
+    parts.append("<h2 id='families'>Every family</h2>" + _folded(len(report.rows), "", family_counts_text(report.rows)))
     parts.append(_html_table(
         ["symbol", "family", "winner", "validation pct_return_mae", "test pct_return_mae",
          "validation price_mae", "test price_mae", "latency per forecast (s)", "validation skill",
@@ -295,10 +298,94 @@ def render_html(report: ExperimentReport) -> str:
            _flag_cell(report, r)],
           "win" if r.winner else "")
          for r in report.rows)) + "</details>")
-    parts.append("<h2>Flags</h2><ul>" + "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>"
-                                              for k, v in FLAG_RULES.items()) + "</ul>")
+    parts.append(flag_legend_html(report))
     parts.append("<p>skill = 1 − pct_return_mae / baseline pct_return_mae (&gt; 0 beats the naive "
                  "no-change forecast on the same windows); stability spread = max − min pct_return_mae "
                  "over the validation period and the earlier stability folds.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+CONFIG_DIGITS = 4
+"""Significant digits of a float in a config shown in the HTML (the result files keep them all)."""
+DERIVED = ("blend", "regime")
+"""Candidate families that combine the tuned families' winners: no study of their own."""
+
+
+def config_text(config: Any, digits: int = CONFIG_DIGITS) -> str:
+    """A config as compact JSON with its floats rounded to ``digits`` significant digits
+    (``0.30000000000000004`` → ``0.3``), nested lists and mappings included."""
+    def rounded(value: Any) -> Any:
+        if isinstance(value, float) and math.isfinite(value):
+            return float(f"{value:.{digits}g}")
+        if isinstance(value, dict):
+            return {k: rounded(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [rounded(v) for v in value]
+        return value
+
+    return strict_json.dumps(rounded(dict(config)), sort_keys=True)
+
+
+def family_counts_text(rows: Sequence[StudyRow]) -> str:
+    """What the "Every family" table holds, counted by kind: ``54 studies, 10 blends, 9 regimes``
+    (a blend or regime candidate is not a study: it runs no trials of its own)."""
+    studies = sum(r.family not in DERIVED for r in rows)
+    parts = [f"{studies} {'study' if studies == 1 else 'studies'}"]
+    for kind in DERIVED:
+        count = sum(r.family == kind for r in rows)
+        if count:
+            parts.append(f"{count} {kind}{'' if count == 1 else 's'}")
+    return ", ".join(parts)
+
+
+def _has_significance(row: StudyRow) -> bool:
+    return any(v is not None for v in (row.p_vs_baseline, row.p_vs_default, row.spa_p_value, row.pbo, row.in_mcs))
+
+
+def significance_html(report: ExperimentReport) -> str:
+    """The winners' significance numbers as an HTML section (the text report's table): p vs the
+    naive baseline and vs the family's default (one-sided Diebold-Mariano, test period), Hansen's
+    SPA p and PBO (validation), and whether the Model Confidence Set holds the winner. Winners
+    without a significance section are listed with dashes, so none drops out silently."""
+    if not report.winners:
+        return ""
+    shown = [w for w in report.winners if _has_significance(w)]
+    note = ("<p class='note'>p: one-sided Diebold-Mariano test on the test period (small = the winner's "
+            "error is lower than the baseline's / the default config's); spa p: Hansen's SPA test of the "
+            "best trial against the naive baseline over all the study's trials (validation); pbo: "
+            "probability of backtest overfitting (validation); in MCS: the test period's Model Confidence "
+            "Set of the symbol's candidates holds the winner. Flags from these numbers are in the "
+            "legend below.")
+    missing = len(report.winners) - len(shown)
+    if missing:
+        note += f" {missing} winner(s) have no significance section in their result file (shown as -)."
+    note += "</p>"
+
+    def n(v: Any, spec: str) -> tuple[str, str]:
+        return (_esc(format_value(v, spec)), "n")
+
+    table = _html_table(
+        ["symbol", "family", "p vs baseline", "p vs default", "SPA p", "PBO", "in MCS", "flags"],
+        (([(_esc(w.symbol), ""), (_esc(w.family), ""), n(w.p_vs_baseline, ".3f"), n(w.p_vs_default, ".3f"),
+           n(w.spa_p_value, ".3f"), n(w.pbo, ".2f"),
+           ("-" if w.in_mcs is None else ("yes" if w.in_mcs else "no"), ""), _flag_cell(report, w)], "")
+         for w in report.winners))
+    return ("<h2 id='significance'>Significance</h2>" + note + _folded(len(report.winners), "symbols")
+            + table + "</details>")
+
+
+def flag_rules(report: ExperimentReport | None = None) -> dict[str, str]:
+    """Every flag with its rule: the report flags, the significance flags, and any other flag
+    a row of ``report`` carries (so the legend never misses one the page shows)."""
+    rules = {**FLAG_RULES, **SIGNIFICANCE_FLAG_RULES}
+    for row in (report.rows if report is not None else ()):
+        for flag in row.flags:
+            rules.setdefault(flag, "set by the result file; no rule is recorded for it in this version")
+    return rules
+
+
+def flag_legend_html(report: ExperimentReport) -> str:
+    """The HTML legend: each flag the report can show, with its rule."""
+    return ("<h2 id='flags'>Flags</h2><ul>" + "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>"
+                                                      for k, v in flag_rules(report).items()) + "</ul>")

@@ -94,6 +94,43 @@ def resume_experiment(name: str, storage_root: str = "results", address: str | N
                 take_over=take_over)
 
 
+def extend_experiment(name: str, trials: int, storage_root: str = "results", address: str | None = None,
+                      echo: Echo = print, include_dashboard: bool | None = None,
+                      take_over: bool = False) -> dict[str, Any]:
+    """Raise an existing experiment's budget to ``trials`` per study and continue it from its
+    journal: every finished trial is kept, each study's TPE goes on from its history, and every
+    other stored setting stays as it was (the stored config's ``trials`` is updated when the
+    session starts). A lower budget is refused: finished trials are never dropped."""
+    storage = Storage(storage_root, name)
+    stored = _stored_config(storage)
+    if stored is None:
+        raise ConfigError(f"no experiment {name!r} under {storage.base} (no {CONFIG_FILE})")
+    _check_extension(name, stored.trials, trials)
+    if trials == stored.trials:
+        echo(f"experiment {name} already has {trials} trials per study; continuing it as it is")
+    else:
+        echo(f"experiment {name}: raising the budget from {stored.trials} to {trials} trials per study")
+    return _run(replace(stored, trials=trials, address=address), storage, echo, include_dashboard,
+                fallback_allowed=False, take_over=take_over)
+
+
+def _check_extension(name: str, stored: int, trials: int) -> None:
+    """A budget may only grow: a smaller one would leave finished trials beyond it."""
+    if trials < stored:
+        raise ConfigError(f"experiment {name!r} has {stored} trials per study; --trials {trials} would "
+                          f"lower it, and finished trials are never dropped: give {stored} or more "
+                          f"(or start a new experiment with another --name)")
+
+
+def saved_trials(name: str, storage_root: str = "results") -> int | None:
+    """How many finished trials the experiment's journal holds (what a resume keeps); None
+    when the journal cannot be read (its own error says why on resume)."""
+    try:
+        return len(read_journal(Storage(storage_root, name)))
+    except (TunerError, OSError, ValueError):
+        return None
+
+
 def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any]:
     """What is stored about an experiment: config, live progress and, when done, the summary."""
     from tuner.engine.progress import read_progress
@@ -127,7 +164,7 @@ def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_
             echo(lock.took_over)
         # Read (strictly) before anything is written: a damaged journal stops here.
         history = read_journal(storage)
-        done = _finished_summary(storage, history)
+        done = _finished_summary(storage, history, config.trials)
         if done is not None:
             echo(f"experiment {config.name} is complete ({done['trials']['completed']} trials); nothing "
                  f"to run. `tuner report {config.name}` shows it; results: {storage.root}")
@@ -177,8 +214,11 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             progress.close()
         records = [_trial_record(r) for r in read_journal(storage)]
         winners = pick_winners(records, config.max_latency_s)
-        finals, unscored, defaults = _score_winners(winners, actors, config.seed)
-        derived = _derived_candidates(winners, finals, actors, periods, config)
+        tick = progress.begin_phase("re-scoring winners and defaults on the test period")
+        finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick)
+        tick = progress.begin_phase("blend and regime candidates")
+        derived = _derived_candidates(winners, finals, actors, periods, config, on_done=tick)
+        progress.begin_phase("collating: significance tests, result files, summary")
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
@@ -190,6 +230,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
         summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived,
                                    unscored, defaults)
+        progress.close()
         compact(storage, session)
         if outcome.stopped:
             summary["stopped"] = outcome.stopped
@@ -204,11 +245,15 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             ray.shutdown()
 
 
-def _finished_summary(storage: Storage, history: list[JournalRecord]) -> dict[str, Any] | None:
-    """The stored summary when the experiment is complete and nothing is left to run."""
+def _finished_summary(storage: Storage, history: list[JournalRecord],
+                      trials: int | None = None) -> dict[str, Any] | None:
+    """The stored summary when the experiment is complete and nothing is left to run (with a
+    budget of ``trials`` per study: an extended budget has trials left to run)."""
     if not history or not storage.exists(SUMMARY_FILE):
         return None
     summary = storage.read_json(SUMMARY_FILE)
+    if trials is not None and (summary.get("config") or {}).get("trials", trials) != trials:
+        return None
     completed = sum(r.status == "completed" for r in history)
     if not summary.get("complete") or summary.get("trials", {}).get("completed") != completed:
         return None
@@ -237,11 +282,21 @@ def _check_same_experiment(stored: ExperimentConfig, new: ExperimentConfig, stor
     if new.weights is not None:
         keys += ("weights",)
     diff = [k for k in keys if getattr(stored, k) != getattr(new, k)]
+    if diff == ["trials"] and new.trials > stored.trials:
+        raise ConfigError(
+            f"experiment {new.name!r} already exists at {storage.root} with {stored.trials} trials per "
+            f"study; to raise it to {new.trials} and continue from its journal, run "
+            f"`tuner extend {new.name} --trials {new.trials}{_storage_option(new.storage)}`")
     if diff:
         raise ConfigError(
             f"experiment {new.name!r} already exists at {storage.root} with a different "
             f"{', '.join(diff)}; resume it with `tuner resume {new.name}` or pick another --name"
         )
+
+
+def _storage_option(storage: str) -> str:
+    """`` --storage X`` for a command line, '' for the default storage."""
+    return "" if storage == "results" else f" --storage {storage}"
 
 
 def _ignored_on_resume(stored: ExperimentConfig, new: ExperimentConfig) -> list[str]:
@@ -548,7 +603,8 @@ def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dic
                              top_k=config.warm_start_top_k, budget=config.trials)
 
 
-def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, str], str, tuple]]) -> dict:
+def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, str], str, tuple]],
+                    on_done: Callable[[int, int], None] | None = None) -> dict:
     """Run many actor calls at once: ``calls`` maps a caller's key to ((symbol, family), method,
     args). Each starts on an actor chosen by its study; a call whose actor has died for good
     (Ray restarts crashed ones ``max_restarts`` times) moves on to the family's other actors.
@@ -576,10 +632,13 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
                 pending[key] = (submit(key, attempt + 1), attempt + 1)
             else:
                 results[key] = TunerError(f"every {calls[key][0][1]} model actor has died ({type(e).__name__})")
+        if on_done is not None and key in results:
+            on_done(len(results), len(calls))  # the live view's re-scoring progress
     return results
 
 
-def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int):
+def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int,
+                   on_done: Callable[[int, int], None] | None = None):
     """Re-run each study's winner with the test period (same seed) on a live actor of its family,
     and score the family's default config next to it, all at once. Returns the re-scored
     winners, the defaults' results, and, for winners that could not be re-scored, why."""
@@ -590,7 +649,7 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
         default = defaults_by_family[key[1]]
         if default is not None:
             calls[("default", key)] = (key, "evaluate", (key[0], dict(default), seed, True))
-    results = _on_live_actors(actors, calls)
+    results = _on_live_actors(actors, calls, on_done)
     finals, unscored, defaults = {}, {}, {}
     for (kind, key), out in results.items():
         if isinstance(out, TunerError):
@@ -610,13 +669,14 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
 
 
 def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
-                        actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig) -> dict[tuple[str, str], dict]:
+                        actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig,
+                        on_done: Callable[[int, int], None] | None = None) -> dict[tuple[str, str], dict]:
     """Blend and regime candidates per symbol from the family winners (see tuner.core.candidates)."""
     from tuner.core.candidates import WinnerForecasts, blend, regime
 
     by_symbol: dict[str, dict[str, WinnerForecasts]] = {}
     outs = _on_live_actors(actors, {key: (key, "point_forecasts", (key[0], dict(w.config), config.seed))
-                                    for key, w in winners.items() if key[1] in FAMILY_MODEL})
+                                    for key, w in winners.items() if key[1] in FAMILY_MODEL}, on_done)
     for (symbol, family), out in outs.items():
         if isinstance(out, TunerError):
             continue  # no candidate from a family whose actors are gone (its study says why)
@@ -699,10 +759,11 @@ def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
          f"{t['never_ran']} never ran; {summary['model_loads']} model loads by "
          f"{summary['model_actors']} actors")
     shown = sorted(summary["symbols"].items())
+    width = max([10, *(len(symbol) for symbol, _ in shown[:REPORT_SYMBOLS])])  # long symbols keep columns
     for symbol, entry in shown[:REPORT_SYMBOLS]:
         flag = "" if entry["beats_baseline"] else "  (does not beat the baseline)"
         test = entry["test_pct_return_mae"]
-        echo(f"  {symbol:<10} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
+        echo(f"  {symbol:<{width}} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
              f"test {test:.5f}  baseline {entry['baseline_validation_pct_return_mae']:.5f}{flag}")
     if len(shown) > REPORT_SYMBOLS:
         echo(f"  ... and {len(shown) - REPORT_SYMBOLS} more symbols: `tuner report {summary['experiment']}`")

@@ -12,12 +12,14 @@ Tune pickles its callbacks into its own state; a pickled view is a small stub, n
 
 from __future__ import annotations
 
+import atexit
 import heapq
 import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ray.tune import Callback
@@ -28,6 +30,12 @@ from tuner.engine.journal import JournalRecord
 
 TOP = 5
 """Best and worst studies shown on the terminal."""
+WARMUP_TRIALS = 5
+"""Trials this session must finish before a rate and ETA are shown ("warming up" until then):
+the first trials include actor start-up and TPE's first suggestions, so an ETA from them is
+off by far (a 4-minute demo first said 37 min)."""
+RATE_WINDOW_S = 60.0
+"""The rate (and so the ETA) is over trials finished in this many recent seconds."""
 
 
 class StudyProgress:
@@ -79,6 +87,8 @@ class ProgressView(Callback):
         self.start = time.time()
         self.last_draw = self.last_log = 0.0
         self._live = None
+        self.recent: deque[tuple[float, int]] = deque([(self.start, self.done_total)])
+        self.current_phase: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------------- incremental state
     def record(self, record: JournalRecord) -> None:
@@ -102,6 +112,8 @@ class ProgressView(Callback):
         if study.done + study.failed == self.budget:
             family["finished_studies"] += 1
         self.done_total += 1
+        if self.started:
+            self._note_throughput(time.time())
 
     @property
     def started(self) -> bool:
@@ -110,17 +122,66 @@ class ProgressView(Callback):
     def total(self) -> int:
         return self.budget * len(self.studies)
 
-    def rate(self) -> float:
-        """Optuna trials per second finished in this session."""
-        elapsed = time.time() - self.start
-        return (self.done_total - self.done_at_start) / elapsed if elapsed > 0 else 0.0
+    def _note_throughput(self, now: float) -> None:
+        """Keep (time, trials done) points of the last RATE_WINDOW_S seconds, plus the one
+        just before them, so the rate spans the whole window."""
+        self.recent.append((now, self.done_total))
+        while len(self.recent) > 2 and self.recent[1][0] < now - RATE_WINDOW_S:
+            self.recent.popleft()
+
+    @property
+    def warming_up(self) -> bool:
+        """Too few trials finished in this session for a rate worth showing."""
+        return self.done_total - self.done_at_start < WARMUP_TRIALS
+
+    def rate(self, now: float | None = None) -> float:
+        """Optuna trials per second over the last RATE_WINDOW_S seconds of this session (since
+        the session started, while that is shorter); 0.0 before any trial of this session."""
+        now = time.time() if now is None else now
+        first_t, first_done = self.recent[0]
+        done = self.done_total - first_done
+        elapsed = now - first_t
+        return done / elapsed if done > 0 and elapsed > 0 else 0.0
 
     def eta(self) -> str:
+        if self.warming_up:
+            return "warming up"
         rate = self.rate()
         if rate <= 0:
-            return "?"
+            return "unknown (no trial finished recently)"
         remaining = max(0, self.total() - self.done_total) / rate  # retried failures count twice
         return f"{remaining / 60:.1f} min" if remaining >= 60 else f"{remaining:.0f} s"
+
+    def pace(self) -> str:
+        """``12.3/s, ETA 4.2 min``, or ``warming up`` until WARMUP_TRIALS trials finished."""
+        if self.warming_up:
+            return f"warming up ({self.done_total - self.done_at_start}/{WARMUP_TRIALS} trials before a rate)"
+        return f"{self.rate():.1f}/s, ETA {self.eta()}"
+
+    # ---------------------------------------------------------------------- after tuning
+    def begin_phase(self, name: str, total: int | None = None) -> Callable[[int, int | None], None]:
+        """Show a phase after tuning (re-scoring, collation) with its own progress, replacing
+        the rate and ETA (the trials are done). Returns ``tick(done, total)`` to report its
+        progress; :meth:`close` ends it."""
+        self.current_phase = {"name": name, "done": 0, "total": total, "since": time.time()}
+        self.refresh(force=True)
+
+        def tick(done: int, total: int | None = None) -> None:
+            phase = self.current_phase
+            if phase is not None:
+                phase["done"] = done
+                phase["total"] = total if total is not None else phase["total"]
+                self.refresh()
+
+        return tick
+
+    def phase_text(self) -> str:
+        """``re-scoring winners: 12/54, 8 s`` for the phase under way ('' when none)."""
+        phase = self.current_phase
+        if phase is None:
+            return ""
+        count = f": {phase['done']}/{phase['total']}" if phase["total"] else ""
+        return f"{phase['name']}{count}, {time.time() - phase['since']:.0f} s"
 
     def ranked(self) -> tuple[list[tuple[float, str]], list[tuple[float, str]]]:
         """The best and worst studies by skill (1 - best / baseline: comparable across symbols)."""
@@ -136,6 +197,8 @@ class ProgressView(Callback):
             "trials_total": self.total(),
             "trials_per_s": self.rate(),
             "eta": self.eta(),
+            "pace": self.pace(),
+            "phase": self.phase_text() or None,
             "families": self.families,
             "recent_failures": self.failures,
             "studies": {k: {"done": s.done, "failed": s.failed, "running": self.in_flight.get(k, 0),
@@ -161,8 +224,12 @@ class ProgressView(Callback):
             print(self.headline(), flush=True)
 
     def close(self) -> None:
-        """Final state: written, drawn once, the live display released."""
+        """Final state: written, drawn once, the live display released (and a phase ended)."""
         self.refresh(force=True)
+        self.current_phase = None
+        self._stop_live()
+
+    def _stop_live(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None
@@ -171,7 +238,7 @@ class ProgressView(Callback):
     def headline(self) -> str:
         failed = sum(f["failed"] for f in self.families.values())
         return (f"[{self.storage.name}] {self.done_total}/{self.total()} trials "
-                f"({failed} failed), {self.rate():.1f}/s, ETA {self.eta()}")
+                f"({failed} failed), {self.phase_text() or self.pace()}")
 
     def _write(self) -> None:
         try:
@@ -185,6 +252,7 @@ class ProgressView(Callback):
         if self._live is None:
             self._live = Live(self.renderable(), auto_refresh=False, transient=False)
             self._live.start()
+            atexit.register(self._stop_live)  # a crash between phases still restores the terminal
         self._live.update(self.renderable(), refresh=True)
 
     def renderable(self):

@@ -1,0 +1,46 @@
+"""Ctrl-C on a real `tuner run`: the driver says how many trials its journal kept and how to
+resume, and exits 130 (not click's "Aborted!" and 1)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.engine.conftest import engine_env
+from tests.engine.test_faults import completed_in_progress, tuner_cli
+from tuner.core.storage import Storage
+from tuner.engine.journal import read_journal
+
+pytestmark = pytest.mark.slow
+
+
+def test_when_a_run_gets_ctrl_c_then_it_says_what_was_saved_and_how_to_resume_and_exits_130(tmp_path, slow_configs):
+    storage = tmp_path / "results"
+    root = storage / "intr"
+    run = tuner_cli("run", "--name", "intr", "--storage", str(storage), "--families", "bootstrap_returns",
+                    "--symbols", "AAPL,MSFT", "--trials", "8", "--horizon", "3", "--no-dashboard")
+    driver = subprocess.Popen(run, env=engine_env(TUNER_CONFIGS=str(slow_configs)), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while completed_in_progress(root) < 2 and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.2)
+        assert driver.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
+        output, _ = driver.communicate(timeout=300)
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # Ray's agents linger in the driver's group
+        except ProcessLookupError:
+            pass
+    assert driver.returncode == 130, output[-3000:]
+    assert "Aborted!" not in output
+    saved = len(read_journal(Storage(str(storage), "intr")))
+    assert saved >= 2
+    assert re.search(rf"interrupted: experiment intr: {saved} finished trials saved in its journal; .*"
+                     rf"Continue it with `tuner resume intr --storage {re.escape(str(storage))}`", output), output[-3000:]
