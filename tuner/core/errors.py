@@ -27,3 +27,8 @@ class UnknownFamilyError(ConfigError):
 
 class PromotionRefused(TunerError):
     """The experiment's results may not go to production (tiny weights, unfinished) without force."""
+
+
+class DamagedFile(TunerError):
+    """A stored output (summary.json, progress.json, trials.parquet, ...) that cannot be parsed;
+    the message names the file and the way back."""
