@@ -166,6 +166,6 @@ def test_when_an_output_is_damaged_then_readers_name_it_and_the_way_back(experim
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
-    assert f"Error: {experiment / damaged}: damaged, " in result.output
+    assert f"Error: {experiment / damaged}: not " in result.output
     assert f"`tuner resume done --storage {experiment.parent}` rebuilds it from the experiment's journal" \
         in result.output

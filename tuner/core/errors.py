@@ -29,6 +29,6 @@ class PromotionRefused(TunerError):
     """The experiment's results may not go to production (tiny weights, unfinished) without force."""
 
 
-class DamagedFile(TunerError):
-    """A stored output (summary.json, progress.json, trials.parquet, ...) that cannot be parsed;
-    the message names the file and the way back."""
+class DamagedFile(ConfigError):
+    """A stored file of an experiment (summary.json, progress.json, trials.parquet, ...) that
+    cannot be parsed; the message names the file and the way back."""

@@ -150,4 +150,4 @@ class Storage:
         else:
             way = (f"restore it from a backup, or move {SUMMARY_FILE} aside and run `{resume}`, which "
                    "rebuilds every output from the experiment's journal")
-        return f"{self.path(relative)}: damaged, {what}; {way}."
+        return f"{self.path(relative)}: {what}: the file is damaged; {way}."
