@@ -137,7 +137,7 @@ def test_when_run_gets_options_then_they_override_the_experiment_yaml(monkeypatc
 
     seen = {}
     monkeypatch.setattr(tuner.engine.experiment, "run_experiment",
-                        lambda config, **kwargs: seen.setdefault("config", config))
+                        lambda config, **kwargs: seen.setdefault("config", config) and {})
     result = CliRunner().invoke(main, ["run", "--config", "monthly", "--trials", "3", *flag])
     assert result.exit_code == 0, result.output
     config = seen["config"]
@@ -212,7 +212,7 @@ def run_config(monkeypatch, args):
 
     seen = {}
     monkeypatch.setattr(tuner.engine.experiment, "run_experiment",
-                        lambda config, **kwargs: seen.setdefault("config", config))
+                        lambda config, **kwargs: seen.setdefault("config", config) and {})
     result = CliRunner().invoke(main, ["run", *args])
     return result, seen.get("config")
 

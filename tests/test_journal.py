@@ -154,7 +154,7 @@ def test_when_the_storage_stays_full_then_close_saves_a_rescue_file_and_says_how
     (rescue,) = (tmp_path / "rescue" / "exp").iterdir()
     message = str(e.value)
     assert "No space left on device" in message and "2 finished trials" in message
-    assert str(rescue) in message and "`tuner resume exp`" in message
+    assert str(rescue) in message and f"`tuner resume exp --storage {tmp_path}`" in message
     # following the message brings every trial back
     storage.full = False
     storage.write_bytes(f"{JOURNAL_DIR}/{rescue.name}", rescue.read_bytes())

@@ -31,6 +31,37 @@ def library_errors(fn):
     return wrapper
 
 
+EXIT_NO_WINNER = 3
+"""`tuner run`/`tuner resume` exit status when the run ended but some study has no winner
+(its trials failed, none met max_latency_s, or its winner could not be re-scored). 0: every
+study has a winner; 1: an error stopped the run (message on the last line); 2: a usage error."""
+
+EXIT_CODES_HELP = """
+
+    \b
+    Exit status:
+      0  every study has a winner
+      1  an error stopped the run (bad input, storage, stuck resources, damaged state);
+         the last line names the file or setting and the way back
+      2  a usage error (bad option)
+      3  the run ended, but some studies have no winner (trials failed, none within
+         max_latency_s, or a winner not re-scored); the last lines give the cause per family
+      128+N  ended by signal N (130 Ctrl-C, 143 SIGTERM); `tuner resume` continues it
+    """
+
+
+def with_exit_codes(fn):
+    """Append the exit statuses to a command's help (below ``@main.command()``)."""
+    fn.__doc__ = fn.__doc__.rstrip() + EXIT_CODES_HELP
+    return fn
+
+
+def exit_for(summary: dict) -> None:
+    """End with :data:`EXIT_NO_WINNER` when a study has no winner (the engine printed why)."""
+    if summary.get("studies_without_winner"):
+        sys.exit(EXIT_NO_WINNER)
+
+
 def exit_cleanly_on_hangup() -> None:
     """SIGHUP (terminal closed) and SIGTERM unwind the driver like an error, so the ``finally``
     that shuts down the local Ray runs; by default SIGHUP kills the driver and leaves Ray's
@@ -280,6 +311,7 @@ def _split(value: str | None, option: str) -> tuple[str, ...] | None:
 
 
 @main.command()
+@with_exit_codes
 @click.option("--config", "config_path", default=None,
               help="Experiment YAML (or a name in configs/experiments/). Default: sample.")
 @click.option("--data", default=None,
@@ -363,11 +395,12 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
                           "--device auto or cpu")
     exit_cleanly_on_hangup()
     with saved_on_interrupt(config.name, config.storage):
-        run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
-                       take_over=take_over)
+        exit_for(run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
+                                take_over=take_over))
 
 
 @main.command()
+@with_exit_codes
 @click.argument("name")
 @click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
 @click.option("--address", default=None, help="Ray cluster to resume on. Default: a local Ray.")
@@ -382,13 +415,15 @@ def resume(name, storage, address, no_dashboard, take_over):
     Example:
         tuner resume sample
         tuner resume monthly --storage s3://my-bucket/tuner --address auto
+
+    Damaged summary.json, progress.json or trials.parquet are rebuilt from the journal.
     """
     from tuner.engine.experiment import resume_experiment
 
     exit_cleanly_on_hangup()
     with saved_on_interrupt(name, storage):
-        resume_experiment(name, storage, address, echo=click.echo,
-                          include_dashboard=False if no_dashboard else None, take_over=take_over)
+        exit_for(resume_experiment(name, storage, address, echo=click.echo,
+                                   include_dashboard=False if no_dashboard else None, take_over=take_over))
 
 
 @main.command()
@@ -418,8 +453,8 @@ def extend(name, trials, storage, address, no_dashboard, take_over):
 
     exit_cleanly_on_hangup()
     with saved_on_interrupt(name, storage):
-        extend_experiment(name, trials, storage, address, echo=click.echo,
-                          include_dashboard=False if no_dashboard else None, take_over=take_over)
+        exit_for(extend_experiment(name, trials, storage, address, echo=click.echo,
+                                   include_dashboard=False if no_dashboard else None, take_over=take_over))
 
 
 @main.command()

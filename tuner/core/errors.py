@@ -32,3 +32,8 @@ class UnknownFamilyError(ConfigError):
 
 class PromotionRefused(TunerError):
     """The experiment's results may not go to production (tiny weights, unfinished) without force."""
+
+
+class DamagedFile(ConfigError):
+    """A stored file of an experiment (summary.json, progress.json, trials.parquet, ...) that
+    cannot be parsed; the message names the file and the way back."""

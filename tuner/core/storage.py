@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tuner.core.errors import ConfigError, UnsafePath
+from tuner.core.errors import ConfigError, DamagedFile, UnsafePath
 
 # The files of an experiment folder (Ray Tune's own files live under _tune/).
 CONFIG_FILE = "tuner-experiment.json"
@@ -29,6 +29,8 @@ TRIALS_FILE = "trials.parquet"
 """One row per Optuna trial."""
 TUNE_DIR = "_tune"
 """Ray Tune's own files (experiment state, trial folders), apart from the product's."""
+REBUILT_BY_RESUME = (SUMMARY_FILE, PROGRESS_FILE, TRIALS_FILE)
+"""Outputs that ``tuner resume`` rebuilds from the journal when they are damaged."""
 
 
 DEFAULT_ROOT = "results"
@@ -210,7 +212,11 @@ class Storage:
         return self.write_bytes(relative, (dumps(data, indent=2, default=str) + "\n").encode())
 
     def read_json(self, relative: Relative) -> Any:
-        return json.loads(self.read_bytes(relative))
+        data = self.read_bytes(relative)
+        try:
+            return json.loads(data)
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            raise DamagedFile(self._damaged(relative, f"not valid JSON ({e})")) from e
 
     def write_parquet(self, relative: Relative, frame) -> str:
         buffer = io.BytesIO()
@@ -219,5 +225,22 @@ class Storage:
 
     def read_parquet(self, relative: Relative):
         import pandas as pd
+        import pyarrow as pa
 
-        return pd.read_parquet(io.BytesIO(self.read_bytes(relative)))
+        data = self.read_bytes(relative)
+        try:
+            return pd.read_parquet(io.BytesIO(data))
+        except (ValueError, OSError, pa.ArrowException) as e:  # ArrowInvalid: not a Parquet file
+            raise DamagedFile(self._damaged(relative, f"not a readable Parquet file ({e})")) from e
+
+    def _damaged(self, relative: str, what: str) -> str:
+        """A damaged file's message: which file, what is wrong, and the way back."""
+        resume = f"tuner resume {self.name} --storage {self.base}"
+        if relative in REBUILT_BY_RESUME:
+            way = f"`{resume}` rebuilds it from the experiment's journal"
+        elif relative == CONFIG_FILE:
+            way = "it holds the experiment's settings: restore it from a backup"
+        else:
+            way = (f"restore it from a backup, or move {SUMMARY_FILE} aside and run `{resume}`, which "
+                   "rebuilds every output from the experiment's journal")
+        return f"{self.path(relative)}: {what}: the file is damaged; {way}."

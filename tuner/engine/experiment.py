@@ -23,15 +23,24 @@ from typing import Any
 from tuner import __version__
 from tuner.core.config import load_family_config
 from tuner.core.data import bundled_data_path, load_dataset
-from tuner.core.errors import ConfigError, DataError, TunerError
+from tuner.core.errors import ConfigError, DamagedFile, DataError, TunerError
 from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
-from tuner.core.storage import CONFIG_FILE, SUMMARY_FILE, TRIALS_FILE, Storage, is_uri
+from tuner.core.storage import (
+    CONFIG_FILE,
+    PROGRESS_FILE,
+    SUMMARY_FILE,
+    TRIALS_FILE,
+    Storage,
+    is_uri,
+)
 from tuner.core.trial import TrialResult
 from tuner.core.windows import make_periods
 from tuner.engine.actors import LoadLedger, ModelServer, PackBoard, Routing, WindowStore
 from tuner.engine.collate import TrialRecord, pick_winners, write_experiment
 from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
 from tuner.engine.journal import (
+    JOURNAL_DIR,
+    JournalError,
     JournalRecord,
     StorageFault,
     TrialJournal,
@@ -39,8 +48,11 @@ from tuner.engine.journal import (
     last_session,
     read_journal,
     records_by_study,
+    resume_command,
 )
 from tuner.engine.lock import ExperimentLock
+from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
+from tuner.engine.without_winner import cause_lines
 
 log = logging.getLogger(__name__)
 
@@ -162,23 +174,32 @@ def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_
     with ExperimentLock(storage, take_over=take_over) as lock:
         if lock.took_over:
             echo(lock.took_over)
-        # Read (strictly) before anything is written: a damaged journal stops here.
-        history = read_journal(storage)
-        done = _finished_summary(storage, history, config.trials)
+        # Read (strictly) before anything is written: a damaged or foreign journal stops here.
+        raw = storage.read_json(CONFIG_FILE) if storage.exists(CONFIG_FILE) else None
+        experiment_id, since = experiment_identity(raw, last_session(storage) + 1)
+        provenance = Provenance(experiment_id, since, families=tuple(config.families), symbols=config.symbols)
+        history = read_journal(storage, provenance)
+        done = _finished_summary(storage, history, echo, config.trials)
         if done is not None:
             echo(f"experiment {config.name} is complete ({done['trials']['completed']} trials); nothing "
                  f"to run. `tuner report {config.name}` shows it; results: {storage.root}")
+            for line in cause_lines(done, history):
+                echo(line)
             return done
-        return _run_session(config, storage, echo, include_dashboard, fallback_allowed, history)
+        return _run_session(config, storage, echo, include_dashboard, fallback_allowed, history, provenance)
 
 
 def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
-                 fallback_allowed: bool, history: list[JournalRecord]) -> dict[str, Any]:
+                 fallback_allowed: bool, history: list[JournalRecord], provenance: Provenance) -> dict[str, Any]:
     started = time.time()
     session = last_session(storage) + 1
     periods, studies, skipped = _cut_windows(config)
     for what, why in skipped.items():
         echo(f"skipped {what}: {why}")
+    # Now the data says which studies run: a record of any other study stops the run here,
+    # before it tunes (it would be merged into no study, or into the wrong one).
+    provenance = replace(provenance, studies=frozenset(f"{s}/{f}" for s, f in studies), skipped=skipped)
+    history = read_journal(storage, provenance)
     weights, tiny_fallback = _resolve_weights(config, echo, fallback_allowed)
     config = replace(config, weights=weights)
 
@@ -188,7 +209,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     pool: ActorPool | None = None
     try:
         storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
-                                         "version": __version__})
+                                         "version": __version__, ID_KEY: provenance.experiment_id,
+                                         SINCE_KEY: provenance.since_session})
         pool = _start_actors(config, periods, echo)
         # Checked once the actors run: an autoscaling cluster only has its GPU nodes by now.
         _check_shared_storage(storage)
@@ -196,7 +218,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         routing = Routing(NAMESPACE, {f: tuple(n for n, _ in members) for f, members in actors.items()},
                           config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in actors},
                           board=pool.board_name)
-        journal = TrialJournal(storage, session)
+        journal = TrialJournal(storage, session, experiment=provenance.experiment_id)
         searcher, progress, watchdog = _make_searcher(config, storage, studies, history, journal, session,
                                                       len(pool.infos), BoardClient(pool.board))
         resumed = bool(history) or session > 1
@@ -212,7 +234,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
         finally:
             progress.close()
-        records = [_trial_record(r) for r in read_journal(storage)]
+        records = [_trial_record(r) for r in read_journal(storage, provenance)]
         winners = pick_winners(records, config.max_latency_s)
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
         finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick)
@@ -237,6 +259,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             storage.write_json(SUMMARY_FILE, summary)
             raise TunerError(outcome.stopped)
         _report(summary, storage, echo)
+        for line in cause_lines(summary, records):  # last: what a user must act on
+            echo(line)
         return summary
     finally:
         if pool is not None:
@@ -245,18 +269,44 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             ray.shutdown()
 
 
-def _finished_summary(storage: Storage, history: list[JournalRecord],
+def _finished_summary(storage: Storage, history: list[JournalRecord], echo: Echo,
                       trials: int | None = None) -> dict[str, Any] | None:
     """The stored summary when the experiment is complete and nothing is left to run (with a
-    budget of ``trials`` per study: an extended budget has trials left to run)."""
-    if not history or not storage.exists(SUMMARY_FILE):
+    budget of ``trials`` per study: an extended budget has trials left to run); None when a run
+    is needed (unfinished, extended, or an output to rebuild from the journal).
+
+    Raises:
+        JournalError: the summary counts more completed trials than the journal holds (a journal
+            deleted or cut short): running would redo them and overwrite the results.
+    """
+    if not storage.exists(SUMMARY_FILE):
         return None
-    summary = storage.read_json(SUMMARY_FILE)
-    if trials is not None and (summary.get("config") or {}).get("trials", trials) != trials:
+    try:
+        summary = storage.read_json(SUMMARY_FILE)
+    except DamagedFile as e:
+        echo(f"{e} Rebuilding it now.")
         return None
     completed = sum(r.status == "completed" for r in history)
-    if not summary.get("complete") or summary.get("trials", {}).get("completed") != completed:
+    counts = summary.get("trials") if isinstance(summary, dict) else None
+    recorded = counts.get("completed") if isinstance(counts, dict) else None
+    if isinstance(recorded, int) and recorded > completed:
+        raise JournalError(
+            f"{storage.path(SUMMARY_FILE)} records {recorded} completed trials{' (complete)' if summary.get('complete') else ''}, "
+            f"but the journal ({storage.path(JOURNAL_DIR)}) holds {completed}: it was deleted or cut short. "
+            f"Nothing was run or overwritten: a run would redo those trials over the stored results. Restore "
+            f"the journal's files from a backup and run `{resume_command(storage)}`; to start over instead, "
+            f"move {storage.root} aside or pick another --name.")
+    if trials is not None and isinstance(summary, dict) and (summary.get("config") or {}).get("trials", trials) != trials:
         return None
+    if not summary.get("complete") or recorded != completed:
+        return None
+    for relative in (PROGRESS_FILE, TRIALS_FILE):
+        try:
+            if storage.exists(relative):
+                storage.read_parquet(relative) if relative == TRIALS_FILE else storage.read_json(relative)
+        except DamagedFile as e:
+            echo(f"{e} Rebuilding it now.")
+            return None
     return summary
 
 
@@ -274,6 +324,8 @@ def _stored_config(storage: Storage) -> ExperimentConfig | None:
     data = storage.read_json(CONFIG_FILE)
     data.pop("tiny_fallback", None)
     data.pop("version", None)
+    data.pop(ID_KEY, None)
+    data.pop(SINCE_KEY, None)
     return parse_experiment_config(data, storage.path(CONFIG_FILE))
 
 

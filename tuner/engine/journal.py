@@ -14,7 +14,12 @@ Layout: ``<experiment>/journal/<session>-<seq>.jsonl``. Each flush writes one ne
 atomically (temp file + rename, or one PUT on object stores), so a kill leaves whole chunks only;
 chunks are never rewritten, except by :meth:`TrialJournal.compact`, which writes their union
 first and deletes them after (a kill in between leaves duplicates, which reading drops).
-One JSON object per line; see :class:`JournalRecord`.
+One JSON object per line; see :class:`JournalRecord`. Every record carries its experiment's id
+(:mod:`tuner.engine.provenance`), so a chunk copied from another experiment is refused, not merged.
+
+**Flushing.** A timer thread (:meth:`TrialJournal.start`) writes pending records once the oldest
+is half of :data:`FLUSH_INTERVAL_S` old, whatever the Tune loop does next: a flush that waited
+for the next result would leave the last trials of a run unwritten until the run ended.
 """
 
 from __future__ import annotations
@@ -22,14 +27,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.core.errors import TunerError
 from tuner.core.storage import Storage
+
+if TYPE_CHECKING:
+    from tuner.engine.provenance import Provenance
 
 JOURNAL_DIR = "journal"
 FLUSH_INTERVAL_S = 1.0
@@ -63,6 +72,7 @@ class JournalRecord:
         error: why it failed.
         session: the run session (1 = first run, 2 = first resume, ...).
         finished_at: UNIX time the driver received it.
+        experiment: the experiment's id (None in records written before experiments had ids).
     """
 
     study: str
@@ -77,6 +87,7 @@ class JournalRecord:
     error: str | None = None
     session: int = 1
     finished_at: float = 0.0
+    experiment: str | None = None
 
     @property
     def symbol(self) -> str:
@@ -91,8 +102,85 @@ class JournalRecord:
 
     @classmethod
     def from_json(cls, line: str) -> JournalRecord:
+        """Parse and check one line. Raises ValueError (not JSON) or :class:`BadField`."""
         data = json.loads(line)
+        if not isinstance(data, dict):
+            raise BadField("(record)", data, "must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        for name in data:
+            if name not in known:
+                raise BadField(name, data[name], "is not a field of a trial record")
+        for name in ("study", "number", "trial_id", "status", "params", "distributions"):
+            if name not in data:
+                raise BadField(name, None, "is missing")
+        for name, value in data.items():
+            _check_field(name, value)
+        if data["status"] == "completed" and data.get("value") is None:
+            raise BadField("value", None, "must be a number for a completed trial")
+        _check_params(data["params"], data["distributions"])
         return cls(**data)
+
+
+class BadField(ValueError):
+    """A record field whose value is not allowed (read_journal adds the file and line)."""
+
+    def __init__(self, name: str, value: Any, rule: str) -> None:
+        super().__init__(f"field {name!r} is {_short(value)}: {rule}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_RULES: dict[str, tuple[Any, str]] = {
+    "study": (lambda v: isinstance(v, str) and v.count("/") >= 1 and all(v.rsplit("/", 1))
+              and v.isprintable(), "must be \"SYMBOL/family\""),
+    "number": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+               "must be a whole number >= 0"),
+    "trial_id": (lambda v: isinstance(v, str) and bool(v), "must be a non-empty string"),
+    "status": (lambda v: v in ("completed", "failed"), "must be \"completed\" or \"failed\""),
+    "params": (lambda v: isinstance(v, dict), "must be an object of parameter values"),
+    "distributions": (lambda v: isinstance(v, dict) and all(isinstance(d, str) for d in v.values()),
+                      "must be an object of Optuna distribution JSON strings"),
+    "config": (lambda v: isinstance(v, dict), "must be an object"),
+    # pct_return_mae is a mean of absolute errors: never negative.
+    "value": (lambda v: v is None or (_is_number(v) and v >= 0), "must be a finite number >= 0 or null"),
+    "metrics": (lambda v: isinstance(v, dict), "must be an object"),
+    "error": (lambda v: v is None or isinstance(v, str), "must be a string or null"),
+    "session": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                "must be a whole number >= 1"),
+    "finished_at": (lambda v: _is_number(v) and v >= 0, "must be a UNIX time (a finite number >= 0)"),
+    "experiment": (lambda v: v is None or (isinstance(v, str) and bool(v)), "must be an id string or null"),
+}
+
+
+def _check_field(name: str, value: Any) -> None:
+    ok, rule = _RULES[name]
+    if not ok(value):
+        raise BadField(name, value, rule)
+
+
+def _check_params(params: Mapping[str, Any], distributions: Mapping[str, str]) -> None:
+    """Every parameter has its Optuna distribution, and its value lies in it (what rebuilding
+    the study needs)."""
+    import optuna
+
+    for name, value in params.items():
+        if name not in distributions:
+            raise BadField("params", {name: value}, f"parameter {name!r} has no entry in distributions")
+        try:
+            dist = optuna.distributions.json_to_distribution(distributions[name])
+            inside = dist._contains(dist.to_internal_repr(value))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise BadField("distributions", {name: distributions[name]},
+                           f"not an Optuna distribution holding {value!r} ({e})") from e
+        if not inside:
+            raise BadField("params", {name: value}, f"outside its distribution {distributions[name]}")
 
 
 def _finite(value: Any) -> Any:
@@ -113,14 +201,20 @@ class TrialJournal:
         storage: the experiment's storage.
         session: this run's session number (chunk names start with it, so a resumed run never
             writes over an earlier session's chunks).
-        flush_interval_s: :meth:`maybe_flush` writes at most this often.
+        flush_interval_s: a record reaches storage at most this long after it was appended
+            (:meth:`start`'s timer, or :meth:`maybe_flush` without one).
+        experiment: the experiment's id, written into every record (None: records keep theirs).
     """
 
-    def __init__(self, storage: Storage, session: int, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(self, storage: Storage, session: int, flush_interval_s: float = FLUSH_INTERVAL_S,
+                 experiment: str | None = None) -> None:
         self.storage = storage
         self.session = session
         self.flush_interval_s = flush_interval_s
+        self.experiment = experiment
         self.pending: list[JournalRecord] = []
+        self.oldest: float | None = None
+        """monotonic time the oldest pending record was appended."""
         self.sequence = 0
         self.last_flush = time.monotonic()
         self.bytes_written = 0
@@ -128,12 +222,57 @@ class TrialJournal:
         self.flush_seconds = 0.0
         self.failure: OSError | None = None
         """The first write the storage refused; the run stops at once (see :meth:`flush`)."""
+        # pending is appended by Tune's event loop and written by the timer thread.
+        self._state = threading.Condition()
+        self._writing = threading.Lock()  # one chunk at a time: chunk names are sequential
+        self._timer: threading.Thread | None = None
+        self._closing = False
 
     def append(self, records: Iterable[JournalRecord]) -> None:
-        self.pending.extend(records)
+        if self.experiment is not None:
+            records = [replace(r, experiment=self.experiment) for r in records]
+        with self._state:
+            if not self.pending:
+                self.oldest = time.monotonic()
+            self.pending.extend(records)
+            self._state.notify()
 
     def maybe_flush(self) -> None:
         if self.pending and time.monotonic() - self.last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def start(self) -> None:
+        """Start the timer thread: pending records are written once the oldest is half the
+        interval old (the other half covers the write itself), whatever arrives next."""
+        if self._timer is None:
+            self._closing = False
+            self._timer = threading.Thread(target=self._flush_on_time, name="journal-flush", daemon=True)
+            self._timer.start()
+
+    def stop(self) -> None:
+        """Stop the timer thread (pending records stay pending: :meth:`close` writes them)."""
+        with self._state:
+            self._closing = True
+            self._state.notify()
+        if self._timer is not None:
+            self._timer.join()
+            self._timer = None
+
+    def _flush_on_time(self) -> None:
+        while True:
+            with self._state:
+                while not self._closing and not self.pending:
+                    self._state.wait()
+                if self._closing:
+                    return
+                due = (self.oldest or 0.0) + self.flush_interval_s / 2
+                # A refused write is retried at most once per interval, not in a busy loop.
+                if self.failure is not None:
+                    due = max(due, self.last_flush + self.flush_interval_s)
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._state.wait(wait)
+                    continue
             self.flush()
 
     def flush(self) -> None:
@@ -141,35 +280,41 @@ class TrialJournal:
 
         A refused write (full disk, read-only storage) keeps the records pending, to be written
         by a later flush, and is remembered in :attr:`failure` rather than raised: the caller
-        is Tune's event loop, which must wind the run down (no new trials) rather than crash
-        with trials in flight. :meth:`close` raises it."""
-        self.last_flush = time.monotonic()
-        if not self.pending:
-            return
-        start = time.perf_counter()
-        data = ("\n".join(r.to_json() for r in self.pending) + "\n").encode()
-        name = f"{JOURNAL_DIR}/{self.session:04d}-{self.sequence + 1:06d}.jsonl"
-        try:
-            self.storage.write_bytes(name, data)
-        except OSError as e:
-            self.failure = self.failure or e
-            return
-        self.sequence += 1
-        self.pending.clear()
-        self.bytes_written += len(data)
-        self.flushes += 1
-        self.flush_seconds += time.perf_counter() - start
+        is Tune's event loop or the timer, and the run must wind down (no new trials) rather
+        than crash with trials in flight. :meth:`close` raises it."""
+        with self._writing:
+            self.last_flush = time.monotonic()
+            with self._state:
+                batch = list(self.pending)
+            if not batch:
+                return
+            start = time.perf_counter()
+            data = ("\n".join(r.to_json() for r in batch) + "\n").encode()
+            name = f"{JOURNAL_DIR}/{self.session:04d}-{self.sequence + 1:06d}.jsonl"
+            try:
+                self.storage.write_bytes(name, data)
+            except OSError as e:
+                self.failure = self.failure or e
+                return
+            self.sequence += 1
+            with self._state:
+                del self.pending[:len(batch)]  # appends only add at the end
+                self.oldest = time.monotonic() if self.pending else None
+            self.bytes_written += len(data)
+            self.flushes += 1
+            self.flush_seconds += time.perf_counter() - start
 
     def close(self) -> None:
         """Write what is pending. When the storage still refuses, save the pending records to a
         local rescue file and raise :class:`StorageFault` saying how to bring them back."""
+        self.stop()
         self.flush()
         if self.failure is None:
             return
         if not self.pending:  # the storage came back: everything is saved, but the run stopped
             raise StorageFault(f"{self.storage.root}: the storage refused a write ({self.failure}); the "
                                f"run stopped with every finished trial saved. Resume it with "
-                               f"`tuner resume {self.storage.name}`.")
+                               f"`{resume_command(self.storage)}`.")
         rescue = rescue_path(self.storage.name, self.session)
         rescue.parent.mkdir(parents=True, exist_ok=True)
         rescue.write_text("\n".join(r.to_json() for r in self.pending) + "\n")
@@ -177,13 +322,18 @@ class TrialJournal:
             f"{self.storage.root}: the storage refused a write ({self.failure}); the run stopped. "
             f"{len(self.pending)} finished trials not yet in its journal were saved to {rescue}. "
             f"Once the storage is writable again: copy that file to "
-            f"{self.storage.path(JOURNAL_DIR, rescue.name)} and run `tuner resume {self.storage.name}`."
+            f"{self.storage.path(JOURNAL_DIR, rescue.name)} and run `{resume_command(self.storage)}`."
         )
 
     def stats(self) -> dict[str, Any]:
         return {"flushes": self.flushes, "bytes": self.bytes_written,
                 "bytes_per_flush": self.bytes_written / self.flushes if self.flushes else 0,
                 "seconds_per_flush": self.flush_seconds / self.flushes if self.flushes else 0}
+
+
+def resume_command(storage: Storage) -> str:
+    """The command that resumes the experiment of ``storage``, with the storage it needs."""
+    return f"tuner resume {storage.name} --storage {storage.base}"
 
 
 def rescue_path(name: str, session: int) -> Path:
@@ -197,10 +347,11 @@ def chunk_names(storage: Storage) -> list[str]:
     return sorted(name for name in storage.list(JOURNAL_DIR) if name.endswith(".jsonl"))
 
 
-def read_journal(storage: Storage) -> list[JournalRecord]:
+def read_journal(storage: Storage, provenance: Provenance | None = None) -> list[JournalRecord]:
     """Every record, in the order they were written; a trial written twice (a compaction cut
     short) is kept once. Raises :class:`JournalError` naming the file and line of anything
-    unreadable."""
+    unreadable, of any field whose value is not allowed, and (given ``provenance``) of any
+    record that is not this experiment's."""
     records: dict[tuple[str, str], JournalRecord] = {}
     for name in chunk_names(storage):
         path = f"{JOURNAL_DIR}/{name}"
@@ -213,10 +364,21 @@ def read_journal(storage: Storage) -> list[JournalRecord]:
                 continue
             try:
                 record = JournalRecord.from_json(line)
+            except BadField as e:
+                raise JournalError(_damaged(storage, path, f"line {line_no}: {e}")) from e
             except (ValueError, TypeError) as e:
                 raise JournalError(_damaged(storage, path, f"line {line_no} is not a trial record ({e})")) from e
+            why = provenance.refuses(record) if provenance is not None else None
+            if why is not None:
+                raise JournalError(_foreign(storage, path, line_no, record, why))
             records.setdefault((record.study, record.trial_id), record)
     return list(records.values())
+
+
+def _foreign(storage: Storage, path: str, line_no: int, record: JournalRecord, why: str) -> str:
+    return (f"{storage.path(path)}: line {line_no} (trial {record.trial_id} of {record.study}) is not "
+            f"this experiment's: {why}. Nothing was run or overwritten. Move the file out of "
+            f"{storage.path(JOURNAL_DIR)} if it does not belong there.")
 
 
 def _damaged(storage: Storage, path: str, what: str) -> str:

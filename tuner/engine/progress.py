@@ -289,7 +289,7 @@ class ProgressView(Callback):
 def read_progress(storage: Storage) -> dict[str, Any] | None:
     if not storage.exists(PROGRESS_FILE):
         return None
-    return json.loads(storage.read_bytes(PROGRESS_FILE))
+    return storage.read_json(PROGRESS_FILE)  # damaged: an error naming it and the way back
 
 
 class PendingWatchdog(Callback, Stopper):

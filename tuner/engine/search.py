@@ -21,7 +21,8 @@ Each study is a real :class:`ray.tune.search.optuna.OptunaSearch` over its famil
 space (:class:`tuner.core.search_space.SearchSpace`) with its own seeded TPE sampler. Suggestion is
 O(1) per trial whatever the number of studies: a queue holds the studies that can take one more.
 
-**State.** Every finished Optuna trial goes to the :mod:`tuner.engine.journal` within a second; a
+**State.** Every finished Optuna trial goes to the :mod:`tuner.engine.journal` within a second (its
+timer thread writes it, whatever Tune does next); a
 resumed run rebuilds each study from it (``study.add_trial``), never from a pickle. Tune's own
 copy of the searcher (it pickles the searcher into ``tuner.pkl`` and every experiment checkpoint)
 is a small stub: it would be the whole history rewritten every period, and is never restored.
@@ -104,6 +105,7 @@ class StudyMultiplexer(Searcher):
         self.studies = StudyCache(busy=lambda key: self.in_flight[key] > 0, hot=hot_studies)
         self.finished = dict.fromkeys(spaces, 0)
         self.issued = dict.fromkeys(spaces, 0)
+        self.next_number = dict.fromkeys(spaces, 0)
         history = history or {}
         for index, (key, (_, _, space)) in enumerate(spaces.items()):
             done = list(history.get(key, ()))
@@ -115,6 +117,9 @@ class StudyMultiplexer(Searcher):
                 search._ot_study.add_trial(_frozen(record))
             self.studies.add(key, search)
             self.finished[key] = len(done)
+            # Numbers continue after the highest seen, never reusing one (a chunk moved aside
+            # leaves gaps: counting the records would number new trials like kept ones).
+            self.next_number[key] = max((r.number + 1 for r in done), default=0)
             # A failed trial of an earlier session is retried: only completed ones use budget.
             self.issued[key] = sum(r.status == COMPLETED for r in done)
         self.remaining = sum(max(0, trials_per_study - n) for n in self.issued.values())
@@ -229,7 +234,8 @@ class StudyMultiplexer(Searcher):
         error = None if ok else (outcome.get("error") or f"{METRIC} is {value!r}, not a finite number")
         search.on_trial_complete(slot, result={METRIC: value} if ok else None, error=not ok)
         del search._ot_trials[slot]  # told: OptunaSearch would keep every trial object forever
-        number = self.finished[key]
+        number = self.next_number[key]
+        self.next_number[key] += 1
         self.finished[key] += 1
         return JournalRecord(
             study=key, number=number, trial_id=slot, status=COMPLETED if ok else FAILED,

@@ -104,6 +104,8 @@ def tune_studies(searcher: StudyMultiplexer, routing: Routing, storage: Storage,
     start = time.perf_counter()
     trainable = tune.with_resources(tune.with_parameters(pack_trial, routing=routing), TRIAL_RESOURCES)
     runs = 0
+    if searcher.journal is not None:
+        searcher.journal.start()  # records reach storage within a second, whatever Tune does next
     try:
         while not searcher.done and watchdog.message is None:
             runs += 1
