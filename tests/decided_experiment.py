@@ -52,7 +52,7 @@ def write(root: str, name: str, *, with_pooled: bool, seed: int = 0, derived: bo
         pooled_results[symbol] = result(symbol, {"lookback": 64}, pooled, base)
         for i in range(4):  # the study's trials, the winner last (lowest validation error)
             errors = own["validation"] if i == 3 else own["validation"] * (1.1 + 0.05 * i)
-            records.append(TrialRecord(f"{symbol}-{i}", symbol, FAMILY, COMPLETED, config if i == 3 else {"lookback": i},
+            records.append(TrialRecord(f"{symbol}-{i}", symbol, FAMILY, COMPLETED, config if i == 3 else {"lookback": 20 + i},
                                        {"pct_return_mae": float(errors.mean()), "errors": list(map(float, errors))},
                                        number=i, session=1))
         if derived and symbol == "NULL":
