@@ -59,6 +59,9 @@ class Outcome:
     edge_own: int  # edge symbols that kept a truly better own winner
     null_decided: np.ndarray  # (null symbols, test windows) the decided configs' errors
     null_default: np.ndarray
+    own_false: int = 0  # false own decisions
+    pooled_family_false: int = 0  # 1 when the family's pooled config was chosen and is not truly better
+    pooled_family_chosen: int = 0  # 1 when any symbol got the pooled config
 
 
 def simulate(rng: np.random.Generator, nulls: int = 30, edges: int = 10, windows: int = 120) -> Outcome:
@@ -90,7 +93,7 @@ def simulate(rng: np.random.Generator, nulls: int = 30, edges: int = 10, windows
     out = decide(candidates, {FAMILY: panel} if panel is not None else {})
     pooled_truly_better = np.mean([expected_error(grid[pooled_pick], m) for m in mu]) < np.mean(
         [expected_error(0.0, m) for m in mu])
-    false = non_default = edge_own = 0
+    false = non_default = edge_own = own_false = 0
     decided = np.empty((symbols, windows))
     for i, s in enumerate(names):
         choice = out.decisions[s]["choice"]
@@ -98,6 +101,7 @@ def simulate(rng: np.random.Generator, nulls: int = 30, edges: int = 10, windows
             better = expected_error(grid[own_pick[i]], mu[i]) < expected_error(0.0, mu[i])
             non_default += 1
             false += not better
+            own_false += not better
             edge_own += bool(better and mu[i] != 0)
             decided[i] = test[i, :, own_pick[i]]
         elif choice == POOLED:
@@ -107,4 +111,6 @@ def simulate(rng: np.random.Generator, nulls: int = 30, edges: int = 10, windows
         else:
             assert choice == DEFAULT
             decided[i] = test[i, :, 0]
-    return Outcome(out, mu != 0, false, non_default, edge_own, decided[:nulls], test[:nulls, :, 0])
+    chosen = int(out.tallies[POOLED] > 0)
+    return Outcome(out, mu != 0, false, non_default, edge_own, decided[:nulls], test[:nulls, :, 0],
+                   own_false, int(chosen and not pooled_truly_better), chosen)
