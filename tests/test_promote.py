@@ -387,6 +387,13 @@ def test_when_a_real_tiny_experiment_is_promoted_then_it_is_refused_and_forcing_
     for symbol, entry in summary["symbols"].items():
         doc = read(configs, symbol)
         result = result_file(entry["best_family"], symbol)
+        decision = entry["decision"]  # what is promoted: the universe-level decision (issue 18)
+        assert doc["decision"]["choice"] == decision["choice"] and doc["family"] == decision["family"]
+        if decision["choice"] != "own":
+            section = result_file(decision["family"], symbol)[decision["choice"]]
+            assert doc["config"] == decision["config"] == section["config"]
+            assert doc["validation"] == section["validation"] and doc["test"] == section["test"]
+            continue
         assert doc["family"] == entry["best_family"] and doc["config"] == result["config"]
         assert doc["validation"] == result["validation"] and doc["test"] == result["test"]
         assert doc["seed"] == 11 and doc["tiny_weights"] is True

@@ -137,7 +137,7 @@ def test_when_one_trial_is_truly_better_than_the_baseline_then_spa_and_reality_c
     r = returns(rng, WINDOWS)
     models = trial_errors(rng, r, 20)
     models[:, 7] = np.abs(0.4 * r + rng.normal(0, 0.001, WINDOWS))
-    result = spa_test(np.abs(r + rng.normal(0, 0.004, WINDOWS)), models, seed=1)
+    result = spa_test(np.abs(r + rng.normal(0, 0.004, WINDOWS)), models, seed=1, calibrated_only=False)
     assert result.spa_p_value < 0.05 and result.reality_check_p_value < 0.05 and result.models == 20
 
 
@@ -145,7 +145,7 @@ def test_when_no_trial_is_better_than_the_baseline_then_spa_is_large():
     rng = np.random.default_rng(9)
     r = returns(rng, WINDOWS)
     models = trial_errors(rng, r, 20, noise=0.008)  # every config adds noise to the move
-    result = spa_test(np.abs(r), models, seed=1)
+    result = spa_test(np.abs(r), models, seed=1, calibrated_only=False)
     assert result.spa_p_value > 0.5 and result.reality_check_p_value > 0.5
 
 
@@ -154,7 +154,7 @@ def test_when_all_trials_equal_the_baseline_in_distribution_then_spa_rarely_reje
     rejected = []
     for seed in range(40):
         r = returns(rng, WINDOWS)
-        result = spa_test(np.abs(r + rng.normal(0, 0.004, WINDOWS)), trial_errors(rng, r, 10), reps=200, seed=seed)
+        result = spa_test(np.abs(r + rng.normal(0, 0.004, WINDOWS)), trial_errors(rng, r, 10), reps=200, seed=seed, calibrated_only=False)
         rejected.append(result.spa_p_value < 0.05)
     # Measured 10 % at 20 windows x 20 configs over 200 nulls (docstring); 40 seeds, loose band.
     assert np.mean(rejected) <= 0.25
@@ -236,8 +236,9 @@ def test_when_a_winner_is_truly_better_then_its_section_says_so_on_every_test():
     for versus in ("vs_baseline", "vs_default"):
         for period in ("validation", "test"):
             assert section[versus][period]["p_value"] < 0.05 and section[versus][period]["ci"][1] < 0
-    assert section["spa_p_value"] < 0.05 and section["pbo"] < 0.2
-    assert section["mcs"]["members"] == ["toto"] and section["reasons"] == {}
+    assert section["spa_p_value"] is None and section["pbo"] < 0.2  # SPA: 20 windows are too few
+    assert section["reasons"]["spa_p_value"].startswith("not calibrated at 20 validation windows")
+    assert section["mcs"]["members"] == ["toto"] and set(section["reasons"]) == {"spa_p_value", "reality_check_p_value"}
     assert section == winner_significance(winner, baseline, default, trials=trials, candidates=candidates, seed=2)
 
 

@@ -65,8 +65,11 @@ def experiment(tmp_path):
     (section(spa=0.05), (LUCK,)),
     (section(spa=None), ()),
     (section(pbo=0.5), ()),
-    (section(pbo=0.51), (LIKELY_OVERFIT,)),
-    (section(p_default=0.2, spa=0.3, pbo=0.9), (NOT_BETTER_THAN_DEFAULT, LUCK, LIKELY_OVERFIT)),
+    # PBO > 0.5 alone is not overfit when the winner beats the default or the baseline on test.
+    (section(pbo=0.51), ()),
+    (section(p_default=0.2, pbo=0.51), (NOT_BETTER_THAN_DEFAULT,)),
+    (section(p_default=0.2, p_baseline=0.06, pbo=0.51), (NOT_BETTER_THAN_DEFAULT, LIKELY_OVERFIT)),
+    (section(p_default=0.2, p_baseline=0.3, spa=0.3, pbo=0.9), (NOT_BETTER_THAN_DEFAULT, LUCK, LIKELY_OVERFIT)),
 ])
 def test_when_a_significance_section_is_read_then_its_flags_follow_the_rules(data, flags):
     assert significance_flags(data) == flags
@@ -76,7 +79,8 @@ def test_when_winner_files_have_significance_then_the_report_flags_and_tabulates
     report = load_report("exp", str(experiment / "results"))
     rows = {(r.symbol, r.family): r for r in report.rows}
     assert rows[("AAA", "toto")].flags == ()
-    assert rows[("BBB", "kronos_standard")].flags == ("overfit", NOT_BETTER_THAN_DEFAULT, LUCK, LIKELY_OVERFIT)
+    # PBO 0.64, but it beats the baseline on test (p = 0.01): not likely-overfit.
+    assert rows[("BBB", "kronos_standard")].flags == ("overfit", NOT_BETTER_THAN_DEFAULT, LUCK)
     assert rows[("CCC", "toto")].flags == ("no-skill",) and rows[("CCC", "toto")].pbo is None
     text = render_table(report)
     lines = text.split("significance (p: one-sided")[1].splitlines()[1:4]
@@ -87,7 +91,7 @@ def test_when_winner_files_have_significance_then_the_report_flags_and_tabulates
     assert any(line.split()[:2] == [LUCK, "Hansen's"] for line in text.splitlines())  # the rule is printed
     frame = pd.read_csv(io.StringIO(render_csv(report)))
     bbb = frame[(frame["symbol"] == "BBB") & frame["winner"]].iloc[0]
-    assert bbb["p_vs_default"] == 0.31 and bbb["flags"] == "overfit;not-better-than-default;luck;likely-overfit"
+    assert bbb["p_vs_default"] == 0.31 and bbb["flags"] == "overfit;not-better-than-default;luck"
 
 
 def test_when_no_winner_file_has_significance_then_the_table_has_no_such_section(tmp_path):

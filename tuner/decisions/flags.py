@@ -22,8 +22,12 @@ From the winner file's ``significance`` section (:mod:`tuner.core.significance`)
   config at 5 % (one-sided Diebold–Mariano p >= 0.05, or no lower error at all).
 * ``luck``: Hansen's SPA p >= 0.05: the best of the study's trials does not beat the naive
   baseline by more than the best of that many tries could by chance.
-* ``likely-overfit``: PBO > 0.5: in most splits of the validation windows, the config best on one
-  half is no better than the median config on the other.
+* ``likely-overfit``: PBO > 0.5 **and** on the test period the winner beats neither the default
+  nor the baseline at 5 %: in most splits of the validation windows the config best on one half
+  is no better than the median config on the other, and nothing unseen says otherwise. PBO alone
+  ranks configs among themselves: when every config beats the baseline equally (a drift any of
+  them captures), it is ~0.5 although the winner is fine; the test-period condition keeps such
+  winners unflagged.
 """
 
 from __future__ import annotations
@@ -50,8 +54,9 @@ SIGNIFICANCE_FLAG_RULES = {
                              "(one-sided Diebold-Mariano p >= 0.05, or no lower error)",
     LUCK: "Hansen's SPA p >= 0.05: the best of the study's trials does not beat the naive baseline "
           "by more than the best of that many tries could by chance",
-    LIKELY_OVERFIT: "PBO > 0.5: the config best on one half of the validation windows is usually "
-                    "no better than the median config on the other half",
+    LIKELY_OVERFIT: "PBO > 0.5 and on the test period it beats neither the default nor the naive "
+                    "baseline at 5 %: the config best on one half of the validation windows is usually "
+                    "no better than the median config on the other half, and nothing unseen says otherwise",
 }
 def flags_for(validation: float | None, test: float | None, baseline_validation: float | None,
               baseline_test: float | None, ratio: float = OVERFIT_RATIO) -> tuple[str, ...]:
@@ -92,7 +97,9 @@ def significance_flags(section: Mapping[str, Any] | None, alpha: float = SIGNIFI
     if spa is not None and spa >= alpha:
         flags.append(LUCK)
     overfit = as_float(section.get("pbo"))
-    if overfit is not None and overfit > 0.5:
+    beats = [as_float((((section.get(k) or {}).get("test")) or {}).get("p_value"))
+             for k in ("vs_default", "vs_baseline")]
+    if overfit is not None and overfit > 0.5 and not any(b is not None and b < alpha for b in beats):
         flags.append(LIKELY_OVERFIT)
     return tuple(flags)
 

@@ -23,10 +23,17 @@ Safety:
   on later data), so this guards against regressions; it is not an exact comparison.
 * A symbol whose production file already holds the same result (ignoring ``promoted_at``) is
   skipped as unchanged, so promoting twice writes nothing.
-* ``only_significant`` promotes a symbol only where its winner file's ``significance`` section
-  shows the winner beating both the family's default config and the naive baseline on the test
-  period at ``alpha`` (one-sided Diebold–Mariano p-values; :func:`significance_hold` says why
-  one is held back). A winner without the section is held back: nothing shows it is better.
+* **Decisions.** Where the summary gives a symbol a universe-level ``decision`` (issue 18:
+  ``own``, ``pooled`` or ``default``, :mod:`tuner.core.universe`), the decided config is what is
+  promoted: the winner itself, or the family's pooled or default config with its scores on the
+  same windows (:func:`decided_entry`); the production file records the decision.
+* ``only_significant`` writes nothing whose decision is ``default`` (the reason is printed).
+  Experiments without decisions: a symbol is promoted only where a winner file's
+  ``significance`` section shows it beating both the family's default config and the naive
+  baseline on the test period at ``alpha`` (one-sided Diebold–Mariano p-values;
+  :func:`significance_hold` says why one is held back); the best such candidate by validation
+  is promoted (a blend or regime included, else the best significant family winner). A winner
+  without the section is held back: nothing shows it is better.
 """
 
 from __future__ import annotations
@@ -192,6 +199,10 @@ def production_document(symbol: str, entry: Mapping[str, Any], result: Mapping[s
         document["members"] = member_docs
     if result.get("significance") is not None:
         document["significance"] = result["significance"]
+    decision = result.get("decision") or entry.get("decision")
+    if decision is not None:
+        document["decision"] = {k: decision.get(k) for k in ("choice", "family", "reason", "method",
+                                                              "fdr_level", "p_own", "p_own_adjusted")}
     return document
 
 
@@ -257,6 +268,29 @@ def significance_hold(result: Mapping[str, Any] | None, alpha: float = SIGNIFICA
     return "not significant on the test period: " + "; ".join(problems)
 
 
+def decided_entry(entry: Mapping[str, Any], decision: Mapping[str, Any], winner: Mapping[str, Any] | None,
+                  family_doc: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
+    """A symbol's summary entry and result document as its universe-level ``decision`` has them.
+
+    ``own``: the winner's file as it is. ``pooled``/``default``: the family winner file's
+    ``pooled``/``default`` section (that config scored on the same windows) with the decision's
+    config. Returns ``(entry, result, hold)``: ``hold`` says why ``--only-significant`` keeps the
+    symbol back (its decision is ``default``), None for ``own``/``pooled``."""
+    choice, family = decision.get("choice"), decision.get("family") or entry["best_family"]
+    hold = None if choice in ("own", "pooled") else f"decision: default ({decision.get('reason')})"
+    if choice == "own":
+        return dict(entry), winner, hold
+    section = dict(((family_doc or {}).get(choice)) or {})
+    config = decision.get("config") or section.get("config") or {}
+    if not config:
+        hold = f"decision: {choice}, but no {choice} config is stored ({decision.get('reason')})"
+    result = {**{k: (family_doc or {}).get(k) for k in ("created_at", "windows", "data", "weights",
+                                                        "tiny_weights", "seed")},
+              **section, "config": config, "decision": dict(decision)}
+    result = {k: v for k, v in result.items() if v is not None}
+    return {**entry, "best_family": family, "config": config}, result, hold
+
+
 def plan_promotions(experiment: str, storage_root: str = "results", configs: str | Path | None = None,
                     symbols: Iterable[str] | None = None, only_improvements: bool = False,
                     force: bool = False, now: datetime | None = None, dry_run: bool = False, *,
@@ -300,9 +334,30 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
 
     results: dict[str, tuple[str, dict | None]] = {}
     members: dict[str, dict[str, dict | None]] = {}
+    decided: dict[str, str | None] = {}  # symbol → why it is held back by its decision, or None
+    entries = dict(entries)
     for symbol in chosen:
         family = entries[symbol]["best_family"]
-        results[symbol] = read_result(family, symbol)
+        decision = entries[symbol].get("decision")
+        if decision:
+            entries[symbol], result, decided[symbol] = decided_entry(
+                entries[symbol], decision, read_result(family, symbol)[1],
+                read_result(decision.get("family") or family, symbol)[1])
+            results[symbol] = (read_result(family, symbol)[0], result)
+            family = entries[symbol]["best_family"]
+        elif only_significant:
+            # Issue 23: the best *significant* candidate (blend/regime included), else the best
+            # family winner: ordered by validation pct_return_mae as the summary ranked them.
+            ranked = sorted((entries[symbol].get("families") or {}).items(),
+                            key=lambda kv: (kv[1].get("validation_pct_return_mae", float("inf")), kv[0]))
+            read = {f: read_result(f, symbol) for f, _ in ranked}
+            significant = [f for f, _ in ranked if significance_hold(read[f][1], alpha) is None]
+            if significant and significant[0] != family:
+                family = significant[0]
+                entries[symbol] = {**entries[symbol], "best_family": family}
+            results[symbol] = read.get(family) or read_result(family, symbol)
+        else:
+            results[symbol] = read_result(family, symbol)
         config = (results[symbol][1] or {}).get("config", entries[symbol].get("config")) or {}
         names = member_families(config, (entries[symbol].get("families") or {}), family)
         members[symbol] = {m: read_result(m, symbol)[1] for m in names}
@@ -327,7 +382,10 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
         previous = None
         if old is not None:
             previous = (old.get("validation") or {}).get("pct_return_mae")
-        hold = significance_hold(result, alpha) if only_significant else None
+        if symbol in decided:
+            hold = decided[symbol] if (only_significant or document["config"] == {}) else None
+        else:
+            hold = significance_hold(result, alpha) if only_significant else None
         if hold is not None:
             plan.append(Promotion(symbol, SKIP, hold, target, document, previous_score=previous))
             continue

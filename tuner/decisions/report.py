@@ -84,6 +84,7 @@ def render_table(report: ExperimentReport) -> str:
     """The plain-text report: header and labels, winners, winning configs, every family, flag rules."""
     lines = header_lines(report)
     lines.append("")
+    lines += decision_lines(report)
     if not report.rows:
         lines.append("no study has a result yet")
         return "\n".join(lines) + "\n"
@@ -107,6 +108,7 @@ def render_table(report: ExperimentReport) -> str:
                               for w in report.winners), align="lll")
         lines.append("")
         lines += significance_lines(report)
+        lines += symbol_decision_lines(report)
     lines.append("every family (* = winner)")
     lines += _text_table(
         ["symbol", "family", "", "val_mae", "test_mae", "val_price", "test_price", "s/forecast",
@@ -146,6 +148,63 @@ def significance_lines(report: ExperimentReport) -> list[str]:
     lines.append("significance flags:")
     width = max(len(k) for k in SIGNIFICANCE_FLAG_RULES)
     lines += [f"  {name.ljust(width)}  {rule}" for name, rule in SIGNIFICANCE_FLAG_RULES.items()]
+    return [*lines, ""]
+
+
+PANEL_COMPARISONS = (("winner_vs_default", "winners vs default"), ("winner_vs_baseline", "winners vs baseline"),
+                     ("pooled_vs_default", "pooled vs default"), ("pooled_vs_baseline", "pooled vs baseline"))
+
+
+def panel_rows(report: ExperimentReport) -> list[list[str]]:
+    """The panel tests as rows: family (or ``decided``), comparison, symbols, mean difference
+    as % of the other's error, one-sided p, minimum detectable edge %, clustering."""
+    panel = report.panel or {}
+    tests = [(family, label, (section or {}).get(key))
+             for family, section in sorted((panel.get("families") or {}).items())
+             for key, label in PANEL_COMPARISONS]
+    tests += [("decided", f"decisions vs {k.removeprefix('vs_')}", (panel.get("decisions") or {}).get(k))
+              for k in ("vs_default", "vs_baseline")]
+    return [[family, label, str(t.get("symbols", "-")), format_value(t.get("mean_difference_pct"), "+.2f"),
+             format_value(t.get("p_value"), ".3g"), format_value(t.get("min_detectable_edge_pct"), ".2f"),
+             t.get("clustered_by") or "-"]
+            for family, label, t in tests if t]
+
+
+def decision_lines(report: ExperimentReport) -> list[str]:
+    """The report's first screen (issue 18): the universe-level decisions' tallies and rule, and
+    the panel tests; [] for an experiment collated before decisions."""
+    d = report.decisions
+    if not d:
+        return []
+    lines = [f"decisions: own {d.get('own', 0)}, pooled {d.get('pooled', 0)}, default {d.get('default', 0)} "
+             f"of {d.get('symbols', 0)} symbols ({d.get('period', 'test')} period; {d.get('method')} FDR "
+             f"{d.get('fdr_level')})", f"  rule: {d.get('rule')}"]
+    if d.get("note"):
+        lines.append(f"  note: {d['note']}")
+    rows = panel_rows(report)
+    if rows:
+        lines.append("panel tests (one-sided Diebold-Mariano over symbols, variance clustered by date; "
+                     "diff% = mean error difference as % of the other's; mde% = edge found with 80 % power)")
+        lines += _text_table(["family", "comparison", "symbols", "diff%", "p", "mde%", "clustered by"],
+                             rows, align="llrrrrl")
+    return [*lines, ""]
+
+
+def symbol_decision_lines(report: ExperimentReport) -> list[str]:
+    """Per symbol: the decision, the family and config it picked, its p-values and the minimum
+    detectable edge against the default."""
+    decisions = report.symbol_decisions or {}
+    if not decisions:
+        return []
+    lines = ["decision per symbol (p_own: own winner vs default and pooled, the larger; p_adj: "
+             "after FDR control; mde%: edge vs the default the test could see with 80 % power)"]
+    lines += _text_table(
+        ["symbol", "decision", "family", "p_own", "p_adj", "mde%", "config"],
+        ([symbol, d.get("choice") or "-", d.get("family") or "-", format_value(d.get("p_own"), ".3g"),
+          format_value(d.get("p_own_adjusted"), ".3g"),
+          format_value(d.get("min_detectable_edge_pct_vs_default"), ".1f"),
+          strict_json.dumps(d.get("config"), sort_keys=True)]
+         for symbol, d in sorted(decisions.items())), align="lllrrrl")
     return [*lines, ""]
 
 
@@ -246,6 +305,39 @@ def _folded(rows: int, what: str, label: str | None = None) -> str:
     return f"<details{' open' if rows <= FOLD_ROWS else ''}><summary>{label or f'{rows} {what}'}</summary>"
 
 
+def decisions_html(report: ExperimentReport) -> str:
+    """The HTML page's top (issue 18): the decisions' tallies and rule, the panel tests and each
+    symbol's decision with its reason; '' for an experiment collated before decisions."""
+    d = report.decisions
+    if not d:
+        return ""
+    parts = [f"<h2 id='decisions'>Decisions</h2><p><b>own {d.get('own', 0)}, pooled {d.get('pooled', 0)}, "
+             f"default {d.get('default', 0)}</b> of {d.get('symbols', 0)} symbols ({_esc(d.get('method'))} "
+             f"FDR {_esc(d.get('fdr_level'))}, {_esc(d.get('period', 'test'))} period).<br>Rule: "
+             f"{_esc(d.get('rule'))}" + (f"<br>Note: {_esc(d['note'])}" if d.get("note") else "") + "</p>"]
+    rows = panel_rows(report)
+    if rows:
+        parts.append("<p class='note'>Panel tests: one-sided Diebold–Mariano over symbols, variance "
+                     "clustered by date; diff % = mean error difference as % of the other's error; mde % "
+                     "= the edge the test finds with 80 % power.</p>")
+        parts.append(_html_table(["family", "comparison", "symbols", "diff %", "p", "mde %", "clustered by"],
+                                 (([(_esc(c), "n" if 2 <= i <= 5 else "") for i, c in enumerate(r)], "")
+                                  for r in rows)))
+    decisions = report.symbol_decisions or {}
+    if decisions:
+        parts.append(_folded(len(decisions), "symbols' decisions"))
+        parts.append(_html_table(
+            ["symbol", "decision", "family", "p own", "p adjusted", "mde % vs default", "config", "reason"],
+            (([(_esc(s), ""), (_esc(x.get("choice")), ""), (_esc(x.get("family")), ""),
+               (_esc(format_value(x.get("p_own"), ".3g")), "n"),
+               (_esc(format_value(x.get("p_own_adjusted"), ".3g")), "n"),
+               (_esc(format_value(x.get("min_detectable_edge_pct_vs_default"), ".1f")), "n"),
+               (f"<code>{_esc(strict_json.dumps(x.get('config'), sort_keys=True))}</code>", ""),
+               (_esc(x.get("reason")), "")], "")
+             for s, x in sorted(decisions.items()))) + "</details>")
+    return "\n".join(parts)
+
+
 def render_html(report: ExperimentReport) -> str:
     """A self-contained HTML page (inline CSS, plotly.js embedded once, nothing fetched):
     labels, winners, the figures (see :mod:`tuner.decisions.plots`), every family and the flag rules."""
@@ -262,6 +354,7 @@ def render_html(report: ExperimentReport) -> str:
         cls = "tiny" if "TINY" in label else "incomplete"
         parts.append(f'<div class="banner {cls}">{_esc(label)}</div>')
     parts.append("<p>" + "<br>".join(_esc(line) for line in header_lines(report)[:2]) + "</p>")
+    parts.append(decisions_html(report))
     parts.append("<p>Sections: <a href='#winners'>winners</a> · <a href='#significance'>significance</a> · <a href='#overview'>overview</a> · "
                  "<a href='#importances'>which hyperparameters matter</a> · <a href='#explore'>explore a "
                  "study</a> · <a href='#families'>every family</a></p>")

@@ -109,6 +109,12 @@ class ExperimentReport:
     created_at: str | None = None
     weights: Any = None
     trial_counts: Mapping[str, int] | None = None
+    decisions: Mapping[str, Any] | None = None
+    """summary.json's ``decisions`` tallies (issue 18); None for older experiments."""
+    symbol_decisions: Mapping[str, Mapping[str, Any]] | None = None
+    """symbol → its ``decision`` from summary.json; None for older experiments."""
+    panel: Mapping[str, Any] | None = None
+    """summary.json's ``panel`` tests; None for older experiments."""
 
     @property
     def winners(self) -> tuple[StudyRow, ...]:
@@ -276,6 +282,9 @@ def load_report(experiment: str, storage_root: str = "results") -> ExperimentRep
         rows=tuple(sorted(rows, key=_sort_key)), trials=trials,
         seed=summary.get("seed"), created_at=summary.get("created_at"),
         weights=summary.get("weights"), trial_counts=summary.get("trials"),
+        decisions=summary.get("decisions"), panel=summary.get("panel"),
+        symbol_decisions={s: e["decision"] for s, e in (summary.get("symbols") or {}).items()
+                          if e.get("decision")} or None,
     )
 
 

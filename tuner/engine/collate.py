@@ -23,8 +23,10 @@ from typing import Any
 
 from tuner.core import strict_json
 from tuner.core.candidates import label_candidate
+from tuner.core.pooled import PooledOutcome, WindowDates
 from tuner.core.storage import SUMMARY_FILE, TRIALS_FILE, Storage
 from tuner.core.trial import TrialResult
+from tuner.engine.universe_decisions import add_decisions, base_family
 
 COMPLETED, FAILED, NEVER_RAN = "completed", "failed", "never_ran"
 DERIVED = ("blend", "regime")
@@ -222,6 +224,15 @@ def add_significance(documents: dict[tuple[str, str], dict[str, Any]], records: 
             if base["test"] is not None:
                 by_symbol[symbol]["baseline"] = base["test"]
         if family in DERIVED:
+            # Issue 23: a blend/regime gets the same section (it runs no trials: no SPA or PBO),
+            # against the default of the symbol's best family winner.
+            base_default = defaults.get((symbol, base_family(symbol, family, documents)))
+            doc["significance"] = winner_significance(
+                model, base, errors_of(base_default.to_dict())[0] if base_default is not None else None,
+                trials=None, candidates=None, horizon=horizon, seed=seed)
+            doc["significance"]["reasons"]["spa_p_value"] = doc["significance"]["reasons"][
+                "reality_check_p_value"] = doc["significance"]["reasons"]["pbo"] = (
+                f"a {family} candidate runs no trials of its own")
             continue
         default = defaults.get((symbol, family))
         if default is not None:
@@ -251,7 +262,9 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
                      studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any],
                      derived: Mapping[tuple[str, str], dict[str, Any]] | None = None,
                      unscored: Mapping[tuple[str, str], str] | None = None,
-                     defaults: Mapping[tuple[str, str], TrialResult] | None = None) -> dict[str, Any]:
+                     defaults: Mapping[tuple[str, str], TrialResult] | None = None, *,
+                     pooled: Mapping[str, PooledOutcome] | None = None,
+                     window_dates: WindowDates | None = None) -> dict[str, Any]:
     """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary.
 
     ``derived`` holds candidates built from the winners ((symbol, "blend"|"regime") → result
@@ -259,7 +272,11 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     compete for the best family of their symbol. ``unscored``: studies whose winner could not
     be re-scored on the test period (its actors died), and why; they get no winner file.
     ``defaults``: each study's family default config scored on both periods (same seed): the
-    winner file shows it, and its ``significance`` section tests the winner against it."""
+    winner file shows it, and its ``significance`` section tests the winner against it.
+    ``pooled`` (family → its pooled config's outcome) and ``window_dates`` (each window's date,
+    for the panel tests' clustering) feed each symbol's universe-level ``decision`` and the
+    summary's ``decisions`` and ``panel`` (:mod:`tuner.engine.universe_decisions`); without
+    ``pooled`` each decision is own vs default."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     winners = pick_winners(records, meta.get("max_latency_s"))
     counts = trial_counts(records, studies, budget)
@@ -271,9 +288,11 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     for key, doc in (derived or {}).items():
         documents[key] = label_candidate(doc, documents, counts, meta)
     add_significance(documents, records, defaults or {}, meta)
+    summary = build_summary(documents, counts, meta)
+    add_decisions(documents, summary, pooled=pooled, window_dates=window_dates,
+                  horizon=int((meta.get("windows") or {}).get("horizon", 1)))
     for key, doc in documents.items():
         storage.write_json((key[1], f"{key[0]}.json"), doc)  # names, not a path: a symbol cannot add folders
-    summary = build_summary(documents, counts, meta)
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why
     storage.write_parquet(TRIALS_FILE, trials_table(records))

@@ -1,0 +1,146 @@
+"""From an experiment's result documents to every symbol's ``decision`` and the ``panel`` tests.
+
+Collation (:mod:`tuner.engine.collate`) calls :func:`add_decisions` once the winner documents
+and the summary are built and before either is written. The rule and the statistics live in the
+core (:mod:`tuner.core.universe`, :mod:`tuner.core.panel`); this module only finds, per symbol,
+the per-window test errors they compare:
+
+* **own**: the symbol's winner (``best_family``: a family winner, blend or regime);
+* **default**: the default config of the family the winner belongs to; for a blend or regime
+  (built from several families), that of the symbol's best family winner by validation;
+* **pooled**: that family's pooled config scored on this symbol (``pooled``, handed over by the
+  engine), when the family has one.
+
+The panel tests (summary ``panel``), on the test period, clustered by date (``window_dates``; by
+window index without them): per family, its winners and its pooled config against its default
+and against the naive baseline over every symbol that family has a winner for; and the
+decisions: every symbol's decided config against its default and against the baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tuner.core.panel import panel_dm
+from tuner.core.pooled import PooledOutcome, WindowDates
+from tuner.core.significance import errors_of
+from tuner.core.universe import SymbolCandidates, decide
+
+DERIVED = ("blend", "regime")
+PERIOD = "test"
+
+
+def _test_errors(doc: Mapping[str, Any] | None) -> list[float] | None:
+    return errors_of(doc)[0][PERIOD] if doc else None
+
+
+def _baseline_errors(doc: Mapping[str, Any] | None) -> list[float] | None:
+    return errors_of(doc)[1][PERIOD] if doc else None
+
+
+def base_family(symbol: str, own_family: str, documents: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
+    """The family whose default and pooled config a symbol's winner is compared with: its own
+    family, or for a derived candidate the symbol's best family winner by validation."""
+    if own_family not in DERIVED:
+        return own_family
+    families = [(doc["validation"]["pct_return_mae"], fam) for (sym, fam), doc in documents.items()
+                if sym == symbol and fam not in DERIVED]
+    return min(families)[1] if families else own_family
+
+
+def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dict[str, Any], *,
+                  pooled: Mapping[str, PooledOutcome] | None = None, window_dates: WindowDates | None = None,
+                  horizon: int = 1) -> None:
+    """Fill ``decision`` into each symbol's summary entry and its winner document, ``pooled``
+    (the pooled config's scores on the symbol) into every family winner document whose family
+    has one, and ``decisions`` (tallies) and ``panel`` into the summary."""
+    pooled = pooled or {}
+    for (symbol, family), doc in documents.items():
+        outcome = pooled.get(family)
+        if family not in DERIVED and outcome is not None and symbol in outcome.results:
+            doc["pooled"] = {**outcome.results[symbol].to_dict(), "pooled_validation_pct_return_mae":
+                             outcome.validation_pct_return_mae, "pooled_trials": outcome.trials}
+    dates = None
+    if window_dates is not None:
+        dates = {s: list((window_dates.get(s) or {}).get(PERIOD) or []) for s in window_dates}
+
+    def test_dates(symbols) -> dict[str, list[str]] | None:
+        return None if dates is None else {s: dates.get(s, []) for s in symbols}
+
+    candidates, pooled_errors, default_errors = [], {}, {}
+    for symbol, entry in sorted((summary.get("symbols") or {}).items()):
+        own_family = entry["best_family"]
+        own_doc = documents[(symbol, own_family)]
+        family = base_family(symbol, own_family, documents)
+        family_doc = documents.get((symbol, family)) or {}
+        default_doc = family_doc.get("default")
+        outcome = pooled.get(family)
+        result = outcome.results.get(symbol) if outcome is not None else None
+        pooled_test = _test_errors(result.to_dict()) if result is not None else None
+        default_test = _test_errors(default_doc)
+        if pooled_test is not None and default_test is not None:
+            pooled_errors.setdefault(family, {})[symbol] = pooled_test
+            default_errors.setdefault(family, {})[symbol] = default_test
+        candidates.append(SymbolCandidates(
+            symbol, own_family, own_doc.get("config") or {}, _test_errors(own_doc) or [], family,
+            (default_doc or {}).get("config") if default_doc else None, default_test,
+            outcome.config if outcome is not None and pooled_test is not None else None, pooled_test))
+    panels = {f: panel_dm(pooled_errors[f], default_errors[f], test_dates(pooled_errors[f]), horizon=horizon)
+              for f in pooled_errors}
+    outcome = decide(candidates, panels, horizon=horizon)
+    for symbol, decision in outcome.decisions.items():
+        summary["symbols"][symbol]["decision"] = decision
+        documents[(symbol, summary["symbols"][symbol]["best_family"])]["decision"] = decision
+    summary["decisions"] = {**outcome.tallies,
+                            "pooled_tuned": sorted(pooled), "note": None if pooled else
+                            "no pooled config was tuned: each decision is own vs default"}
+    summary["panel"] = panel_section(documents, summary, candidates, pooled, test_dates, horizon)
+
+
+def panel_section(documents, summary, candidates, pooled, test_dates, horizon: int) -> dict[str, Any]:
+    """summary.json's ``panel``: see the module docstring."""
+    out: dict[str, Any] = {"period": PERIOD, "families": {}}
+    families = sorted({fam for (_, fam) in documents if fam not in DERIVED})
+    for family in families:
+        winners, defaults, baselines, pooled_test = {}, {}, {}, {}
+        for (symbol, fam), doc in documents.items():
+            if fam != family:
+                continue
+            own, base = _test_errors(doc), _baseline_errors(doc)
+            if own is None:
+                continue
+            winners[symbol] = own
+            if base is not None:
+                baselines[symbol] = base
+            if _test_errors(doc.get("default")) is not None:
+                defaults[symbol] = _test_errors(doc.get("default"))
+            if _test_errors(doc.get("pooled")) is not None:
+                pooled_test[symbol] = _test_errors(doc.get("pooled"))
+        dates = test_dates(winners)
+        section = {
+            "winner_vs_default": panel_dm(winners, defaults, dates, horizon=horizon).to_dict(),
+            "winner_vs_baseline": panel_dm(winners, baselines, dates, horizon=horizon).to_dict(),
+        }
+        if family in pooled:
+            section["pooled_vs_default"] = panel_dm(pooled_test, defaults, dates, horizon=horizon).to_dict()
+            section["pooled_vs_baseline"] = panel_dm(pooled_test, baselines, dates, horizon=horizon).to_dict()
+        else:
+            section["pooled_vs_default"] = section["pooled_vs_baseline"] = None
+            section["pooled_reason"] = "no pooled config was tuned for this family"
+        out["families"][family] = section
+    decided, defaults, baselines = {}, {}, {}
+    for c in candidates:
+        choice = summary["symbols"][c.symbol]["decision"]["choice"]
+        errors = {"own": c.own, "pooled": c.pooled, "default": c.default}[choice]
+        base = _baseline_errors(documents[(c.symbol, c.own_family)])
+        if errors is not None and len(errors):
+            decided[c.symbol] = errors
+            if c.default is not None:
+                defaults[c.symbol] = c.default
+            if base is not None:
+                baselines[c.symbol] = base
+    dates = test_dates(decided)
+    out["decisions"] = {"vs_default": panel_dm(decided, defaults, dates, horizon=horizon).to_dict(),
+                        "vs_baseline": panel_dm(decided, baselines, dates, horizon=horizon).to_dict()}
+    return out
