@@ -48,7 +48,7 @@ def bar_frequency(timestamps: np.ndarray) -> BarFrequency:
         return BarFrequency("monthly", step, 12.0)
     if step >= 6 * day:
         return BarFrequency("weekly", step, 52.0)
-    weekday = (times.astype("datetime64[D]").astype(np.int64) + 4) % 7  # 1970-01-01 was a Thursday
+    weekday = (times.astype("datetime64[D]").astype(np.int64) + 3) % 7  # Monday 0; 1970-01-01 was a Thursday
     weekends = float(np.mean(weekday >= 5))
     days = CALENDAR_DAYS if weekends > WEEKEND_SHARE else TRADING_DAYS
     if step >= 0.8 * day:
