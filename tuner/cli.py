@@ -633,9 +633,12 @@ def export_optuna(experiment, storage, storage_url, replace):
 @click.option("--force", is_flag=True, help="Promote tiny-weight or incomplete results anyway.")
 @click.option("--verbose", is_flag=True,
               help="Print each file's full unified diff (default: family, config keys and scores that change).")
+@click.option("--from-forward", is_flag=True,
+              help="Promote only symbols whose challenger `tuner forward` proved better than production "
+                   "(always-valid sequential test at --alpha).")
 @library_errors
 def promote(experiment, storage, configs, symbols, only_improvements, only_significant, alpha, dry_run, force,
-            verbose):
+            verbose, from_forward=False):
     """Write each symbol's winner to configs/best/<SYMBOL>.json, printing what changes first.
 
     Per symbol: the family, config keys and scores that change (--verbose: the files' full diff).
@@ -651,6 +654,8 @@ def promote(experiment, storage, configs, symbols, only_improvements, only_signi
     """
     from tuner.decisions.promote import PROMOTE, promote_winners
 
+    if from_forward:
+        return _promote_from_forward(experiment, storage, configs, alpha, dry_run, force)
     done = promote_winners(experiment, storage, configs, _split(symbols, "--symbols"), only_improvements,
                            dry_run, force, echo=click.echo, only_significant=only_significant, alpha=alpha,
                            verbose=verbose)
@@ -673,6 +678,127 @@ def promote(experiment, storage, configs, symbols, only_improvements, only_signi
                    "pass --force to promote it anyway")
     elif any(p.document and p.document.get("tiny_weights") for p in done if p.action == PROMOTE):
         click.echo("WARNING: these results were made with TINY RANDOM-INIT weights (allowed by --force)")
+    if dry_run:
+        click.echo("dry run: nothing written")
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--costs-bps", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Cost per unit of position traded, basis points (a long/short flip trades 2 units).")
+@click.option("--data", default=None, help="Bars to backtest on (default: the experiment's data; may hold later bars).")
+@click.option("--configs", default=None, help="configs/ folder (family defaults). Default: ./configs.")
+@click.option("--symbols", default=None, help="Comma-separated symbols (default: all of the experiment).")
+@click.option("--device", default=None, help="cpu, cuda ... Default: CUDA when present.")
+@click.option("--no-premise", is_flag=True,
+              help="Skip trading every trial on validation (rank correlation and the DSR's trial variance).")
+@library_errors
+def backtest(experiment, storage, costs_bps, data, configs, symbols, device, no_premise):
+    """Trade the decided configs on the test period and later bars; write backtest.json/.parquet.
+
+    Per symbol and for the equal-weight portfolio: return after costs, hit rate, annualised
+    Sharpe, max drawdown and turnover of the decided config, the family default, the naive
+    forecast and buy-and-hold under two rules (sign; predicted return over volatility, capped);
+    the Sharpe difference vs default with a bootstrap interval, the Deflated Sharpe Ratio, and
+    the rank correlation of validation pct_return_mae with the trials' Sharpe ratio.
+
+    \b
+    Example:
+        tuner backtest worked
+        tuner backtest monthly --costs-bps 2 --data my-bars/
+    """
+    from tuner.decisions.backtest import run_backtest, summary_lines
+
+    document = run_backtest(experiment, storage, costs_bps=costs_bps, data=data, configs=configs,
+                            symbols=list(_split(symbols, "--symbols") or []) or None, device=device,
+                            premise=not no_premise, echo=click.echo)
+    for line in summary_lines(document):
+        click.echo(line)
+    click.echo(f"written: {storage}/{experiment}/backtest.json, backtest.parquet")
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--data", default=None, help="The experiment's bars (default: its own data).")
+@click.option("--tags", default=None,
+              help="symbols.csv with a symbol column and tag columns (sector, asset_class). "
+                   "Default: symbols.csv in the data folder, if any.")
+@library_errors
+def patterns(experiment, storage, data, tags):
+    """Which family wins where: win rates and chosen hyperparameters by symbol characteristics.
+
+    Volatility and trend terciles, bar frequency and optional tags, each share with a Wilson
+    interval; the design document's claims as hypotheses. Writes patterns.json.
+
+    \b
+    Example:
+        tuner patterns worked
+        tuner patterns monthly --tags symbols.csv
+    """
+    from tuner.decisions.patterns import pattern_lines, run_patterns
+
+    for line in pattern_lines(run_patterns(experiment, storage, data=data, tags=tags)):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("experiment")
+@click.option("--storage", default="results", show_default=True, help="Where the experiment lives.")
+@click.option("--data", default=None, help="Bars including the new ones (default: the experiment's data).")
+@click.option("--configs", default=None, help="configs/ folder holding best/ (production). Default: ./configs.")
+@click.option("--symbols", default=None, help="Comma-separated symbols (default: all of the experiment).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Level of the sequential test.")
+@click.option("--device", default=None, help="cpu, cuda ... Default: CUDA when present.")
+@library_errors
+def forward(experiment, storage, data, configs, symbols, alpha, device):
+    """Score production (champion) and the experiment's decided config (challenger) on new bars.
+
+    Bars after the experiment's test period are forecast leak-free and appended to
+    forward/ledger.parquet (a re-run scores only bars not yet there); an always-valid
+    sequential test says whether the challenger is proven better, worse, or undecided.
+
+    \b
+    Example:
+        tuner forward monthly --data my-bars/
+        tuner promote monthly --from-forward
+    """
+    from tuner.decisions.forward import run_forward
+
+    document = run_forward(experiment, storage, data=data, configs=configs,
+                           symbols=list(_split(symbols, "--symbols") or []) or None, alpha=alpha,
+                           device=device, echo=click.echo)
+    for note in document["notes"]:
+        click.echo(f"NOTE: {note}")
+    click.echo(f"ledger: {document['ledger_rows']} rows ({document['added_rows']} new)")
+    for symbol, entry in document["symbols"].items():
+        t = entry["test"]
+        mean = "-" if t["mean_difference"] is None else f"{t['mean_difference']:+.5f}"
+        why = f" ({t['reason']})" if t.get("reason") else ""
+        click.echo(f"{symbol}: challenger {entry['challenger']['family']} vs {entry['champion']['source']} "
+                   f"{entry['champion']['family']}: {t['bars']} bars, mean error edge {mean}, "
+                   f"always-valid p {t['p_value']:.3g}: {t['verdict']}{why}")
+
+
+def _promote_from_forward(experiment, storage, configs, alpha, dry_run, force):
+    from tuner.decisions.forward import promote_from_forward
+    from tuner.decisions.promote import PROMOTE
+
+    done = promote_from_forward(experiment, storage, configs, alpha=alpha, dry_run=dry_run, force=force,
+                                echo=click.echo)
+    if not done:
+        click.echo(f"no forward ledger rows for {experiment}: run `tuner forward {experiment}` first")
+    for p in done:
+        if p.action != PROMOTE:
+            click.echo(f"{p.symbol}: held back: {p.reason}")
+        else:
+            click.echo(f"{p.symbol}: {'would promote' if dry_run else 'promoted'} {p.family} to {p.target} "
+                       f"[{p.reason}; forward test: better]")
+    if any(p.refused for p in done):
+        click.echo("WARNING: without --dry-run this is refused: "
+                   f"{' and '.join(next(p.refused for p in done if p.refused))}; pass --force to promote it anyway")
     if dry_run:
         click.echo("dry run: nothing written")
 
