@@ -16,7 +16,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,7 +45,7 @@ from tuner.engine.lock import ExperimentLock
 log = logging.getLogger(__name__)
 
 NAMESPACE = "forecast-tuner"
-GPU_SHARE = {"toto": 0.5, "kronos_standard": 0.25, "kronos_ensemble": 0.25}
+GPU_SHARE = {"toto": 0.5, "kronos_standard": 0.25, "kronos_ensemble": 0.25, "toto2": 0.25}
 """Default GPU share per model actor: one actor of each family fills one GPU."""
 ACTOR_CONCURRENCY = 4
 """evaluate() calls a model actor runs at once (threads), so its batcher can merge them."""
@@ -336,6 +336,13 @@ def _check_shared_storage(storage: Storage) -> None:
         )
 
 
+def _default_gpu_share(family: str, families: Sequence[str]) -> float:
+    """``GPU_SHARE[family]``, scaled down when the families' shares add up to more than one GPU
+    (all four model families: one set of actors must still fit one GPU)."""
+    total = sum(GPU_SHARE[f] for f in families if f in GPU_SHARE)
+    return GPU_SHARE[family] / max(1.0, total)
+
+
 def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
     """Each family's actor count and resources: the config's, filled from the cluster."""
     import ray
@@ -349,7 +356,7 @@ def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
         # GPU sizing when the cluster has GPUs, or when the config asks for them on a cluster whose
         # GPU nodes do not exist yet (autoscaling from zero): never size GPU actors from the head.
         if (gpus >= 1 and family in GPU_SHARE) or (want.num_gpus or 0) > 0:
-            share = want.num_gpus if want.num_gpus is not None else GPU_SHARE[family]
+            share = want.num_gpus if want.num_gpus is not None else _default_gpu_share(family, config.families)
             actors = want.actors or max(1, int(gpus))
             default_cpu = min(1.0, cpus / (n * actors + 1)) if gpus >= 1 else 1.0
             cpu = want.num_cpus if want.num_cpus is not None else default_cpu
