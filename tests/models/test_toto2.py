@@ -129,3 +129,17 @@ def test_when_all_four_model_families_share_a_gpu_then_one_set_fits_it() -> None
     families = ("toto", "kronos_standard", "kronos_ensemble", "toto2")
     assert sum(_default_gpu_share(f, families) for f in families) == pytest.approx(1.0)
     assert _default_gpu_share("toto", families[:3]) == GPU_SHARE["toto"]  # unchanged without toto2
+
+
+def test_when_toto_and_toto2_both_won_then_the_blend_takes_the_one_better_on_validation(write_csv) -> None:
+    from tuner.core.candidates import WinnerForecasts
+    from tuner.engine.experiment import _blend_toto
+
+    periods = make_periods(load_bars(write_csv("B.csv", random_walk_bars(200, seed=4))), WindowSpec(8, 8), 64)
+    actual = periods.validation.actual_close
+    near = WinnerForecasts("toto2", actual * 1.001, periods.test.actual_close, 0.01)
+    far = WinnerForecasts("toto", actual * 1.05, periods.test.actual_close, 0.01)
+    assert _blend_toto({"toto": far, "toto2": near}, periods).family == "toto2"
+    only_toto = WinnerForecasts("toto", actual * 1.05, periods.test.actual_close, 0.01)
+    assert _blend_toto({"toto": only_toto, "kronos_ensemble": near}, periods) is only_toto
+    assert _blend_toto({"kronos_ensemble": far}, periods) is None

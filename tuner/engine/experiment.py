@@ -638,16 +638,28 @@ def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dic
     for symbol, found in by_symbol.items():
         symbol_periods = periods[next(iter(found))][symbol]
         limit = config.max_latency_s
-        if "toto" in found and "kronos_ensemble" in found and (
-                limit is None or found["toto"].latency_per_forecast_s
+        toto = _blend_toto(found, symbol_periods)
+        if toto is not None and "kronos_ensemble" in found and (
+                limit is None or toto.latency_per_forecast_s
                 + found["kronos_ensemble"].latency_per_forecast_s <= limit):
-            mixed = blend(symbol, symbol_periods, found["toto"], found["kronos_ensemble"], config.seed)
+            mixed = blend(symbol, symbol_periods, toto, found["kronos_ensemble"], config.seed)
             if mixed is not None:
                 derived[(symbol, "blend")] = mixed
         switch = regime(symbol, symbol_periods, list(found.values()), config.seed)
         if switch is not None:
             derived[(symbol, "regime")] = switch
     return derived
+
+
+def _blend_toto(found: dict, periods) -> Any:
+    """The blend's Toto member: ``toto`` or ``toto2``, whichever winner has the lower validation
+    ``pct_return_mae`` (None when neither ran)."""
+    from tuner.core.metrics import pct_return_errors
+
+    members = [found[f] for f in ("toto", "toto2") if f in found]
+    if not members:
+        return None
+    return min(members, key=lambda w: float(pct_return_errors(w.validation, periods.validation).mean()))
 
 
 def _actor_infos(actors: dict[str, list]) -> list[dict[str, Any]]:
