@@ -2,7 +2,7 @@
 
 CPU, random init, full-size shapes (``tuner.core.models.toto2.size_config``: the published 4m,
 and 22m / 313m at their parameter counts), one validation period's windows (W closes of L bars,
-horizon 1), both sides on the same weights. Arms run back to back, interleaved, ``--repeats``
+horizon 1), both sides on the same weights, one torch thread by default. Arms run back to back, interleaved, ``--repeats``
 times each (the machine is shared: the load average before and after is recorded); reported
 per arm: the median seconds per call and the ratio upstream / ours. Upstream runs its default
 (``has_missing_values=True``: masked attention) and its Flash setting (``False``).
@@ -46,8 +46,11 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=20)
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per arm (1: arms on a shared machine contend less)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "toto2-forward.json"))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     g = torch.Generator().manual_seed(0)
     x = 100 * torch.exp(torch.cumsum(0.01 * torch.randn(args.windows, args.context, generator=g), -1))
@@ -65,9 +68,9 @@ def main() -> None:
             ours = load_toto2(folder)
         params = sum(p.numel() for p in ours.parameters())
         arms = {
-            "ours": lambda: forecast_toto2(ours, x, horizon=1),
-            "upstream_masked": lambda: up.forecast(inputs, horizon=1),
-            "upstream_flash": lambda: up.forecast(inputs, horizon=1, has_missing_values=False),
+            "ours": lambda m=ours: forecast_toto2(m, x, horizon=1),
+            "upstream_masked": lambda m=up: m.forecast(inputs, horizon=1),
+            "upstream_flash": lambda m=up: m.forecast(inputs, horizon=1, has_missing_values=False),
         }
         with torch.inference_mode():
             results = {name: arm() for name, arm in arms.items()}  # warm-up, and the outputs agree:
@@ -93,7 +96,6 @@ def main() -> None:
               f"{median['upstream_masked']:.3f}s ({entry['ratio_upstream_over_ours']['upstream_masked']:.2f}x), "
               f"flash {median['upstream_flash']:.3f}s ({entry['ratio_upstream_over_ours']['upstream_flash']:.2f}x); "
               f"max |diff| {max(diffs.values()):.2e}; load {load_before[0]:.1f} -> {load_after[0]:.1f}", flush=True)
-        del up, ours
     Path(args.out).write_text(strict_json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 

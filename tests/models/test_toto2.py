@@ -143,3 +143,9 @@ def test_when_toto_and_toto2_both_won_then_the_blend_takes_the_one_better_on_val
     only_toto = WinnerForecasts("toto", actual * 1.05, periods.test.actual_close, 0.01)
     assert _blend_toto({"toto": only_toto, "kronos_ensemble": near}, periods) is only_toto
     assert _blend_toto({"kronos_ensemble": far}, periods) is None
+
+
+def test_when_reduced_precision_is_asked_for_toto2_then_it_is_refused_not_ignored(tiny_weights) -> None:
+    family = family_class("toto2")(weights=str(tiny_weights), device="cuda", autocast_dtype="bf16")
+    with pytest.raises(ConfigError, match="toto2 runs in float32 only"):
+        family.load()

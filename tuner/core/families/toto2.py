@@ -82,6 +82,10 @@ class Toto2Family(TorchFamily):
     def _load_model(self, folder):
         from tuner.core.models.toto2 import load_toto2
 
+        if self.torch_autocast_dtype() is not None:
+            raise ConfigError(f"autocast dtype {self.autocast_dtype}: family toto2 runs in float32 only "
+                              "(reduced precision is not implemented for it); use fp32 or leave it unset")
+
         return load_toto2(folder, device=self.device)
 
     def sampling_key(self, params: Mapping[str, Any]) -> tuple:
