@@ -17,6 +17,8 @@ if [[ ! -f "$stamp" ]]; then
     .venv/bin/python -m pip install -q -c constraints/cpu.txt -r constraints/oracle-deps.txt
     # The oracles pin old torch/pandas/numpy; --no-deps keeps ours.
     .venv/bin/python -m pip install -q --no-deps -r constraints/oracle.txt
+    # Toto 2.0 declares Python >= 3.12 but runs on ours: see constraints/oracle-toto2.txt.
+    .venv/bin/python -m pip install -q --no-deps --ignore-requires-python -r constraints/oracle-toto2.txt
   else
     .venv/bin/python -m pip install -q -c constraints/cpu.txt -e .
   fi

@@ -63,6 +63,7 @@ FAMILY_PARAMS = {
     "kronos_ensemble": {"temperature": 0.1, "temp_max": 0.3, "top_p": 0.85, "top_k": 16,
                         "num_samples": 8, "max_context": 64, "clip": 2.0,
                         "aggregate": "trimmed_mean_10"},
+    "toto2": {"max_context": 64, "point": "median"},
 }
 
 

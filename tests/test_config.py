@@ -36,7 +36,7 @@ def test_when_spec_defaults_then_shipped_spaces_match_spec():
 
 
 def test_when_production_families_listed_then_test_family_is_not_among_them():
-    assert family_names() == ["kronos_ensemble", "kronos_standard", "toto"]
+    assert family_names() == ["kronos_ensemble", "kronos_standard", "toto", "toto2"]
     assert "bootstrap_returns" in family_names(production_only=False)
 
 

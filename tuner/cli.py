@@ -131,7 +131,7 @@ def main(verbose: int) -> None:
 
 
 @main.command()
-@click.option("--family", required=True, help="toto, kronos_standard, kronos_ensemble (or bootstrap_returns, test-only).")
+@click.option("--family", required=True, help="toto, kronos_standard, kronos_ensemble, toto2 (or bootstrap_returns, test-only).")
 @click.option("--symbol", required=True, help="Symbol as in the data (file stem or symbol column).")
 @click.option("--params", "params_json", required=True, help="Trial config as a JSON object.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
@@ -326,7 +326,7 @@ def _split(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--name", default=None, help="Experiment name (an existing name is resumed).")
 @click.option("--storage", default=None, help="Experiments folder, shared path or s3:// / gs:// URI.")
 @click.option("--weights", default=None,
-              help="Hub ids (toto=...,kronos=...,kronos_tokenizer=...) or a make-tiny folder.")
+              help="Hub ids (toto=...,kronos=...,kronos_tokenizer=...,toto2=...) or a make-tiny folder.")
 @click.option("--address", default=None, help="Join a Ray cluster (auto, ray://host:10001). Default: local Ray.")
 @click.option("--max-concurrent-per-study", type=click.IntRange(min=1), default=None,
               help="Trials of one study in flight at once.")

@@ -33,7 +33,7 @@ COMPLETE, INCOMPLETE, RUNNING = "complete", "incomplete", "running"
 TINY_LABEL = ("TINY RANDOM-INIT WEIGHTS: these scores are noise, not a model's skill; "
               "do not promote them")
 
-FAMILY_ORDER = ("toto", "kronos_standard", "kronos_ensemble")
+FAMILY_ORDER = ("toto", "kronos_standard", "kronos_ensemble", "toto2")
 
 
 @dataclass(frozen=True)

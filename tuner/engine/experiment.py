@@ -16,7 +16,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -57,7 +57,7 @@ from tuner.engine.without_winner import cause_lines
 log = logging.getLogger(__name__)
 
 NAMESPACE = "forecast-tuner"
-GPU_SHARE = {"toto": 0.5, "kronos_standard": 0.25, "kronos_ensemble": 0.25}
+GPU_SHARE = {"toto": 0.5, "kronos_standard": 0.25, "kronos_ensemble": 0.25, "toto2": 0.25}
 """Default GPU share per model actor: one actor of each family fills one GPU."""
 ACTOR_CONCURRENCY = 4
 """evaluate() calls a model actor runs at once (threads), so its batcher can merge them."""
@@ -441,6 +441,13 @@ def _check_shared_storage(storage: Storage) -> None:
         )
 
 
+def _default_gpu_share(family: str, families: Sequence[str]) -> float:
+    """``GPU_SHARE[family]``, scaled down when the families' shares add up to more than one GPU
+    (all four model families: one set of actors must still fit one GPU)."""
+    total = sum(GPU_SHARE[f] for f in families if f in GPU_SHARE)
+    return GPU_SHARE[family] / max(1.0, total)
+
+
 def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
     """Each family's actor count and resources: the config's, filled from the cluster."""
     import ray
@@ -454,7 +461,7 @@ def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
         # GPU sizing when the cluster has GPUs, or when the config asks for them on a cluster whose
         # GPU nodes do not exist yet (autoscaling from zero): never size GPU actors from the head.
         if (gpus >= 1 and family in GPU_SHARE) or (want.num_gpus or 0) > 0:
-            share = want.num_gpus if want.num_gpus is not None else GPU_SHARE[family]
+            share = want.num_gpus if want.num_gpus is not None else _default_gpu_share(family, config.families)
             actors = want.actors or max(1, int(gpus))
             default_cpu = min(1.0, cpus / (n * actors + 1)) if gpus >= 1 else 1.0
             cpu = want.num_cpus if want.num_cpus is not None else default_cpu
@@ -741,16 +748,28 @@ def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dic
     for symbol, found in by_symbol.items():
         symbol_periods = periods[next(iter(found))][symbol]
         limit = config.max_latency_s
-        if "toto" in found and "kronos_ensemble" in found and (
-                limit is None or found["toto"].latency_per_forecast_s
+        toto = _blend_toto(found, symbol_periods)
+        if toto is not None and "kronos_ensemble" in found and (
+                limit is None or toto.latency_per_forecast_s
                 + found["kronos_ensemble"].latency_per_forecast_s <= limit):
-            mixed = blend(symbol, symbol_periods, found["toto"], found["kronos_ensemble"], config.seed)
+            mixed = blend(symbol, symbol_periods, toto, found["kronos_ensemble"], config.seed)
             if mixed is not None:
                 derived[(symbol, "blend")] = mixed
         switch = regime(symbol, symbol_periods, list(found.values()), config.seed)
         if switch is not None:
             derived[(symbol, "regime")] = switch
     return derived
+
+
+def _blend_toto(found: dict, periods) -> Any:
+    """The blend's Toto member: ``toto`` or ``toto2``, whichever winner has the lower validation
+    ``pct_return_mae`` (None when neither ran)."""
+    from tuner.core.metrics import pct_return_errors
+
+    members = [found[f] for f in ("toto", "toto2") if f in found]
+    if not members:
+        return None
+    return min(members, key=lambda w: float(pct_return_errors(w.validation, periods.validation).mean()))
 
 
 def _actor_infos(actors: dict[str, list]) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ The built-in families are imported here, so looking a family up by name always f
 from __future__ import annotations
 
 from tuner.core.errors import UnknownFamilyError
-from tuner.core.families import bootstrap, kronos_ensemble, kronos_standard, toto  # noqa: F401
+from tuner.core.families import bootstrap, kronos_ensemble, kronos_standard, toto, toto2  # noqa: F401
 from tuner.core.families.base import Family
 
 

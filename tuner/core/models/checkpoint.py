@@ -25,7 +25,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TINY_MARKER = "TINY_RANDOM_WEIGHTS"
 """A file written next to tiny random-init checkpoints so every result made with them says so."""
-BUNDLE_FOLDERS = {"toto": "toto", "kronos": "kronos", "kronos_tokenizer": "kronos-tokenizer"}
+BUNDLE_FOLDERS = {"toto": "toto", "kronos": "kronos", "kronos_tokenizer": "kronos-tokenizer", "toto2": "toto2"}
 """Sub-folders of a weights bundle (``make-tiny`` writes one; ``--weights FOLDER`` reads one)."""
 
 

@@ -14,7 +14,7 @@ from tuner.core.models.checkpoint import BUNDLE_FOLDERS
 
 
 def make_tiny(folder: str | Path, seed: int = 0, only_if_missing: bool = False) -> Path:
-    """Write ``toto/``, ``kronos/`` and ``kronos-tokenizer/`` under ``folder``; return it.
+    """Write ``toto/``, ``kronos/``, ``kronos-tokenizer/`` and ``toto2/`` under ``folder``; return it.
 
     Files are replaced atomically, so a run reading them meanwhile never sees half a file;
     ``only_if_missing`` leaves complete tiny checkpoints as they are (the offline fallback).
@@ -22,6 +22,7 @@ def make_tiny(folder: str | Path, seed: int = 0, only_if_missing: bool = False) 
     from tuner.core.models.checkpoint import WEIGHTS_FILE, is_tiny
     from tuner.core.models.kronos import write_tiny_kronos
     from tuner.core.models.toto import write_tiny_toto
+    from tuner.core.models.toto2 import write_tiny_toto2
 
     folder = Path(folder)
     parts = [folder / name for name in BUNDLE_FOLDERS.values()]
@@ -30,4 +31,5 @@ def make_tiny(folder: str | Path, seed: int = 0, only_if_missing: bool = False) 
     write_tiny_toto(folder / BUNDLE_FOLDERS["toto"], seed=seed)
     write_tiny_kronos(folder / BUNDLE_FOLDERS["kronos"], folder / BUNDLE_FOLDERS["kronos_tokenizer"],
                       seed=seed)
+    write_tiny_toto2(folder / BUNDLE_FOLDERS["toto2"], seed=seed)
     return folder

@@ -3,9 +3,9 @@
 ``--weights`` accepts:
 
 * nothing: the published checkpoints (:data:`DEFAULTS`);
-* a folder holding ``toto/``, ``kronos/`` and ``kronos-tokenizer/`` (what ``tuner models
+* a folder holding ``toto/``, ``kronos/``, ``kronos-tokenizer/`` and ``toto2/`` (what ``tuner models
   make-tiny DIR`` writes): every family gets its checkpoints from there;
-* ``toto=ID,kronos=ID,kronos_tokenizer=ID`` (any subset; the rest keep their defaults);
+* ``toto=ID,kronos=ID,kronos_tokenizer=ID,toto2=ID`` (any subset; the rest keep their defaults);
 * one hub id or folder: the checkpoint of the evaluated family's main model (Toto, or the Kronos
   predictor; the Kronos tokenizer keeps its default).
 
@@ -29,8 +29,9 @@ DEFAULTS = {
     "toto": "Datadog/Toto-Open-Base-1.0",
     "kronos": "NeoQuasar/Kronos-small",
     "kronos_tokenizer": "NeoQuasar/Kronos-Tokenizer-base",
+    "toto2": "Datadog/Toto-2.0-22m",  # upstream's quick-start size (tuner/core/models/toto2.py: CHECKPOINTS)
 }
-FAMILY_MODEL = {"toto": "toto", "kronos_standard": "kronos", "kronos_ensemble": "kronos"}
+FAMILY_MODEL = {"toto": "toto", "kronos_standard": "kronos", "kronos_ensemble": "kronos", "toto2": "toto2"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class WeightsSource:
     toto: str = DEFAULTS["toto"]
     kronos: str = DEFAULTS["kronos"]
     kronos_tokenizer: str = DEFAULTS["kronos_tokenizer"]
+    toto2: str = DEFAULTS["toto2"]
 
     @classmethod
     def parse(cls, text: str | None, family: str | None = None) -> WeightsSource:
@@ -73,10 +75,24 @@ class WeightsSource:
         unknown = sorted(set(data) - set(DEFAULTS))
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]}: unknown model; known: {', '.join(DEFAULTS)}")
-        return cls(**{k: str(v) for k, v in data.items()})
+        return cls(**{k: _one_source(v, f"{where}.{k}") for k, v in data.items()})
 
     def to_dict(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _one_source(value: object, where: str) -> str:
+    """One checkpoint per model. A list of several (the checkpoint size as a searched dimension,
+    e.g. ``toto2: [Datadog/Toto-2.0-4m, Datadog/Toto-2.0-22m]``) is not implemented yet."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise ConfigError(
+                f"{where}: {list(value)!r}: several checkpoints of one model (the checkpoint size as "
+                "a searched dimension) is not implemented yet; give one checkpoint")
+        value = value[0]
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {value!r} must be a hub id, id@revision or a folder")
+    return value.strip()
 
 
 def split_revision(source: str) -> tuple[str, str | None]:
@@ -123,7 +139,7 @@ class ResolvedWeights:
 
 
 def models_needed(families: Iterable[str]) -> list[str]:
-    """The checkpoints (``toto``, ``kronos``, ``kronos_tokenizer``) that ``families`` load."""
+    """The checkpoints (``toto``, ``kronos``, ``kronos_tokenizer``, ``toto2``) that ``families`` load."""
     needed = {FAMILY_MODEL[f] for f in families if f in FAMILY_MODEL}
     if "kronos" in needed:
         needed.add("kronos_tokenizer")
