@@ -81,3 +81,70 @@ def test_when_an_earlier_token_file_is_world_readable_then_connect_tightens_it(t
     assert oct(token.stat().st_mode & 0o777) == oct(0o600)
     assert token.read_text() == "a" * 64  # kept: a running cluster may use it
     assert calls[0]["_node_ip_address"] == "127.0.0.1" and calls[0]["dashboard_host"] == "127.0.0.1"
+
+
+RAY_TIMEOUT = ("The current node timed out during startup. This could happen because some of the raylet "
+               "failed to startup or the GCS has become overloaded.")
+
+
+@pytest.fixture
+def failing_ray_init(monkeypatch):
+    """ray.init raises what Ray raises when its node does not register in time; records calls."""
+    import ray
+
+    calls = {"init": 0, "shutdown": 0}
+
+    def init(**kwargs):
+        calls["init"] += 1
+        raise Exception(RAY_TIMEOUT)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_raylet_start_wait_time_s", "45")  # restored after the test
+    return calls
+
+
+def test_when_the_local_ray_does_not_start_then_run_prints_one_line_saying_what_to_do(failing_ray_init, tmp_path):
+    from click.testing import CliRunner
+
+    from tuner.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--families", "bootstrap_returns", "--symbols", "AAPL",
+                                       "--trials", "1", "--name", "x", "--storage", str(tmp_path),
+                                       "--no-dashboard", "--ray-start-timeout", "120"])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and result.output.endswith(error[0] + "\n")
+    assert error[0].startswith("Error: the local Ray did not start (its node may take 120 s + 30 s to register): "
+                               f"Exception: {RAY_TIMEOUT}; load average ")
+    assert error[0].endswith("On a busy machine give it longer: --ray-start-timeout 600 "
+                             "(or RAY_raylet_start_wait_time_s); Ray's logs: /tmp/ray/session_latest/logs.")
+    assert os.environ["RAY_raylet_start_wait_time_s"] == "120"
+    assert failing_ray_init == {"init": 1, "shutdown": 1}  # what a failed start left is stopped
+    assert not (tmp_path / "x" / ".lock").exists()
+
+
+def test_when_joining_a_cluster_fails_then_the_error_names_the_address(failing_ray_init):
+    from tuner.core.errors import TunerError
+    from tuner.engine.experiment import _connect
+    from tuner.engine.experiment_config import ExperimentConfig
+
+    with pytest.raises(TunerError, match=r"^could not join the Ray cluster at ray://head:10001: Exception: "
+                                         r"The current node timed out during startup\..*Check that it is running"):
+        _connect(ExperimentConfig(address="ray://head:10001"), include_dashboard=False)
+
+
+@pytest.mark.parametrize(("given", "env", "expected"), [(None, None, 300.0), (None, "180", 180.0), (90.5, "180", 90.0)])
+def test_when_the_start_wait_is_set_then_an_option_beats_the_environment_beats_the_default(monkeypatch, given, env,
+                                                                                           expected):
+    from tuner.engine.local_ray import START_WAIT_ENV, set_start_wait
+
+    monkeypatch.setenv(START_WAIT_ENV, "0")  # registers the variable for restoring
+    monkeypatch.delenv(START_WAIT_ENV)
+    if env is not None:
+        monkeypatch.setenv(START_WAIT_ENV, env)
+    assert set_start_wait(given) == expected
+    assert os.environ[START_WAIT_ENV] == f"{expected:.0f}"

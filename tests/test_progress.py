@@ -83,6 +83,6 @@ def test_when_status_is_filtered_then_only_those_studies_are_listed(tmp_path):
                                        "--symbol", "S001,S002"])
     assert result.exit_code == 0, result.output
     study_lines = [line for line in result.output.splitlines() if line.startswith("  S")]
-    assert study_lines == ["  S001/toto                           1/30   best 0.01230",
-                           "  S002/toto                           0/30   best -"]
-    assert "  toto               0/3 studies finished, 1 trials done, 0 failed" in result.output
+    assert study_lines == ["  S001/toto    1/30   best 0.01230",
+                           "  S002/toto    0/30   best -"]
+    assert "  toto                   3         0            1       0" in result.output

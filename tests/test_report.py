@@ -204,7 +204,7 @@ def test_when_a_blend_candidate_wins_then_it_is_a_row_without_trials_after_the_f
     assert table_lines(text, "winners (chosen by validation pct_return_mae)")[1].split()[:2] == ["AAA", "blend"]
     page = render_html(report)
     assert "blend" not in explorer_data(page)["AAA"]["studies"]  # no trials, so no optimisation history
-    assert '<option value="AAA" data-best="toto">' in page  # opens the best family that has a study
+    assert '["AAA","toto"]' in page  # the symbol index: opens the best family that has a study
 
 
 def test_when_trials_failed_then_the_report_is_incomplete_and_says_why(tmp_path):
@@ -319,8 +319,10 @@ def test_when_rendered_as_html_then_it_is_self_contained_with_plotly_embedded_on
     rest = page.replace(bundle, "")
     assert re.findall(r"<(?:script|link|img|iframe)[^>]*(?:src|href)=", rest) == []  # nothing fetched
     assert re.findall(r"https?://", rest) == []
-    options = re.findall(r'<option value="([^"]+)" data-best="([^"]*)">', page)
-    assert options == [("AAA", "toto"), ("BBB", "kronos_standard"), ("CCC", "toto")]
+    index = json.loads(re.search(r'<script type="application/json" id="symbol-index">(.*?)</script>', page,
+                                 re.S).group(1))
+    assert index == [["AAA", "toto"], ["BBB", "kronos_standard"], ["CCC", "toto"]]
+    assert "<select id='symbol-select'" not in page and "<input id='symbol-search' type='search'" in page
 
 
 def test_when_rendered_as_html_then_each_study_has_optunas_figures_of_its_trials(tmp_path):

@@ -349,10 +349,14 @@ def _split(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @click.option("--take-over", is_flag=True,
               help="Run even if the experiment's lock names a live holder on another host.")
+@click.option("--ray-start-timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds a local Ray's node may take to start (a loaded machine needs more). "
+                   "Default: $RAY_raylet_start_wait_time_s, else 300.")
 @library_errors
 def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
         max_concurrent_per_study, device, autocast_dtype, val_windows, test_windows, horizon, stability_folds,
-        max_latency_s, warm_start_from, warm_start_production, pack_size, no_dashboard, take_over):
+        max_latency_s, warm_start_from, warm_start_production, pack_size, no_dashboard, take_over,
+        ray_start_timeout):
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
     With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
@@ -370,7 +374,11 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
 
     from tuner.core.families.torch_family import check_device_here
     from tuner.core.models.weights import WeightsSource
+    from tuner.core.phase_clock import process_started_at
     from tuner.core.windows import WindowSpec
+    from tuner.engine.local_ray import set_start_wait
+
+    set_start_wait(ray_start_timeout)  # before Ray is imported: it reads the setting then
     from tuner.engine.experiment import run_experiment
     from tuner.engine.experiment_config import load_experiment_config
 
@@ -396,7 +404,7 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
     exit_cleanly_on_hangup()
     with saved_on_interrupt(config.name, config.storage):
         exit_for(run_experiment(config, echo=click.echo, include_dashboard=False if no_dashboard else None,
-                                take_over=take_over))
+                                take_over=take_over, started_at=process_started_at()))
 
 
 @main.command()
@@ -407,8 +415,11 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @click.option("--take-over", is_flag=True,
               help="Resume even if the experiment's lock names a holder on another host (dead).")
+@click.option("--ray-start-timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds a local Ray's node may take to start (a loaded machine needs more). "
+                   "Default: $RAY_raylet_start_wait_time_s, else 300.")
 @library_errors
-def resume(name, storage, address, no_dashboard, take_over):
+def resume(name, storage, address, no_dashboard, take_over, ray_start_timeout):
     """Continue an interrupted experiment: finished trials are kept, studies keep their history.
 
     \b
@@ -418,12 +429,17 @@ def resume(name, storage, address, no_dashboard, take_over):
 
     Damaged summary.json, progress.json or trials.parquet are rebuilt from the journal.
     """
+    from tuner.core.phase_clock import process_started_at
+    from tuner.engine.local_ray import set_start_wait
+
+    set_start_wait(ray_start_timeout)  # before Ray is imported: it reads the setting then
     from tuner.engine.experiment import resume_experiment
 
     exit_cleanly_on_hangup()
     with saved_on_interrupt(name, storage):
         exit_for(resume_experiment(name, storage, address, echo=click.echo,
-                                   include_dashboard=False if no_dashboard else None, take_over=take_over))
+                                   include_dashboard=False if no_dashboard else None, take_over=take_over,
+                                   started_at=process_started_at()))
 
 
 @main.command()
@@ -463,61 +479,34 @@ def extend(name, trials, storage, address, no_dashboard, take_over):
 @click.option("--json", "as_json", is_flag=True, help="Print everything stored as JSON.")
 @click.option("--family", default=None, help="Only the studies of this family.")
 @click.option("--symbol", "symbols", default=None, help="Only these symbols (comma-separated).")
+@click.option("--all", "show_all", is_flag=True, help="List every study and symbol (a universe has thousands).")
 @library_errors
-def status(name, storage, as_json, family, symbols):
+def status(name, storage, as_json, family, symbols, show_all):
     """Show an experiment's progress (while it runs) or its results (when done).
 
-    Overall counts, rate and ETA, per family counts, then one line per study (filter them with
-    --family and --symbol; a universe run has thousands).
+    Fits an 80 x 24 terminal: whether it runs, trial totals, rate and ETA, per family counts,
+    the best and worst studies by skill, recent failures, and when done the winners' tallies.
+    --family and --symbol list the studies (and winners) they select; --all lists every one.
 
     \b
     Example:
         tuner status sample
         tuner status monthly --family toto --symbol AAPL,MSFT
+        tuner status monthly --all
     """
+    from tuner.decisions.status_text import StatusFilter, status_lines
     from tuner.engine.experiment import experiment_status
 
     info = experiment_status(name, storage)
-    wanted = set(_split(symbols, "--symbol") or ())
-    progress, summary = info["progress"], info["summary"]
-    if progress:
-        progress["studies"] = {k: v for k, v in progress["studies"].items()
-                               if (family is None or k.endswith(f"/{family}"))
-                               and (not wanted or k.rsplit("/", 1)[0] in wanted)}
+    chosen = StatusFilter(family, frozenset(_split(symbols, "--symbol") or ()), show_all)
     if as_json:
+        progress = info["progress"]
+        if progress:
+            progress["studies"] = {k: v for k, v in progress["studies"].items() if chosen.wants(k)}
         click.echo(strict_json.dumps(info, indent=2, default=str))
         return
-    from tuner.core.storage import Storage
-    from tuner.engine.run_state import finished_words, liveness
-
-    run_now = liveness(Storage(storage, name))
-    click.echo(f"experiment {name} at {info['root']}: {run_now.words}")
-    if progress:
-        pace = (progress.get("phase") or progress.get("pace")
-                or f"{progress.get('trials_per_s', 0):.1f}/s, ETA {progress['eta']}"
-                if run_now.live else "not running" if not summary else "done")
-        click.echo(f"trials {progress['trials_done']}/{progress['trials_total']}, {pace}")
-        for fam, f in (progress.get("families") or {}).items():
-            click.echo(f"  {fam:<18} {f['finished_studies']}/{f['studies']} studies finished, "
-                       f"{f['done']} trials done, {f['failed']} failed")
-        key_width = max([32, *(len(k) for k in progress["studies"])])  # long symbols keep columns
-        for key, s in progress["studies"].items():
-            best = s["best_pct_return_mae"]
-            click.echo(f"  {key:<{key_width}} {s['done']:>4}/{s['total']:<4} best {'-' if best is None else f'{best:.5f}'}"
-                       + (f"  running {s['running']}" if s.get("running") else "")
-                       + (f"  failed {s['failed']}" if s["failed"] else ""))
-    else:
-        click.echo("no progress recorded yet")
-    if summary:
-        click.echo(finished_words(summary))
-        symbol_width = max([10, *(len(s) for s in summary["symbols"])])
-        for symbol, e in sorted(summary["symbols"].items()):
-            if wanted and symbol not in wanted:
-                continue
-            click.echo(f"  {symbol:<{symbol_width}} {e['best_family']:<16} val {e['validation_pct_return_mae']:.5f} "
-                       f"test {e['test_pct_return_mae']:.5f}")
-        if summary.get("tiny_weights"):
-            click.echo("WARNING: made with tiny random-init weights")
+    for line in status_lines(info, chosen):
+        click.echo(line)
 
 
 @main.group()

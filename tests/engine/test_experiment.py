@@ -105,6 +105,18 @@ def test_when_weights_are_tiny_then_every_output_says_so(finished):
     assert any("TINY RANDOM-INIT" in line for line in lines)
 
 
+def test_when_a_run_finishes_then_its_phases_cover_its_wall_time_shutdown_included(finished):
+    _, root, summary, lines = finished
+    phases = summary["phases_s"]
+    assert list(phases) == ["start", "tuning", "rescoring", "collation", "writing", "compaction", "shutdown"]
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert sum(phases.values()) == pytest.approx(summary["wall_s"], abs=1e-6)
+    on_disk = json.loads((root / "summary.json").read_text())  # rewritten after the shutdown
+    assert on_disk["phases_s"] == phases and on_disk["wall_s"] == summary["wall_s"]
+    done = next(i for i, line in enumerate(lines) if line.startswith("done in "))
+    assert lines[done + 1].startswith("  time: start ") and lines[done + 1].endswith("s")
+
+
 def test_when_status_is_read_then_it_reports_the_finished_experiment(finished):
     config, root, _, _ = finished
     status = experiment_status("small", str(root.parent))

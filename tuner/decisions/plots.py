@@ -23,7 +23,7 @@ import html
 import json
 import math
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tuner.decisions.flags import OVERFIT_RATIO
@@ -315,10 +315,36 @@ _EXPLORER_JS = """
 (function () {
   const packs = JSON.parse(document.getElementById('study-data').textContent);
   const template = JSON.parse(document.getElementById('plotly-template').textContent);
-  const symbolSelect = document.getElementById('symbol-select');
+  const index = JSON.parse(document.getElementById('symbol-index').textContent);  // [[symbol, best family]]
+  const best = Object.fromEntries(index);
+  const search = document.getElementById('symbol-search');
+  const matches = document.getElementById('symbol-matches');
   const familySelect = document.getElementById('family-select');
   const status = document.getElementById('explorer-status');
   const cache = {};
+  let current = index.length ? index[0][0] : null;
+  // The symbols whose name holds the text (case-insensitive), those starting with it first.
+  function find(text) {
+    const q = text.trim().toLowerCase();
+    if (!q) { return []; }
+    const hits = index.map(e => e[0]).filter(s => s.toLowerCase().includes(q));
+    return hits.filter(s => s.toLowerCase().startsWith(q)).concat(hits.filter(s => !s.toLowerCase().startsWith(q)));
+  }
+  function listMatches() {
+    const hits = find(search.value);
+    matches.textContent = '';
+    for (const s of hits.slice(0, %(shown)d)) {
+      const b = document.createElement('button');
+      b.type = 'button'; b.textContent = s; b.className = 'match';
+      b.addEventListener('click', () => pick(s));
+      matches.appendChild(b);
+    }
+    if (hits.length > %(shown)d) { matches.append(' and ' + (hits.length - %(shown)d) + ' more: type more'); }
+    if (search.value.trim() && !hits.length) { matches.textContent = 'no symbol holds "' + search.value + '"'; }
+  }
+  function pick(symbol) {
+    current = symbol; search.value = symbol; matches.textContent = ''; showSymbol(false);
+  }
   async function unpack(symbol) {
     if (!cache[symbol]) {
       const bytes = Uint8Array.from(atob(packs[symbol]), c => c.charCodeAt(0));
@@ -336,12 +362,12 @@ _EXPLORER_JS = """
     Plotly.newPlot(el, fig.data, layout, {responsive: true, displaylogo: false});
   }
   async function showSymbol(keepFamily) {
-    const symbol = symbolSelect.value;
+    const symbol = current;
     status.textContent = 'loading ' + symbol + '...';
     const data = await unpack(symbol);
     const families = Object.keys(data.studies);
     const wanted = keepFamily && families.includes(familySelect.value) ? familySelect.value
-                   : (symbolSelect.selectedOptions[0].dataset.best || families[0]);
+                   : (best[symbol] || families[0]);
     familySelect.innerHTML = '';
     for (const f of families) { familySelect.add(new Option(f, f, false, f === wanted)); }
     draw('symbol-figure', data.symbol, '');
@@ -353,11 +379,24 @@ _EXPLORER_JS = """
     const empty = 'no completed trials to plot';
     for (const key of %(figures)s) { draw('study-' + key, study && study[key], study ? '' : empty); }
   }
-  symbolSelect.addEventListener('change', () => showSymbol(true));
-  familySelect.addEventListener('change', async () => showStudy(await unpack(symbolSelect.value)));
-  if (symbolSelect.options.length) { showSymbol(false); }
+  search.addEventListener('input', listMatches);
+  search.addEventListener('keydown', e => {
+    if (e.key === 'Enter') { const hits = find(search.value); if (hits.length) { pick(hits[0]); } }
+  });
+  familySelect.addEventListener('change', async () => showStudy(await unpack(current)));
+  if (current) { search.value = current; showSymbol(false); }
 })();
 """
+
+
+SEARCH_SHOWN = 20
+"""Matching symbols the search box lists at once (the page has thousands)."""
+
+
+def symbol_index(report: ExperimentReport, studies: Mapping[tuple[str, str], Any],
+                 symbols: Sequence[str]) -> list[list[str]]:
+    """``[[symbol, family the explorer opens first], ...]``: what the symbol search looks in."""
+    return [[s, _best_study(report, studies, s)] for s in symbols]
 
 
 def _best_study(report: ExperimentReport, studies: Mapping[tuple[str, str], Any], symbol: str) -> str:
@@ -396,18 +435,20 @@ def plots_html(report: ExperimentReport) -> str:
         parts.append(f"<p class='note'>{esc(note)}</p>" + (inline(fig) if fig is not None else ""))
 
     symbols = sorted({r.symbol for r in report.rows} | {s for s, _ in studies})
-    options = "".join(f'<option value="{esc(s)}" data-best="{esc(_best_study(report, studies, s))}">{esc(s)}</option>'
-                      for s in symbols)
     parts.append("<h2 id='explore'>Explore a study</h2>"
-                 f"<p>{len(symbols)} symbols, {len(studies)} studies. Choose a symbol and a family: the "
-                 "symbol's families side by side, then Optuna's optimisation history, slice and parallel "
-                 "coordinates of that study (drawn on demand).</p>"
-                 f"<p><label>symbol <select id='symbol-select'>{options}</select></label> "
+                 f"<p>{len(symbols)} symbols, {len(studies)} studies. Find a symbol (type part of its "
+                 "name, Enter takes the first match) and choose a family: the symbol's families side by "
+                 "side, then Optuna's optimisation history, slice and parallel coordinates of that study "
+                 "(drawn on demand).</p>"
+                 "<p><label>symbol <input id='symbol-search' type='search' autocomplete='off' "
+                 "placeholder='type a symbol'></label> "
                  "<label>family <select id='family-select'></select></label> "
-                 "<span id='explorer-status'></span></p>"
+                 "<span id='explorer-status'></span></p><p id='symbol-matches'></p>"
                  "<div id='symbol-figure'></div>"
                  + "".join(f"<div id='study-{k}' class='study-figure'></div>" for k in STUDY_FIGURES))
     parts.append(_json_script("plotly-template", pio.templates[pio.templates.default].to_plotly_json()))
+    parts.append(_json_script("symbol-index", symbol_index(report, studies, symbols)))
     parts.append(_json_script("study-data", explorer_payload(report, studies)))
-    parts.append("<script>" + _EXPLORER_JS % {"figures": json.dumps(list(STUDY_FIGURES))} + "</script>")
+    parts.append("<script>" + _EXPLORER_JS % {"figures": json.dumps(list(STUDY_FIGURES)), "shown": SEARCH_SHOWN}
+                 + "</script>")
     return "\n".join(parts)

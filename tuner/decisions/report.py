@@ -271,7 +271,8 @@ tr.win{background:#f3f8ff}
 .incomplete{background:#fff2d6;border:2px solid #e69500}
 .note{color:#555;font-size:13px;max-width:70em}
 .study-figure{min-height:40px}
-select{font-size:14px}
+select,input{font-size:14px}
+button.match{margin:2px;font-size:13px}
 code{font-size:12px}
 """
 

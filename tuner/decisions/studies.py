@@ -16,7 +16,10 @@ trial creation order, so trial numbers follow the order TPE suggested them):
 * ``user_attrs``: every other column of the row (symbol, family, trial_id, status, error,
   latency_per_forecast_s, price_mae, skill, node, ...), and for the study's winner
   ``winner: true`` with its test-period scores (``test_pct_return_mae``, ...).
-* start and end times from Ray's ``timestamp`` and ``time_total_s`` when the table has them.
+* start and end times: the trial's own, from ``finished_at`` (when the driver received it, UNIX
+  time) less ``trial_wall_s`` (its run, from its pack's start) in ``trials.parquet``, or from
+  the journal for tables written before that column existed (or Tune's ``timestamp`` and
+  ``time_total_s`` in older tables); never the export's time.
 """
 
 from __future__ import annotations
@@ -195,14 +198,49 @@ def study_trials(rows: Sequence[Mapping[str, Any]], space: SearchSpace | None,
         trial = optuna.trial.create_trial(
             state=TrialState.COMPLETE if done else TrialState.FAIL, value=value if done else None,
             params=params, distributions={k: dists[k] for k in params}, user_attrs=attrs)
-        stamp = _plain(row.get("timestamp"))
-        if _numeric(stamp):
-            end = datetime.fromtimestamp(stamp)  # naive local time, as Optuna records its own
-            took = _plain(row.get("time_total_s"))
-            trial.datetime_complete = end
-            trial.datetime_start = end - timedelta(seconds=took) if _numeric(took) else end
+        start, end = trial_times(row)
+        if end is not None:
+            trial.datetime_start, trial.datetime_complete = start, end
         trials.append(trial)
     return trials
+
+
+def trial_times(row: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of a trial from its ``trials.parquet`` row, as naive local times (what
+    Optuna records); (None, None) when the row has no time."""
+    end, took = _plain(row.get("finished_at")), None
+    if _numeric(end):
+        took = next((t for t in (_plain(row.get("trial_wall_s")), _plain(row.get("actor_s"))) if _numeric(t)), None)
+    else:
+        end, took = _plain(row.get("timestamp")), _plain(row.get("time_total_s"))  # Tune's, older tables
+    if not _numeric(end):
+        return None, None
+    finished = datetime.fromtimestamp(end)
+    return (finished - timedelta(seconds=took) if _numeric(took) else finished), finished
+
+
+def with_journal_times(report: ExperimentReport, storage_root: str) -> ExperimentReport:
+    """``report`` whose trials table has each trial's ``finished_at``: a table written before
+    that column existed gets it from the experiment's journal (by trial id); unchanged when
+    the table has it, or the journal cannot be read (the trials then have no times)."""
+    import dataclasses
+    import logging
+
+    from tuner.core.storage import Storage
+    from tuner.engine.journal import read_journal
+
+    frame = report.trials
+    if frame is None or "finished_at" in frame.columns or "trial_id" not in frame.columns:
+        return report
+    try:
+        finished = {r.trial_id: r.finished_at for r in read_journal(Storage(storage_root, report.experiment))
+                    if r.finished_at}
+    except (TunerError, OSError) as e:
+        logging.getLogger(__name__).warning("no trial times from the journal: %s", e)
+        return report
+    frame = frame.copy()
+    frame["finished_at"] = frame["trial_id"].map(finished)
+    return dataclasses.replace(report, trials=frame)
 
 
 def winners_by_study(report: ExperimentReport) -> dict[tuple[str, str], dict[str, Any]]:
@@ -291,21 +329,40 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def export_studies(experiment: str, storage_root: str, url: str, replace: bool = False) -> list[str]:
-    """Write every study of an experiment to the Optuna storage at ``url``; return their names.
+    """Write every study of an experiment to the Optuna storage at ``url``, all or nothing;
+    return their names. Bulk and atomic (see :mod:`tuner.decisions.study_export`): one
+    transaction into a database, one file replace for a journal file.
 
-    See :func:`rebuild_studies` and :func:`open_storage`.
+    Raises:
+        ConfigError: a study of the same name exists (without ``replace``), or the storage
+            refused the export; nothing was written.
     """
     import optuna
 
     from tuner.decisions.results import load_report
+    from tuner.decisions.study_export import read_journal_file, write_database, write_journal_file
 
-    report = load_report(experiment, storage_root)
+    report = with_journal_times(load_report(experiment, storage_root), storage_root)
     names = [StudyKey(report.experiment, *key).name for key, _ in _groups(report)]
-    storage = open_storage(url)
-    taken = sorted(set(names) & {s.study_name for s in optuna.get_all_study_summaries(storage)})
-    if taken and not replace:  # checked first, so a refused export writes nothing
+    if "://" in url:
+        target = open_storage(url)  # creates the schema, or checks an existing one's version
+        _refuse_taken(names, target, url, replace)
+        source = optuna.storages.InMemoryStorage()
+        rebuild_studies(report, source)
+        write_database(target, source, replace=replace)
+    else:
+        journal, size = read_journal_file(url)
+        storage = optuna.storages.JournalStorage(journal)
+        _refuse_taken(names, storage, url, replace)
+        rebuild_studies(report, storage, replace=replace)
+        write_journal_file(url, journal, size)
+    return names
+
+
+def _refuse_taken(names: Sequence[str], storage: optuna.storages.BaseStorage, url: str, replace: bool) -> None:
+    """Checked first, so a refused export writes nothing."""
+    taken = sorted(set(names) & {s.study_name for s in storage.get_all_studies()})
+    if taken and not replace:
         raise ConfigError(f"study {taken[0]!r} already exists in {url}"
                           + (f" (and {len(taken) - 1} more of this experiment's)" if len(taken) > 1 else "")
                           + "; pass --replace to overwrite them or export elsewhere")
-    studies = rebuild_studies(report, storage, replace=replace)
-    return [s.study_name for s in studies.values()]

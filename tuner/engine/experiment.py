@@ -25,6 +25,7 @@ from tuner.core.config import load_family_config
 from tuner.core.data import bundled_data_path, load_dataset
 from tuner.core.errors import ConfigError, DamagedFile, DataError, TunerError
 from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
+from tuner.core.phase_clock import PhaseClock
 from tuner.core.storage import (
     CONFIG_FILE,
     PROGRESS_FILE,
@@ -33,6 +34,7 @@ from tuner.core.storage import (
     Storage,
     is_uri,
 )
+from tuner.core.timed_storage import TimedStorage
 from tuner.core.trial import TrialResult
 from tuner.core.windows import make_periods
 from tuner.engine.actors import LoadLedger, ModelServer, PackBoard, Routing, WindowStore
@@ -77,8 +79,13 @@ Echo = Callable[[str], None]
 
 
 def run_experiment(config: ExperimentConfig, echo: Echo = print,
-                   include_dashboard: bool | None = None, take_over: bool = False) -> dict[str, Any]:
-    """Run (or resume, if the name exists) an experiment; return its summary."""
+                   include_dashboard: bool | None = None, take_over: bool = False,
+                   started_at: float | None = None) -> dict[str, Any]:
+    """Run (or resume, if the name exists) an experiment; return its summary.
+
+    ``started_at``: UNIX time the run's ``wall_s`` counts from (the CLI passes its process's
+    start, :func:`~tuner.core.phase_clock.process_started_at`); default: this call."""
+    started_at = time.time() if started_at is None else started_at
     storage = Storage(config.storage, config.name)
     stored = _stored_config(storage)
     if stored is not None:
@@ -91,19 +98,22 @@ def run_experiment(config: ExperimentConfig, echo: Echo = print,
     # Tiny weights live on the driver's disk only, so a run that joins a cluster never falls back.
     joins_cluster = bool(config.address or os.environ.get("RAY_ADDRESS"))
     return _run(config, storage, echo, include_dashboard,
-                fallback_allowed=config.weights is None and not joins_cluster, take_over=take_over)
+                fallback_allowed=config.weights is None and not joins_cluster, take_over=take_over,
+                started_at=started_at)
 
 
 def resume_experiment(name: str, storage_root: str = "results", address: str | None = None,
                       echo: Echo = print, include_dashboard: bool | None = None,
-                      take_over: bool = False) -> dict[str, Any]:
-    """Continue an interrupted experiment from its stored config and Tune state."""
+                      take_over: bool = False, started_at: float | None = None) -> dict[str, Any]:
+    """Continue an interrupted experiment from its stored config and Tune state
+    (``started_at``: see :func:`run_experiment`)."""
+    started_at = time.time() if started_at is None else started_at
     storage = Storage(storage_root, name)
     stored = _stored_config(storage)
     if stored is None:
         raise ConfigError(f"no experiment {name!r} under {storage.base} (no {CONFIG_FILE})")
     return _run(replace(stored, address=address), storage, echo, include_dashboard, fallback_allowed=False,
-                take_over=take_over)
+                take_over=take_over, started_at=started_at)
 
 
 def extend_experiment(name: str, trials: int, storage_root: str = "results", address: str | None = None,
@@ -144,7 +154,8 @@ def saved_trials(name: str, storage_root: str = "results") -> int | None:
 
 
 def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any]:
-    """What is stored about an experiment: config, live progress and, when done, the summary."""
+    """What is stored about an experiment: config, live progress, when done the summary, and
+    the lock's holder while a run holds it (``lock``: its heartbeat says whether it lives)."""
     from tuner.engine.progress import read_progress
 
     storage = Storage(storage_root, name)
@@ -154,6 +165,7 @@ def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any
                               "config": storage.read_json(CONFIG_FILE),
                               "progress": read_progress(storage)}
     status["summary"] = storage.read_json(SUMMARY_FILE) if storage.exists(SUMMARY_FILE) else None
+    status["lock"] = ExperimentLock(storage).holder()  # host, pid, since, heartbeat of a run; None
     return status
 
 
@@ -161,16 +173,16 @@ def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any
 
 
 def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
-         fallback_allowed: bool, take_over: bool = False) -> dict[str, Any]:
+         fallback_allowed: bool, take_over: bool = False, started_at: float | None = None) -> dict[str, Any]:
     try:
-        return _run_locked(config, storage, echo, include_dashboard, fallback_allowed, take_over)
+        return _run_locked(config, storage, echo, include_dashboard, fallback_allowed, take_over, started_at)
     except OSError as e:  # the storage itself: one clear line, not a traceback
         raise StorageFault(f"{storage.root}: {e}. Nothing finished was lost: the journal keeps "
                            f"every saved trial; fix the storage and run `tuner resume {config.name}`.") from e
 
 
 def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
-                fallback_allowed: bool, take_over: bool) -> dict[str, Any]:
+                fallback_allowed: bool, take_over: bool, started_at: float | None = None) -> dict[str, Any]:
     with ExperimentLock(storage, take_over=take_over) as lock:
         if lock.took_over:
             echo(lock.took_over)
@@ -186,12 +198,17 @@ def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_
             for line in cause_lines(done, history):
                 echo(line)
             return done
-        return _run_session(config, storage, echo, include_dashboard, fallback_allowed, history, provenance)
+        return _run_session(config, storage, echo, include_dashboard, fallback_allowed, history, provenance,
+                            started_at)
 
 
 def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
-                 fallback_allowed: bool, history: list[JournalRecord], provenance: Provenance) -> dict[str, Any]:
-    started = time.time()
+                 fallback_allowed: bool, history: list[JournalRecord], provenance: Provenance,
+                 started_at: float | None = None) -> dict[str, Any]:
+    # Every second from the process's start to Ray's shutdown is in one phase (phases_s sums
+    # to wall_s): start, tuning, rescoring, collation, writing, compaction, shutdown.
+    clock = PhaseClock(started_at)
+    started = clock.started
     session = last_session(storage) + 1
     periods, studies, skipped = _cut_windows(config)
     for what, why in skipped.items():
@@ -229,11 +246,12 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
              + (f" [resumed] with {len(history)} finished trials kept" if resumed else ""))
         from tuner.engine.tuning import tune_studies
 
-        tuning_started = time.time()
+        clock.mark("start")
         try:
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
         finally:
             progress.close()
+        clock.mark("tuning")
         records = [_trial_record(r) for r in read_journal(storage, provenance)]
         winners = pick_winners(records, config.max_latency_s)
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
@@ -244,29 +262,44 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
-        meta["phases_s"] = {"start": tuning_started - started, "tuning": outcome.seconds,
-                            "rescoring": time.time() - tuning_started - outcome.seconds}
+        clock.mark("rescoring")
+        meta["phases_s"] = dict(clock.phases)  # completed after shutdown, below
         meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
                           "pack_size": searcher.pack_size, "max_packs_in_flight": searcher.max_packs,
                           "peak_packs_running": outcome.peak_running,
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
-        summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived,
+        timed = TimedStorage(storage)
+        summary = write_experiment(timed, records, finals, studies, config.trials, meta, derived,
                                    unscored, defaults)
         progress.close()
+        clock.mark("collation", within={"writing": timed.write_s})
         compact(storage, session)
+        clock.mark("compaction")
         if outcome.stopped:
             summary["stopped"] = outcome.stopped
-            storage.write_json(SUMMARY_FILE, summary)
-            raise TunerError(outcome.stopped)
-        _report(summary, storage, echo)
-        for line in cause_lines(summary, records):  # last: what a user must act on
-            echo(line)
-        return summary
     finally:
         if pool is not None:
             pool.release()
         if started_ray:
             ray.shutdown()
+    clock.mark("shutdown")
+    _finish_timing(summary, clock, storage)
+    if outcome.stopped:
+        raise TunerError(outcome.stopped)
+    _report(summary, storage, echo)
+    for line in cause_lines(summary, records):  # last: what a user must act on
+        echo(line)
+    return summary
+
+
+def _finish_timing(summary: dict[str, Any], clock: PhaseClock, storage: Storage) -> None:
+    """Give the written summary the whole run's time: the phases after it was first written
+    (its own writing, compaction, Ray's shutdown) are known only now, so ``summary.json`` is
+    written again with them (the same document, two numbers updated). Only this rewrite and the
+    final lines printed are outside ``wall_s``."""
+    summary["phases_s"] = dict(clock.phases)
+    summary["wall_s"] = clock.wall_s
+    storage.write_json(SUMMARY_FILE, summary)
 
 
 def _finished_summary(storage: Storage, history: list[JournalRecord], echo: Echo,
@@ -311,9 +344,10 @@ def _finished_summary(storage: Storage, history: list[JournalRecord], echo: Echo
 
 
 def _trial_record(r: JournalRecord) -> TrialRecord:
+    # finished_at rides in the metrics, so trials.parquet has it (Optuna export's trial times).
     return TrialRecord(trial_id=r.trial_id, symbol=r.symbol, family=r.family, status=r.status,
-                       config=r.config, metrics=r.metrics, error=r.error, number=r.number,
-                       session=r.session)
+                       config=r.config, metrics={**r.metrics, "finished_at": r.finished_at}, error=r.error,
+                       number=r.number, session=r.session)
 
 
 def _stored_config(storage: Storage) -> ExperimentConfig | None:
@@ -400,8 +434,14 @@ def _connect(config: ExperimentConfig, include_dashboard: bool | None) -> tuple[
     # A job submitted with `ray job submit` gets RAY_ADDRESS: it joins that cluster.
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
+        from tuner.engine.local_ray import start_failure
+
         # Joining a cluster: its resources are the cluster's; never pass num_cpus/num_gpus here.
-        context = ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
+        try:
+            context = ray.init(address=address, namespace=NAMESPACE, log_to_driver=True)
+        except Exception as e:  # ConnectionError, RuntimeError, auth errors...: one line, not a traceback
+            raise start_failure(f"could not join the Ray cluster at {address}", e,
+                                "Check that it is running (`ray status`) and the address.") from e
     else:
         from tuner.engine.local_ray import start_local_ray
 
@@ -824,11 +864,17 @@ def _sum_stats(stats) -> dict[str, int]:
     return total
 
 
+def phases_line(phases: dict[str, float]) -> str:
+    """``time: start 19s, tuning 58s, ...``: where the wall time went, whole seconds."""
+    return "time: " + ", ".join(f"{name} {seconds:.0f}s" for name, seconds in phases.items())
+
+
 def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
     t = summary["trials"]
     echo(f"done in {summary['wall_s']:.0f}s: {t['completed']} trials completed, {t['failed']} failed, "
          f"{t['never_ran']} never ran; {summary['model_loads']} model loads by "
          f"{summary['model_actors']} actors")
+    echo("  " + phases_line(summary.get("phases_s") or {}))
     shown = sorted(summary["symbols"].items())
     width = max([10, *(len(symbol) for symbol, _ in shown[:REPORT_SYMBOLS])])  # long symbols keep columns
     for symbol, entry in shown[:REPORT_SYMBOLS]:

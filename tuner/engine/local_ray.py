@@ -3,17 +3,69 @@
 ``tuner run`` without an address always starts a fresh Ray (``address="local"``), never joins a
 ``ray start`` cluster found on the machine; a job submitted to a cluster joins it instead (see
 ``experiment._connect``).
+
+Start-up on a loaded machine: Ray gives its node ``RAY_raylet_start_wait_time_s`` (Ray's default
+60) plus a fixed 30 s to register, then raises a bare ``Exception`` from ``node.py`` ("timed out
+during startup"). We default the wait to :data:`DEFAULT_START_WAIT_S` (``--ray-start-timeout``
+or the environment variable change it) and turn any start failure into one
+:class:`RayStartError` line saying what to do.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
 
+from tuner.core.errors import TunerError
+
+log = logging.getLogger(__name__)
+
+START_WAIT_ENV = "RAY_raylet_start_wait_time_s"
+"""Ray's own setting: seconds the driver waits for its new node to register with the GCS."""
+DEFAULT_START_WAIT_S = 300
+"""Our default for it: Ray's 60 s timed out on a 2-core machine running 8 jobs at once."""
+RAY_SETTLE_S = 30
+"""Ray's fixed extra wait after that one (``node.py``), not configurable."""
+
+
+class RayStartError(TunerError):
+    """A local Ray that did not start, or a cluster that could not be joined."""
+
+
+def set_start_wait(seconds: float | None = None) -> float:
+    """Set how long a local Ray's node may take to start: ``seconds`` when given, else what
+    ``RAY_raylet_start_wait_time_s`` already says, else :data:`DEFAULT_START_WAIT_S`. Ray reads
+    the variable when it builds its config, so call this before Ray is imported (the CLI does);
+    :func:`start_local_ray` calls it again. Returns the seconds in force."""
+    if seconds is not None:
+        os.environ[START_WAIT_ENV] = str(max(1, round(seconds)))
+    os.environ.setdefault(START_WAIT_ENV, str(DEFAULT_START_WAIT_S))
+    try:
+        return float(os.environ[START_WAIT_ENV])
+    except ValueError as e:
+        raise RayStartError(f"{START_WAIT_ENV}={os.environ[START_WAIT_ENV]!r}: not a number of seconds") from e
+
+
+def start_failure(what: str, error: BaseException, hint: str) -> RayStartError:
+    """One clear line for a Ray that did not start or join: what, Ray's reason (its first line),
+    the machine's load, and what to do."""
+    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    try:
+        load = f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except OSError:
+        load = ""
+    return RayStartError(f"{what}: {type(error).__name__}: {reason}{load}. {hint}")
+
 
 def start_local_ray(namespace: str, include_dashboard: bool | None):
-    """``ray.init`` a local Ray bound to 127.0.0.1, after making its token file private."""
+    """``ray.init`` a local Ray bound to 127.0.0.1, after making its token file private.
+
+    Raises:
+        RayStartError: it did not start (e.g. its node did not register in time on a loaded
+            machine), with what to do.
+    """
     import ray
     from ray._private import ray_constants
 
@@ -27,11 +79,27 @@ def start_local_ray(namespace: str, include_dashboard: bool | None):
     # a local Ray serves this machine alone, so for its start it is (restored afterwards).
     cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
+    wait_s = set_start_wait()
     try:
         return ray.init(address="local", namespace=namespace, include_dashboard=include_dashboard,
                         log_to_driver=True, _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1")
+    except Exception as e:  # Ray raises bare Exception, RuntimeError, ConnectionError...: one line
+        log.debug("ray.init failed", exc_info=True)
+        _stop_half_started(ray)
+        raise start_failure(
+            f"the local Ray did not start (its node may take {wait_s:.0f} s + {RAY_SETTLE_S} s to register)", e,
+            f"On a busy machine give it longer: --ray-start-timeout {max(600, 2 * round(wait_s))} "
+            f"(or {START_WAIT_ENV}); Ray's logs: /tmp/ray/session_latest/logs.") from e
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
+
+
+def _stop_half_started(ray) -> None:
+    """Stop what a failed ``ray.init`` may have started (best effort: the reason is reported)."""
+    try:
+        ray.shutdown()
+    except Exception:  # already half-gone; its reaper ends the rest with this process
+        log.debug("ray.shutdown after a failed start", exc_info=True)
 
 
 def private_token_file() -> None:

@@ -1,0 +1,147 @@
+"""What a user opens after a universe run, timed at scale: `tuner status`, `tuner export-optuna`
+(SQLite and a journal file) and `tuner report --format html` (seconds and page size).
+
+By default on a synthetic stored experiment written the way `tuner run` stores one (winner
+files, summary.json, trials.parquet with per-window errors; no Ray), ``--symbols`` x
+``--families`` studies of ``--trials`` trials; or on a real one with ``--storage``/``--name``
+(e.g. what ``bench_control_plane.py --universe ... --keep DIR`` left).
+
+Each command runs as a user runs it (a ``tuner`` subprocess, so start-up is included), one after
+another. Run (say the machine's load when reporting):
+``.venv/bin/python bench/bench_outputs.py --symbols 1000 --trials 10``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FAMILY = {"toto": {"num_samples": [64, 128, 256, 512], "aggregate": ["median", "mean", "trimmed_mean_10"]},
+          "kronos_standard": {"temperature": (0.05, 0.5), "sample_count": [64, 128, 256]},
+          "kronos_ensemble": {"temperature": (0.05, 0.3), "num_samples": [5, 8, 10, 12, 15]}}
+
+
+def _config(rng, family: str) -> dict:
+    config = {}
+    for name, space in FAMILY[family].items():
+        config[name] = (round(float(rng.uniform(*space)), 4) if isinstance(space, tuple)
+                        else space[int(rng.integers(len(space)))])
+    return config
+
+
+def _period(mae: float, base: float, latency: float, errors: list[float]) -> dict:
+    return {"pct_return_mae": mae, "price_mae": mae * 100, "latency_s": latency * 20,
+            "latency_per_forecast_s": latency, "windows": 20, "skill": 1 - mae / base, "errors": errors}
+
+
+def synthetic_experiment(storage: Path, name: str, symbols: int, families: list[str], trials: int,
+                         seed: int = 0) -> Path:
+    """A finished experiment as `tuner run` stores it (no blend/regime candidates)."""
+    from tuner.engine.collate import build_summary
+
+    rng = np.random.default_rng(seed)
+    root = storage / name
+    rows, documents, counts = [], {}, {}
+    meta = {"experiment": name, "seed": seed, "tiny_weights": False, "weights": {},
+            "windows": {"val_windows": 20, "test_windows": 20, "horizon": 1}, "data": "synthetic",
+            "created_at": "2026-12-01T00:00:00+00:00"}
+    start = 1_764_000_000.0
+    for i in range(symbols):
+        symbol = f"S{i:04d}"
+        base_val, base_test = 0.02 + 0.01 * rng.random(), 0.02 + 0.01 * rng.random()
+        for family in families:
+            best = None
+            for k in range(trials):
+                mae = base_val * (0.9 + 0.2 * rng.random())
+                errors = list(np.round(rng.random(20) * 2 * mae, 6))
+                trial_id = f"{i:04d}{families.index(family)}.{k}"
+                rows.append({"trial_id": trial_id, "study": f"{symbol}/{family}", "number": k, "session": 1,
+                             "symbol": symbol, "family": family, "status": "completed", "error": None,
+                             "config": json.dumps(_config(rng, family), sort_keys=True), "pct_return_mae": mae,
+                             "price_mae": mae * 100, "latency_s": 0.2, "latency_per_forecast_s": 0.01,
+                             "windows": 20, "skill": 1 - mae / base_val, "baseline_pct_return_mae": base_val,
+                             "seed": seed, "actor": f"{name}-{family}-0", "node": "127.0.0.1", "actor_s": 0.05,
+                             "wait_s": 0.01, "trial_wall_s": 0.3, "tiny_weights": False,
+                             "finished_at": start + len(rows) * 0.05, "errors": errors})
+                if best is None or mae < best[0]:
+                    best = (mae, rows[-1])
+            mae, row = best
+            test = mae * (0.9 + 0.4 * rng.random())
+            documents[(symbol, family)] = {
+                "symbol": symbol, "model_type": family, "config": json.loads(row["config"]),
+                "validation": _period(mae, base_val, 0.01, row["errors"]),
+                "test": _period(test, base_test, 0.01, list(np.round(rng.random(20) * 2 * test, 6))),
+                "baseline": {"validation": _period(base_val, base_val, 0.0, []),
+                             "test": _period(base_test, base_test, 0.0, [])},
+                "seed": seed, "weights": f"{family}=synthetic", "tiny_weights": False,
+                "trials": {"completed": trials, "failed": 0, "never_ran": 0, "budget": trials},
+                "trial_id": row["trial_id"], **{k: meta[k] for k in ("experiment", "windows", "data", "created_at")}}
+            counts[(symbol, family)] = dict(documents[(symbol, family)]["trials"])
+            (root / family).mkdir(parents=True, exist_ok=True)
+            (root / family / f"{symbol}.json").write_text(json.dumps(documents[(symbol, family)]))
+    (root / "summary.json").write_text(json.dumps(build_summary(documents, counts, meta)))
+    (root / "tuner-experiment.json").write_text(json.dumps({"name": name, "seed": seed}))
+    pd.DataFrame(rows).to_parquet(root / "trials.parquet", index=False)
+    return root
+
+
+def timed(args: list[str]) -> tuple[float, str]:
+    """Wall seconds of one `tuner` command run as a user runs it, and its output."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "tuner.cli", *args], capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"tuner {' '.join(args)} failed ({out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return took, out.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--symbols", type=int, default=1000)
+    parser.add_argument("--families", default="toto", help="Comma-separated (synthetic experiment).")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--storage", default=None, help="An existing experiments folder (with --name).")
+    parser.add_argument("--name", default="outputs")
+    parser.add_argument("--skip", default="", help="Comma-separated steps to skip: status, sqlite, journal, html.")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = Path(args.storage) if args.storage else Path(tmp) / "results"
+        if not args.storage:
+            start = time.perf_counter()
+            synthetic_experiment(storage, args.name, args.symbols, args.families.split(","), args.trials)
+            print(f"synthetic experiment: {args.symbols} symbols x {args.families} x {args.trials} trials, "
+                  f"written in {time.perf_counter() - start:.1f} s")
+        root = storage / args.name
+        table = pd.read_parquet(root / "trials.parquet", columns=["study"])
+        print(f"experiment {args.name}: {table['study'].nunique()} studies, {len(table)} trials; "
+              f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
+        if "status" not in skip:
+            took, out = timed(["status", args.name, "--storage", str(storage)])
+            lines = out.splitlines()
+            print(f"tuner status: {took:.1f} s, {len(lines)} lines, widest {max(map(len, lines))} characters")
+        for kind in ("sqlite", "journal"):
+            if kind in skip:
+                continue
+            target = Path(tmp) / ("tuning.db" if kind == "sqlite" else "tuning.log")
+            url = f"sqlite:///{target}" if kind == "sqlite" else str(target)
+            took, _ = timed(["export-optuna", args.name, "--storage", str(storage), "--storage-url", url])
+            print(f"tuner export-optuna ({kind}): {took:.1f} s, {target.stat().st_size / 1e6:.1f} MB")
+        if "html" not in skip:
+            page = Path(tmp) / "report.html"
+            took, _ = timed(["report", args.name, "--storage", str(storage), "--format", "html", "--out", str(page)])
+            print(f"tuner report --format html: {took:.1f} s, {page.stat().st_size / 1e6:.1f} MB")
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
