@@ -23,6 +23,7 @@ from typing import Any
 
 from tuner.core import strict_json
 from tuner.core.candidates import label_candidate
+from tuner.core.pooled import PooledOutcome, WindowDates
 from tuner.core.storage import SUMMARY_FILE, TRIALS_FILE, Storage
 from tuner.core.trial import TrialResult
 
@@ -112,7 +113,8 @@ def winner_document(winner: TrialRecord, final: TrialResult, counts: Mapping[str
     doc["trials"] = dict(counts)
     doc["trial_id"] = winner.trial_id
     doc["experiment"] = meta.get("experiment")
-    doc["windows"] = meta.get("windows")
+    # The spec, and the counts this symbol actually got (auto periods differ per symbol).
+    doc["windows"] = {**(meta.get("windows") or {}), **(meta.get("windows_used") or {}).get(final.symbol, {})}
     doc["data"] = meta.get("data")
     doc["created_at"] = meta.get("created_at")
     return doc
@@ -251,7 +253,9 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
                      studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any],
                      derived: Mapping[tuple[str, str], dict[str, Any]] | None = None,
                      unscored: Mapping[tuple[str, str], str] | None = None,
-                     defaults: Mapping[tuple[str, str], TrialResult] | None = None) -> dict[str, Any]:
+                     defaults: Mapping[tuple[str, str], TrialResult] | None = None,
+                     pooled: Mapping[str, PooledOutcome] | None = None,
+                     window_dates: WindowDates | None = None) -> dict[str, Any]:
     """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary.
 
     ``derived`` holds candidates built from the winners ((symbol, "blend"|"regime") → result
@@ -261,6 +265,7 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     ``defaults``: each study's family default config scored on both periods (same seed): the
     winner file shows it, and its ``significance`` section tests the winner against it."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    del pooled, window_dates  # consumed by the universe-level decision (issue 18), when it lands
     winners = pick_winners(records, meta.get("max_latency_s"))
     counts = trial_counts(records, studies, budget)
     documents = {}

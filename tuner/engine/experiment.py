@@ -25,9 +25,17 @@ from tuner.core.config import load_family_config
 from tuner.core.data import bundled_data_path, load_dataset
 from tuner.core.errors import ConfigError, DataError, TunerError
 from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
+from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import CONFIG_FILE, SUMMARY_FILE, TRIALS_FILE, Storage, is_uri
 from tuner.core.trial import TrialResult
-from tuner.core.windows import make_periods
+from tuner.core.windows import (
+    AUTO_CAP,
+    AUTO_CONTEXT,
+    AUTO_MIN,
+    make_periods,
+    target_dates,
+    window_counts,
+)
 from tuner.engine.actors import LoadLedger, ModelServer, PackBoard, Routing, WindowStore
 from tuner.engine.collate import TrialRecord, pick_winners, write_experiment
 from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
@@ -41,6 +49,13 @@ from tuner.engine.journal import (
     records_by_study,
 )
 from tuner.engine.lock import ExperimentLock
+from tuner.engine.pooled_study import (
+    POOLED_SYMBOL,
+    pooled_families,
+    pooled_key,
+    pooled_summary,
+    split_records,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +177,14 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in actors},
                           board=pool.board_name)
         journal = TrialJournal(storage, session)
+        pooled_fams = pooled_families(config.families, studies, config.pooled)
         searcher, progress, watchdog = _make_searcher(config, storage, studies, history, journal, session,
-                                                      len(pool.infos), BoardClient(pool.board))
+                                                      len(pool.infos), BoardClient(pool.board), pooled_fams)
         resumed = bool(history) or session > 1
         echo(f"tuning {len(studies)} studies × {config.trials} trials "
-             f"({len(config.families)} families, {len({s for s, _ in studies})} symbols) with "
+             f"({len(config.families)} families, {len({s for s, _ in studies})} symbols"
+             + (f"; + {len(pooled_fams)} pooled studies, one per family over every symbol" if pooled_fams else "")
+             + ") with "
              f"{len(pool.infos)} model actors, up to {searcher.pack_size} trials per Tune trial; "
              f"Ray dashboard: {dashboard}"
              + (f" [resumed] with {len(history)} finished trials kept" if resumed else ""))
@@ -177,9 +195,10 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
         finally:
             progress.close()
-        records = [_trial_record(r) for r in read_journal(storage)]
+        records, pooled_records = split_records(_trial_record(r) for r in read_journal(storage))
         winners = pick_winners(records, config.max_latency_s)
         finals, unscored, defaults = _score_winners(winners, actors, config.seed)
+        pooled = _score_pooled(pooled_records, studies, actors, config)
         derived = _derived_candidates(winners, finals, actors, periods, config)
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
@@ -190,8 +209,10 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           "pack_size": searcher.pack_size, "max_packs_in_flight": searcher.max_packs,
                           "peak_packs_running": outcome.peak_running,
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
+        meta["windows_used"] = _windows_used(periods)
         summary = write_experiment(storage, records, finals, studies, config.trials, meta, derived,
-                                   unscored, defaults)
+                                   unscored, defaults, pooled=pooled, window_dates=_window_dates(periods))
+        summary = _add_pooled_section(storage, summary, pooled, pooled_fams, pooled_records, config.trials)
         compact(storage, session)
         if outcome.stopped:
             summary["stopped"] = outcome.stopped
@@ -211,7 +232,8 @@ def _finished_summary(storage: Storage, history: list[JournalRecord]) -> dict[st
     if not history or not storage.exists(SUMMARY_FILE):
         return None
     summary = storage.read_json(SUMMARY_FILE)
-    completed = sum(r.status == "completed" for r in history)
+    # Pooled studies' trials are counted in the summary's ``pooled`` section, not in ``trials``.
+    completed = sum(r.status == "completed" and r.symbol != POOLED_SYMBOL for r in history)
     if not summary.get("complete") or summary.get("trials", {}).get("completed") != completed:
         return None
     return summary
@@ -496,18 +518,20 @@ class BoardClient:
 
 def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tuple[str, str]],
                    history: list[JournalRecord], journal: TrialJournal, session: int, n_actors: int,
-                   board: BoardClient):
-    """The multiplexing searcher (every study rebuilt from the journal), the progress view
-    listening to it, and the stuck-resources watchdog."""
+                   board: BoardClient, pooled_fams: list[str] | tuple[str, ...] = ()):
+    """The multiplexing searcher (every study rebuilt from the journal, the pooled studies of
+    ``pooled_fams`` included), the progress view listening to it, and the stuck-resources watchdog."""
     from tuner.engine.progress import PendingWatchdog, ProgressView
     from tuner.engine.search import StudyMultiplexer, auto_pack_size
 
     families = {f: load_family_config(f) for f in config.families}  # once per family, not per study
     spaces = {f"{s}/{f}": (s, f, families[f].space) for s, f in studies}
+    spaces.update({pooled_key(f): (POOLED_SYMBOL, f, families[f].space) for f in pooled_fams})
     max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, PACKS_PER_ACTOR * n_actors))
     pack_size = config.pack_size or auto_pack_size(len(studies), config.max_concurrent_per_study, max_packs)
     searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed,
-                                points_to_evaluate=_first_points(config, studies, families),
+                                points_to_evaluate={**_first_points(config, studies, families),
+                                                    **_pooled_first_points(pooled_fams, families)},
                                 pack_size=pack_size,
                                 max_packs=max_packs, journal=journal, history=records_by_study(history),
                                 session=session, board=board)
@@ -529,6 +553,11 @@ def _first_points(config: ExperimentConfig, studies: list[tuple[str, str]],
         first = [default] if default else []
         points[key] = (first + [p for p in warm.get(key, []) if p != default])[:config.trials]
     return points
+
+
+def _pooled_first_points(pooled_fams, families: dict[str, Any]) -> dict[str, list[dict]]:
+    """A pooled study starts, like every study, from its family's default config."""
+    return {pooled_key(f): [families[f].default_point] for f in pooled_fams if families[f].default_point}
 
 
 def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dict[str, list[dict]]:
@@ -611,6 +640,61 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
     return finals, unscored, defaults
 
 
+def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, str]], actors: dict[str, list],
+                  config: ExperimentConfig) -> dict[str, PooledOutcome]:
+    """Each family's best pooled config scored on every symbol's validation and test periods with
+    the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
+    re-scoring failed (its actors died) is left out of the outcome's results."""
+    best = pick_winners(pooled_records, config.max_latency_s)
+    calls = {(symbol, family): ((symbol, family), "evaluate", (symbol, dict(best[(POOLED_SYMBOL, family)].config),
+                                                             config.seed, True))
+             for symbol, family in studies if (POOLED_SYMBOL, family) in best}
+    results: dict[str, dict[str, TrialResult]] = {}
+    for (symbol, family), out in _on_live_actors(actors, calls).items():
+        if isinstance(out, TunerError):
+            log.warning("%s: pooled config of %s not scored: %s", symbol, family, out)
+            continue
+        results.setdefault(family, {})[symbol] = TrialResult.from_dict(out["result"])
+    completed = {f: sum(r.status == "completed" and r.family == f for r in pooled_records) for _, f in best}
+    return {family: PooledOutcome(family, dict(record.config), record.objective, completed[family],
+                                  results.get(family, {}))
+            for (_, family), record in best.items()}
+
+
+def _windows_used(periods: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """Symbol → the window counts actually used (the same for every family of a symbol; the
+    context length is the first family's)."""
+    used: dict[str, dict[str, int]] = {}
+    for by_symbol in periods.values():
+        for symbol, p in by_symbol.items():
+            used.setdefault(symbol, window_counts(p))
+    return used
+
+
+def _window_dates(periods: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
+    """Symbol → period → the target bar's ISO timestamp of each window (panel tests cluster on them)."""
+    dates: dict[str, dict[str, list[str]]] = {}
+    for by_symbol in periods.values():
+        for symbol, p in by_symbol.items():
+            dates.setdefault(symbol, {"validation": target_dates(p.validation), "test": target_dates(p.test)})
+    return dates
+
+
+def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[str, PooledOutcome],
+                        pooled_fams: list[str], pooled_records: list[TrialRecord], budget: int) -> dict[str, Any]:
+    """``summary.json``'s ``pooled`` section (unless collation wrote one) and completeness: an
+    experiment whose pooled studies lack completed trials is not complete (a resume runs them)."""
+    if not pooled_fams:
+        return summary
+    if "pooled" not in summary:
+        summary["pooled"] = pooled_summary(pooled, budget)
+    done = {f: sum(r.status == "completed" and r.family == f for r in pooled_records) for f in pooled_fams}
+    summary["pooled_trials"] = done
+    summary["complete"] = bool(summary.get("complete")) and all(n >= budget for n in done.values())
+    storage.write_json(SUMMARY_FILE, summary)
+    return summary
+
+
 def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
                         actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig) -> dict[tuple[str, str], dict]:
     """Blend and regime candidates per symbol from the family winners (see tuner.core.candidates)."""
@@ -668,7 +752,8 @@ def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: f
         "max_latency_s": config.max_latency_s,
         "config": config.to_dict(),
         "data": config.data or str(bundled_data_path()),
-        "windows": config.windows.__dict__,
+        "windows": {**config.windows.to_dict(), "auto_cap": AUTO_CAP, "auto_min": AUTO_MIN,
+                    "auto_context": AUTO_CONTEXT},
         "seed": config.seed,
         "weights": config.weights_source.to_dict(),
         "tiny_weights": any(i["tiny_weights"] for i in infos),
