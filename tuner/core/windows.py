@@ -201,12 +201,12 @@ def make_periods(bars: Bars, spec: WindowSpec, context_length: int,
     if context_length < min_context:
         raise ConfigError(f"context_length {context_length} is below the minimum {min_context}")
     n = len(bars)
-    spec = spec.resolve(n)
+    given, spec = spec, spec.resolve(n)
     needed = spec.bars_needed(min_context)
     if n < needed:
         raise DataError(
             f"{bars.source}: symbol {bars.symbol} has {n} bars, needs at least {needed} "
-            f"({spec.need(min_context)})"
+            f"({given.need(min_context)})"
         )
     first_val_target = n - spec.test_windows - spec.val_windows
     first_origin = first_val_target - spec.horizon + 1
