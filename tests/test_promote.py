@@ -356,13 +356,14 @@ def real_experiment(tiny_weights, tmp_path_factory):
     import ray
 
     from tuner.core.models.weights import WeightsSource
+    from tuner.core.windows import WindowSpec
     from tuner.engine.experiment import run_experiment
     from tuner.engine.experiment_config import ExperimentConfig
 
     storage = tmp_path_factory.mktemp("results")
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
     try:
-        config = ExperimentConfig(name="real", symbols=("AAPL", "MSFT"), families=("toto", "kronos_ensemble"),
+        config = ExperimentConfig(name="real", windows=WindowSpec(), pooled=False, symbols=("AAPL", "MSFT"), families=("toto", "kronos_ensemble"),
                                   trials=2, seed=11, weights=WeightsSource.parse(str(tiny_weights)),
                                   storage=str(storage))
         summary = run_experiment(config, echo=lambda line: None)

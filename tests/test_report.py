@@ -478,13 +478,14 @@ def real_experiment(tiny_weights, tmp_path_factory):
     import ray
 
     from tuner.core.models.weights import WeightsSource
+    from tuner.core.windows import WindowSpec
     from tuner.engine.experiment import run_experiment
     from tuner.engine.experiment_config import ExperimentConfig
 
     storage = tmp_path_factory.mktemp("results")
     ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
     try:
-        config = ExperimentConfig(name="real", symbols=("AAPL", "EURUSD"),
+        config = ExperimentConfig(name="real", windows=WindowSpec(), pooled=False, symbols=("AAPL", "EURUSD"),
                                   families=("toto", "kronos_standard", "kronos_ensemble"), trials=3, seed=5,
                                   weights=WeightsSource.parse(str(tiny_weights)), storage=str(storage))
         summary = run_experiment(config, echo=lambda line: None)

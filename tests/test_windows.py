@@ -81,3 +81,78 @@ def test_when_stability_folds_are_asked_then_they_sit_just_before_validation_wit
     # validation is the same with or without folds
     plain = make_periods(bars, WindowSpec(), context_length=64).validation
     np.testing.assert_array_equal(periods.validation.context, plain.context)
+
+
+# ------------------------------------------------------------------------------ auto periods
+
+
+def test_when_a_6_year_daily_series_is_cut_with_auto_then_both_periods_get_at_least_120_windows(write_csv):
+    from tuner.core.windows import AUTO_CAP, AUTO_CONTEXT
+
+    six_years = load_bars(write_csv("SIX.csv", random_walk_bars(6 * 252, seed=1, freq="B")))
+    periods = make_periods(six_years, WindowSpec.auto(), context_length=512)
+    assert len(periods.validation) == len(periods.test) == AUTO_CAP >= 120
+    n = len(six_years)
+    assert list(periods.test.target_index) == list(range(n - AUTO_CAP, n))
+    assert periods.validation.target_index[0] >= AUTO_CONTEXT  # the context the families need comes first
+
+
+@pytest.mark.parametrize(("n", "expected"), [(600, 44), (1000, 244), (1512, 250), (5000, 250)])
+def test_when_auto_then_periods_split_what_follows_the_context_evenly_up_to_the_cap(n, expected):
+    assert WindowSpec.auto().resolve(n) == WindowSpec(expected, expected)
+
+
+def test_when_the_history_is_short_then_auto_keeps_the_minimum_by_giving_up_context(bars):
+    from tuner.core.windows import AUTO_MIN
+
+    periods = make_periods(bars, WindowSpec.auto(), context_length=512)  # 300 bars
+    assert len(periods.validation) == len(periods.test) == AUTO_MIN
+    assert periods.validation.context_length == 300 - 2 * AUTO_MIN
+
+
+def test_when_the_history_is_too_short_even_for_the_minimum_then_auto_says_what_it_needs(write_csv):
+    bars = load_bars(write_csv("SHORT.csv", random_walk_bars(60)))
+    with pytest.raises(DataError, match=r"has 60 bars, needs at least 72 \(context 32 \+ 20 validation \+ 20 "
+                                        r"test \(auto periods at their minimum\)\)"):
+        make_periods(bars, WindowSpec.auto(), context_length=256)
+
+
+def test_when_one_period_is_explicit_then_auto_sizes_only_the_other(write_csv):
+    long = load_bars(write_csv("LONG.csv", random_walk_bars(700, seed=2)))
+    periods = make_periods(long, WindowSpec(val_windows=None, test_windows=60), context_length=256)
+    assert len(periods.test) == 60 and len(periods.validation) == 700 - 512 - 60
+    assert len(make_periods(long, WindowSpec(30, 40), 256).validation) == 30  # explicit numbers win
+
+
+def test_when_auto_with_stability_folds_then_each_fold_counts_as_a_validation_period():
+    assert WindowSpec.auto(stability_folds=2).resolve(1112) == WindowSpec(150, 150, 1, 2)
+
+
+def test_when_windows_auto_is_configured_then_it_parses_and_round_trips_through_the_stored_config():
+    from tuner.engine.experiment_config import ExperimentConfig, parse_experiment_config
+
+    config = parse_experiment_config({"windows": "auto"})
+    assert config.windows == WindowSpec.auto() == ExperimentConfig().windows
+    assert config.to_dict()["windows"] == {"val_windows": "auto", "test_windows": "auto", "horizon": 1,
+                                           "stability_folds": 0}
+    assert parse_experiment_config(config.to_dict()).windows == config.windows
+    mixed = parse_experiment_config({"windows": {"val_windows": 50, "test_windows": "auto", "horizon": 2}})
+    assert mixed.windows == WindowSpec(50, None, 2)
+
+
+@pytest.mark.parametrize("value", ["many", {"val_windows": "lots"}, {"val_windows": 0}])
+def test_when_windows_is_neither_auto_nor_numbers_then_the_error_names_the_key(value):
+    from tuner.engine.experiment_config import parse_experiment_config
+
+    with pytest.raises(ConfigError, match=r"windows"):
+        parse_experiment_config({"windows": value})
+
+
+def test_when_periods_are_cut_then_their_counts_and_target_dates_are_stated(bars):
+    from tuner.core.windows import target_dates, window_counts
+
+    periods = make_periods(bars, WindowSpec(5, 4, stability_folds=1), context_length=64)
+    assert window_counts(periods) == {"validation": 5, "test": 4, "stability_folds": 1, "fold_windows": 5,
+                                      "context_length": 64}
+    dates = target_dates(periods.test)
+    assert len(dates) == 4 and dates[-1] == str(np.datetime_as_string(bars.timestamps[-1], unit="s"))

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from tuner.core.models.weights import WeightsSource
+from tuner.core.windows import WindowSpec
 from tuner.engine.experiment import experiment_status, run_experiment
 from tuner.engine.experiment_config import ExperimentConfig
 
@@ -29,7 +30,7 @@ def local_ray():
 @pytest.fixture(scope="module")
 def finished(local_ray, tiny_weights, tmp_path_factory):
     storage = tmp_path_factory.mktemp("results")
-    config = ExperimentConfig(name="small", symbols=("AAPL", "EURUSD"), families=FAMILIES, trials=3,
+    config = ExperimentConfig(name="small", windows=WindowSpec(), symbols=("AAPL", "EURUSD"), families=FAMILIES, trials=3,
                               seed=7, weights=WeightsSource.parse(str(tiny_weights)), storage=str(storage))
     lines: list[str] = []
     summary = run_experiment(config, echo=lines.append)

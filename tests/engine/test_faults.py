@@ -144,7 +144,7 @@ def test_when_a_model_actor_is_killed_mid_trial_then_it_restarts_and_every_trial
 
     monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
     ray = local_ray
-    config = ExperimentConfig(name="crash", symbols=SYMBOLS, families=("bootstrap_returns",),
+    config = ExperimentConfig(name="crash", pooled=False, symbols=SYMBOLS, families=("bootstrap_returns",),
                               trials=TRIALS, storage=str(tmp_path), windows=WindowSpec(horizon=3))
     killer, killed = kill_actor_when_busy(ray, tmp_path / "crash", "crash-bootstrap_returns-", restart=True)
     summary = run_experiment(config, echo=lambda line: None)
@@ -163,7 +163,10 @@ def test_when_an_actor_dies_for_good_then_every_other_study_is_still_collated(
 
     monkeypatch.setenv("TUNER_CONFIGS", str(slow_configs))
     ray = local_ray
-    config = ExperimentConfig(name="dead", symbols=SYMBOLS, families=("toto", "bootstrap_returns"), trials=4,
+    from tuner.core.windows import WindowSpec
+
+    config = ExperimentConfig(name="dead", windows=WindowSpec(), pooled=False, symbols=SYMBOLS,
+                              families=("toto", "bootstrap_returns"), trials=4,
                               storage=str(tmp_path), weights=WeightsSource.parse(str(tiny_weights)))
     killer, killed = kill_actor_when_busy(ray, tmp_path / "dead", "dead-bootstrap_returns-", restart=False)
     lines: list[str] = []
@@ -217,7 +220,7 @@ def test_when_the_storage_fills_mid_run_then_it_stops_saving_what_finished_and_a
         return original(self, relative, data)
 
     monkeypatch.setattr(storage_module.Storage, "write_bytes", filling)
-    config = ExperimentConfig(name="full", symbols=SYMBOLS, families=("bootstrap_returns",), trials=TRIALS,
+    config = ExperimentConfig(name="full", pooled=False, symbols=SYMBOLS, families=("bootstrap_returns",), trials=TRIALS,
                               storage=str(tmp_path), windows=WindowSpec(horizon=3))
     with pytest.raises(StorageFault) as e:
         run_experiment(config, echo=lambda line: None)

@@ -10,6 +10,7 @@ import pytest
 
 from tuner.core.errors import TunerError
 from tuner.core.models.weights import WeightsSource
+from tuner.core.windows import WindowSpec
 from tuner.engine.experiment import run_experiment
 from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
 
@@ -28,7 +29,7 @@ def gpu_ray():
 
 def test_when_two_gpus_then_actors_share_them_fractionally_and_trials_reserve_none(gpu_ray, tiny_weights, tmp_path):
     ray = gpu_ray
-    config = ExperimentConfig(name="gpus", symbols=("AAPL", "MSFT"), families=MODEL_FAMILIES, trials=4,
+    config = ExperimentConfig(name="gpus", windows=WindowSpec(), pooled=False, symbols=("AAPL", "MSFT"), families=MODEL_FAMILIES, trials=4,
                               weights=WeightsSource.parse(str(tiny_weights)), storage=str(tmp_path))
     free_gpu_during_run: list[float] = []
 

@@ -8,7 +8,15 @@ With ``N`` bars (indices ``0..N-1``), ``T = test_windows``, ``V = val_windows`` 
   (at most ``context_length`` of them) and forecasts ``h`` bars ahead, the last being ``t``.
 
 Every window of a symbol has the same context length, ``min(context_length, first origin)``, so a
-period is one rectangular batch. Returns are measured from the last close the model saw
+period is one rectangular batch.
+
+**Auto periods** (``windows: auto``, the experiment default): a period given as ``None`` is sized
+from the symbol's history (:meth:`WindowSpec.resolve`): after :data:`AUTO_CONTEXT` bars of context
+(the longest context a shipped family carries), the remaining bars are split evenly between the
+auto periods (validation counted once per stability fold too), capped at :data:`AUTO_CAP` windows
+a period; a short history keeps :data:`AUTO_MIN` windows a period by giving up context (down to
+``MIN_CONTEXT``), and a history too short even for that is refused. The split depends only on the
+number of bars and the spec, so every family of a symbol is scored on the same windows. Returns are measured from the last close the model saw
 (``close[o-1]``; for ``h = 1`` that is ``close[t-1]``, as SPEC.md defines them).
 """
 
@@ -28,42 +36,90 @@ Period = str
 MIN_CONTEXT = 32
 """Fewest context bars any family is asked to forecast from."""
 
+AUTO_CONTEXT = 512
+"""Context bars auto periods leave before the first validation origin (Toto's ``context_length``,
+the longest of the shipped families), when the history is long enough."""
+AUTO_CAP = 250
+"""Most windows an auto period takes: about one year of daily bars. A 6-year daily series
+(~1,510 bars) gets 250 validation and 250 test windows; the cost of a trial grows with it."""
+AUTO_MIN = 20
+"""Fewest windows an auto period takes: below this a symbol is refused (with the bars it needs)."""
+
 
 @dataclass(frozen=True)
 class WindowSpec:
     """Where the validation and test periods sit and how far ahead is forecast.
 
     Attributes:
-        val_windows: validation targets (bars), the period tuning optimises. Default 20.
-        test_windows: held-out test targets at the end of the data. Default 20.
+        val_windows: validation targets (bars), the period tuning optimises. Default 20;
+            None = auto (sized from each symbol's history, see the module doc).
+        test_windows: held-out test targets at the end of the data. Default 20; None = auto.
         horizon: bars ahead; the target of an origin ``o`` is bar ``o + horizon - 1``. Default 1.
         stability_folds: extra earlier folds of ``val_windows`` bars each, just before the
             validation period, on which winners are re-scored to show how stable their score is
             across periods (tuning never optimises them). Default 0.
     """
 
-    val_windows: int = 20
-    test_windows: int = 20
+    val_windows: int | None = 20
+    test_windows: int | None = 20
     horizon: int = 1
     stability_folds: int = 0
 
     def __post_init__(self) -> None:
         for name in ("val_windows", "test_windows", "horizon", "stability_folds"):
             value = getattr(self, name)
+            if value is None and name in ("val_windows", "test_windows"):
+                continue  # auto
             low = 0 if name == "stability_folds" else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"windows.{name}: {value!r} must be an integer >= {low}")
 
+    @classmethod
+    def auto(cls, horizon: int = 1, stability_folds: int = 0) -> WindowSpec:
+        """Both periods sized from each symbol's history."""
+        return cls(None, None, horizon, stability_folds)
+
+    @property
+    def is_auto(self) -> bool:
+        return self.val_windows is None or self.test_windows is None
+
+    def resolve(self, n_bars: int) -> WindowSpec:
+        """The concrete spec for a symbol of ``n_bars`` bars (itself when nothing is auto).
+
+        Auto periods share what is left after :data:`AUTO_CONTEXT` context bars, the explicit
+        periods and ``horizon - 1`` evenly (validation once per stability fold too), at most
+        :data:`AUTO_CAP` and at least :data:`AUTO_MIN` each; whether the symbol then has enough
+        bars is :func:`make_periods`'s check.
+        """
+        if not self.is_auto:
+            return self
+        val_share = 1 + self.stability_folds
+        shares = (val_share if self.val_windows is None else 0) + (self.test_windows is None)
+        explicit = (0 if self.val_windows is None else val_share * self.val_windows) + (self.test_windows or 0)
+        free = n_bars - AUTO_CONTEXT - explicit - (self.horizon - 1)
+        per = max(AUTO_MIN, min(AUTO_CAP, free // shares))
+        return WindowSpec(per if self.val_windows is None else self.val_windows,
+                          per if self.test_windows is None else self.test_windows,
+                          self.horizon, self.stability_folds)
+
     def bars_needed(self, min_context: int = MIN_CONTEXT) -> int:
-        """Fewest bars a symbol needs: ``min_context`` before the first (fold or) validation origin."""
-        return (min_context + (1 + self.stability_folds) * self.val_windows + self.test_windows
-                + self.horizon - 1)
+        """Fewest bars a symbol needs: ``min_context`` before the first (fold or) validation origin
+        (an auto period counts its minimum, :data:`AUTO_MIN`)."""
+        val, test = self.val_windows or AUTO_MIN, self.test_windows or AUTO_MIN
+        return min_context + (1 + self.stability_folds) * val + test + self.horizon - 1
 
     def need(self, min_context: int = MIN_CONTEXT) -> str:
-        folds = (f" + {self.stability_folds}×{self.val_windows} stability"
-                 if self.stability_folds else "")
-        return (f"context {min_context} + {self.val_windows} validation{folds} + {self.test_windows} test"
-                + (f" + horizon {self.horizon} - 1" if self.horizon > 1 else ""))
+        val, test = self.val_windows or AUTO_MIN, self.test_windows or AUTO_MIN
+        folds = f" + {self.stability_folds}×{val} stability" if self.stability_folds else ""
+        auto = " (auto periods at their minimum)" if self.is_auto else ""
+        return (f"context {min_context} + {val} validation{folds} + {test} test"
+                + (f" + horizon {self.horizon} - 1" if self.horizon > 1 else "") + auto)
+
+    def to_dict(self) -> dict[str, int | str]:
+        """As the experiment config writes it: ``"auto"`` for an auto period."""
+        return {"val_windows": "auto" if self.val_windows is None else self.val_windows,
+                "test_windows": "auto" if self.test_windows is None else self.test_windows,
+                "horizon": self.horizon, "stability_folds": self.stability_folds}
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,17 +193,20 @@ def make_periods(bars: Bars, spec: WindowSpec, context_length: int,
                  min_context: int = MIN_CONTEXT) -> Periods:
     """Cut ``bars`` into the validation and test batches of ``spec``.
 
+    An auto ``spec`` is first resolved for this symbol's number of bars (:meth:`WindowSpec.resolve`).
+
     Raises:
         DataError: fewer bars than ``spec.bars_needed(min_context)``; the message says how many.
     """
     if context_length < min_context:
         raise ConfigError(f"context_length {context_length} is below the minimum {min_context}")
     n = len(bars)
+    given, spec = spec, spec.resolve(n)
     needed = spec.bars_needed(min_context)
     if n < needed:
         raise DataError(
             f"{bars.source}: symbol {bars.symbol} has {n} bars, needs at least {needed} "
-            f"({spec.need(min_context)})"
+            f"({given.need(min_context)})"
         )
     first_val_target = n - spec.test_windows - spec.val_windows
     first_origin = first_val_target - spec.horizon + 1
@@ -208,3 +267,18 @@ def window_seeds(seed: int, batch: WindowBatch) -> list[int]:
         out.append((int(state[0]) << 31) ^ int(state[1]))  # < 2**63: valid for torch generators
     object.__setattr__(batch, "_window_seeds", (seed, tuple(out)))  # frozen dataclass: a private memo
     return out
+
+
+def window_counts(periods: Periods) -> dict[str, int]:
+    """How many windows each period of ``periods`` holds (what result files state per symbol)."""
+    counts = {"validation": len(periods.validation), "test": len(periods.test)}
+    if periods.folds:
+        counts["stability_folds"] = len(periods.folds)
+        counts["fold_windows"] = len(periods.folds[0])
+    counts["context_length"] = periods.validation.context_length
+    return counts
+
+
+def target_dates(batch: WindowBatch) -> list[str]:
+    """ISO timestamp (seconds) of each window's target bar, in window order."""
+    return [str(t) for t in np.datetime_as_string(batch.future_times[:, -1], unit="s")]

@@ -31,6 +31,7 @@ from tuner.core.models import registry
 from tuner.core.models.weights import WeightsSource
 from tuner.core.trial import run_trial
 from tuner.core.windows import Periods
+from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_metrics
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,30 @@ class ModelServer:
         outcomes = []
         for symbol, params in requests:
             try:
+                if symbol == POOLED_SYMBOL:
+                    outcomes.append(self.evaluate_pooled(params, seed))
+                    continue
                 outcomes.append(self.evaluate(symbol, params, seed))
             except Exception as e:  # one bad trial (params, symbol data) must not fail its pack
                 outcomes.append({"error": f"{type(e).__name__}: {e}"[:2000]})
         return outcomes
+
+    def evaluate_pooled(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+        """One trial of the family's pooled study (:mod:`tuner.engine.pooled_study`): ``params``
+        on every symbol's validation windows; its value is the mean over symbols of their
+        validation pct_return_mae. Any symbol failing fails the trial."""
+        start = time.perf_counter()
+        per_symbol = {symbol: run_trial(self.family, params, periods, seed).to_dict()
+                      for symbol, periods in sorted(self.periods.items())}
+        first = next(iter(per_symbol.values()))
+        result = {"symbol": POOLED_SYMBOL, "model_type": self.family_name, "config": first["config"],
+                  "seed": seed, "weights": first["weights"], "tiny_weights": first["tiny_weights"],
+                  **pooled_metrics(per_symbol)}
+        elapsed = time.perf_counter() - start
+        with self._lock:
+            self.calls += 1
+            self.busy_s += elapsed
+        return {"result": result, "actor_s": elapsed, **_where()}
 
     def point_forecasts(self, symbol: str, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """The point forecasts of one config on both periods (for blend/regime candidates)."""

@@ -114,7 +114,8 @@ def winner_document(winner: TrialRecord, final: TrialResult, counts: Mapping[str
     doc["trials"] = dict(counts)
     doc["trial_id"] = winner.trial_id
     doc["experiment"] = meta.get("experiment")
-    doc["windows"] = meta.get("windows")
+    # The spec, and the counts this symbol actually got (auto periods differ per symbol).
+    doc["windows"] = {**(meta.get("windows") or {}), **(meta.get("windows_used") or {}).get(final.symbol, {})}
     doc["data"] = meta.get("data")
     doc["created_at"] = meta.get("created_at")
     return doc

@@ -26,6 +26,7 @@ from tuner.core.data import bundled_data_path, load_dataset
 from tuner.core.errors import ConfigError, DamagedFile, DataError, TunerError
 from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
 from tuner.core.phase_clock import PhaseClock
+from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import (
     CONFIG_FILE,
     PROGRESS_FILE,
@@ -36,7 +37,14 @@ from tuner.core.storage import (
 )
 from tuner.core.timed_storage import TimedStorage
 from tuner.core.trial import TrialResult
-from tuner.core.windows import make_periods
+from tuner.core.windows import (
+    AUTO_CAP,
+    AUTO_CONTEXT,
+    AUTO_MIN,
+    make_periods,
+    target_dates,
+    window_counts,
+)
 from tuner.engine.actors import LoadLedger, ModelServer, PackBoard, Routing, WindowStore
 from tuner.engine.collate import TrialRecord, pick_winners, write_experiment
 from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
@@ -53,6 +61,13 @@ from tuner.engine.journal import (
     resume_command,
 )
 from tuner.engine.lock import ExperimentLock
+from tuner.engine.pooled_study import (
+    POOLED_SYMBOL,
+    pooled_families,
+    pooled_key,
+    pooled_summary,
+    split_records,
+)
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
 from tuner.engine.without_winner import cause_lines
 
@@ -189,7 +204,9 @@ def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_
         # Read (strictly) before anything is written: a damaged or foreign journal stops here.
         raw = storage.read_json(CONFIG_FILE) if storage.exists(CONFIG_FILE) else None
         experiment_id, since = experiment_identity(raw, last_session(storage) + 1)
-        provenance = Provenance(experiment_id, since, families=tuple(config.families), symbols=config.symbols)
+        # A pooled study's records carry POOLED_SYMBOL: the experiment's own, not a foreign symbol.
+        symbols = None if config.symbols is None else (*config.symbols, POOLED_SYMBOL)
+        provenance = Provenance(experiment_id, since, families=tuple(config.families), symbols=symbols)
         history = read_journal(storage, provenance)
         done = _finished_summary(storage, history, echo, config.trials)
         if done is not None:
@@ -236,11 +253,14 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in actors},
                           board=pool.board_name)
         journal = TrialJournal(storage, session, experiment=provenance.experiment_id)
+        pooled_fams = pooled_families(config.families, studies, config.pooled)
         searcher, progress, watchdog = _make_searcher(config, storage, studies, history, journal, session,
-                                                      len(pool.infos), BoardClient(pool.board))
+                                                      len(pool.infos), BoardClient(pool.board), pooled_fams)
         resumed = bool(history) or session > 1
         echo(f"tuning {len(studies)} studies × {config.trials} trials "
-             f"({len(config.families)} families, {len({s for s, _ in studies})} symbols) with "
+             f"({len(config.families)} families, {len({s for s, _ in studies})} symbols"
+             + (f"; + {len(pooled_fams)} pooled studies, one per family over every symbol" if pooled_fams else "")
+             + ") with "
              f"{len(pool.infos)} model actors, up to {searcher.pack_size} trials per Tune trial; "
              f"Ray dashboard: {dashboard}"
              + (f" [resumed] with {len(history)} finished trials kept" if resumed else ""))
@@ -252,10 +272,13 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         finally:
             progress.close()
         clock.mark("tuning")
-        records = [_trial_record(r) for r in read_journal(storage, provenance)]
+        records, pooled_records = split_records(_trial_record(r) for r in read_journal(storage, provenance))
         winners = pick_winners(records, config.max_latency_s)
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
         finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick)
+        if pooled_records:
+            progress.begin_phase("re-scoring each family's pooled config on every symbol")
+        pooled = _score_pooled(pooled_records, studies, actors, config)
         tick = progress.begin_phase("blend and regime candidates")
         derived = _derived_candidates(winners, finals, actors, periods, config, on_done=tick)
         progress.begin_phase("collating: significance tests, result files, summary")
@@ -268,9 +291,11 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           "pack_size": searcher.pack_size, "max_packs_in_flight": searcher.max_packs,
                           "peak_packs_running": outcome.peak_running,
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
+        meta["windows_used"] = _windows_used(periods)
         timed = TimedStorage(storage)
         summary = write_experiment(timed, records, finals, studies, config.trials, meta, derived,
-                                   unscored, defaults)
+                                   unscored, defaults, pooled=pooled, window_dates=_window_dates(periods))
+        summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials)
         progress.close()
         clock.mark("collation", within={"writing": timed.write_s})
         compact(storage, session)
@@ -319,7 +344,8 @@ def _finished_summary(storage: Storage, history: list[JournalRecord], echo: Echo
     except DamagedFile as e:
         echo(f"{e} Rebuilding it now.")
         return None
-    completed = sum(r.status == "completed" for r in history)
+    # Pooled studies' trials are counted in the summary's ``pooled`` section, not in ``trials``.
+    completed = sum(r.status == "completed" and r.symbol != POOLED_SYMBOL for r in history)
     counts = summary.get("trials") if isinstance(summary, dict) else None
     recorded = counts.get("completed") if isinstance(counts, dict) else None
     if isinstance(recorded, int) and recorded > completed:
@@ -648,18 +674,20 @@ class BoardClient:
 
 def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tuple[str, str]],
                    history: list[JournalRecord], journal: TrialJournal, session: int, n_actors: int,
-                   board: BoardClient):
-    """The multiplexing searcher (every study rebuilt from the journal), the progress view
-    listening to it, and the stuck-resources watchdog."""
+                   board: BoardClient, pooled_fams: list[str] | tuple[str, ...] = ()):
+    """The multiplexing searcher (every study rebuilt from the journal, the pooled studies of
+    ``pooled_fams`` included), the progress view listening to it, and the stuck-resources watchdog."""
     from tuner.engine.progress import PendingWatchdog, ProgressView
     from tuner.engine.search import StudyMultiplexer, auto_pack_size
 
     families = {f: load_family_config(f) for f in config.families}  # once per family, not per study
     spaces = {f"{s}/{f}": (s, f, families[f].space) for s, f in studies}
+    spaces.update({pooled_key(f): (POOLED_SYMBOL, f, families[f].space) for f in pooled_fams})
     max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, PACKS_PER_ACTOR * n_actors))
     pack_size = config.pack_size or auto_pack_size(len(studies), config.max_concurrent_per_study, max_packs)
     searcher = StudyMultiplexer(spaces, config.trials, config.max_concurrent_per_study, config.seed,
-                                points_to_evaluate=_first_points(config, studies, families),
+                                points_to_evaluate={**_first_points(config, studies, families),
+                                                    **_pooled_first_points(pooled_fams, families)},
                                 pack_size=pack_size,
                                 max_packs=max_packs, journal=journal, history=records_by_study(history),
                                 session=session, board=board)
@@ -681,6 +709,11 @@ def _first_points(config: ExperimentConfig, studies: list[tuple[str, str]],
         first = [default] if default else []
         points[key] = (first + [p for p in warm.get(key, []) if p != default])[:config.trials]
     return points
+
+
+def _pooled_first_points(pooled_fams, families: dict[str, Any]) -> dict[str, list[dict]]:
+    """A pooled study starts, like every study, from its family's default config."""
+    return {pooled_key(f): [families[f].default_point] for f in pooled_fams if families[f].default_point}
 
 
 def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dict[str, list[dict]]:
@@ -767,6 +800,61 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
     return finals, unscored, defaults
 
 
+def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, str]], actors: dict[str, list],
+                  config: ExperimentConfig) -> dict[str, PooledOutcome]:
+    """Each family's best pooled config scored on every symbol's validation and test periods with
+    the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
+    re-scoring failed (its actors died) is left out of the outcome's results."""
+    best = pick_winners(pooled_records, config.max_latency_s)
+    calls = {(symbol, family): ((symbol, family), "evaluate", (symbol, dict(best[(POOLED_SYMBOL, family)].config),
+                                                             config.seed, True))
+             for symbol, family in studies if (POOLED_SYMBOL, family) in best}
+    results: dict[str, dict[str, TrialResult]] = {}
+    for (symbol, family), out in _on_live_actors(actors, calls).items():
+        if isinstance(out, TunerError):
+            log.warning("%s: pooled config of %s not scored: %s", symbol, family, out)
+            continue
+        results.setdefault(family, {})[symbol] = TrialResult.from_dict(out["result"])
+    completed = {f: sum(r.status == "completed" and r.family == f for r in pooled_records) for _, f in best}
+    return {family: PooledOutcome(family, dict(record.config), record.objective, completed[family],
+                                  results.get(family, {}))
+            for (_, family), record in best.items()}
+
+
+def _windows_used(periods: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """Symbol → the window counts actually used (the same for every family of a symbol; the
+    context length is the first family's)."""
+    used: dict[str, dict[str, int]] = {}
+    for by_symbol in periods.values():
+        for symbol, p in by_symbol.items():
+            used.setdefault(symbol, window_counts(p))
+    return used
+
+
+def _window_dates(periods: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
+    """Symbol → period → the target bar's ISO timestamp of each window (panel tests cluster on them)."""
+    dates: dict[str, dict[str, list[str]]] = {}
+    for by_symbol in periods.values():
+        for symbol, p in by_symbol.items():
+            dates.setdefault(symbol, {"validation": target_dates(p.validation), "test": target_dates(p.test)})
+    return dates
+
+
+def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[str, PooledOutcome],
+                        pooled_fams: list[str], pooled_records: list[TrialRecord], budget: int) -> dict[str, Any]:
+    """``summary.json``'s ``pooled`` section (unless collation wrote one) and completeness: an
+    experiment whose pooled studies lack completed trials is not complete (a resume runs them)."""
+    if not pooled_fams:
+        return summary
+    if "pooled" not in summary:
+        summary["pooled"] = pooled_summary(pooled, budget)
+    done = {f: sum(r.status == "completed" and r.family == f for r in pooled_records) for f in pooled_fams}
+    summary["pooled_trials"] = done
+    summary["complete"] = bool(summary.get("complete")) and all(n >= budget for n in done.values())
+    storage.write_json(SUMMARY_FILE, summary)
+    return summary
+
+
 def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
                         actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig,
                         on_done: Callable[[int, int], None] | None = None) -> dict[tuple[str, str], dict]:
@@ -837,7 +925,8 @@ def _meta(config: ExperimentConfig, infos: list[dict], skipped: dict, started: f
         "max_latency_s": config.max_latency_s,
         "config": config.to_dict(),
         "data": config.data or str(bundled_data_path()),
-        "windows": config.windows.__dict__,
+        "windows": {**config.windows.to_dict(), "auto_cap": AUTO_CAP, "auto_min": AUTO_MIN,
+                    "auto_context": AUTO_CONTEXT},
         "seed": config.seed,
         "weights": config.weights_source.to_dict(),
         "tiny_weights": any(i["tiny_weights"] for i in infos),

@@ -66,7 +66,8 @@ class ExperimentConfig:
         trials: trials per (symbol, family) study.
         seed: seeds each study's TPE sampler and every trial's sampling (common random numbers:
             all configs of a study are scored on the same random draws).
-        windows: validation/test periods and horizon.
+        windows: validation/test periods and horizon; by default both periods are sized from
+            each symbol's history (``windows: auto``, see :mod:`tuner.core.windows`).
         weights: checkpoint sources (see :mod:`tuner.core.models.weights`); None = the published weights.
         resources: per family, the model actors' resources.
         storage: where experiments live: a local folder, a shared filesystem path or a URI
@@ -87,6 +88,9 @@ class ExperimentConfig:
         warm_start_top_k: previous trials per study used for the warm start.
         pack_size: Optuna trials one Tune trial carries at most (see :mod:`tuner.engine.search`);
             None = chosen from the number of studies and the actors (at most 64).
+        pooled: per family, also tune one config pooled over every symbol (a study minimising
+            the mean of the symbols' validation pct_return_mae, ``trials`` trials), when the
+            experiment has at least two symbols (see :mod:`tuner.engine.pooled_study`).
     """
 
     name: str = DEFAULT_EXPERIMENT
@@ -95,7 +99,7 @@ class ExperimentConfig:
     families: tuple[str, ...] = ("toto", "kronos_standard", "kronos_ensemble")
     trials: int = 30
     seed: int = 0
-    windows: WindowSpec = field(default_factory=WindowSpec)
+    windows: WindowSpec = field(default_factory=WindowSpec.auto)
     weights: WeightsSource | None = None
     resources: Mapping[str, FamilyResources] = field(default_factory=dict)
     storage: str = "results"
@@ -111,6 +115,7 @@ class ExperimentConfig:
     warm_start_production: bool = False
     warm_start_top_k: int = 3
     pack_size: int | None = None
+    pooled: bool = True
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
@@ -139,6 +144,8 @@ class ExperimentConfig:
             raise ConfigError(f"pack_size: {self.pack_size!r} must be an integer >= 1 or null (auto)")
         if self.symbols is not None and not self.symbols:
             raise ConfigError("symbols: empty list; omit it to tune every symbol")
+        if not isinstance(self.pooled, bool):
+            raise ConfigError(f"pooled: {self.pooled!r} must be true or false")
 
     @property
     def weights_source(self) -> WeightsSource:
@@ -152,6 +159,7 @@ class ExperimentConfig:
         data["weights"] = self.weights.to_dict() if self.weights else None
         data["symbols"] = list(self.symbols) if self.symbols else None
         data["families"] = list(self.families)
+        data["windows"] = self.windows.to_dict()
         return data
 
     def with_data(self, data: str | None, symbols: tuple[str, ...] | None) -> ExperimentConfig:
@@ -190,17 +198,29 @@ def load_experiment_config(path: str | Path | None = None) -> ExperimentConfig:
     return parse_experiment_config(read_yaml(file), file)
 
 
+def parse_windows(windows: Any) -> WindowSpec:
+    """``auto``, or a mapping whose ``val_windows``/``test_windows`` are numbers or ``auto``."""
+    if windows == "auto":
+        return WindowSpec.auto()
+    if not isinstance(windows, dict):
+        raise ConfigError(f"windows: {windows!r} must be auto or a mapping")
+    check_keys(windows, {"val_windows", "test_windows", "horizon", "stability_folds"}, "windows.")
+    values = dict(windows)
+    for key in ("val_windows", "test_windows"):
+        if values.get(key, 0) in ("auto", None):
+            values[key] = None
+        elif isinstance(values.get(key), str):
+            raise ConfigError(f"windows.{key}: {values[key]!r} must be an integer >= 1 or auto")
+    return WindowSpec(**values)
+
+
 def parse_experiment_config(data: Mapping[str, Any], file: Path | str = "<config>") -> ExperimentConfig:
     where = f"{file}: "
     check_keys(data, _TOP_KEYS, where)
     values: dict[str, Any] = {k: v for k, v in data.items() if v is not None}
     try:
         if "windows" in values:
-            windows = values["windows"]
-            if not isinstance(windows, dict):
-                raise ConfigError("windows: must be a mapping")
-            check_keys(windows, {"val_windows", "test_windows", "horizon", "stability_folds"}, "windows.")
-            values["windows"] = WindowSpec(**windows)
+            values["windows"] = parse_windows(values["windows"])
         if "families" in values:
             fams = values["families"]
             values["families"] = tuple([fams] if isinstance(fams, str) else fams)
