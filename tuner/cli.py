@@ -214,7 +214,8 @@ def _split(value: str | None, option: str) -> tuple[str, ...] | None:
               help="Optuna trials one Tune trial carries at most. Default: chosen from the studies.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @click.option("--take-over", is_flag=True,
-              help="Run even if the experiment's lock names a live holder on another host.")
+              help="Take over a damaged lock, or one whose holder on another host has sent no heartbeat "
+                   "for 300 s; never a live holder.")
 @library_errors
 def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
         max_concurrent_per_study, device, autocast_dtype, val_windows, test_windows, horizon, stability_folds,
@@ -270,7 +271,8 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
 @click.option("--address", default=None, help="Ray cluster to resume on. Default: a local Ray.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @click.option("--take-over", is_flag=True,
-              help="Resume even if the experiment's lock names a holder on another host (dead).")
+              help="Take over a damaged lock, or one whose holder on another host has sent no heartbeat "
+                   "for 300 s; never a live holder.")
 @library_errors
 def resume(name, storage, address, no_dashboard, take_over):
     """Continue an interrupted experiment: finished trials are kept, studies keep their history.
