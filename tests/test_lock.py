@@ -92,10 +92,17 @@ def test_when_the_holder_is_alive_on_this_host_then_even_take_over_is_refused_sa
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from /proc")
 def test_when_the_holders_pid_was_reused_by_a_later_process_then_it_is_taken_over(storage, live_pid):
-    plant(storage, socket.gethostname(), live_pid, since="2020-01-01T00:00:00+00:00")
+    plant(storage, socket.gethostname(), live_pid, since="2020-01-01T00:00:00+00:00", heartbeat=1.6e9)
     with ExperimentLock(storage) as lock:
         assert lock.took_over.endswith(f"pid {live_pid} now belongs to a process started after the lock was "
                                        "taken (the holder is gone and its pid reused)")
+
+
+def test_when_a_later_process_has_the_pid_but_the_heartbeat_is_fresh_then_it_is_not_taken_over(
+        storage, live_pid):
+    plant(storage, socket.gethostname(), live_pid, since="2020-01-01T00:00:00+00:00", heartbeat=time.time())
+    with pytest.raises(ExperimentLocked, match=f"pid {live_pid} is still running on this host"):
+        ExperimentLock(storage, take_over=True).__enter__()
 
 
 def test_when_the_holder_on_another_host_beats_recently_then_take_over_is_refused(storage):

@@ -348,7 +348,8 @@ def _split(value: str | None, option: str) -> tuple[str, ...] | None:
               help="Optuna trials one Tune trial carries at most. Default: chosen from the studies.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @click.option("--take-over", is_flag=True,
-              help="Run even if the experiment's lock names a live holder on another host.")
+              help="Take over a damaged lock, or one whose holder on another host has sent no heartbeat "
+                   "for 300 s; never a live holder.")
 @click.option("--ray-start-timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds a local Ray's node may take to start (a loaded machine needs more). "
                    "Default: $RAY_raylet_start_wait_time_s, else 300.")
@@ -414,7 +415,8 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
 @click.option("--address", default=None, help="Ray cluster to resume on. Default: a local Ray.")
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @click.option("--take-over", is_flag=True,
-              help="Resume even if the experiment's lock names a holder on another host (dead).")
+              help="Take over a damaged lock, or one whose holder on another host has sent no heartbeat "
+                   "for 300 s; never a live holder.")
 @click.option("--ray-start-timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds a local Ray's node may take to start (a loaded machine needs more). "
                    "Default: $RAY_raylet_start_wait_time_s, else 300.")

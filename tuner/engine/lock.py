@@ -6,7 +6,8 @@ last writer wins. So a run holds ``<experiment>/.lock`` (host, pid, since, heart
 provably gone:
 
 * on this host, when its pid no longer runs, or runs a process started after the lock was taken
-  (the pid was reused): taken over without asking, and said so;
+  while the lock's heartbeat is older than :data:`STALE_AFTER_S` (the pid was reused): taken
+  over without asking, and said so;
 * on another host (a pid there cannot be checked), when its heartbeat is older than
   :data:`STALE_AFTER_S` and the user passes ``--take-over``;
 * a damaged lock (empty, not JSON, no host or pid) names no holder to check: it is named, and
@@ -110,8 +111,10 @@ class ExperimentLock:
         """The current lock's holder and whether it is provably gone; None when there is no lock."""
         try:
             data = self.storage.read_bytes(LOCK_FILE)
-        except FileNotFoundError:
-            return None
+        except OSError:
+            if not self.storage.exists(LOCK_FILE):  # object stores raise their own kinds for "absent"
+                return None
+            raise
         return judge(data)
 
     def __enter__(self) -> ExperimentLock:
@@ -197,7 +200,7 @@ def judge(data: bytes, now: float | None = None) -> Holder:
         why = f"no valid host and pid (host {json.dumps(host)}, pid {json.dumps(pid)})"
         return Holder({}, why, True, why, needs_take_over=True)
     if host == socket.gethostname():
-        gone, why = _gone_here(pid, content.get("since"))
+        gone, why = _gone_here(pid, content.get("since"), content.get("heartbeat"), now)
         return Holder(content, None, gone, why, needs_take_over=False)
     beat = content.get("heartbeat")
     if not isinstance(beat, (int, float)) or isinstance(beat, bool) or beat <= 0:
@@ -213,8 +216,10 @@ def judge(data: bytes, now: float | None = None) -> Holder:
                   needs_take_over=True)
 
 
-def _gone_here(pid: int, since: Any) -> tuple[bool, str]:
-    """Whether pid ``pid`` of this host is gone (or is another process now), and why."""
+def _gone_here(pid: int, since: Any, heartbeat: Any, now: float | None = None) -> tuple[bool, str]:
+    """Whether pid ``pid`` of this host is gone, and why. A pid that runs is the holder's unless
+    two facts say otherwise: the process started after the lock was taken, and the lock's
+    heartbeat is older than :data:`STALE_AFTER_S` (a live holder beats every 30 s)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -223,7 +228,9 @@ def _gone_here(pid: int, since: Any) -> tuple[bool, str]:
         pass  # it exists (another user's process): alive unless its start time says otherwise
     started = _process_start(pid)
     taken = _epoch(since)
-    if started is not None and taken is not None and started > taken + PID_REUSE_SLACK_S:
+    silent = (isinstance(heartbeat, (int, float)) and not isinstance(heartbeat, bool) and heartbeat > 0
+              and (time.time() if now is None else now) - heartbeat > STALE_AFTER_S)
+    if silent and started is not None and taken is not None and started > taken + PID_REUSE_SLACK_S:
         return True, (f"pid {pid} now belongs to a process started after the lock was taken "
                       "(the holder is gone and its pid reused)")
     return False, f"pid {pid} is still running on this host"
