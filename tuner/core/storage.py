@@ -235,7 +235,7 @@ class Storage:
 
     def _damaged(self, relative: str, what: str) -> str:
         """A damaged file's message: which file, what is wrong, and the way back."""
-        resume = f"tuner resume {self.name} --storage {self.base}"
+        resume = self.command("resume")
         if relative in REBUILT_BY_RESUME:
             way = f"`{resume}` rebuilds it from the experiment's journal"
         elif relative == CONFIG_FILE:

@@ -193,7 +193,7 @@ def _run(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboa
         return _run_locked(config, storage, echo, include_dashboard, fallback_allowed, take_over, started_at)
     except OSError as e:  # the storage itself: one clear line, not a traceback
         raise StorageFault(f"{storage.root}: {e}. Nothing finished was lost: the journal keeps "
-                           f"every saved trial; fix the storage and run `tuner resume {config.name}`.") from e
+                           f"every saved trial; fix the storage and run `{storage.command('resume')}`.") from e
 
 
 def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_dashboard: bool | None,
@@ -402,7 +402,7 @@ def _check_same_experiment(stored: ExperimentConfig, new: ExperimentConfig, stor
     if diff:
         raise ConfigError(
             f"experiment {new.name!r} already exists at {storage.root} with a different "
-            f"{', '.join(diff)}; resume it with `tuner resume {new.name}` or pick another --name"
+            f"{', '.join(diff)}; resume it with `{storage.command('resume')}` or pick another --name"
         )
 
 

@@ -333,7 +333,7 @@ class TrialJournal:
 
 def resume_command(storage: Storage) -> str:
     """The command that resumes the experiment of ``storage``, with the storage it needs."""
-    return f"tuner resume {storage.name} --storage {storage.base}"
+    return storage.command("resume")
 
 
 def rescue_path(name: str, session: int) -> Path:
