@@ -27,6 +27,7 @@ Pure numpy/scipy; no Ray.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,6 +185,7 @@ def decide(candidates: Sequence[SymbolCandidates], pooled_panels: Mapping[str, P
                             f"test (p={_fmt(panel.p_value)} >= {panel_alpha:g})")
                 reason = f"{why}; {tail}"
         chosen_errors = {OWN: c.own, POOLED: c.pooled, DEFAULT: c.default}[choice]
+        numbers = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in numbers.items()}
         decisions[c.symbol] = {
             "choice": choice, "family": family, "config": config, "reason": reason, **numbers,
             "test_pct_return_mae": (float(np.mean(chosen_errors)) if chosen_errors is not None
