@@ -13,7 +13,7 @@ load unchanged. Upstream is never imported here. The pieces, in data order:
 * a residual-MLP head giving, for every patch position, the nine quantiles ``0.1 … 0.9`` of the
   next patch in ``asinh`` units; ``sinh``, unscaled and sorted they are prices.
 
-How differs from upstream's ``Toto2Model.forecast`` (with ``decode_block_size=None``, the
+How it differs from upstream's ``Toto2Model.forecast`` (with ``decode_block_size=None``, the
 single pass its leaderboard results use), never what:
 
 * many windows (one series each) go through one forward pass;
