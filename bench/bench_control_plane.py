@@ -21,7 +21,11 @@ local Ray, one after another (never side by side), and prints one JSON line the 
 3. ``--universe 1000x10``: the universe run, proven: ``tuner run`` over that many studies as a
    user runs it (a subprocess), SIGKILLed once it is ``--kill-at`` done, then ``tuner resume``;
    checks every study has its winner file and prints both walls, what the kill cost, and the
-   projection to 500 symbols x 3 families x 30 trials (45,000 trials).
+   projection to 500 symbols x 3 families x 30 trials (45,000 trials). Also, per session
+   (sampled every 0.5 s from outside): the driver's peak RSS (the kernel's high-water mark) and
+   the largest Ray worker's (actor's) RSS; the finishing session's phases (``phases_s``, whole
+   process); files and bytes the experiment holds at the end. ``--kill-at 0``: no kill, one
+   session. ``--keep DIR``: keep the experiment there (e.g. for ``bench/bench_outputs.py``).
 
 Run (takes ~20 min on 2 cores; say the machine's load when reporting):
 ``.venv/bin/python bench/bench_control_plane.py``
@@ -140,8 +144,71 @@ def arm_ours(studies: int, trials: int, data: str, seed: int) -> dict:
 # ------------------------------------------------------------------------------------- universe
 
 
-def universe(studies: int, trials: int, kill_at: float, seed: int) -> None:
+class MemorySampler:
+    """Peak RSS of a driver process (its kernel high-water mark) and of every process below it
+    (Ray's workers, whose names are ``ray::<actor class>``), sampled on each :meth:`sample`."""
+
+    def __init__(self, pid: int) -> None:
+        import importlib
+
+        importlib.import_module("ray")  # Ray ships psutil: on the path once Ray is imported
+        import psutil
+
+        self.driver = psutil.Process(pid)
+        self.driver_peak = 0
+        self.workers: dict[int, tuple[str, int]] = {}  # pid -> (name, peak RSS)
+
+    def sample(self) -> None:
+        import psutil  # see __init__
+
+        try:
+            self.driver_peak = max(self.driver_peak, _high_water_mark(self.driver.pid) or self.driver.memory_info().rss)
+            children = self.driver.children(recursive=True)
+        except psutil.Error:
+            return  # the driver is gone
+        for child in children:
+            try:
+                name, rss = child.name(), child.memory_info().rss
+            except psutil.Error:
+                continue
+            _, peak = self.workers.get(child.pid, (name, 0))
+            self.workers[child.pid] = (name, max(peak, rss))
+
+    def largest_actor(self) -> tuple[str, int]:
+        """The Ray worker (actor or task process) with the largest RSS seen, and that RSS."""
+        ray_workers = [(name, rss) for name, rss in self.workers.values() if name.startswith("ray::")]
+        return max(ray_workers, key=lambda w: w[1], default=("none", 0))
+
+
+def _high_water_mark(pid: int) -> int | None:
+    """``VmHWM`` (bytes) from /proc on Linux: the process's peak RSS, not just the current one."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def watched(command: list[str], log: Path, stop_when=None) -> tuple[subprocess.Popen, MemorySampler, float]:
+    """Run ``command`` in its own session (output to ``log``), sampling its memory every 0.5 s
+    until it exits or ``stop_when()`` is true (then it is left running). Returns it, the
+    samples, the seconds."""
+    start = time.perf_counter()
+    with open(log, "w") as out:  # a file, not a pipe: nobody reads a pipe while it runs
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    memory = MemorySampler(process.pid)
+    while process.poll() is None and not (stop_when and stop_when()):
+        memory.sample()
+        time.sleep(0.5)
+    return process, memory, time.perf_counter() - start
+
+
+def universe(studies: int, trials: int, kill_at: float, seed: int, keep: str | None = None) -> None:
     """``tuner run`` over ``studies`` studies, SIGKILLed mid-run, then ``tuner resume``."""
+    import shutil
+
     cli = [sys.executable, "-m", "tuner.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         data, storage = Path(tmp) / "bars", Path(tmp) / "results"
@@ -152,40 +219,60 @@ def universe(studies: int, trials: int, kill_at: float, seed: int) -> None:
                "--symbols", symbols, "--families", "bootstrap_returns", "--trials", str(trials),
                "--seed", str(seed), "--no-dashboard"]
         total = studies * trials
-        start = time.perf_counter()
-        driver = subprocess.Popen(run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        done = 0
-        while driver.poll() is None and done < kill_at * total:
-            time.sleep(0.5)
-            try:
-                done = json.loads((root / "progress.json").read_text())["trials_done"]
-            except (OSError, ValueError, KeyError):
-                pass
-        if driver.poll() is not None:
-            raise SystemExit(f"the run ended (exit {driver.returncode}) before {kill_at:.0%} was done")
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
-        driver.wait()
-        first_s = time.perf_counter() - start
-        saved = sum(1 for chunk in (root / "journal").glob("*.jsonl") for _ in chunk.read_text().splitlines())
-        start = time.perf_counter()
-        out = subprocess.run([*cli, "resume", "universe", "--storage", str(storage), "--no-dashboard"],
-                             capture_output=True, text=True)
-        resume_s = time.perf_counter() - start
-        if out.returncode != 0:
-            raise SystemExit(f"resume failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        print(f"universe: {studies} studies x {trials} trials = {total} trials; {os.cpu_count()} cores, "
+              f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
+        sessions = []
+        if 0 < kill_at < 1:
+            done = 0
+
+            def far_enough() -> bool:
+                nonlocal done
+                try:
+                    done = json.loads((root / "progress.json").read_text())["trials_done"]
+                except (OSError, ValueError, KeyError):
+                    pass
+                return done >= kill_at * total
+
+            driver, memory, first_s = watched(run, Path(tmp) / "first.log", far_enough)
+            if driver.poll() is not None:
+                raise SystemExit(f"the run ended (exit {driver.returncode}) before {kill_at:.0%} was done")
+            os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+            driver.wait()
+            sessions.append(("first run (SIGKILLed)", first_s, memory))
+            saved = sum(1 for chunk in (root / "journal").glob("*.jsonl") for _ in chunk.read_text().splitlines())
+            print(f"  first run SIGKILLed at {done} trials progress ({saved} in the journal) after {first_s:.0f} s")
+            print(f"  trials lost to the kill: {max(0, done - saved)} (progress ahead of the journal); "
+                  f"redone: 0 (the journal's are kept)")
+            final = [*cli, "resume", "universe", "--storage", str(storage), "--no-dashboard"]
+        else:
+            final = run
+        process, memory, last_s = watched(final, Path(tmp) / "last.log")
+        if process.wait() != 0:
+            raise SystemExit(f"{final[3]} failed:\n{(Path(tmp) / 'last.log').read_text()[-3000:]}")
+        sessions.append(("resume" if sessions else "run", last_s, memory))
         summary = json.loads((root / "summary.json").read_text())
         winners = len(list((root / "bootstrap_returns").glob("*.json")))
-        per_trial = (first_s + resume_s) / total
-        print(f"universe: {studies} studies x {trials} trials = {total} trials (load average "
-              f"{os.getloadavg()[0]:.2f} at the end)")
-        print(f"  first run SIGKILLed at {done} trials progress ({saved} in the journal) after {first_s:.0f} s")
-        print(f"  resume: {resume_s:.0f} s; trials {summary['trials']}; complete {summary['complete']}; "
+        wall = sum(s for _, s, _ in sessions)
+        per_trial = wall / total
+        print(f"  {sessions[-1][0]}: {last_s:.0f} s; trials {summary['trials']}; complete {summary['complete']}; "
               f"winner files {winners}/{studies}; session {summary['session']}")
-        print(f"  trials lost to the kill: {max(0, done - saved)} (progress ahead of the journal); "
-              f"redone: 0 (the journal's are kept)")
-        print(f"  wall per trial, both sessions, Ray start-up and collation included: {1000 * per_trial:.1f} ms")
+        print(f"  its phases (wall_s {summary['wall_s']:.1f} s, process start to Ray's shutdown): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in summary["phases_s"].items()))
+        for label, _, mem in sessions:
+            name, rss = mem.largest_actor()
+            print(f"  {label}: driver peak RSS {mem.driver_peak / 1e6:.0f} MB; largest Ray worker {name} "
+                  f"{rss / 1e6:.0f} MB")
+        files = [p for p in root.rglob("*") if p.is_file()]
+        tune = [p for p in files if "_tune" in p.relative_to(root).parts]
+        print(f"  written: {len(files)} files, {sum(p.stat().st_size for p in files) / 1e6:.1f} MB in the "
+              f"experiment ({len(tune)} files, {sum(p.stat().st_size for p in tune) / 1e6:.1f} MB of them Tune's "
+              f"_tune/); journal: {summary['journal']['flushes']} saves in the last session, compacted into 1")
+        print(f"  wall, all sessions, Ray start-up and collation included: {wall:.0f} s = {total / wall:.1f} trials/s, "
+              f"{1000 * per_trial:.1f} ms per trial (load average {os.getloadavg()[0]:.2f} at the end)")
         print(f"  projection to 45,000 trials at that rate: {45_000 * per_trial / 60:.0f} min")
+        if keep:
+            shutil.copytree(root, Path(keep) / "universe", dirs_exist_ok=True)
+            print(f"  kept: {Path(keep) / 'universe'}")
         if winners != studies or not summary["complete"]:
             raise SystemExit("the universe run did not complete with every winner written")
 
@@ -217,7 +304,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10x20,100x10,500x20", help="Scaling table: studies x trials, ...")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--universe", default=None, help="Only the universe run: studies x trials.")
-    parser.add_argument("--kill-at", type=float, default=0.5, help="Universe run: SIGKILL at this share done.")
+    parser.add_argument("--kill-at", type=float, default=0.5,
+                        help="Universe run: SIGKILL at this share done (0: no kill, one session).")
+    parser.add_argument("--keep", default=None, help="Universe run: copy the experiment to DIR/universe.")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -229,7 +318,7 @@ def main() -> None:
         return
 
     if args.universe:
-        universe(*parse_size(args.universe), args.kill_at, args.seed)
+        universe(*parse_size(args.universe), args.kill_at, args.seed, args.keep)
         return
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     for bare_trials, size in zip(args.bare_trials.split(","), args.ratio_size.split(","), strict=True):

@@ -48,8 +48,25 @@ def test_when_a_carved_phase_claims_more_than_the_stretch_then_it_gets_the_stret
     assert clock.wall_s == 2.0
 
 
-def test_when_the_process_start_is_asked_then_it_is_before_now():
-    assert process_started_at() <= time.time()
+IMPORTED_AT = time.time()
+
+
+@pytest.mark.parametrize("psutil_importable", [True, False])
+def test_when_the_process_start_is_asked_then_it_is_before_this_test_module_was_imported(monkeypatch,
+                                                                                           psutil_importable):
+    import builtins
+
+    if not psutil_importable:
+        real_import = builtins.__import__
+
+        def no_psutil(name, *args, **kwargs):
+            if name == "psutil":
+                raise ImportError(name)
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_psutil)
+    started = process_started_at()
+    assert IMPORTED_AT - 3600 < started < IMPORTED_AT  # not "now": the interpreter started earlier
 
 
 def test_when_written_through_a_timed_storage_then_each_write_is_counted_once(tmp_path, monkeypatch):

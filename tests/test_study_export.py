@@ -157,3 +157,12 @@ def test_when_the_table_has_no_finish_times_then_the_export_takes_them_from_the_
         took = 0.0 if pd.isna(row["actor_s"]) else row["actor_s"]  # a failed trial has no duration
         assert trial.datetime_complete == end
         assert trial.datetime_start == end - timedelta(seconds=took)
+
+
+def test_when_the_journal_folder_does_not_exist_then_the_export_says_so_and_writes_nothing(stored, tmp_path):
+    url = str(tmp_path / "missing" / "tuning.log")
+    result = export(stored, url)
+    assert result.exit_code == 1
+    assert result.output == (f"Error: --storage-url {url}: folder {tmp_path / 'missing'} does not exist; "
+                             "nothing was written\n")
+    assert not (tmp_path / "missing").exists()

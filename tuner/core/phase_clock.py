@@ -8,18 +8,29 @@ tuning and re-scoring, and reported half of a resume's 374 s).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 
 def process_started_at() -> float:
     """UNIX time this process started (interpreter start-up and imports included), or now when
     the platform does not say."""
     try:
-        import psutil  # a dependency of Ray's; optional here
+        import psutil  # Ray ships it (on the path once Ray is imported); not ours to require
 
         return float(psutil.Process().create_time())
-    except Exception:  # no psutil, or a platform without process start times
+    except Exception:  # no psutil here: Linux's /proc says the same
+        pass
+    try:
+        # Field 22 of /proc/self/stat: clock ticks from boot to the start (the fields after
+        # the command name's closing parenthesis begin at field 3); /proc/stat's btime: boot.
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration, AttributeError):
         return time.time()
 
 

@@ -179,10 +179,12 @@ def write_journal_file(path: str, journal: BufferedJournal, size_read: int) -> N
     """
     from optuna.storages.journal import JournalFileSymlinkLock
 
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"--storage-url {path}: folder {folder} does not exist; nothing was written")
     lock = JournalFileSymlinkLock(path)
     lock.acquire()
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         now = os.path.getsize(path) if os.path.exists(path) else 0
         if now != size_read:
@@ -199,6 +201,8 @@ def write_journal_file(path: str, journal: BufferedJournal, size_read: int) -> N
         if os.path.exists(path):
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)
+    except OSError as e:  # a full or read-only disk: the old file stands
+        raise ConfigError(f"{path}: the export could not be written, nothing was: {e}") from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)  # interrupted before the rename: the old file stands

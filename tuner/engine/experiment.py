@@ -236,7 +236,9 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     history = read_journal(storage, provenance)
     weights, tiny_fallback = _resolve_weights(config, echo, fallback_allowed)
     config = replace(config, weights=weights)
+    from tuner.engine.local_ray import set_start_wait
 
+    set_start_wait()  # Ray reads its start-up wait when first imported: set it before that
     import ray
 
     started_ray, dashboard = _connect(config, include_dashboard)

@@ -36,9 +36,10 @@ class RayStartError(TunerError):
 
 def set_start_wait(seconds: float | None = None) -> float:
     """Set how long a local Ray's node may take to start: ``seconds`` when given, else what
-    ``RAY_raylet_start_wait_time_s`` already says, else :data:`DEFAULT_START_WAIT_S`. Ray reads
-    the variable when it builds its config, so call this before Ray is imported (the CLI does);
-    :func:`start_local_ray` calls it again. Returns the seconds in force."""
+    ``RAY_raylet_start_wait_time_s`` already says, else :data:`DEFAULT_START_WAIT_S`. The
+    driver's Ray reads the variable once, when ``ray`` is first imported (measured: a change
+    after the import is not seen), so this is called before that (the CLI, and the run before
+    its ``import ray``). Returns the seconds in force."""
     if seconds is not None:
         os.environ[START_WAIT_ENV] = str(max(1, round(seconds)))
     os.environ.setdefault(START_WAIT_ENV, str(DEFAULT_START_WAIT_S))
