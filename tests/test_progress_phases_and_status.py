@@ -3,21 +3,12 @@ saying whether a run is live and how a finished one ended (in words)."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import time
-
 import pytest
-from click.testing import CliRunner
 
 import tuner.engine.progress as progress_module
-from tuner.cli import main
-from tuner.core.storage import CONFIG_FILE, SUMMARY_FILE, Storage
+from tuner.core.storage import Storage
 from tuner.engine.journal import JournalRecord
-from tuner.engine.lock import LOCK_FILE
 from tuner.engine.progress import WARMUP_TRIALS, ProgressView
-from tuner.engine.run_state import finished_words, liveness
 
 
 def rec(study: str, n: int) -> JournalRecord:
@@ -81,50 +72,3 @@ def test_when_tuning_is_done_then_rescoring_and_collation_show_as_phases_with_th
         del progress_module.print
     assert view.current_phase is None and "warming up" in view.headline()
     assert any("re-scoring winners" in line for line in lines)  # logged when not on a terminal
-
-
-def _lock(storage: Storage, heartbeat: float, pid: int | None = None) -> None:
-    storage.write_bytes(LOCK_FILE, json.dumps({"host": socket.gethostname(), "pid": pid or os.getpid(),
-                                               "since": "2026-12-05T10:00:00+00:00", "heartbeat": heartbeat,
-                                               "token": "t"}).encode())
-
-
-def test_when_a_lock_beats_then_the_run_is_live_and_when_it_is_stale_or_gone_then_not(tmp_path):
-    storage = Storage(str(tmp_path), "e")
-    assert liveness(storage) == liveness(storage, time.time())
-    assert not liveness(storage).live and liveness(storage).words == "not running (no run holds it)"
-    _lock(storage, time.time() - 5)
-    assert liveness(storage).live and liveness(storage).words.startswith(f"running (pid {os.getpid()} on ")
-    _lock(storage, time.time() - 1000)
-    assert not liveness(storage).live and "last beat 1000 s ago" in liveness(storage).words
-
-
-def test_when_status_reads_a_stopped_run_then_it_says_not_running_instead_of_a_rate(tmp_path):
-    storage = Storage(str(tmp_path), "e")
-    storage.write_json(CONFIG_FILE, {"name": "e"})
-    view = ProgressView(storage, ["A/toto"], 10, live=False)
-    view.record(rec("A/toto", 0))
-    view.refresh(force=True)
-    result = CliRunner().invoke(main, ["status", "e", "--storage", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert f"experiment e at {storage.root}: not running (no run holds it)" in result.output
-    assert "trials 1/10, not running" in result.output and "ETA" not in result.output
-    _lock(storage, time.time())
-    live = CliRunner().invoke(main, ["status", "e", "--storage", str(tmp_path)])
-    assert ": running (pid" in live.output and "trials 1/10, warming up" in live.output
-
-
-def test_when_status_reads_a_finished_run_then_counts_are_words_and_long_symbols_stay_aligned(tmp_path):
-    storage = Storage(str(tmp_path), "e")
-    storage.write_json(CONFIG_FILE, {"name": "e"})
-    entry = {"best_family": "toto", "validation_pct_return_mae": 0.01, "test_pct_return_mae": 0.02}
-    storage.write_json(SUMMARY_FILE, {"complete": True, "trials": {"completed": 24, "failed": 0, "never_ran": 0},
-                                      "symbols": {"AAPL": entry, "BTCUSDT_PERP_1h": entry}})
-    result = CliRunner().invoke(main, ["status", "e", "--storage", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert "finished, complete: 24 trials completed, 0 failed, 0 never ran" in result.output
-    assert "{" not in result.output
-    rows = [line for line in result.output.splitlines() if "val 0.01000" in line]
-    assert len(rows) == 2 and len({line.index("toto") for line in rows}) == 1
-    assert finished_words({"complete": False, "stopped": "storage full", "trials": {"completed": 3}}) == \
-        "stopped, INCOMPLETE: 3 trials completed, 0 failed, 0 never ran; stopped because storage full"

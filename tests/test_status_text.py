@@ -106,3 +106,19 @@ def test_when_the_run_is_gone_then_status_says_not_running(tmp_path, running, lo
     lines = status(tmp_path)
     assert lines[1].startswith(expected)
     assert lines[2] == "trials 1,501/45,000 (3 %), 1 failed"  # no stale rate or ETA
+
+
+def test_when_the_holder_on_this_host_was_killed_then_a_fresh_heartbeat_does_not_make_it_live(tmp_path, running):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs (SIGKILLed drivers leave their last heartbeat behind)
+    lock = {"host": socket.gethostname(), "pid": dead.pid, "since": "2026-12-05T10:00:00+00:00",
+            "heartbeat": time.time()}
+    running.write_bytes(".lock", json.dumps(lock).encode())
+    lines = status(tmp_path)
+    assert lines[1].startswith(f"not running: its lock (pid {dead.pid} on {socket.gethostname()})")
+    assert "ETA" not in "\n".join(lines)

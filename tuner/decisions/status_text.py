@@ -10,12 +10,16 @@ can change without touching the others.
 
 from __future__ import annotations
 
+import json
 import math
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from tuner.engine.lock import judge
 
 WIDTH, HEIGHT = 80, 24
 """The screen the default view fits (lines are cut to WIDTH, at most HEIGHT of them)."""
@@ -88,10 +92,15 @@ def _cut(line: str, width: int) -> str:
 
 
 def is_live(info: Mapping[str, Any], now: float) -> bool:
-    """A run holds the experiment: its lock's heartbeat is recent."""
+    """A run holds the experiment: its lock's heartbeat is recent, and when the holder ran on
+    this host its process still exists (a killed run leaves a fresh-looking lock behind)."""
     lock = info.get("lock")
     beat = lock.get("heartbeat") if isinstance(lock, Mapping) else None
-    return isinstance(beat, (int, float)) and now - beat <= STALE_S
+    if not (isinstance(beat, (int, float)) and now - beat <= STALE_S):
+        return False
+    if lock.get("host") == socket.gethostname():
+        return not judge(json.dumps(lock).encode(), now).gone
+    return True
 
 
 def state_line(info: Mapping[str, Any], now: float) -> str:
