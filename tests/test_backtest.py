@@ -8,8 +8,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from tests.trading_experiment import FAMILY, make_experiment, write_bars
+from tuner.cli import main
 from tuner.core.config import load_family_config
 from tuner.core.data import load_bars
 from tuner.decisions.backtest import backtest_symbol, run_backtest, symbol_inputs
@@ -92,3 +94,17 @@ def test_when_backtesting_then_files_hold_every_symbol_role_and_rule(experiment)
     assert diff["difference"] is None or diff["ci"][0] <= diff["difference"] <= diff["ci"][1]
     premise = doc["metric_premise"]["all"]["sharpe"]
     assert premise["studies"] == 2 and premise["trials"] == 12 and -1 <= premise["rho"] <= 1
+
+
+def test_when_the_bars_were_rewritten_then_the_error_says_the_test_period_is_not_there(experiment, tmp_path):
+    root, data, _ = experiment
+    write_bars(data, "AAA", N, seed=99)  # other prices: the experiment's test period is gone
+    result = CliRunner().invoke(main, ["backtest", "exp", "--storage", str(root / "results"), "--no-premise"])
+    assert result.exit_code == 1
+    assert "AAA.csv: the experiment's test period is not in these bars" in result.output
+
+
+def test_when_the_experiment_has_no_summary_then_backtest_says_to_finish_it(tmp_path):
+    (tmp_path / "results" / "half").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["backtest", "half", "--storage", str(tmp_path / "results")])
+    assert result.exit_code == 1 and "no summary yet; run or resume experiment 'half'" in result.output

@@ -253,6 +253,8 @@ def save_report(report: ExperimentReport, fmt: str, out: str | Path | None = Non
         store, name = Storage.at(target.parent), target.name
     store.path((name,))
     data = render(report, fmt)
+    if fmt == "html":
+        data = with_trading_section(str(data), Storage(storage_root, report.experiment))
     payload = data.encode() if isinstance(data, str) else data
     return store.write_bytes((name,), payload)
 
@@ -483,3 +485,91 @@ def flag_legend_html(report: ExperimentReport) -> str:
     """The HTML legend: each flag the report can show, with its rule."""
     return ("<h2 id='flags'>Flags</h2><ul>" + "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>"
                                                       for k, v in flag_rules(report).items()) + "</ul>")
+
+
+# --------------------------------------------------------------- HTML: backtest and forward
+
+TRADING_FILES = {"backtest": "backtest.json", "forward": "forward/status.json", "patterns": "patterns.json"}
+
+
+def with_trading_section(page: str, storage: Storage) -> str:
+    """``page`` with :func:`trading_section_html` inserted before ``</body>``, built from the
+    experiment's ``backtest.json``, ``forward/status.json`` and ``patterns.json`` (whichever
+    exist; unreadable ones are named, not fatal)."""
+    docs: dict[str, Any] = {}
+    for key, relative in TRADING_FILES.items():
+        try:
+            docs[key] = storage.read_json(relative) if storage.exists(relative) else None
+        except (OSError, ValueError) as e:
+            docs[key] = {"error": f"{relative}: {e}"}
+    section = trading_section_html(docs["backtest"], docs["forward"], docs["patterns"])
+    return page.replace("</body></html>", section + "</body></html>", 1)
+
+
+def trading_section_html(backtest: dict[str, Any] | None, forward: dict[str, Any] | None,
+                         patterns: dict[str, Any] | None) -> str:
+    """The report's "Trading" section: per symbol, a link to its backtest row (decided vs default
+    vs buy-and-hold Sharpe, DSR, Sharpe difference) and its forward verdict; the hypotheses."""
+    parts = ["<h2 id='trading'>Trading: backtest and forward</h2>"]
+    if not backtest and not forward:
+        parts.append("<p class='note'>No backtest or forward numbers yet: run <code>tuner backtest NAME</code> "
+                     "and <code>tuner forward NAME</code>, then the report again.</p>")
+    for doc in (backtest, forward, patterns):
+        if doc and "error" in doc and len(doc) == 1:
+            parts.append(f"<p class='flag'>{_esc(doc['error'])}</p>")
+    bt = (backtest or {}).get("symbols") or {}
+    fw = (forward or {}).get("symbols") or {}
+    symbols = sorted(set(bt) | set(fw))
+    if symbols:
+        parts.append("<p>" + " · ".join(
+            f"{_esc(s)}: " + " ".join(f"<a href='#{k}-{_esc(s)}'>{k}</a>" for k, d in
+                                    (("backtest", bt), ("forward", fw)) if s in d) for s in symbols) + "</p>")
+    for note in (backtest or {}).get("notes", []) + (patterns or {}).get("notes", []):
+        parts.append(f"<p class='note flag'>{_esc(note)}</p>")
+    if bt:
+        parts.append(f"<h3>Backtest (costs {_esc(backtest.get('costs_bps'))} bps; all backtested bars)</h3>")
+        rows = []
+        for symbol, entry in sorted(bt.items()):
+            for rule in ("sign", "scaled"):
+                s = entry.get("strategies") or {}
+                perf = {r: ((s.get(r) or {}).get(rule) or {}).get("all") or {} for r in
+                        ("decided", "default", "buy_and_hold")}
+                diff = (entry.get("vs_default") or {}).get(rule) or {}
+                ci = diff.get("ci")
+                dsr = ((entry.get("deflated_sharpe") or {}).get(rule) or {}).get("dsr")
+                anchor = f"<span id='backtest-{_esc(symbol)}'></span>" if rule == "sign" else ""
+                rows.append(([(anchor + _esc(symbol), ""), (_esc(rule), ""),
+                              (_esc(format_value(perf["decided"].get("sharpe"), ".2f")), "n"),
+                              (_esc(format_value(perf["decided"].get("total_return"), "+.2%")), "n"),
+                              (_esc(format_value(perf["decided"].get("hit_rate"), ".2f")), "n"),
+                              (_esc(format_value(perf["decided"].get("max_drawdown"), ".2%")), "n"),
+                              (_esc(format_value(perf["default"].get("sharpe"), ".2f")), "n"),
+                              (_esc(format_value(perf["buy_and_hold"].get("sharpe"), ".2f")), "n"),
+                              (_esc(format_value(diff.get("difference"), "+.2f")
+                                    + (f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "")), "n"),
+                              (_esc(format_value(dsr, ".2f")), "n")], ""))
+        parts.append(_html_table(["symbol", "rule", "decided Sharpe", "return", "hit rate", "max drawdown",
+                                  "default Sharpe", "buy-and-hold Sharpe", "Sharpe diff vs default [95 % CI]",
+                                  "DSR"], rows))
+    if fw:
+        parts.append("<h3>Forward: champion (production) vs challenger (this experiment)</h3>")
+        rows = []
+        for symbol, entry in sorted(fw.items()):
+            t = entry.get("test") or {}
+            rows.append(([(f"<span id='forward-{_esc(symbol)}'></span>{_esc(symbol)}", ""),
+                          (_esc(f"{(entry.get('champion') or {}).get('source')} "
+                                f"{(entry.get('champion') or {}).get('family')}"), ""),
+                          (_esc((entry.get("challenger") or {}).get("family")), ""),
+                          (_esc(t.get("bars")), "n"), (_esc(format_value(t.get("mean_difference"), "+.5f")), "n"),
+                          (_esc(format_value(t.get("p_value"), ".3g")), "n"),
+                          (_esc(t.get("verdict")) + (f" ({_esc(t['reason'])})" if t.get("reason") else ""), "")],
+                         ""))
+        parts.append(_html_table(["symbol", "champion", "challenger", "bars", "mean error edge",
+                                  "always-valid p", "verdict"], rows))
+    hyps = (patterns or {}).get("hypotheses") or []
+    if hyps:
+        parts.append("<h3>The design document's claims</h3>")
+        parts.append(_html_table(["claim", "what the data says", "95 % CI", "verdict"],
+                                 (([(_esc(h["claim"]), ""), (_esc(h["data"]), ""), (_esc(h.get("ci")), ""),
+                                    (_esc(h["verdict"]), "")], "") for h in hyps)))
+    return "\n".join(parts)
