@@ -35,7 +35,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.synthetic_universe import EDGE, GRID, NOISE, RHO, STREAMS, simulate  # noqa: E402
-from tuner.core.universe import FDR_LEVEL, FDR_METHOD  # noqa: E402
+from tuner.core.statistics.universe import FDR_LEVEL, FDR_METHOD  # noqa: E402
 
 
 def run(universes: int, nulls: int, edges: int, windows: int) -> dict:

@@ -1,4 +1,4 @@
-"""Size of Hansen's SPA (as ``tuner.core.significance.spa_test`` runs it) at the window counts a
+"""Size of Hansen's SPA (as ``tuner.core.statistics.significance.spa_test`` runs it) at the window counts a
 run uses: how often it rejects at 5 % when every config is exactly as good as the baseline.
 
 Each simulated study: ``CONFIGS`` configs and the baseline with per-window absolute errors
@@ -6,7 +6,7 @@ Each simulated study: ``CONFIGS`` configs and the baseline with per-window absol
 forecasts of the same bars are) and each forecast adds its own independent noise of the same
 scale: every config's expected error equals the baseline's. Output:
 ``bench/results/spa_size.json`` (window count → rejection rate and its binomial 95 % band);
-``tuner.core.significance.SPA_MIN_WINDOWS`` is the smallest window count whose size band
+``tuner.core.statistics.significance.SPA_MIN_WINDOWS`` is the smallest window count whose size band
 contains 5 %.
 
     python bench/bench_spa_size.py [--sims 300]
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from tuner.core.significance import spa_test
+from tuner.core.statistics.significance import spa_test
 
 CONFIGS = 20
 WINDOWS = (20, 40, 60, 120, 250)

@@ -27,8 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.core.panel import panel_dm
-from tuner.core.universe import DEFAULT, OWN, POOLED, SymbolCandidates, UniverseDecisions, decide
+from tuner.core.statistics.panel import panel_dm
+from tuner.core.statistics.universe import (
+    DEFAULT,
+    OWN,
+    POOLED,
+    SymbolCandidates,
+    UniverseDecisions,
+    decide,
+)
 
 GRID = (0.0, -1.0, -0.75, -0.5, -0.25, 0.25, 0.5, 0.75, 1.0)
 """Config values ``c`` (units of sigma); GRID[0] is the default."""

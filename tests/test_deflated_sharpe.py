@@ -7,7 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from tuner.core.deflated_sharpe import deflated_sharpe, expected_max_sharpe, probabilistic_sharpe
+from tuner.core.statistics.deflated_sharpe import (
+    deflated_sharpe,
+    expected_max_sharpe,
+    probabilistic_sharpe,
+)
 
 
 def test_when_the_papers_numerical_example_then_sr0_and_dsr_match_it():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from tuner.core.sequential import always_valid_p, sequential_test
+from tuner.core.statistics.sequential import always_valid_p, sequential_test
 
 SEEDS, BARS, ALPHA = 300, 250, 0.05
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tuner.core.significance import (
+from tuner.core.statistics.significance import (
     block_length,
     bootstrap_ci,
     diebold_mariano,

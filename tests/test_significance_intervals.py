@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from tuner.core.significance import (
+from tuner.core.statistics.significance import (
     ALPHA,
     CI_LEVEL,
     SPA_MIN_WINDOWS,

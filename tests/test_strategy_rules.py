@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuner.core.bar_frequency import bar_frequency
-from tuner.core.strategy_rules import past_volatility, positions, strategy_returns
-from tuner.core.trading_metrics import performance
+from tuner.core.trading.bar_frequency import bar_frequency
+from tuner.core.trading.strategy_rules import past_volatility, positions, strategy_returns
+from tuner.core.trading.trading_metrics import performance
 
 
 def test_when_long_then_short_with_costs_then_net_returns_match_hand_computation():

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from tests.synthetic_universe import simulate
-from tuner.core.panel import CLUSTER_DATE, CLUSTER_INDEX, panel_dm
-from tuner.core.universe import (
+from tuner.core.statistics.panel import CLUSTER_DATE, CLUSTER_INDEX, panel_dm
+from tuner.core.statistics.universe import (
     DEFAULT,
     FDR_LEVEL,
     FDR_METHOD,

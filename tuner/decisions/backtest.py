@@ -1,7 +1,7 @@
 """Backtest: an experiment's decided configs traded on the test period and any bars after it.
 
 For every symbol, four forecasters are turned into positions by each rule of
-:mod:`tuner.core.strategy_rules` (``sign``, ``scaled``):
+:mod:`tuner.core.trading.strategy_rules` (``sign``, ``scaled``):
 
 * ``decided``: the config the experiment decided (:mod:`tuner.decisions.decided`);
 * ``default``: the same family's default config (``configs/spaces/<family>.yaml``);
@@ -13,7 +13,7 @@ after it. A position for bar ``t`` uses the forecast of ``t`` (context: bars ``<
 volatility of bars ``< t`` only; the forecasts are made in this process with the experiment's
 weights, seed and windows, so the test-period forecasts are the ones the experiment scored.
 Per symbol and for the equal-weight portfolio (each bar, the mean net return of the symbols
-that have that bar): :class:`~tuner.core.trading_metrics.Performance` per period (``test``,
+that have that bar): :class:`~tuner.core.trading.trading_metrics.Performance` per period (``test``,
 ``after_test`` when there are bars after it, ``all``). For the decided config, per rule: the
 Sharpe difference against the default with a block-bootstrap interval, and the Deflated Sharpe
 Ratio with the number of trials its study ran (the journal) and the variance of the trials'
@@ -37,13 +37,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuner.core.bar_frequency import bar_frequency
 from tuner.core.config import load_family_config
 from tuner.core.data import load_dataset
-from tuner.core.deflated_sharpe import deflated_sharpe
-from tuner.core.sharpe_difference import sharpe_difference
+from tuner.core.statistics.deflated_sharpe import deflated_sharpe
+from tuner.core.statistics.sharpe_difference import sharpe_difference
 from tuner.core.storage import TRIALS_FILE, Storage
-from tuner.core.strategy_rules import (
+from tuner.core.trading.bar_frequency import bar_frequency
+from tuner.core.trading.strategy_rules import (
     DEFAULT_COSTS_BPS,
     RULES,
     StrategyReturns,
@@ -51,7 +51,7 @@ from tuner.core.strategy_rules import (
     positions,
     strategy_returns,
 )
-from tuner.core.trading_metrics import performance
+from tuner.core.trading.trading_metrics import performance
 from tuner.decisions.bar_forecasts import Forecasters, experiment_context_length, target_batch
 from tuner.decisions.decided import (
     DERIVED_FAMILIES,

@@ -15,7 +15,7 @@ and for the symbol's overall winner; the rule is printed in every report:
   of a mean absolute return error is commonly ±30%.
 * ``untested``: no test-period score is stored, so the overfit rule cannot be checked.
 
-From the winner file's ``significance`` section (:mod:`tuner.core.significance`), when there is one
+From the winner file's ``significance`` section (:mod:`tuner.core.statistics.significance`), when there is one
 (:func:`significance_flags`; files without it get none of these):
 
 * ``not-better-than-default``: on the test period the winner does not beat the family's default

@@ -13,7 +13,7 @@ re-running scores only (symbol, bar, config) triples not yet in the ledger: idem
 promotion (a new champion) starts its own rows. The ledger is rewritten whole and atomically
 (:class:`~tuner.core.storage.Storage`), never appended in place. The per-bar error differences of
 the current champion and challenger feed the always-valid sequential test
-(:mod:`tuner.core.sequential`), which can be read after every bar: the challenger is proven
+(:mod:`tuner.core.statistics.sequential`), which can be read after every bar: the challenger is proven
 ``better``, proven ``worse``, or ``undecided``. ``forward/status.json`` holds the verdicts.
 """
 
@@ -34,7 +34,7 @@ from tuner.core import strict_json
 from tuner.core.config import load_family_config
 from tuner.core.data import load_dataset
 from tuner.core.errors import ConfigError
-from tuner.core.sequential import ALPHA, BETTER, SequentialResult, sequential_test
+from tuner.core.statistics.sequential import ALPHA, BETTER, SequentialResult, sequential_test
 from tuner.core.storage import Storage
 from tuner.decisions.bar_forecasts import Forecasters, experiment_context_length, target_batch
 from tuner.decisions.decided import DERIVED_FAMILIES, decided_configs, locate_test_end, read_summary
@@ -194,7 +194,7 @@ def run_forward(experiment: str, storage_root: str = "results", *, data: str | P
     document = {"experiment": experiment, "updated_at": now, "alpha": alpha, "ledger_rows": int(len(ledger)),
                 "added_rows": int(sum(len(r) for r in new_rows)), "notes": notes, "symbols": status,
                 "test": "always-valid p-value of the scale-invariant normal-mixture Bayes factor on "
-                        "per-bar champion − challenger absolute return errors (tuner/core/sequential.py)"}
+                        "per-bar champion − challenger absolute return errors (tuner/core/statistics/sequential.py)"}
     storage.write_json(STATUS, document)
     return document
 

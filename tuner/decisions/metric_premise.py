@@ -10,7 +10,7 @@ weighted by ``n − 3``, with the Spearman variance ``1.06 / (n − 3)`` (Fielle
 1957) giving a 95 % interval.
 
 The per-trial Sharpe ratios also give the variance across trials that the Deflated Sharpe
-Ratio needs (:mod:`tuner.core.deflated_sharpe`).
+Ratio needs (:mod:`tuner.core.statistics.deflated_sharpe`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from tuner.core.data import Bars
-from tuner.core.strategy_rules import SIGN, positions, strategy_returns
+from tuner.core.trading.strategy_rules import SIGN, positions, strategy_returns
 from tuner.decisions.bar_forecasts import Forecasters, experiment_context_length, target_batch
 
 MIN_TRIALS = 5

@@ -6,7 +6,7 @@ Symbol characteristics are measured from the bars the experiment tuned on (the
 
 * ``volatility``: tercile (low / mid / high) of the annualised standard deviation of bar returns;
 * ``trend``: tercile (weak / mid / strong) of the R² of a straight line through log prices;
-* ``frequency``: the bar frequency (:mod:`tuner.core.bar_frequency`);
+* ``frequency``: the bar frequency (:mod:`tuner.core.trading.bar_frequency`);
 * any column of an optional tags table (``symbols.csv``: a ``symbol`` column, then e.g.
   ``sector``, ``asset_class``).
 
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuner.core.bar_frequency import bar_frequency
 from tuner.core.data import Bars, load_dataset
 from tuner.core.errors import DataError
-from tuner.core.proportions import exact_interval, mean_interval, wilson_interval
+from tuner.core.statistics.proportions import exact_interval, mean_interval, wilson_interval
 from tuner.core.storage import Storage
+from tuner.core.trading.bar_frequency import bar_frequency
 from tuner.decisions.decided import decided_configs, locate_test_end, read_summary
 
 PATTERNS_JSON = "patterns.json"

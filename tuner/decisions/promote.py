@@ -24,7 +24,7 @@ Safety:
 * A symbol whose production file already holds the same result (ignoring ``promoted_at``) is
   skipped as unchanged, so promoting twice writes nothing.
 * **Decisions.** Where the summary gives a symbol a universe-level ``decision`` (issue 18:
-  ``own``, ``pooled`` or ``default``, :mod:`tuner.core.universe`), the decided config is what is
+  ``own``, ``pooled`` or ``default``, :mod:`tuner.core.statistics.universe`), the decided config is what is
   promoted: the winner itself, or the family's pooled or default config with its scores on the
   same windows (:func:`decided_entry`); the production file records the decision.
 * ``only_significant`` writes nothing whose decision is ``default`` (the reason is printed).

@@ -199,11 +199,11 @@ def trials_table(records: Iterable[TrialRecord]):
 def add_significance(documents: dict[tuple[str, str], dict[str, Any]], records: Iterable[TrialRecord],
                      defaults: Mapping[tuple[str, str], TrialResult], meta: Mapping[str, Any]) -> None:
     """Give every family winner its ``default`` (the family default config's scores) and its
-    ``significance`` section (:func:`tuner.core.significance.winner_significance`): against the
+    ``significance`` section (:func:`tuner.core.statistics.significance.winner_significance`): against the
     baseline and the default on both periods, SPA/Reality Check and PBO over the study's trials,
     and the symbol's Model Confidence Set over every candidate's test errors (computed once per
     symbol and shared by its winners)."""
-    from tuner.core.significance import (
+    from tuner.core.statistics.significance import (
         MCS_ALPHA,
         MCSResult,
         errors_of,

@@ -2,7 +2,7 @@
 
 Collation (:mod:`tuner.engine.collate`) calls :func:`add_decisions` once the winner documents
 and the summary are built and before either is written. The rule and the statistics live in the
-core (:mod:`tuner.core.universe`, :mod:`tuner.core.panel`); this module only finds, per symbol,
+core (:mod:`tuner.core.statistics.universe`, :mod:`tuner.core.statistics.panel`); this module only finds, per symbol,
 the per-window test errors they compare:
 
 * **own**: the symbol's winner (``best_family``: a family winner, blend or regime);
@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tuner.core.panel import panel_dm
 from tuner.core.pooled import PooledOutcome, WindowDates
-from tuner.core.significance import errors_of
-from tuner.core.universe import SymbolCandidates, decide
+from tuner.core.statistics.panel import panel_dm
+from tuner.core.statistics.significance import errors_of
+from tuner.core.statistics.universe import SymbolCandidates, decide
 
 DERIVED = ("blend", "regime")
 PERIOD = "test"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.core.strategy_rules import StrategyReturns
+from tuner.core.trading.strategy_rules import StrategyReturns
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.core.significance import ALPHA, POWER, minimum_detectable_edge
+from tuner.core.statistics.significance import ALPHA, POWER, minimum_detectable_edge
 
 CLUSTER_DATE, CLUSTER_INDEX = "date", "window index"
 
@@ -46,7 +46,7 @@ class PanelComparison:
             by 2 % less).
         standard_error: Driscoll–Kraay standard error of the mean (see the module docstring).
         min_detectable_edge_pct: the true error reduction, as % of ``b``'s mean error, this test
-            finds with 80 % power at :data:`~tuner.core.significance.ALPHA`.
+            finds with 80 % power at :data:`~tuner.core.statistics.significance.ALPHA`.
         symbols: symbols pooled; observations: (symbol, window) pairs; clusters: distinct dates
             (or window indices).
         clustered_by: ``"date"`` or ``"window index"`` (no dates given).

@@ -5,7 +5,7 @@ Rule (issue 18, item 3), on the **test period** (never seen by tuning):
 
 1. Per symbol, its own winner is compared with the family default and, when the family has a
    pooled config, with the pooled config: two one-sided HLN Diebold–Mariano tests
-   (:func:`tuner.core.significance.diebold_mariano`). "Beats both" is an intersection of two
+   (:func:`tuner.core.statistics.significance.diebold_mariano`). "Beats both" is an intersection of two
    hypotheses, tested by their larger p-value (an intersection–union test: at level α without
    any correction).
 2. Those per-symbol p-values, one per symbol, are adjusted across the whole universe by
@@ -14,7 +14,7 @@ Rule (issue 18, item 3), on the **test period** (never seen by tuning):
    market days, so their tests are correlated; Benjamini–Hochberg assumes positive dependence
    only). A symbol keeps its **own** winner when its adjusted p-value is at most the level.
 3. Otherwise it gets the family's **pooled** config when that config beats the default in the
-   family's panel test (:func:`tuner.core.panel.panel_dm`, clustered by date, one-sided at
+   family's panel test (:func:`tuner.core.statistics.panel.panel_dm`, clustered by date, one-sided at
    :data:`PANEL_ALPHA`): one test per family for all its symbols, so no symbol-level luck.
 4. Otherwise the **default**: nothing shows tuning helped, and doing nothing new costs nothing.
 
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from tuner.core.panel import PanelComparison
-from tuner.core.significance import ALPHA, Comparison, diebold_mariano, missing
+from tuner.core.statistics.panel import PanelComparison
+from tuner.core.statistics.significance import ALPHA, Comparison, diebold_mariano, missing
 
 OWN, POOLED, DEFAULT = "own", "pooled", "default"
 CHOICES = (OWN, POOLED, DEFAULT)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tuner.core.significance import block_length
+from tuner.core.statistics.significance import block_length
 
 REPS = 2000
 LEVEL = 0.95
