@@ -156,3 +156,20 @@ def test_when_a_trial_finishes_then_the_timer_writes_it_within_the_interval_with
         journal.close()
     assert journal._timer is None and not journal.pending
     assert [r.trial_id for r in read_journal(storage)] == ["t0.0"]
+
+
+def test_when_trials_parquet_lists_a_moved_chunk_then_new_numbers_come_after_it_too(storage):
+    import pandas as pd
+
+    from tuner.engine.experiment import _numbers_seen
+
+    key = "S0/bootstrap_returns"
+    storage.write_parquet("trials.parquet", pd.DataFrame({"study": [key, key], "number": [0, 7]}))
+    seen = _numbers_seen(storage)
+    assert seen == {key: 7}
+    searcher = StudyMultiplexer(spaces(1), trials_per_study=5, max_concurrent=1, numbers_seen=seen,
+                                journal=TrialJournal(storage, session=2))
+    config = searcher.suggest("n0")
+    finish(searcher, "n0", config["pack"])
+    searcher.journal.flush()
+    assert [r.number for r in read_journal(storage)] == [8]

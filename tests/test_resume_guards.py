@@ -110,7 +110,8 @@ def test_when_a_complete_experiment_lost_its_journal_then_resume_refuses_and_rew
     assert result.output.startswith(
         f"Error: {experiment / SUMMARY_FILE} records 2 completed trials (complete), but the journal "
         f"({experiment / JOURNAL_DIR}) holds 0: it was deleted or cut short. Nothing was run or overwritten")
-    assert "Restore the journal's files from a backup" in result.output and "move" in result.output
+    assert "Restore the journal's files from a backup" in result.output
+    assert f"move {SUMMARY_FILE} out of {experiment} and resume" in result.output
     assert files(experiment) == before and not ray.is_initialized()
 
 

@@ -74,6 +74,7 @@ def test_when_driver_is_sigkilled_mid_run_then_resume_completes_without_redoing_
     out = subprocess.run(tuner_cli("resume", "killed", "--storage", str(storage), "--no-dashboard"),
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stdout + out.stderr  # a successful run's log has none (Ray's shutdown included)
     # the dead driver's lock was taken over (same host, its pid is gone)
     assert "took the experiment over from pid" in out.stdout
     summary = json.loads((root / "summary.json").read_text())

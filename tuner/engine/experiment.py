@@ -355,8 +355,9 @@ def _finished_summary(storage: Storage, history: list[JournalRecord], echo: Echo
             f"{storage.path(SUMMARY_FILE)} records {recorded} completed trials{' (complete)' if summary.get('complete') else ''}, "
             f"but the journal ({storage.path(JOURNAL_DIR)}) holds {completed}: it was deleted or cut short. "
             f"Nothing was run or overwritten: a run would redo those trials over the stored results. Restore "
-            f"the journal's files from a backup and run `{resume_command(storage)}`; to start over instead, "
-            f"move {storage.root} aside or pick another --name.")
+            f"the journal's files from a backup and run `{resume_command(storage)}`; to continue without "
+            f"the missing trials (they run again), move {SUMMARY_FILE} out of {storage.root} and resume; "
+            f"to start over, move {storage.root} aside or pick another --name.")
     if trials is not None and isinstance(summary, dict) and (summary.get("config") or {}).get("trials", trials) != trials:
         return None
     if not summary.get("complete") or recorded != completed:
@@ -692,11 +693,25 @@ def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tup
                                                     **_pooled_first_points(pooled_fams, families)},
                                 pack_size=pack_size,
                                 max_packs=max_packs, journal=journal, history=records_by_study(history),
-                                session=session, board=board)
+                                session=session, board=board, numbers_seen=_numbers_seen(storage))
     progress = ProgressView(storage, list(spaces), config.trials, history)
     progress.in_flight = searcher.in_flight
     searcher.listeners.append(progress.record)
     return searcher, progress, PendingWatchdog(config.pending_timeout_s)
+
+
+def _numbers_seen(storage: Storage) -> dict[str, int]:
+    """Study key → the highest trial number in ``trials.parquet`` (none when it is missing or
+    damaged): a chunk moved out of the journal keeps its numbers there, so they are not reused."""
+    if not storage.exists(TRIALS_FILE):
+        return {}
+    try:
+        table = storage.read_parquet(TRIALS_FILE)
+    except DamagedFile:
+        return {}  # rebuilt by this run; the journal's numbers still hold
+    if not {"study", "number"} <= set(table.columns) or table.empty:
+        return {}
+    return {str(k): int(v) for k, v in table.groupby("study")["number"].max().items()}
 
 
 def _first_points(config: ExperimentConfig, studies: list[tuple[str, str]],

@@ -77,6 +77,9 @@ class StudyMultiplexer(Searcher):
         journal: where finished trials are recorded (None: nowhere, for tests).
         history: study key → that study's finished trials from earlier sessions.
         session: the run session (1 = first run); reseeds TPE on resume.
+        numbers_seen: study key → the highest trial number any stored output has shown (e.g.
+            trials.parquet, which still lists a chunk moved out of the journal); new trials
+            are numbered after it as well as after ``history``'s.
         board: where packs are published (``put(pack_id, pack)``, ``drop(pack_id)``, see
             :class:`tuner.engine.actors.PackBoard`) so the Tune config carries only the pack's id;
             None = the pack travels in the config.
@@ -90,7 +93,8 @@ class StudyMultiplexer(Searcher):
                  points_to_evaluate: Mapping[str, list[dict]] | None = None, pack_size: int = 1,
                  max_packs: int = 4, journal: TrialJournal | None = None,
                  history: Mapping[str, Sequence[JournalRecord]] | None = None, session: int = 1,
-                 board: Any = None, hot_studies: int = DEFAULT_HOT) -> None:
+                 board: Any = None, numbers_seen: Mapping[str, int] | None = None,
+                 hot_studies: int = DEFAULT_HOT) -> None:
         super().__init__(metric=PACK_METRIC, mode="max")
         self.trials_per_study = trials_per_study
         self.max_concurrent = max_concurrent
@@ -119,7 +123,8 @@ class StudyMultiplexer(Searcher):
             self.finished[key] = len(done)
             # Numbers continue after the highest seen, never reusing one (a chunk moved aside
             # leaves gaps: counting the records would number new trials like kept ones).
-            self.next_number[key] = max((r.number + 1 for r in done), default=0)
+            self.next_number[key] = max([r.number + 1 for r in done]
+                                        + [(numbers_seen or {}).get(key, -1) + 1])
             # A failed trial of an earlier session is retried: only completed ones use budget.
             self.issued[key] = sum(r.status == COMPLETED for r in done)
         self.remaining = sum(max(0, trials_per_study - n) for n in self.issued.values())
