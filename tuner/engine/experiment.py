@@ -990,6 +990,11 @@ def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
              f"test {test:.5f}  baseline {entry['baseline_validation_pct_return_mae']:.5f}{flag}")
     if len(shown) > REPORT_SYMBOLS:
         echo(f"  ... and {len(shown) - REPORT_SYMBOLS} more symbols: `tuner report {summary['experiment']}`")
+    for family, pooled in sorted((summary.get("pooled") or {}).items()):
+        value = pooled.get("validation_pct_return_mae") if isinstance(pooled, dict) else None
+        if isinstance(value, float):
+            echo(f"  pooled {family:<16} val {value:.5f} (mean over the symbols' validation, "
+                 f"{pooled.get('trials')} trials)")
     if summary.get("tiny_weights"):
         echo("WARNING: these results were made with TINY RANDOM-INIT weights: noise, not skill.")
     echo(f"results: {storage.root}")
