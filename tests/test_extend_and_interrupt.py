@@ -15,7 +15,7 @@ from tuner.core.storage import CONFIG_FILE, Storage
 def stored(tmp_path, monkeypatch):
     """`tuner run --name exp --trials 5` as far as its stored config: the engine's session is a
     stub that writes the config, as the real one does first."""
-    def session(config, storage, echo, include_dashboard, fallback_allowed, take_over=False):
+    def session(config, storage, echo, include_dashboard, fallback_allowed, take_over=False, started_at=None):
         storage.write_json(CONFIG_FILE, config.to_dict())
         return {}
 

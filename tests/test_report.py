@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from tuner.cli import main
 from tuner.core.errors import ConfigError
 from tuner.decisions.flags import NO_SKILL, OVERFIT, UNTESTED, flags_for
-from tuner.decisions.report import render_csv, render_html, render_table
+from tuner.decisions.report import family_counts_text, render_csv, render_html, render_table
 from tuner.decisions.results import COMPLETE, INCOMPLETE, RUNNING, load_report
 from tuner.engine.collate import build_summary
 
@@ -273,7 +273,7 @@ def test_when_rendered_as_a_table_then_winner_lines_carry_the_scores_and_flags(t
     assert winners[2].split()[-1] == "overfit" and winners[3].split()[-1] == "no-skill"
     configs = table_lines(text, "winning configs")
     assert configs[1].split(None, 2) == ["AAA", "toto", json.dumps(CONFIGS["toto"], sort_keys=True)]
-    families = table_lines(text, "every family (* = winner)")
+    families = table_lines(text, "every family (9 studies; * = winner)")
     assert len(families) == 10 and families[1].split()[:3] == ["AAA", "toto", "*"]
     assert "  overfit   test pct_return_mae > 1.5 x validation pct_return_mae and >= the naive baseline's" in text
 
@@ -509,7 +509,7 @@ def test_when_a_real_tiny_experiment_is_reported_then_it_matches_the_summary_and
     text = render_table(report)
     assert text.splitlines()[2].startswith("WARNING: TINY RANDOM-INIT WEIGHTS")
     studies = sum(len(e["families"]) for e in summary["symbols"].values())  # families and derived candidates
-    assert len(report.rows) == studies and len(table_lines(text, "every family (* = winner)")) == 1 + studies
+    assert len(report.rows) == studies and len(table_lines(text, f"every family ({family_counts_text(report.rows)}; * = winner)")) == 1 + studies
     data = explorer_data(render_html(report))
     # one history per tuned study (2 symbols x 3 families), each with its 3 trials
     assert {s: list(d["studies"]) for s, d in data.items()} == {

@@ -25,7 +25,8 @@ def _section(page: str, anchor: str) -> str:
 def test_when_winners_have_significance_then_the_html_tabulates_their_numbers(tmp_path):
     root = make_experiment(tmp_path)
     add_section(root, "toto", "AAA", section())
-    add_section(root, "kronos_standard", "BBB", section(p_default=0.31, spa=0.2, pbo=0.64,
+    # likely-overfit needs PBO > 0.5 and a winner that beats neither default nor baseline on test
+    add_section(root, "kronos_standard", "BBB", section(p_default=0.31, p_baseline=0.2, spa=0.2, pbo=0.64,
                                                         members=("toto", "kronos_standard")))
     page = render_html(load_report("exp", str(tmp_path)))
     part = _section(page, "significance")
@@ -33,7 +34,7 @@ def test_when_winners_have_significance_then_the_html_tabulates_their_numbers(tm
         assert f"<th>{header}</th>" in part
     rows = [_cells(r) for r in re.findall(r"<tr>(.*?)</tr>", part) if "<td" in r]
     assert rows[0][:7] == ["AAA", "toto", "0.010", "0.010", "0.010", "0.10", "yes"]
-    assert rows[1][:7] == ["BBB", "kronos_standard", "0.010", "0.310", "0.200", "0.64", "yes"]
+    assert rows[1][:7] == ["BBB", "kronos_standard", "0.200", "0.310", "0.200", "0.64", "yes"]
     assert rows[1][7] == "overfit, not-better-than-default, luck, likely-overfit"
     assert rows[2][:7] == ["CCC", "toto", "-", "-", "-", "-", "-"]  # no section: shown, not dropped
     assert "1 winner(s) have no significance section" in part
@@ -41,7 +42,7 @@ def test_when_winners_have_significance_then_the_html_tabulates_their_numbers(tm
 
 def test_when_rows_carry_significance_flags_then_the_legend_gives_each_its_rule(tmp_path):
     root = make_experiment(tmp_path)
-    add_section(root, "kronos_standard", "BBB", section(p_default=0.31, spa=0.2, pbo=0.64))
+    add_section(root, "kronos_standard", "BBB", section(p_default=0.31, p_baseline=0.2, spa=0.2, pbo=0.64))
     report = load_report("exp", str(tmp_path))
     legend = _section(render_html(report) + "<h2", "flags")
     used = {f for r in report.rows for f in r.flags}

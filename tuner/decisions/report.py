@@ -109,7 +109,7 @@ def render_table(report: ExperimentReport) -> str:
         lines.append("")
         lines += significance_lines(report)
         lines += symbol_decision_lines(report)
-    lines.append("every family (* = winner)")
+    lines.append(f"every family ({family_counts_text(report.rows)}; * = winner)")
     lines += _text_table(
         ["symbol", "family", "", "val_mae", "test_mae", "val_price", "test_price", "s/forecast",
          "val_skill", "test_skill", "spread", "trials", "flags"],
