@@ -630,7 +630,7 @@ def export_optuna(experiment, storage, storage_url, replace):
 @library_errors
 def promote(experiment, storage, configs, symbols, only_improvements, only_significant, alpha, dry_run, force,
             verbose, from_forward=False):
-    """Write each symbol's winner to configs/best/<SYMBOL>.json, printing what changes first.
+    """Write each symbol's decided config (own winner, pooled or default) to configs/best/<SYMBOL>.json.
 
     Per symbol: the family, config keys and scores that change (--verbose: the files' full diff).
 
