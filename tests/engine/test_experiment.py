@@ -121,7 +121,8 @@ def test_when_a_run_finishes_then_its_phases_cover_its_wall_time_shutdown_includ
 def test_when_status_is_read_then_it_reports_the_finished_experiment(finished):
     config, root, _, _ = finished
     status = experiment_status("small", str(root.parent))
-    assert status["progress"]["trials_done"] == 24
+    # 24 trials of the per-symbol studies and 12 of the three families' pooled studies
+    assert status["progress"]["trials_done"] == 24 + 12
     assert status["summary"]["complete"] is True
 
 
@@ -137,7 +138,7 @@ def test_when_an_existing_name_gets_a_different_config_then_error_says_how_to_re
     from tuner.core.errors import ConfigError
 
     config, _, _, _ = finished
-    with pytest.raises(ConfigError, match="already exists .* different trials; resume it with `tuner resume small`"):
+    with pytest.raises(ConfigError, match="already exists .* different trials; resume it with `tuner resume small --storage "):
         run_experiment(ExperimentConfig(**{**config.__dict__, "trials": 2}), echo=lambda line: None)
     with pytest.raises(ConfigError, match="with 3 trials per study; to raise it to 5 .* `tuner extend small --trials 5"):
         run_experiment(ExperimentConfig(**{**config.__dict__, "trials": 5}), echo=lambda line: None)

@@ -232,7 +232,10 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         echo(f"skipped {what}: {why}")
     # Now the data says which studies run: a record of any other study stops the run here,
     # before it tunes (it would be merged into no study, or into the wrong one).
-    provenance = replace(provenance, studies=frozenset(f"{s}/{f}" for s, f in studies), skipped=skipped)
+    pooled_fams = pooled_families(config.families, studies, config.pooled)
+    provenance = replace(provenance, studies=frozenset([*(f"{s}/{f}" for s, f in studies),
+                                                         *(pooled_key(f) for f in pooled_fams)]),
+                         skipped=skipped)
     history = read_journal(storage, provenance)
     weights, tiny_fallback = _resolve_weights(config, echo, fallback_allowed)
     config = replace(config, weights=weights)
@@ -255,7 +258,6 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in actors},
                           board=pool.board_name)
         journal = TrialJournal(storage, session, experiment=provenance.experiment_id)
-        pooled_fams = pooled_families(config.families, studies, config.pooled)
         searcher, progress, watchdog = _make_searcher(config, storage, studies, history, journal, session,
                                                       len(pool.infos), BoardClient(pool.board), pooled_fams)
         resumed = bool(history) or session > 1
