@@ -215,10 +215,12 @@ def _split(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--no-dashboard", is_flag=True, help="Do not start the Ray dashboard (local Ray only).")
 @click.option("--take-over", is_flag=True,
               help="Run even if the experiment's lock names a live holder on another host.")
+@click.option("--pooled/--no-pooled", default=None,
+              help="Also tune one config per family pooled over all symbols (default: the config's, true).")
 @library_errors
 def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
         max_concurrent_per_study, device, autocast_dtype, val_windows, test_windows, horizon, stability_folds,
-        max_latency_s, warm_start_from, warm_start_production, pack_size, no_dashboard, take_over):
+        max_latency_s, warm_start_from, warm_start_production, pack_size, no_dashboard, take_over, pooled):
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
     With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
@@ -252,6 +254,7 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
         max_concurrent_per_study=max_concurrent_per_study, max_latency_s=max_latency_s,
         warm_start_from=warm_start_from, warm_start_production=warm_start_production or None,
         weights=WeightsSource.parse(weights) if weights else None, pack_size=pack_size,
+        pooled=pooled,
     )
     if autocast_dtype is not None:
         config = replace(config, autocast_dtype=None if autocast_dtype == "fp32" else autocast_dtype)
