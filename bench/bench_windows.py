@@ -94,6 +94,9 @@ def main() -> None:
         print(f"{name:<16} {args.base} windows {small:7.2f}s   {args.base * args.scale} windows {large:7.2f}s"
               f"   ratio {large / small:4.2f} (windows x{args.scale})", flush=True)
         family.close()
+        if args.out:  # after each family: a long run that is stopped keeps what it measured
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2))
     report["machine"]["load_after"] = os.getloadavg()
     print(f"load average before {report['machine']['load_before']}, after {report['machine']['load_after']}")
     if args.out:

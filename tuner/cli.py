@@ -353,11 +353,13 @@ def _split(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--ray-start-timeout", type=click.FloatRange(min=1), default=None,
               help="Seconds a local Ray's node may take to start (a loaded machine needs more). "
                    "Default: $RAY_raylet_start_wait_time_s, else 300.")
+@click.option("--pooled/--no-pooled", default=None,
+              help="Also tune one config per family pooled over all symbols (default: the config's, true).")
 @library_errors
 def run(config_path, data, symbols, families, trials, seed, name, storage, weights, address,
         max_concurrent_per_study, device, autocast_dtype, val_windows, test_windows, horizon, stability_folds,
         max_latency_s, warm_start_from, warm_start_production, pack_size, no_dashboard, take_over,
-        ray_start_timeout):
+        ray_start_timeout, pooled):
     """Tune every (symbol, family) study with Ray Tune + Optuna TPE and collate the winners.
 
     With no options: the `sample` experiment (3 bundled symbols × 3 families) on a local Ray.
@@ -395,6 +397,7 @@ def run(config_path, data, symbols, families, trials, seed, name, storage, weigh
         max_concurrent_per_study=max_concurrent_per_study, max_latency_s=max_latency_s,
         warm_start_from=warm_start_from, warm_start_production=warm_start_production or None,
         weights=WeightsSource.parse(weights) if weights else None, pack_size=pack_size,
+        pooled=pooled,
     )
     if autocast_dtype is not None:
         config = replace(config, autocast_dtype=None if autocast_dtype == "fp32" else autocast_dtype)

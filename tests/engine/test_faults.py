@@ -40,7 +40,8 @@ def test_when_driver_is_sigkilled_mid_run_then_resume_completes_without_redoing_
     root = storage / "killed"
     env = engine_env(TUNER_CONFIGS=str(slow_configs))
     run = tuner_cli("run", "--name", "killed", "--storage", str(storage), "--families", "bootstrap_returns",
-                    "--symbols", ",".join(SYMBOLS), "--trials", str(TRIALS), "--horizon", "3", "--no-dashboard")
+                    "--symbols", ",".join(SYMBOLS), "--trials", str(TRIALS), "--horizon", "3", "--no-dashboard",
+                    "--val-windows", "20", "--test-windows", "20", "--no-pooled")
     driver = subprocess.Popen(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True)
     deadline = time.time() + 300

@@ -32,7 +32,8 @@ def test_when_many_studies_are_killed_and_resumed_then_every_winner_is_written(t
     env = engine_env(TUNER_CONFIGS=str(slow_configs), TUNER_PACKS_PER_TUNE_RUN="2")
     cli = [sys.executable, "-m", "tuner.cli"]
     driver = subprocess.Popen([*cli, "run", "--name", "universe", "--storage", str(storage), "--data", str(data),
-                               "--families", "bootstrap_returns", "--trials", str(TRIALS), "--no-dashboard"],
+                               "--families", "bootstrap_returns", "--trials", str(TRIALS), "--no-dashboard",
+                               "--val-windows", "20", "--test-windows", "20", "--no-pooled"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     total, done, deadline = STUDIES * TRIALS, 0, time.time() + 600
     while driver.poll() is None and done < 0.4 * total and time.time() < deadline:
