@@ -206,11 +206,12 @@ def test_when_the_journal_cannot_be_written_then_the_searcher_starts_nothing_new
     assert searcher.done and len(journal.pending) == 4
 
 
-def _drive(hot: int, studies: int = 12, trials: int = 8) -> tuple[list, StudyMultiplexer]:
+def _drive(hot: int, studies: int = 12, trials: int = 8, active: int = 10_000,
+           max_concurrent: int = 2) -> tuple[list, StudyMultiplexer]:
     """Run every study to its budget with values that depend on the params (so TPE has a
     signal), packs finishing out of order; return every suggestion in order."""
-    searcher = StudyMultiplexer(spaces(studies), trials_per_study=trials, max_concurrent=2, seed=3,
-                                pack_size=5, max_packs=3, hot_studies=hot)
+    searcher = StudyMultiplexer(spaces(studies), trials_per_study=trials, max_concurrent=max_concurrent,
+                                seed=3, pack_size=5, max_packs=3, hot_studies=hot, active_studies=active)
     suggested, open_packs, n = [], [], 0
     while not searcher.done:
         config = searcher.suggest(f"t{n}")
@@ -231,3 +232,19 @@ def test_when_idle_studies_are_kept_compressed_then_tpe_suggests_exactly_what_li
     assert kept_small.studies.stats()["revivals"] > 50  # the cache really did swap studies out
     assert len(kept_small.studies.live) <= 2 + sum(v > 0 for v in kept_small.in_flight.values())
     assert compressed == live and len(live) == 12 * 8
+
+
+def test_when_studies_are_admitted_in_turn_then_each_suggests_what_it_would_have_and_few_are_revived():
+    def by_study(suggested):
+        out: dict = {}
+        for key, params in suggested:
+            out.setdefault(key, []).append(params)
+        return out
+
+    # One trial in flight per study: each suggestion then follows only from the study's own history.
+    all_at_once, _ = _drive(hot=10_000, max_concurrent=1)
+    in_turn, searcher = _drive(hot=6, active=3, max_concurrent=1)
+    assert by_study(in_turn) == by_study(all_at_once) and len(in_turn) == 12 * 8
+    first_seen = list(dict.fromkeys(key for key, _ in in_turn))
+    assert first_seen == list(spaces(12))  # admitted in order, three at a time
+    assert searcher.studies.stats()["revivals"] <= 12  # round robin over 12 would revive ~96 times
