@@ -27,8 +27,10 @@ def local_ray():
 
 def test_when_a_finished_experiment_is_extended_then_it_runs_only_the_new_trials_and_keeps_the_rest(
         local_ray, tmp_path):
+    # No pooled study: the counts below are the per-symbol studies' (tests/engine/test_pooled.py
+    # covers a pooled study's resume).
     config = ExperimentConfig(name="ext", symbols=("AAPL", "MSFT"), families=("bootstrap_returns",), trials=3,
-                              seed=5, storage=str(tmp_path))
+                              seed=5, storage=str(tmp_path), pooled=False)
     run_experiment(config, echo=lambda line: None)
     root = tmp_path / "ext"
     before = pd.read_parquet(root / "trials.parquet")
