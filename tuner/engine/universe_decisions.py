@@ -68,7 +68,18 @@ def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dic
     def test_dates(symbols) -> dict[str, list[str]] | None:
         return None if dates is None else {s: dates.get(s, []) for s in symbols}
 
-    candidates, pooled_errors, default_errors = [], {}, {}
+    # The pooled config is meant for every symbol, so its panel test against the default takes
+    # every symbol the family was tuned on, not only those whose winner is of that family.
+    pooled_errors: dict[str, dict[str, list[float]]] = {}
+    default_errors: dict[str, dict[str, list[float]]] = {}
+    for (symbol, family), doc in sorted(documents.items()):
+        result = pooled[family].results.get(symbol) if family in pooled else None
+        pooled_test = _test_errors(result.to_dict()) if result is not None else None
+        default_test = _test_errors(doc.get("default"))
+        if pooled_test is not None and default_test is not None:
+            pooled_errors.setdefault(family, {})[symbol] = pooled_test
+            default_errors.setdefault(family, {})[symbol] = default_test
+    candidates = []
     for symbol, entry in sorted((summary.get("symbols") or {}).items()):
         own_family = entry["best_family"]
         own_doc = documents[(symbol, own_family)]
@@ -79,9 +90,6 @@ def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dic
         result = outcome.results.get(symbol) if outcome is not None else None
         pooled_test = _test_errors(result.to_dict()) if result is not None else None
         default_test = _test_errors(default_doc)
-        if pooled_test is not None and default_test is not None:
-            pooled_errors.setdefault(family, {})[symbol] = pooled_test
-            default_errors.setdefault(family, {})[symbol] = default_test
         candidates.append(SymbolCandidates(
             symbol, own_family, own_doc.get("config") or {}, _test_errors(own_doc) or [], family,
             (default_doc or {}).get("config") if default_doc else None, default_test,
