@@ -997,6 +997,11 @@ def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
         if isinstance(value, float):
             echo(f"  pooled {family:<16} val {value:.5f} (mean over the symbols' validation, "
                  f"{pooled.get('trials')} trials)")
+    decisions = summary.get("decisions") or {}
+    if decisions.get("symbols"):
+        echo(f"decisions: own {decisions.get('own', 0)}, pooled {decisions.get('pooled', 0)}, default "
+             f"{decisions.get('default', 0)} of {decisions['symbols']} symbols ({decisions.get('method')} FDR "
+             f"{decisions.get('fdr_level')} on the test period); `tuner report {summary['experiment']}` says why")
     if summary.get("tiny_weights"):
         echo("WARNING: these results were made with TINY RANDOM-INIT weights: noise, not skill.")
     echo(f"results: {storage.root}")
