@@ -58,7 +58,6 @@ from tuner.engine.journal import (
     last_session,
     read_journal,
     records_by_study,
-    resume_command,
 )
 from tuner.engine.lock import ExperimentLock
 from tuner.engine.pooled_study import (
@@ -236,7 +235,10 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     provenance = replace(provenance, studies=frozenset([*(f"{s}/{f}" for s, f in studies),
                                                          *(pooled_key(f) for f in pooled_fams)]),
                          skipped=skipped)
-    history = read_journal(storage, provenance)
+    # The journal was read (and checked against the experiment) before the data; check the same
+    # records against the studies now known, re-reading it only to name a refused record's line.
+    if any(provenance.refuses(r) is not None for r in history):
+        read_journal(storage, provenance)
     weights, tiny_fallback = _resolve_weights(config, echo, fallback_allowed)
     config = replace(config, weights=weights)
     from tuner.engine.local_ray import set_start_wait
@@ -357,7 +359,7 @@ def _finished_summary(storage: Storage, history: list[JournalRecord], echo: Echo
             f"{storage.path(SUMMARY_FILE)} records {recorded} completed trials{' (complete)' if summary.get('complete') else ''}, "
             f"but the journal ({storage.path(JOURNAL_DIR)}) holds {completed}: it was deleted or cut short. "
             f"Nothing was run or overwritten: a run would redo those trials over the stored results. Restore "
-            f"the journal's files from a backup and run `{resume_command(storage)}`; to continue without "
+            f"the journal's files from a backup and run `{storage.command('resume')}`; to continue without "
             f"the missing trials (they run again), move {SUMMARY_FILE} out of {storage.root} and resume; "
             f"to start over, move {storage.root} aside or pick another --name.")
     if trials is not None and isinstance(summary, dict) and (summary.get("config") or {}).get("trials", trials) != trials:

@@ -314,7 +314,7 @@ class TrialJournal:
         if not self.pending:  # the storage came back: everything is saved, but the run stopped
             raise StorageFault(f"{self.storage.root}: the storage refused a write ({self.failure}); the "
                                f"run stopped with every finished trial saved. Resume it with "
-                               f"`{resume_command(self.storage)}`.")
+                               f"`{self.storage.command('resume')}`.")
         rescue = rescue_path(self.storage.name, self.session)
         rescue.parent.mkdir(parents=True, exist_ok=True)
         rescue.write_text("\n".join(r.to_json() for r in self.pending) + "\n")
@@ -322,18 +322,13 @@ class TrialJournal:
             f"{self.storage.root}: the storage refused a write ({self.failure}); the run stopped. "
             f"{len(self.pending)} finished trials not yet in its journal were saved to {rescue}. "
             f"Once the storage is writable again: copy that file to "
-            f"{self.storage.path(JOURNAL_DIR, rescue.name)} and run `{resume_command(self.storage)}`."
+            f"{self.storage.path(JOURNAL_DIR, rescue.name)} and run `{self.storage.command('resume')}`."
         )
 
     def stats(self) -> dict[str, Any]:
         return {"flushes": self.flushes, "bytes": self.bytes_written,
                 "bytes_per_flush": self.bytes_written / self.flushes if self.flushes else 0,
                 "seconds_per_flush": self.flush_seconds / self.flushes if self.flushes else 0}
-
-
-def resume_command(storage: Storage) -> str:
-    """The command that resumes the experiment of ``storage``, with the storage it needs."""
-    return storage.command("resume")
 
 
 def rescue_path(name: str, session: int) -> Path:
