@@ -145,6 +145,20 @@ def test_when_window_sampled_alone_then_it_matches_the_batch_bit_for_bit(loaded)
 
 
 @pytest.mark.parametrize("horizon", [1, 3])
+def test_when_windows_share_a_model_call_then_each_gets_what_it_gets_alone(loaded, horizon):
+    model, tokenizer = loaded
+    bars, ct, tt = _inputs(horizon=horizon, windows=5)
+    kw = dict(temperatures=torch.linspace(0.5, 1.5, 8), top_p=0.9, top_k=0, clip=2.0, seeds=[7, 1, 5, 3, 9],
+              max_context=L + 1, samples_per_batch=4)  # horizon 3 slides the window past L + 1
+    one_by_one = sample_kronos(model, tokenizer, bars, ct, tt, windows_per_call=1, **kw)
+    for per_call in (2, 5, None):
+        assert torch.equal(sample_kronos(model, tokenizer, bars, ct, tt, windows_per_call=per_call, **kw),
+                           one_by_one), per_call
+    with pytest.raises(ConfigError, match="windows_per_call"):
+        sample_kronos(model, tokenizer, bars, ct, tt, windows_per_call=0, **kw)
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
 def test_when_samples_per_batch_changes_then_result_is_bit_identical(loaded, horizon):
     full = _sample(loaded, horizon=horizon, top_p=0.9)
     for spb in (1, 2, 8, 16):

@@ -11,6 +11,9 @@ from tuner.core.families.base import Param
 from tuner.core.families.torch_family import TorchFamily
 from tuner.core.windows import MIN_CONTEXT, WindowBatch
 
+CPU_ROWS_PER_CALL = 256
+"""On CPU, a Kronos call holds about this many sample rows (windows x paths per window)."""
+
 KRONOS_PARAMS = {
     "temperature": Param("float", 0.0, 10.0, low_open=True, help="sampling temperature"),
     "top_p": Param("float", 0.0, 1.0, low_open=True, help="nucleus mass kept (1 = off)"),
@@ -50,6 +53,8 @@ class KronosFamily(TorchFamily):
         context_times = torch.tensor(seen.context_times.astype(np.int64))
         future_times = torch.tensor(seen.future_times.astype(np.int64))
 
+        on_cpu = not str(self.device).startswith("cuda")
+
         def draw(count: int, per_batch: int):
             ladder = self.temperatures({**params, self.count_param: count})
             return sample_kronos(
@@ -57,6 +62,9 @@ class KronosFamily(TorchFamily):
                 temperatures=torch.as_tensor(ladder, dtype=torch.float32),
                 top_p=params["top_p"], top_k=params["top_k"], clip=params["clip"],
                 seeds=seeds, samples_per_batch=per_batch, max_context=params["max_context"],
+                # On a GPU every window shares each call (the memory sizer measured this shape);
+                # on CPU bigger calls stop paying off, so windows are taken a few at a time.
+                windows_per_call=max(1, CPU_ROWS_PER_CALL // per_batch) if on_cpu else None,
             )
 
         return self.draw_in_chunks(batch, params, draw)[:, :, -1, 3].double().cpu().numpy()  # target close

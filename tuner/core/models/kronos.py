@@ -73,6 +73,8 @@ NORM_EPS = 1e-5
 """Added to the per-window std before dividing, as upstream's predictor does."""
 DEP_LAYER_HEADS = 4
 """Upstream builds the dependency-aware layer with its default 4 heads, whatever ``n_heads`` is."""
+ROPE_TABLES_KEPT = 64
+"""Rotary cos/sin tables kept per attention layer (a handful of position ranges recur)."""
 MIN_SAMPLE_ROWS = 16
 """Sample chunks smaller than this are padded: CPU BLAS takes another code path (with other
 rounding) for matrices of 1-3 rows, which would make results depend on ``samples_per_batch``."""
@@ -242,29 +244,50 @@ class Rotary(nn.Module):
     def __init__(self, head_dim: int) -> None:
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        # (start, length, device, dtype) -> (cos, sin): a window's prefix and every decode step
+        # ask for the same few position ranges, and recomputing them was ~15 % of a CPU forecast.
+        self._tables: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    def _table(self, start: int, length: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        key = (start, length, device, dtype)
+        table = self._tables.get(key)
+        if table is None:
+            # Built as ordinary constants, so a table made during inference also serves a
+            # forward pass outside it (inference tensors cannot enter autograd).
+            with torch.inference_mode(False), torch.no_grad():
+                pos = torch.arange(start, start + length, device=device, dtype=self.inv_freq.dtype)
+                angles = torch.outer(pos, self.inv_freq)
+                angles = torch.cat((angles, angles), dim=-1)
+                table = (angles.cos().to(dtype), angles.sin().to(dtype))
+            if len(self._tables) >= ROPE_TABLES_KEPT:
+                self._tables.clear()
+            self._tables[key] = table
+        return table
 
     def forward(self, x: Tensor, start: int) -> Tensor:
         """Rotate ``x`` (..., T, head_dim) as positions ``start .. start + T - 1``."""
-        pos = torch.arange(start, start + x.shape[-2], device=x.device, dtype=self.inv_freq.dtype)
-        angles = torch.outer(pos, self.inv_freq)
-        angles = torch.cat((angles, angles), dim=-1)
+        cos, sin = self._table(start, x.shape[-2], x.device, x.dtype)
         x1, x2 = x.chunk(2, dim=-1)
-        return x * angles.cos().to(x.dtype) + torch.cat((-x2, x1), dim=-1) * angles.sin().to(x.dtype)
+        return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
 def _prefixed_attention(q: Tensor, prefix: KV, own: KV | None, scale: float) -> Tensor:
-    """Attention of per-sample queries over a shared prefix plus each sample's own positions.
+    """Attention of per-sample queries over their window's prefix plus each sample's own positions.
 
-    ``q`` (S, h, n, d) are the last ``n`` of each sample's ``m`` own positions; ``prefix`` keys and
-    values are (1, h, P, d), shared by all samples; ``own`` (S, h, m, d) or None (m = 0). Query j
-    sees the whole prefix and own positions ``<= m - n + j`` (causal). Returns (S, h, n, d).
+    ``prefix`` keys and values are (B, h, P, d): B windows' contexts, each shared by the R = S / B
+    samples of that window; ``q`` (S, h, n, d) holds the last ``n`` of each sample's ``m`` own
+    positions, window-major (rows ``b * R .. b * R + R - 1`` belong to window ``b``); ``own``
+    (S, h, m, d) or None (m = 0). Query j sees its window's whole prefix and own positions
+    ``<= m - n + j`` (causal). Returns (S, h, n, d).
     """
     s, h, n, d = q.shape
     pk, pv = prefix
-    p = pk.shape[-2]
-    # Folding samples into rows keeps one GEMM per head against the shared prefix (no S copies).
-    qf = q.transpose(0, 1).reshape(h, s * n, d)
-    scores = [(qf @ pk[0].transpose(-1, -2)).view(h, s, n, p).transpose(0, 1)]
+    b, p = pk.shape[0], pk.shape[-2]
+    r = s // b
+    # Folding a window's samples into rows keeps one GEMM per (window, head) against its prefix
+    # (no R copies of the prefix).
+    qf = q.reshape(b, r, h, n, d).transpose(1, 2).reshape(b, h, r * n, d)
+    scores = [(qf @ pk.transpose(-1, -2)).view(b, h, r, n, p).transpose(1, 2).reshape(s, h, n, p)]
     if own is not None:
         ok, ov = own
         m = ok.shape[-2]
@@ -272,8 +295,8 @@ def _prefixed_attention(q: Tensor, prefix: KV, own: KV | None, scale: float) -> 
         hidden = torch.arange(m, device=q.device)[None, :] > (m - n + torch.arange(n, device=q.device))[:, None]
         scores.append(own_scores.masked_fill(hidden, float("-inf")))
     weights = torch.softmax(torch.cat(scores, dim=-1).float() * scale, dim=-1).to(q.dtype)
-    wp = weights[..., :p].transpose(0, 1).reshape(h, s * n, p)
-    out = (wp @ pv[0]).view(h, s, n, d).transpose(0, 1)
+    wp = weights[..., :p].reshape(b, r, h, n, p).transpose(1, 2).reshape(b, h, r * n, p)
+    out = (wp @ pv).view(b, h, r, n, d).transpose(1, 2).reshape(s, h, n, d)
     if own is not None:
         out = out + weights[..., p:] @ ov
     return out
@@ -302,8 +325,9 @@ class SelfAttention(nn.Module):
         """Attend ``x`` (B, T, d_model) at positions ``start..``; return output and x's (k, v).
 
         Without ``prefix`` this is plain causal attention within ``x`` (window positions from 0).
-        With ``prefix`` (1, h, P, d) shared keys/values and ``past`` (B, h, m, d) own earlier
-        keys/values, ``x`` continues each of the B sequences after them (``start = P + m``).
+        With ``prefix`` (W, h, P, d) keys/values of W windows' contexts and ``past`` (B, h, m, d)
+        own earlier keys/values, ``x`` continues each of the B sequences after its window's
+        prefix (``start = P + m``; B / W sequences per window, window-major).
         """
         q = self.rotary(self._heads(self.q_proj(x)), start)
         k = self.rotary(self._heads(self.k_proj(x)), start)
@@ -350,8 +374,9 @@ class TransformerBlock(nn.Module):
 class _Stream:
     """Keys/values of a block stack for S sequences sharing a prefix.
 
-    ``prefix``: per layer (1, h, P, d), computed once per window; ``own``: per layer (S, h, m, d),
-    each sequence's positions after the prefix (None before the first one).
+    ``prefix``: per layer (W, h, P, d), computed once per window; ``own``: per layer (S, h, m, d),
+    each sequence's positions after its window's prefix (None before the first one), S / W
+    sequences per window, window-major.
     """
 
     prefix: list[KV]
@@ -363,8 +388,14 @@ class _Stream:
         return p + (0 if self.own is None else self.own[0][0].shape[-2])
 
 
+def _windowed(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """One window's ids (P,) / stamps (P, 5) as a batch of one; batches pass through."""
+    ids = tensors[0]
+    return tensors if ids.dim() == 2 else tuple(t[None] for t in tensors)
+
+
 def _run_prefix(blocks: nn.ModuleList, x: Tensor) -> tuple[Tensor, list[KV]]:
-    """Run ``x`` (1, P, d) through ``blocks`` from position 0; return output and per-layer (k, v)."""
+    """Run ``x`` (W, P, d) through ``blocks`` from position 0; return output and per-layer (k, v)."""
     kvs = []
     for block in blocks:
         x, kv = block(x)
@@ -455,12 +486,14 @@ class KronosTokenizer(nn.Module):
         return self.head(z)
 
     def decode_prefix(self, s1: Tensor, s2: Tensor) -> _Stream:
-        """Decoder keys/values of shared ids (P,) for continuing with :meth:`decode_continue`."""
-        _, kvs = _run_prefix(self.decoder, self._embed_ids(s1, s2)[None])
+        """Decoder keys/values of shared ids, (P,) for one window or (W, P), for continuing
+        with :meth:`decode_continue`."""
+        _, kvs = _run_prefix(self.decoder, self._embed_ids(*_windowed(s1, s2)))
         return _Stream(prefix=kvs)
 
     def decode_continue(self, stream: _Stream, s1: Tensor, s2: Tensor) -> Tensor:
-        """Decode ids (S, n) that follow the prefix in each of S sequences -> (S, n, d_in)."""
+        """Decode ids (S, n) that follow their window's prefix (S / W rows per window,
+        window-major) -> (S, n, d_in)."""
         return self.head(_run_continue(self.decoder, self._embed_ids(s1, s2), stream))
 
 
@@ -615,8 +648,10 @@ class KronosModel(nn.Module):
     # -- prefix-shared decoding ------------------------------------------------------------------
 
     def start_stream(self, s1: Tensor, s2: Tensor, stamp: Tensor) -> _ModelStream:
-        """Run the shared context ids (P,) with stamps (P, 5) once."""
-        x = self._inputs(s1, s2, stamp)[None]
+        """Run the shared context ids, (P,) with stamps (P, 5) for one window or (W, P) with
+        (W, P, 5) for W windows, once."""
+        s1, s2, stamp = _windowed(s1, s2, stamp)
+        x = self._inputs(s1, s2, stamp)
         x, kvs = _run_prefix(self.transformer, x)
         x = self.norm(x)
         return _ModelStream(
@@ -627,8 +662,11 @@ class KronosModel(nn.Module):
         )
 
     def continue_stream(self, stream: _ModelStream, s1: Tensor, s2: Tensor, stamp: Tensor) -> None:
-        """Append ids (S, n) with stamps (n, 5) to each of S sequences (the prefix is shared)."""
-        x = self._inputs(s1, s2, stamp[None].expand(s1.shape[0], -1, -1))
+        """Append ids (S, n) to each of S sequences, with stamps (n, 5) shared by all or (S, n, 5)
+        per sequence (S / W sequences per window, window-major)."""
+        if stamp.dim() == 2:
+            stamp = stamp[None].expand(s1.shape[0], -1, -1)
+        x = self._inputs(s1, s2, stamp)
         x = self.norm(_run_continue(self.transformer, x, stream.blocks))
         k, v = self.dep_layer.cross_attn.keys_values(x)
         if stream.dep_own is not None:
@@ -637,14 +675,18 @@ class KronosModel(nn.Module):
         stream.last_hidden = x[:, -1]
 
     def next_s1_logits(self, stream: _ModelStream) -> Tensor:
-        """Logits (1 or S, 2**s1_bits) of the next s1 id."""
+        """Logits (W or S, 2**s1_bits) of the next s1 id: one row per window before any own
+        position, one per sequence after."""
         return self.head.proj_s1(stream.last_hidden)
 
     def next_s2_logits(self, stream: _ModelStream, s1_next: Tensor) -> Tensor:
         """Logits (S, 2**s2_bits) of the next s2 id given the sampled next s1 ids (S,)."""
         dep = self.dep_layer
         attn = dep.cross_attn.attend(self.embedding.emb_s1(s1_next), stream.dep_prefix, stream.dep_own)
-        return self.head.proj_s2(dep.norm(stream.last_hidden + attn))
+        last = stream.last_hidden
+        if last.shape[0] != attn.shape[0]:  # still one row per window: give each sequence its own
+            last = last.repeat_interleave(attn.shape[0] // last.shape[0], dim=0)
+        return self.head.proj_s2(dep.norm(last + attn))
 
 
 # --------------------------------------------------------------------------------------------
@@ -806,6 +848,7 @@ def sample_kronos(
     seeds: Sequence[int],
     samples_per_batch: int | None = None,
     max_context: int = 512,
+    windows_per_call: int | None = None,
 ) -> Tensor:
     """Draw S sample paths per window, as upstream's ``KronosPredictor`` would, with prefix sharing.
 
@@ -823,6 +866,8 @@ def sample_kronos(
             result is bit-identical whatever it is on CPU, where chunks under 16 paths are padded
             so BLAS keeps one code path; GPU libraries may round differently per batch size).
             None = all S.
+        windows_per_call: how many windows share each model call (a memory knob, like
+            ``samples_per_batch``; results do not depend on it). None = all W.
         max_context: upstream's ``max_context``: the model and the final tokenizer decode see at
             most this many latest tokens (the window slides for long horizons). Must be >= H.
 
@@ -856,27 +901,35 @@ def sample_kronos(
     if max_context < horizon:
         raise ConfigError(f"max_context={max_context} must be >= the horizon {horizon}")
 
+    per_call = w_count if windows_per_call is None else int(windows_per_call)
+    if per_call < 1:
+        raise ConfigError(f"windows_per_call={windows_per_call} must be >= 1")
+
     device = next(model.parameters()).device
     autocast_dtype = getattr(model, "autocast_dtype", None)
     normed, mean, scale = normalize_context(context.cpu(), clip)
+    # Each window's uniforms come from its own seed, so its paths do not depend on which
+    # windows share its model call.
+    uniforms = torch.stack([torch.rand(s_count, horizon, 2, generator=torch.Generator().manual_seed(int(seed)))
+                            for seed in seeds])  # per window, sample, step, level
+    stamps = torch.cat((ctx_stamps, tgt_stamps), dim=1)
     out = torch.empty(w_count, s_count, horizon, 6)
     # load_kronos only sets autocast_dtype on CUDA; tests set it on CPU to run this same path.
     use_autocast = autocast_dtype not in (None, torch.float32)
     autocast = torch.autocast(device.type, dtype=autocast_dtype) if use_autocast else contextlib.nullcontext()
     with torch.inference_mode(), autocast:
-        for w in range(w_count):
-            gen = torch.Generator().manual_seed(int(seeds[w]))
-            uniforms = torch.rand(s_count, horizon, 2, generator=gen)  # per sample, step, level
-            stamps = torch.cat((ctx_stamps[w], tgt_stamps[w])).to(device)
-            normed_paths = _sample_window(
-                model, tokenizer, normed[w].to(device), stamps, temps.to(device), uniforms.to(device),
-                top_k=int(top_k), top_p=float(top_p), chunk=chunk, max_context=max_context,
+        for lo in range(0, w_count, per_call):
+            hi = min(w_count, lo + per_call)
+            normed_paths = _sample_windows(
+                model, tokenizer, normed[lo:hi].to(device), stamps[lo:hi].to(device), temps.to(device),
+                uniforms[lo:hi].to(device), top_k=int(top_k), top_p=float(top_p), chunk=chunk,
+                max_context=max_context,
             )
-            out[w] = (normed_paths.double().cpu() * scale[w] + mean[w]).float()
+            out[lo:hi] = (normed_paths.double().cpu() * scale[lo:hi, None] + mean[lo:hi, None]).float()
     return out
 
 
-def _sample_window(
+def _sample_windows(
     model: KronosModel,
     tokenizer: KronosTokenizer,
     x: Tensor,
@@ -889,29 +942,32 @@ def _sample_window(
     chunk: int,
     max_context: int,
 ) -> Tensor:
-    """One window: ``x`` (L, 6) normalised context, ``stamps`` (L + H, 5), ``temps`` (S,),
-    ``uniforms`` (S, H, 2) -> (S, H, 6) normalised sampled bars."""
-    length = x.shape[0]
-    horizon = uniforms.shape[1]
-    ctx_s1, ctx_s2 = (ids[0] for ids in tokenizer.encode(x[None]))
-    # Shared work is cached per window start, so every chunk reuses the same tensors.
+    """W windows at once: ``x`` (W, L, 6) normalised contexts, ``stamps`` (W, L + H, 5), ``temps``
+    (S,), ``uniforms`` (W, S, H, 2) -> (W, S, H, 6) normalised sampled bars. Model calls hold
+    every window's rows (window-major), so W windows cost one pass per step instead of W."""
+    w_count, length = x.shape[:2]
+    horizon = uniforms.shape[2]
+    ctx_s1, ctx_s2 = tokenizer.encode(x)
+    # Shared work is cached per window start, so every chunk of paths reuses the same tensors.
     model_prefixes: dict[int, _ModelStream] = {}
 
     def model_prefix(start: int) -> _ModelStream:
         if start not in model_prefixes:
-            model_prefixes[start] = model.start_stream(ctx_s1[start:], ctx_s2[start:], stamps[start:length])
+            model_prefixes[start] = model.start_stream(ctx_s1[:, start:], ctx_s2[:, start:], stamps[:, start:length])
         return model_prefixes[start]
 
     dec_start = max(0, length + horizon - max_context)
-    dec_prefix = tokenizer.decode_prefix(ctx_s1[dec_start:], ctx_s2[dec_start:])
+    dec_prefix = tokenizer.decode_prefix(ctx_s1[:, dec_start:], ctx_s2[:, dec_start:])
     out = []
     for lo in range(0, temps.numel(), chunk):
         rows = torch.arange(lo, lo + chunk, device=temps.device)
         if chunk < MIN_SAMPLE_ROWS:  # pad with copies of the last row (see MIN_SAMPLE_ROWS)
             rows = torch.cat((rows, rows[-1:].expand(MIN_SAMPLE_ROWS - chunk)))
-        t, u = temps[rows], uniforms[rows]
         n = rows.numel()
-        gen_s1 = torch.empty(n, horizon, dtype=torch.long, device=t.device)
+        t = temps[rows].repeat(w_count)  # row b * n + j: window b, path rows[j]
+        u = uniforms[:, rows].reshape(w_count * n, horizon, 2)
+        own_stamps = stamps[:, length:].repeat_interleave(n, dim=0)  # (W * n, H, 5)
+        gen_s1 = torch.empty(w_count * n, horizon, dtype=torch.long, device=t.device)
         gen_s2 = torch.empty_like(gen_s1)
         stream, built_from = None, -1
         for i in range(horizon):
@@ -921,14 +977,17 @@ def _sample_window(
                 base = model_prefix(start)
                 stream = _ModelStream(_Stream(prefix=base.blocks.prefix), base.dep_prefix, None, base.last_hidden)
                 if i > 0:
-                    model.continue_stream(stream, gen_s1[:, :i], gen_s2[:, :i], stamps[length : length + i])
+                    model.continue_stream(stream, gen_s1[:, :i], gen_s2[:, :i], own_stamps[:, :i])
                 built_from = start
             else:
-                model.continue_stream(stream, gen_s1[:, i - 1 : i], gen_s2[:, i - 1 : i], stamps[length + i - 1 : length + i])
-            s1_logits = model.next_s1_logits(stream).expand(n, -1)
+                model.continue_stream(stream, gen_s1[:, i - 1 : i], gen_s2[:, i - 1 : i], own_stamps[:, i - 1 : i])
+            s1_logits = model.next_s1_logits(stream)
+            if s1_logits.shape[0] != t.numel():  # one row per window before any own position
+                s1_logits = s1_logits.repeat_interleave(n, dim=0)
             gen_s1[:, i] = _draw(s1_logits, t, top_k, top_p, u[:, i, 0])
             s2_logits = model.next_s2_logits(stream, gen_s1[:, i])
             gen_s2[:, i] = _draw(s2_logits, t, top_k, top_p, u[:, i, 1])
         decoder = _Stream(prefix=dec_prefix.prefix)
-        out.append(tokenizer.decode_continue(decoder, gen_s1, gen_s2)[:chunk].float())
-    return torch.cat(out)
+        decoded = tokenizer.decode_continue(decoder, gen_s1, gen_s2).view(w_count, n, horizon, -1)
+        out.append(decoded[:, :chunk].float())
+    return torch.cat(out, dim=1)
