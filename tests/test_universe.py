@@ -17,9 +17,12 @@ from tuner.core.statistics.universe import (
     FDR_METHOD,
     OWN,
     POOLED,
+    POOLED_ALPHA,
     SymbolCandidates,
     decide,
+    levels,
 )
+from tuner.core.statistics.panel import PanelComparison
 
 UNIVERSES = 8
 NULLS, EDGES = 30, 10
@@ -52,6 +55,38 @@ def test_when_a_universe_is_decided_then_false_non_default_decisions_stay_within
     naive = sum(sum(1 for d in u.decisions.decisions.values() if d["mean_difference_vs_default"] < 0)
                 for u in universes)
     assert naive_false / naive > stats.binom.ppf(0.999, naive, FDR_LEVEL) / naive
+
+
+def test_when_a_universe_is_decided_then_its_false_discovery_proportion_averages_below_the_level(universes):
+    # What the rule controls is the expected proportion per universe, counted per symbol (a wrong
+    # pooled choice counts once per symbol that gets it): its mean stays under the level.
+    fdp = [u.false_non_default / max(u.non_default, 1) for u in universes]
+    assert np.mean(fdp) <= FDR_LEVEL
+
+
+def _panel(p: float | None, symbols: int = 3) -> PanelComparison:
+    return PanelComparison(-3.0 if p is not None else None, p, -0.001, -5.0, 0.0003, 2.0, symbols,
+                           symbols * 60, 60, "date", None if p is not None else "undefined")
+
+
+def test_when_pooled_tests_run_then_they_and_the_own_decisions_share_the_fdr_level():
+    assert levels({}) == (FDR_LEVEL, None)
+    assert levels({"a": _panel(None)}) == (FDR_LEVEL, None)  # an undefined test spends nothing
+    assert levels({"a": _panel(0.3)}) == (pytest.approx(FDR_LEVEL - POOLED_ALPHA), POOLED_ALPHA)
+    own, each = levels({"a": _panel(0.3), "b": _panel(0.01), "c": _panel(None)})
+    assert own == pytest.approx(FDR_LEVEL - POOLED_ALPHA) and each == pytest.approx(POOLED_ALPHA / 2)
+
+
+@pytest.mark.parametrize(("panel_p", "choice"), [(0.5 * POOLED_ALPHA, POOLED), (1.5 * POOLED_ALPHA, DEFAULT)])
+def test_when_the_pooled_panel_p_is_near_its_share_of_the_level_then_that_share_decides(panel_p, choice):
+    # Between POOLED_ALPHA and 0.05 a pooled config used to be chosen for every symbol of the
+    # family: with the per-family 5 % beside BY at 10 %, the per-symbol FDR could reach 15 %.
+    rng = np.random.default_rng(5)
+    base = {s: np.abs(rng.normal(0, 0.01, 60)) for s in "ABC"}
+    out = decide([candidate(s, base[s] * 1.001, base[s], base[s] * 0.99) for s in base], {"fam": _panel(panel_p)})
+    assert {d["choice"] for d in out.decisions.values()} == {choice}
+    assert all(d["panel_alpha"] == POOLED_ALPHA and d["own_fdr_level"] == pytest.approx(FDR_LEVEL - POOLED_ALPHA)
+               for d in out.decisions.values())
 
 
 def test_when_symbols_have_a_real_edge_then_most_keep_their_own_winner(universes):

@@ -10,13 +10,25 @@ Rule (issue 18, item 3), on the **test period** (never seen by tuning):
    any correction).
 2. Those per-symbol p-values, one per symbol, are adjusted across the whole universe by
    **Benjamini–Yekutieli** (``scipy.stats.false_discovery_control(method="by")``), which controls
-   the false-discovery rate at :data:`FDR_LEVEL` under any dependence between symbols (they share
-   market days, so their tests are correlated; Benjamini–Hochberg assumes positive dependence
-   only). A symbol keeps its **own** winner when its adjusted p-value is at most the level.
+   the false-discovery rate under any dependence between symbols (they share market days, so
+   their tests are correlated; Benjamini–Hochberg assumes positive dependence only). A symbol
+   keeps its **own** winner when its adjusted p-value is at most the own level (below).
 3. Otherwise it gets the family's **pooled** config when that config beats the default in the
-   family's panel test (:func:`tuner.core.statistics.panel.panel_dm`, clustered by date, one-sided at
-   :data:`PANEL_ALPHA`): one test per family for all its symbols, so no symbol-level luck.
+   family's panel test (:func:`tuner.core.statistics.panel.panel_dm`, clustered by date,
+   one-sided): one test per family for all its symbols, so no symbol-level luck.
 4. Otherwise the **default**: nothing shows tuning helped, and doing nothing new costs nothing.
+
+**The level is shared** so that the false-discovery rate *counted per symbol* stays at
+:data:`FDR_LEVEL` whatever the pooled tests do. A wrong pooled choice is not one false
+discovery but one per symbol that gets it (a whole family's symbols at once), so the pooled
+tests cannot simply run at 5 % each beside a BY at 10 %: under a universe of random walks that
+made "any discovery" up to 10 % + 5 % per family. Split instead: the pooled panel tests get
+:data:`POOLED_ALPHA` family-wise (Bonferroni over the families tested) and BY the rest
+(``FDR_LEVEL - POOLED_ALPHA``). Then, with V_o/R_o the own decisions' false/all and R all
+non-default decisions, the false share per symbol is FDP <= 1{a pooled choice is wrong} +
+V_o/R_o, so FDR <= POOLED_ALPHA + (FDR_LEVEL - POOLED_ALPHA) = FDR_LEVEL. Panel tests pool
+every symbol's windows, so a small level costs them little power. Without any pooled test the
+whole level goes to BY.
 
 Romano–Wolf stepdown (``arch.bootstrap.StepM``) would need every symbol's errors on one common
 set of dates and controls the family-wise rate (stricter than needed); BY works from the
@@ -35,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from tuner.core.statistics.panel import PanelComparison
-from tuner.core.statistics.significance import ALPHA, Comparison, diebold_mariano, missing
+from tuner.core.statistics.significance import Comparison, diebold_mariano, missing
 
 OWN, POOLED, DEFAULT = "own", "pooled", "default"
 CHOICES = (OWN, POOLED, DEFAULT)
@@ -45,8 +57,9 @@ FDR_LEVEL = 0.10
 symbols that keep their own winner, at most 10 % in expectation are not truly better than both
 the default and the pooled config. Looser than 5 % because a false ``own`` costs little (its
 config is still one that won on validation) while a missed one costs its whole edge."""
-PANEL_ALPHA = ALPHA
-"""One-sided level of the family's panel test of its pooled config against its default."""
+POOLED_ALPHA = 0.02
+"""The part of :data:`FDR_LEVEL` spent on the families' pooled-vs-default panel tests, family-wise
+(each family's one-sided test runs at ``POOLED_ALPHA / families tested``); BY gets the rest."""
 
 
 @dataclass(frozen=True)
@@ -112,8 +125,18 @@ def adjust(p_values: Sequence[float]) -> np.ndarray:
     return false_discovery_control(p, method="by")
 
 
+def levels(pooled_panels: Mapping[str, PanelComparison], fdr_level: float = FDR_LEVEL,
+           pooled_alpha: float = POOLED_ALPHA) -> tuple[float, float | None]:
+    """``(own_level, panel_alpha)``: the BY level of the own decisions and the one-sided level of
+    each family's pooled panel test (None when no family has one), sharing ``fdr_level``."""
+    tested = sum(1 for panel in pooled_panels.values() if panel is not None and panel.p_value is not None)
+    if not tested:
+        return fdr_level, None
+    return fdr_level - pooled_alpha, pooled_alpha / tested
+
+
 def decide(candidates: Sequence[SymbolCandidates], pooled_panels: Mapping[str, PanelComparison] | None = None,
-           *, fdr_level: float = FDR_LEVEL, panel_alpha: float = PANEL_ALPHA, horizon: int = 1
+           *, fdr_level: float = FDR_LEVEL, pooled_alpha: float = POOLED_ALPHA, horizon: int = 1
            ) -> UniverseDecisions:
     """Decide every symbol (see the module docstring).
 
@@ -121,12 +144,16 @@ def decide(candidates: Sequence[SymbolCandidates], pooled_panels: Mapping[str, P
         candidates: one per symbol.
         pooled_panels: family → the panel test of its pooled config against its default on the
             test period (None or missing: the family's pooled config was not tuned, or untested).
-        fdr_level: the Benjamini–Yekutieli level; panel_alpha: the panel test's level.
+        fdr_level: the false-discovery rate of all non-default decisions, counted per symbol;
+            pooled_alpha: the part of it the pooled panel tests spend (see :func:`levels`).
         horizon: forecast horizon (HAC lag of the per-symbol tests).
     """
     if not 0 < fdr_level < 1:
         raise ValueError(f"fdr_level {fdr_level!r}: must be in (0, 1)")
+    if not 0 < pooled_alpha < fdr_level:
+        raise ValueError(f"pooled_alpha {pooled_alpha!r}: must be in (0, fdr_level {fdr_level!r})")
     pooled_panels = pooled_panels or {}
+    own_level, panel_alpha = levels(pooled_panels, fdr_level, pooled_alpha)
     versus: dict[str, tuple[Comparison, Comparison | None]] = {}
     for c in candidates:
         own = np.asarray(c.own, dtype=np.float64)
@@ -150,28 +177,29 @@ def decide(candidates: Sequence[SymbolCandidates], pooled_panels: Mapping[str, P
             "min_detectable_edge_pct_vs_pooled": p.min_detectable_edge_pct if p else None,
             "pooled_tuned": c.pooled is not None,
             "pooled_panel_p_vs_default": panel.p_value if panel is not None else None,
-            "method": FDR_METHOD, "fdr_level": fdr_level, "panel_alpha": panel_alpha,
+            "method": FDR_METHOD, "fdr_level": fdr_level, "own_fdr_level": own_level,
+            "panel_alpha": panel_alpha,
             "symbols": len(candidates), "period": "test",
         }
         against = f"the default (p={_fmt(d.p_value)})" + (
             f" and the pooled config (p={_fmt(p.p_value)})" if p is not None else "")
-        if c.default is not None and adj <= fdr_level:
+        if c.default is not None and adj <= own_level:
             choice, family, config = OWN, c.own_family, dict(c.own_config)
             reason = (f"own {c.own_family} winner beats {against} on test; {FDR_METHOD}-adjusted "
-                      f"p={adj:.3g} <= FDR {fdr_level:g} over {len(candidates)} symbols")
+                      f"p={adj:.3g} <= {own_level:g} over {len(candidates)} symbols")
         else:
             edge = d.min_detectable_edge_pct
             why = (f"own {c.own_family} winner not shown better than {against} on test after "
-                   f"{FDR_METHOD} FDR control at {fdr_level:g} over {len(candidates)} symbols "
+                   f"{FDR_METHOD} FDR control at {own_level:g} over {len(candidates)} symbols "
                    f"(adjusted p={adj:.3g}"
                    + (f"; the test could not see an edge below {edge:.1f} % of the default's error"
                       if edge is not None else "") + ")")
             if c.default is None:
                 why = f"no default config scored on test for {c.family}: nothing to compare the own winner with"
-            if c.pooled is not None and panel is not None and panel.better(panel_alpha):
+            if c.pooled is not None and panel is not None and panel_alpha is not None and panel.better(panel_alpha):
                 choice, family, config = POOLED, c.family, dict(c.pooled_config or {})
                 reason = (f"{why}; the pooled {c.family} config beats the default across "
-                          f"{panel.symbols} symbols (panel p={_fmt(panel.p_value)} < {panel_alpha:g})")
+                          f"{panel.symbols} symbols (panel p={_fmt(panel.p_value)} < {panel_alpha:.3g})")
             else:
                 choice, family = DEFAULT, c.family
                 config = dict(c.default_config) if c.default_config is not None else None
@@ -182,7 +210,7 @@ def decide(candidates: Sequence[SymbolCandidates], pooled_panels: Mapping[str, P
                         f" ({panel.reason})" if panel is not None and panel.reason else "")
                 else:
                     tail = (f"the pooled {c.family} config does not beat the default in the panel "
-                            f"test (p={_fmt(panel.p_value)} >= {panel_alpha:g})")
+                            f"test (p={_fmt(panel.p_value)} >= {panel_alpha:.3g})")
                 reason = f"{why}; {tail}"
         chosen_errors = {OWN: c.own, POOLED: c.pooled, DEFAULT: c.default}[choice]
         numbers = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in numbers.items()}
@@ -192,9 +220,14 @@ def decide(candidates: Sequence[SymbolCandidates], pooled_panels: Mapping[str, P
                                     and len(chosen_errors) else None),
         }
     tallies = {choice: sum(1 for d in decisions.values() if d["choice"] == choice) for choice in CHOICES}
-    tallies.update(symbols=len(decisions), method=FDR_METHOD, fdr_level=fdr_level, panel_alpha=panel_alpha,
+    tallies.update(symbols=len(decisions), method=FDR_METHOD, fdr_level=fdr_level, own_fdr_level=own_level,
+                   pooled_alpha=pooled_alpha if panel_alpha is not None else None, panel_alpha=panel_alpha,
                    period="test",
-                   rule=f"own: beats the default and the pooled config, {FDR_METHOD} FDR at {fdr_level:g} "
-                        f"across symbols; else pooled: the family's pooled config beats the default in "
-                        f"the panel test at {panel_alpha:g}; else default")
+                   rule=(f"FDR {fdr_level:g} over all decisions, counted per symbol: own: beats the default "
+                         f"and the pooled config, {FDR_METHOD} at {own_level:g} across symbols; else "
+                         f"pooled: the family's pooled config beats the default in its panel test at "
+                         f"{panel_alpha:.3g} ({pooled_alpha:g} shared by the families tested); else default")
+                   if panel_alpha is not None else
+                   (f"own: beats the default, {FDR_METHOD} FDR at {own_level:g} across symbols; else "
+                    f"default (no pooled config was tested)"))
     return UniverseDecisions(decisions, tallies)
