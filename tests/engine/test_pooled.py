@@ -13,7 +13,7 @@ from tuner.core.storage import SUMMARY_FILE
 from tuner.engine import experiment as driver
 from tuner.engine.experiment_config import ExperimentConfig
 from tuner.engine.journal import JOURNAL_DIR, read_journal
-from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_key
+from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_key, tuning_symbols
 
 pytestmark = pytest.mark.slow
 
@@ -98,4 +98,18 @@ def test_when_a_run_with_a_pooled_study_is_resumed_then_only_its_missing_trial_r
     assert len(pooled) == 3 and sorted(r.number for r in pooled) == [0, 1, 2]
     assert sum(r.session == 2 for r in records) == 1  # nothing else ran again
     assert summary["pooled"][FAMILY]["trials"] == 3 and summary["complete"] is True
+    assert set(captured["pooled"][FAMILY].results) == set(SYMBOLS)
+
+
+def test_when_pooled_symbols_caps_the_universe_then_the_pooled_study_tunes_on_a_seeded_sample(
+        local_ray, config, captured, tmp_path):
+    from dataclasses import replace
+
+    summary = driver.run_experiment(replace(config, pooled_symbols=2), echo=lambda line: None)
+    chosen = tuning_symbols(FAMILY, SYMBOLS, 2, config.seed)
+    assert len(chosen) == 2 and summary["pooled"][FAMILY]["tuned_on"] == list(chosen)
+    journal = [r for r in read_journal(driver.Storage(config.storage, "pool")) if r.study == pooled_key(FAMILY)]
+    # Every pooled trial's objective is the mean over the sample only ...
+    assert all(sorted(r.metrics["per_symbol"]) == list(chosen) for r in journal)
+    # ... and the chosen config is still scored on every symbol for the decisions.
     assert set(captured["pooled"][FAMILY].results) == set(SYMBOLS)

@@ -146,28 +146,34 @@ class ModelServer:
             self.busy_s += elapsed
         return {"result": result.to_dict(), "actor_s": elapsed, **_where()}
 
-    def evaluate_many(self, requests: list[tuple[str, Mapping[str, Any]]], seed: int) -> list[dict[str, Any]]:
+    def evaluate_many(self, requests: list[tuple[str, Mapping[str, Any]]], seed: int,
+                      pooled_symbols: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """Run several tuning trials (validation only), one after another in this call; one
         failing does not fail the others: each outcome is ``{"result", "actor_s", ...}`` or
-        ``{"error": "<Type>: <message>"}``."""
+        ``{"error": "<Type>: <message>"}``. ``pooled_symbols``: what a pooled trial is tuned on."""
         outcomes = []
         for symbol, params in requests:
             try:
                 if symbol == POOLED_SYMBOL:
-                    outcomes.append(self.evaluate_pooled(params, seed))
+                    outcomes.append(self.evaluate_pooled(params, seed, pooled_symbols))
                     continue
                 outcomes.append(self.evaluate(symbol, params, seed))
             except Exception as e:  # one bad trial (params, symbol data) must not fail its pack
                 outcomes.append({"error": f"{type(e).__name__}: {e}"[:2000]})
         return outcomes
 
-    def evaluate_pooled(self, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    def evaluate_pooled(self, params: Mapping[str, Any], seed: int,
+                        symbols: tuple[str, ...] | None = None) -> dict[str, Any]:
         """One trial of the family's pooled study (:mod:`tuner.engine.pooled_study`): ``params``
-        on every symbol's validation windows; its value is the mean over symbols of their
-        validation pct_return_mae. Any symbol failing fails the trial."""
+        on the validation windows of ``symbols`` (None: every symbol of the actor); its value is
+        the mean over them of their validation pct_return_mae. Any symbol failing fails the trial."""
         start = time.perf_counter()
-        per_symbol = {symbol: run_trial(self.family, params, periods, seed).to_dict()
-                      for symbol, periods in sorted(self.periods.items())}
+        chosen = sorted(self.periods) if symbols is None else sorted(symbols)
+        missing = [s for s in chosen if s not in self.periods]
+        if missing:
+            raise KeyError(f"actor for {self.family_name} has no windows for pooled symbols {missing[:5]}")
+        per_symbol = {symbol: run_trial(self.family, params, self.periods[symbol], seed).to_dict()
+                      for symbol in chosen}
         first = next(iter(per_symbol.values()))
         result = {"symbol": POOLED_SYMBOL, "model_type": self.family_name, "config": first["config"],
                   "seed": seed, "weights": first["weights"], "tiny_weights": first["tiny_weights"],
@@ -207,6 +213,8 @@ class Routing:
             reported, and saved, as soon as it exists).
         board: name of the :class:`PackBoard` actor holding the packs (None: packs travel in
             the Tune config itself).
+        pooled_symbols: family → the symbols its pooled study is tuned on (missing: all the
+            actor's symbols; :func:`tuner.engine.pooled_study.tuning_symbols`).
     """
 
     namespace: str
@@ -214,6 +222,7 @@ class Routing:
     seed: int
     chunk: Mapping[str, int] = field(default_factory=dict)
     board: str | None = None
+    pooled_symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def pick(self, family: str, key: str) -> str:
         import zlib
@@ -320,7 +329,8 @@ def pack_trial(config: dict[str, Any], routing: Routing) -> None:
         actor = _actor(routing.namespace, name)
         for i in range(0, len(slots), size):
             chunk = slots[i:i + size]
-            ref = actor.evaluate_many.remote([(s["symbol"], s["params"]) for s in chunk], routing.seed)
+            ref = actor.evaluate_many.remote([(s["symbol"], s["params"]) for s in chunk], routing.seed,
+                                             routing.pooled_symbols.get(chunk[0]["family"]))
             calls[ref] = (name, chunk)
     pending, finished, done = list(calls), [], 0
     last_report = time.monotonic()
@@ -369,6 +379,8 @@ def _slot_result(slot: Mapping[str, Any], out: Mapping[str, Any], actor: str, se
             "wait_s": max(0.0, wall - out["actor_s"]),
             "trial_wall_s": wall,
             "tiny_weights": result["tiny_weights"],
+            # A pooled trial: each symbol it was tuned on, with its own validation score.
+            **({"per_symbol": validation["per_symbol"]} if "per_symbol" in validation else {}),
         },
     }
 

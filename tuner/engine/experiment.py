@@ -66,6 +66,7 @@ from tuner.engine.pooled_study import (
     pooled_key,
     pooled_summary,
     split_records,
+    tuning_symbols,
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
 from tuner.engine.without_winner import cause_lines
@@ -256,16 +257,19 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         # Checked once the actors run: an autoscaling cluster only has its GPU nodes by now.
         _check_shared_storage(storage)
         actors = pool.actors
+        tuned_on = {f: tuning_symbols(f, (s for s, fam in studies if fam == f), config.pooled_symbols, config.seed)
+                    for f in pooled_fams}
         routing = Routing(NAMESPACE, {f: tuple(n for n, _ in members) for f, members in actors.items()},
                           config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in actors},
-                          board=pool.board_name)
+                          board=pool.board_name, pooled_symbols=tuned_on)
         journal = TrialJournal(storage, session, experiment=provenance.experiment_id)
         searcher, progress, watchdog = _make_searcher(config, storage, studies, history, journal, session,
                                                       len(pool.infos), BoardClient(pool.board), pooled_fams)
         resumed = bool(history) or session > 1
         echo(f"tuning {len(studies)} studies × {config.trials} trials "
              f"({len(config.families)} families, {len({s for s, _ in studies})} symbols"
-             + (f"; + {len(pooled_fams)} pooled studies, one per family over every symbol" if pooled_fams else "")
+             + (f"; + {len(pooled_fams)} pooled studies, one per family over "
+                + ", ".join(sorted({f"{len(s)} symbols" for s in tuned_on.values()})) if pooled_fams else "")
              + ") with "
              f"{len(pool.infos)} model actors, up to {searcher.pack_size} trials per Tune trial; "
              f"Ray dashboard: {dashboard}"
@@ -301,7 +305,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         timed = TimedStorage(storage)
         summary = write_experiment(timed, records, finals, studies, config.trials, meta, derived,
                                    unscored, defaults, pooled=pooled, window_dates=_window_dates(periods))
-        summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials)
+        summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials, tuned_on)
         progress.close()
         clock.mark("collation", within={"writing": timed.write_s})
         compact(storage, session)
@@ -393,6 +397,8 @@ def _stored_config(storage: Storage) -> ExperimentConfig | None:
     data.pop("version", None)
     data.pop(ID_KEY, None)
     data.pop(SINCE_KEY, None)
+    # Experiments made before pooled_symbols existed tuned their pooled studies on every symbol.
+    data.setdefault("pooled_symbols", None)
     return parse_experiment_config(data, storage.path(CONFIG_FILE))
 
 
@@ -862,13 +868,14 @@ def _window_dates(periods: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
 
 
 def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[str, PooledOutcome],
-                        pooled_fams: list[str], pooled_records: list[TrialRecord], budget: int) -> dict[str, Any]:
+                        pooled_fams: list[str], pooled_records: list[TrialRecord], budget: int,
+                        tuned_on: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
     """``summary.json``'s ``pooled`` section (unless collation wrote one) and completeness: an
     experiment whose pooled studies lack completed trials is not complete (a resume runs them)."""
     if not pooled_fams:
         return summary
     if "pooled" not in summary:
-        summary["pooled"] = pooled_summary(pooled, budget)
+        summary["pooled"] = pooled_summary(pooled, budget, tuned_on)
     done = {f: sum(r.status == "completed" and r.family == f for r in pooled_records) for f in pooled_fams}
     summary["pooled_trials"] = done
     summary["complete"] = bool(summary.get("complete")) and all(n >= budget for n in done.values())

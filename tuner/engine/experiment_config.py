@@ -17,6 +17,7 @@ from tuner.core.errors import ConfigError
 from tuner.core.families.registry import family_class
 from tuner.core.models.weights import WeightsSource
 from tuner.core.windows import WindowSpec
+from tuner.engine.pooled_study import POOLED_SYMBOLS
 
 DEFAULT_EXPERIMENT = "sample"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -91,6 +92,8 @@ class ExperimentConfig:
         pooled: per family, also tune one config pooled over every symbol (a study minimising
             the mean of the symbols' validation pct_return_mae, ``trials`` trials), when the
             experiment has at least two symbols (see :mod:`tuner.engine.pooled_study`).
+        pooled_symbols: the pooled study tunes on at most this many of the family's symbols
+            (a seeded sample; None = all). Its config is still scored on every symbol.
     """
 
     name: str = DEFAULT_EXPERIMENT
@@ -116,6 +119,7 @@ class ExperimentConfig:
     warm_start_top_k: int = 3
     pack_size: int | None = None
     pooled: bool = True
+    pooled_symbols: int | None = POOLED_SYMBOLS
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.fullmatch(self.name):
@@ -146,6 +150,10 @@ class ExperimentConfig:
             raise ConfigError("symbols: empty list; omit it to tune every symbol")
         if not isinstance(self.pooled, bool):
             raise ConfigError(f"pooled: {self.pooled!r} must be true or false")
+        if self.pooled_symbols is not None and (isinstance(self.pooled_symbols, bool)
+                                                or not isinstance(self.pooled_symbols, int)
+                                                or self.pooled_symbols < 2):
+            raise ConfigError(f"pooled_symbols: {self.pooled_symbols!r} must be an integer >= 2 or null (all)")
 
     @property
     def weights_source(self) -> WeightsSource:
@@ -217,7 +225,8 @@ def parse_windows(windows: Any) -> WindowSpec:
 def parse_experiment_config(data: Mapping[str, Any], file: Path | str = "<config>") -> ExperimentConfig:
     where = f"{file}: "
     check_keys(data, _TOP_KEYS, where)
-    values: dict[str, Any] = {k: v for k, v in data.items() if v is not None}
+    # pooled_symbols: null means "all symbols", not "the default".
+    values: dict[str, Any] = {k: v for k, v in data.items() if v is not None or k == "pooled_symbols"}
     try:
         if "windows" in values:
             values["windows"] = parse_windows(values["windows"])
