@@ -29,6 +29,18 @@ BUNDLE_FOLDERS = {"toto": "toto", "kronos": "kronos", "kronos_tokenizer": "krono
 """Sub-folders of a weights bundle (``make-tiny`` writes one; ``--weights FOLDER`` reads one)."""
 
 
+def bad_key(source: object, config: object, key: str, why: str) -> WeightsError:
+    """A checkpoint config value refused: names the file, the key and its value."""
+    return WeightsError(f"{source}: key {key!r} = {getattr(config, key)!r}: {why}")
+
+
+def check_positive(source: object, config: object, keys: tuple[str, ...]) -> None:
+    """Refuse the first of ``keys`` whose value in ``config`` is below 1."""
+    for key in keys:
+        if getattr(config, key) < 1:
+            raise bad_key(source, config, key, "must be positive")
+
+
 def resolve_checkpoint(source: str | os.PathLike[str], *, revision: str | None = None) -> Path:
     """Return a local folder holding ``config.json`` and ``model.safetensors`` for ``source``.
 

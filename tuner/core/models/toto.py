@@ -33,6 +33,8 @@ from torch import nn
 from tuner.core.errors import ConfigError, DataError, WeightsError
 from tuner.core.models.checkpoint import (
     CONFIG_FILE,
+    bad_key,
+    check_positive,
     load_strict,
     read_config,
     read_state_dict,
@@ -131,7 +133,7 @@ class TotoConfig:
 
     def _check(self, source: object) -> None:
         def bad(key: str, why: str) -> WeightsError:
-            return WeightsError(f"{source}: key {key!r} = {getattr(self, key)!r}: {why}")
+            return bad_key(source, self, key, why)
 
         if self.stride != self.patch_size:
             raise bad(
@@ -147,16 +149,8 @@ class TotoConfig:
             raise bad(
                 "spacewise_every_n_layers", f"must be -1 or divide num_layers ({self.num_layers})"
             )
-        for key in (
-            "patch_size",
-            "embed_dim",
-            "num_layers",
-            "num_heads",
-            "mlp_hidden_dim",
-            "k_components",
-        ):
-            if getattr(self, key) < 1:
-                raise bad(key, "must be positive")
+        check_positive(source, self, ("patch_size", "embed_dim", "num_layers", "num_heads",
+                                      "mlp_hidden_dim", "k_components"))
 
     def to_dict(self) -> dict[str, Any]:
         """The official ``config.json`` key names and values."""

@@ -42,6 +42,8 @@ from torch import nn
 from tuner.core.errors import ConfigError, DataError, WeightsError
 from tuner.core.models.checkpoint import (
     CONFIG_FILE,
+    bad_key,
+    check_positive,
     load_strict,
     read_config,
     read_state_dict,
@@ -144,12 +146,10 @@ class Toto2Config:
 
     def _check(self, source: object) -> None:
         def bad(key: str, why: str) -> WeightsError:
-            return WeightsError(f"{source}: key {key!r} = {getattr(self, key)!r}: {why}")
+            return bad_key(source, self, key, why)
 
-        for key in ("patch_size", "d_model", "num_heads", "num_layers", "layer_group_size", "d_ff",
-                    "qk_dim", "v_dim", "num_groups"):
-            if getattr(self, key) < 1:
-                raise bad(key, "must be positive")
+        check_positive(source, self, ("patch_size", "d_model", "num_heads", "num_layers", "layer_group_size",
+                                      "d_ff", "qk_dim", "v_dim", "num_groups"))
         if self.d_model % self.num_heads:
             raise bad("d_model", f"must be divisible by num_heads ({self.num_heads})")
         if self.num_heads % self.num_groups:
