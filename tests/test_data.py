@@ -534,3 +534,13 @@ def test_when_offsets_change_against_every_time_zone_rule_then_the_warning_stays
     frame.loc[10, "Date"] = frame.loc[10, "Date"].replace("+01:00", "+02:00")  # January, +02:00: stitched
     file = write_csv("DSTBAD.csv", frame)
     assert any("timestamps mix UTC offsets" in n for n in load_bars(file).notes)
+
+
+def test_when_two_symbols_differ_only_in_letter_case_then_both_are_refused_and_the_rest_load(write_csv, tmp_path):
+    for name in ("aapl", "AAPL", "MSFT"):
+        write_csv(f"{name}.csv", random_walk_bars(120))
+    dataset = load_dataset(tmp_path / "data")
+    assert dataset.symbols == ["MSFT"]
+    for name in ("aapl", "AAPL"):
+        message = str(dataset.errors[name])
+        assert "differ only in letter case" in message and "AAPL.csv" in message and "aapl.csv" in message

@@ -231,6 +231,18 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
             dataset.errors[symbol] = DataError(
                 f"symbol {symbol!r} is in {len(files_of)} sources: {', '.join(map(str, files_of))}; "
                 "keep it in one")
+    by_case: dict[str, list[str]] = {}
+    for symbol in dataset.bars:
+        by_case.setdefault(symbol.casefold(), []).append(symbol)
+    for clash in (sorted(c) for c in by_case.values() if len(c) > 1):
+        # Result files are named by symbol: on a case-insensitive file system (macOS, Windows)
+        # one symbol's files would overwrite the other's.
+        for symbol in clash:
+            dataset.bars.pop(symbol)
+            dataset.errors[symbol] = DataError(
+                f"symbols {' and '.join(map(repr, clash))} differ only in letter case "
+                f"({', '.join(str(f) for c in clash for f in sources.get(c, []))}): their result files "
+                "would overwrite each other on a case-insensitive file system; rename one")
     for missing in sorted((wanted or set()) - set(dataset.bars) - set(dataset.errors)):
         dataset.errors[missing] = DataError(f"symbol {missing!r} not found in {path}{did_you_mean(missing, names)}")
     if dataset.errors:
