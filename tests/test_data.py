@@ -55,6 +55,18 @@ def test_when_a_cell_is_bad_then_error_names_file_line_and_problem(write_csv, ro
     assert str(info.value) == f"{file} {message}"
 
 
+def test_when_a_quoted_field_spans_lines_then_errors_name_the_line_an_editor_shows(write_csv):
+    frame = random_walk_bars(100).astype({"Close": object})
+    frame["Note"] = ""
+    frame.loc[2, "Note"] = "split\nacross\nlines"  # row 2 takes lines 4-6 of the file
+    frame.loc[5, "Close"] = "abc"  # the 7th row: line 7 without the note, line 9 with it
+    file = write_csv("NOTE.csv", frame)
+    assert file.read_text().splitlines()[8].split(",")[4] == "abc"
+    with pytest.raises(DataError) as info:
+        load_bars(file)
+    assert str(info.value) == f"{file} line 9: close 'abc' is not a number"
+
+
 def test_when_timestamp_repeats_then_error_names_both_lines(write_csv):
     frame = random_walk_bars(100)
     frame.loc[9, "Date"] = frame.loc[8, "Date"]

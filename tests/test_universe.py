@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from tests.synthetic_universe import simulate
-from tuner.core.statistics.panel import CLUSTER_DATE, CLUSTER_INDEX, panel_dm
+from tuner.core.statistics.panel import CLUSTER_DATE, CLUSTER_INDEX, PanelComparison, panel_dm
 from tuner.core.statistics.universe import (
     DEFAULT,
     FDR_LEVEL,
@@ -22,7 +22,6 @@ from tuner.core.statistics.universe import (
     decide,
     levels,
 )
-from tuner.core.statistics.panel import PanelComparison
 
 UNIVERSES = 8
 NULLS, EDGES = 30, 10

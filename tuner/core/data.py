@@ -46,6 +46,7 @@ Rules for what is refused and what is only warned about:
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import logging
 import os
@@ -388,8 +389,26 @@ def _read_table(file: Path):
         raise DataError(f"{file}: cannot parse as CSV: {e}") from e
     blank = frame.apply(lambda column: column.fillna("").str.strip() == "").all(axis=1)
     frame = frame[~blank.to_numpy()]
+    starts = _record_lines(text, delimiter) if '"' in text else None
+    if starts is not None and len(starts) == header + 1 + len(blank):
+        # A quoted field held a newline: count lines as an editor shows them, record by record.
+        return frame, lambda i: f"line {starts[header + 1 + i]}"
     # CSV line numbers as an editor shows them: the header's line, then one per row.
     return frame, lambda i: f"line {i + header + 2}"
+
+
+def _record_lines(text: str, delimiter: str) -> list[int] | None:
+    """The line (1-based) each CSV record starts on, blank lines included as records; None
+    when the csv module cannot read the text (pandas's error is the one reported)."""
+    starts, line = [], 1
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+    try:
+        for _ in reader:
+            starts.append(line)
+            line = reader.line_num + 1
+    except csv.Error:
+        return None
+    return starts
 
 
 def _has_time_index(frame: pd.DataFrame) -> bool:
