@@ -115,6 +115,8 @@ class ExperimentReport:
     """symbol → its ``decision`` from summary.json; None for older experiments."""
     panel: Mapping[str, Any] | None = None
     """summary.json's ``panel`` tests; None for older experiments."""
+    max_latency_s: float | None = None
+    """The run's ``max_latency_s`` (trials slower per forecast could not win); None: no limit."""
 
     @property
     def winners(self) -> tuple[StudyRow, ...]:
@@ -283,6 +285,7 @@ def load_report(experiment: str, storage_root: str = "results") -> ExperimentRep
         seed=summary.get("seed"), created_at=summary.get("created_at"),
         weights=summary.get("weights"), trial_counts=summary.get("trials"),
         decisions=summary.get("decisions"), panel=summary.get("panel"),
+        max_latency_s=summary.get("max_latency_s"),
         symbol_decisions={s: e["decision"] for s, e in (summary.get("symbols") or {}).items()
                           if e.get("decision")} or None,
     )

@@ -45,7 +45,15 @@ from tuner.core.windows import (
     target_dates,
     window_counts,
 )
-from tuner.engine.actors import LoadLedger, ModelServer, PackBoard, Routing, WindowStore, group_key, trial_group
+from tuner.engine.actors import (
+    LoadLedger,
+    ModelServer,
+    PackBoard,
+    Routing,
+    WindowStore,
+    group_key,
+    trial_group,
+)
 from tuner.engine.collate import TrialRecord, pick_winners, write_experiment
 from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
 from tuner.engine.journal import (

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from tuner.core.models.checkpoint import BUNDLE_FOLDERS
 
-
 TINY_SIZES = ("tiny", "tiny-wide")
 """The tiny sizes :func:`make_tiny` writes: ``tiny`` (the default) and ``tiny-wide``, wider and
 deeper Toto 2.0 and Kronos (model and tokenizer) checkpoints, so that tests can search two
