@@ -12,7 +12,11 @@ from tuner.core.config import load_family_config, with_space_checkpoints
 from tuner.core.errors import ConfigError
 from tuner.core.families import family_class
 from tuner.core.models.weights import DEFAULTS, WeightsSource
-from tuner.engine.experiment_config import ExperimentConfig, FamilyResources, parse_experiment_config
+from tuner.engine.experiment_config import (
+    ExperimentConfig,
+    FamilyResources,
+    parse_experiment_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
