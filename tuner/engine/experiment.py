@@ -685,7 +685,7 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
             pool.actors[group].append((name, handle))
         echo(f"{family}{'' if size is None else f' checkpoint {size}'}: {res.actors} model actor(s), "
              f"{res.num_gpus:g} GPU and {res.num_cpus:g} CPU each"
-             + (" (one of each family per GPU set)" if groups else ""))
+             + (" (one of each family and size per GPU set)" if groups else ""))
     pending = {h.info.remote(): (g, n) for g, members in pool.actors.items() for n, h in members}
     ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=config.pending_timeout_s)
     if waiting:
