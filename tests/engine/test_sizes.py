@@ -118,7 +118,7 @@ def test_when_sizes_were_searched_then_the_decisions_and_the_backtest_still_work
 
     _, root, summary, _, _ = sized
     assert summary["decisions"]["symbols"] == 2
-    out = run_backtest("sizes", str(root.parent), premise=False)
+    out = run_backtest("sizes", str(root.parent))  # the premise check re-forecasts every trial on its size
     assert set(out["symbols"]) == {"AAPL", "MSFT"}
 
 
@@ -143,3 +143,12 @@ def test_when_a_sized_experiment_is_run_again_then_its_stored_sizes_read_back_an
     again = run_experiment(config, echo=lines.append)
     assert any("is complete" in line for line in lines)
     assert again["trials"] == summary["trials"]
+
+
+def test_when_sizes_were_searched_then_the_exported_studies_know_every_size(sized):
+    from tuner.decisions.results import load_report
+    from tuner.decisions.studies import rebuild_studies
+
+    _, root, _, _, _ = sized
+    for (_, family), study in rebuild_studies(load_report("sizes", str(root.parent))).items():
+        assert study.trials[0].distributions["checkpoint"].choices == SIZES[family]

@@ -222,8 +222,15 @@ def _tiny_from_config(config: Mapping[str, Any]) -> bool | None:
     """Tiny weights as far as the stored config tells (the run has not finished)."""
     if config.get("tiny_fallback"):
         return True
-    for source in (config.get("weights") or {}).values():
-        if isinstance(source, str) and (Path(source).expanduser() / TINY_MARKER).is_file():
+    def sources(value: Any):  # a model's source, or its sizes' (name → source or {model: source})
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, Mapping):
+            for inner in value.values():
+                yield from sources(inner)
+
+    for source in sources(config.get("weights") or {}):
+        if (Path(source).expanduser() / TINY_MARKER).is_file():
             return True
     return None
 
