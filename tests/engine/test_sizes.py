@@ -152,3 +152,16 @@ def test_when_sizes_were_searched_then_the_exported_studies_know_every_size(size
     _, root, _, _, _ = sized
     for (_, family), study in rebuild_studies(load_report("sizes", str(root.parent))).items():
         assert study.trials[0].distributions["checkpoint"].choices == SIZES[family]
+
+
+def test_when_a_sized_experiment_is_extended_then_its_studies_continue_over_both_sizes(sized):
+    """Last in this module: it changes the experiment. The studies are rebuilt from the journal
+    with the `checkpoint` dimension and go on; loads still equal actors."""
+    from tuner.engine.experiment import extend_experiment
+
+    config, root, _, _, _ = sized
+    summary = extend_experiment("sizes", 7, storage_root=config.storage, echo=lambda line: None)
+    assert summary["trials"]["completed"] == 4 * 7
+    assert summary["model_loads"] == summary["model_actors"] == 4
+    table = _trials(root)
+    assert set(table[table["session"] == 2]["param_checkpoint"]) <= {s for f in FAMILIES for s in SIZES[f]}
