@@ -146,7 +146,7 @@ def size_bests(report: ExperimentReport) -> list[dict[str, Any]]:
     """Per study that searched several checkpoint sizes, each size's best completed trial:
     ``{symbol, family, checkpoint, latency, error}`` (validation latency per forecast and
     pct_return_mae): what each size costs and gives on that symbol, the winner's or not."""
-    table = report.trials
+    table = getattr(report, "trials", None)  # None too for a report-like object without trials
     if table is None or not len(table) or "config" not in table.columns:
         return []
     best: dict[tuple[str, str, str], dict[str, Any]] = {}
