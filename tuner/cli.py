@@ -326,7 +326,8 @@ def _split(value: str | None, option: str) -> tuple[str, ...] | None:
 @click.option("--name", default=None, help="Experiment name (an existing name is resumed).")
 @click.option("--storage", default=None, help="Experiments folder, shared path or s3:// / gs:// URI.")
 @click.option("--weights", default=None,
-              help="Hub ids (toto=...,kronos=...,kronos_tokenizer=...,toto2=...) or a make-tiny folder.")
+              help="Hub ids (toto=...,kronos=...,kronos_tokenizer=...,toto2=...) or a make-tiny folder; "
+                   "several sizes to search: toto2=4m+22m, kronos=mini+small.")
 @click.option("--address", default=None, help="Join a Ray cluster (auto, ray://host:10001). Default: local Ray.")
 @click.option("--max-concurrent-per-study", type=click.IntRange(min=1), default=None,
               help="Trials of one study in flight at once.")
@@ -527,20 +528,24 @@ def models() -> None:
 @models.command("make-tiny")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Init seed.")
+@click.option("--size", type=click.Choice(["tiny", "tiny-wide"]), default="tiny", show_default=True,
+              help="tiny-wide: wider, deeper Toto 2.0 and Kronos, a second size to search beside tiny.")
 @library_errors
-def make_tiny_command(folder, seed):
+def make_tiny_command(folder, seed, size):
     """Write tiny random-init Toto and Kronos checkpoints in the official format.
 
     Pass FOLDER as --weights to give every family its checkpoints (tests, offline dry runs;
-    results made with them are labelled tiny and are noise).
+    results made with them are labelled tiny and are noise). Two folders of different --size
+    can be searched as two checkpoint sizes: --weights toto2=tiny/+tiny-wide/.
 
     \b
     Example:
         tuner models make-tiny tiny-weights/ && tuner run --weights tiny-weights/
+        tuner models make-tiny wide/ --size tiny-wide && tuner run --families toto2 --weights toto2=tiny-weights/+wide/
     """
     from tuner.core.models.tiny import make_tiny
 
-    out = make_tiny(folder, seed=seed)
+    out = make_tiny(folder, seed=seed, size=size)
     for sub in sorted(p for p in out.iterdir() if p.is_dir()):
         click.echo(f"{sub}: {', '.join(sorted(f.name for f in sub.iterdir()))}")
 

@@ -68,3 +68,38 @@ def test_when_actors_ask_for_more_gpu_than_exists_then_a_clear_error_not_a_hang(
         run_experiment(config, echo=lambda line: None)
     names = [a["name"] for a in gpu_ray.util.list_named_actors(all_namespaces=True)]
     assert not [n for n in names if n.startswith("toomuch-")]
+
+
+def test_when_two_sizes_have_gpu_shares_then_each_sizes_actors_hold_theirs(gpu_ray, tmp_path):
+    """Checkpoint sizes on (emulated) GPUs: a set of one actor per size per GPU, each size with
+    its ``gpu_share``; trials still reserve none."""
+    from tuner.core.models.tiny import make_tiny
+
+    ray = gpu_ray
+    small, wide = make_tiny(tmp_path / "tiny"), make_tiny(tmp_path / "tiny-wide", size="tiny-wide")
+    weights = WeightsSource.from_mapping({"toto2": {"4m": str(small), "22m": str(wide)}}, "weights")
+    config = ExperimentConfig(name="sized-gpus", windows=WindowSpec(val_windows=20, test_windows=20), pooled=False,
+                              symbols=("AAPL",), families=("toto2",), trials=4, weights=weights,
+                              storage=str(tmp_path / "results"),
+                              resources={"toto2": FamilyResources.from_mapping(
+                                  {"gpu_share": {"22m": 0.5, "4m": 0.25}}, "resources.toto2")})
+    lines: list[str] = []
+    free: list[float] = []
+
+    def watch() -> None:
+        while not (tmp_path / "results" / "sized-gpus" / "summary.json").exists():
+            if (tmp_path / "results" / "sized-gpus" / "progress.json").exists():
+                free.append(ray.available_resources().get("GPU", 0.0))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    summary = run_experiment(config, echo=lines.append)
+    watcher.join(timeout=10)
+    assert any(line.startswith("toto2 checkpoint 22m: 2 model actor(s), 0.5 GPU and ") for line in lines)
+    assert any(line.startswith("toto2 checkpoint 4m: 2 model actor(s), 0.25 GPU and ") for line in lines)
+    assert sum("per GPU set" in line for line in lines) == 2  # one actor of each size per GPU
+    assert sorted(a["checkpoint"] for a in summary["actors"]) == ["22m", "22m", "4m", "4m"]
+    assert all(a["gpu_ids"] for a in summary["actors"])
+    assert free and max(free) == pytest.approx(2 - 2 * (0.5 + 0.25))  # held by the actors, none by trials
+    assert summary["model_loads"] == 4 and summary["trials"]["completed"] == 4

@@ -116,9 +116,9 @@ def test_when_requests_are_merged_then_each_gets_its_own_quantiles(tiny_weights,
     np.testing.assert_array_equal(forecast.point, forecast.samples[:, 4])
 
 
-def test_when_the_experiment_lists_several_toto2_checkpoints_then_it_says_not_implemented_yet() -> None:
-    with pytest.raises(ConfigError, match=r"weights\.toto2: .*not implemented yet"):
-        WeightsSource.from_mapping({"toto2": ["Datadog/Toto-2.0-4m", "Datadog/Toto-2.0-22m"]}, "weights")
+def test_when_the_experiment_lists_several_toto2_checkpoints_then_they_are_sizes_named_like_upstreams() -> None:
+    several = WeightsSource.from_mapping({"toto2": ["Datadog/Toto-2.0-4m", "Datadog/Toto-2.0-22m"]}, "weights")
+    assert [c.name for c in several.checkpoints("toto2")] == ["4m", "22m"]  # tests/test_checkpoint_sizes.py
     one = WeightsSource.from_mapping({"toto2": ["Datadog/Toto-2.0-4m"]}, "weights")
     assert one.toto2 == "Datadog/Toto-2.0-4m"
 

@@ -7,8 +7,8 @@ Errors name the file and the key path, and say what is allowed:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,15 @@ import yaml
 from tuner.core.errors import ConfigError, TunerError
 from tuner.core.families.base import Family
 from tuner.core.families.registry import family_class
+from tuner.core.models.weights import (
+    CHECKPOINT_PARAM,
+    DEFAULTS,
+    FAMILY_MODEL,
+    Checkpoint,
+    WeightsSource,
+    default_checkpoint,
+    parse_checkpoints,
+)
 from tuner.core.search_space import Dimension, SearchSpace
 
 CONFIGS_ENV = "TUNER_CONFIGS"
@@ -77,6 +86,22 @@ class FamilyConfig:
     space: SearchSpace
     source: Path
     default: Mapping[str, Any] | None = None
+    checkpoints: tuple[Checkpoint, ...] = ()
+    """The sizes the file lists (``checkpoints:``); an experiment naming its own weights for the
+    family's model overrides them (:func:`with_space_checkpoints`)."""
+
+    def with_checkpoints(self, listed: tuple[Checkpoint, ...]) -> FamilyConfig:
+        """This space searching ``listed`` as the categorical ``checkpoint`` dimension (first),
+        with the default config on upstream's default size (or the first listed); one or none
+        listed: unchanged."""
+        if len(listed) < 2:
+            return self
+        model = FAMILY_MODEL[self.family]
+        dim = Dimension(CHECKPOINT_PARAM, "categorical", choices=tuple(c.name for c in listed))
+        space = replace(self.space, dimensions=(dim, *self.space.dimensions))
+        default = None if self.default is None else {
+            CHECKPOINT_PARAM: default_checkpoint(model, listed).name, **self.default}
+        return replace(self, space=space, default=default)
 
     @property
     def default_point(self) -> dict[str, Any] | None:
@@ -94,18 +119,41 @@ class FamilyConfig:
         return point
 
 
-def load_family_config(family: str, directory: str | Path | None = None) -> FamilyConfig:
-    """Load and validate ``configs/spaces/<family>.yaml``."""
+def load_family_config(family: str, directory: str | Path | None = None,
+                       weights: WeightsSource | None = None) -> FamilyConfig:
+    """Load and validate ``configs/spaces/<family>.yaml``, with the ``checkpoint`` dimension when
+    several sizes are searched: ``weights``' sizes for the family's model (an experiment's,
+    after :func:`with_space_checkpoints`), or without ``weights`` the file's own list."""
     cls = family_class(family)
     file = configs_dir(directory) / "spaces" / f"{family}.yaml"
     if not file.is_file():
         raise ConfigError(f"{file}: no search space file for family {family!r}")
-    return parse_family_config(read_yaml(file), cls, file)
+    config = parse_family_config(read_yaml(file), cls, file)
+    listed = weights.family_checkpoints(family) if weights is not None else config.checkpoints
+    return config.with_checkpoints(listed)
+
+
+def with_space_checkpoints(weights: WeightsSource, families: Iterable[str],
+                           directory: str | Path | None = None) -> WeightsSource:
+    """``weights`` with the sizes each family's space file lists (``checkpoints:``) for models
+    the experiment left at their default checkpoint: an experiment naming its own checkpoint or
+    sizes for a model keeps them."""
+    for family in families:
+        model = FAMILY_MODEL.get(family)
+        if model is None or weights.checkpoints(model):
+            continue
+        keys = (model, "kronos_tokenizer") if model == "kronos" else (model,)
+        if any(getattr(weights, k) != DEFAULTS[k] for k in keys):
+            continue
+        listed = load_family_config(family, directory).checkpoints
+        if len(listed) > 1:
+            weights = weights.with_checkpoints(model, listed)
+    return weights
 
 
 def parse_family_config(data: Mapping[str, Any], cls: type[Family], file: Path) -> FamilyConfig:
     where = f"{file}: "
-    check_keys(data, {"family", "context_length", "search_space", "fixed", "default"}, where)
+    check_keys(data, {"family", "context_length", "search_space", "fixed", "default", "checkpoints"}, where)
     if data.get("family", cls.name) != cls.name:
         raise ConfigError(f"{where}family: {data['family']!r} but the file is for {cls.name!r}")
     context = data.get("context_length")
@@ -133,7 +181,12 @@ def parse_family_config(data: Mapping[str, Any], cls: type[Family], file: Path) 
     space = SearchSpace(cls.name, tuple(dims), fixed)
     _check_corners(cls, space, where)
     default = _default(cls, space, data["default"], where) if data.get("default") is not None else None
-    return FamilyConfig(cls.name, context, space, file, default)
+    checkpoints: tuple[Checkpoint, ...] = ()
+    if data.get("checkpoints") is not None:
+        if cls.name not in FAMILY_MODEL:
+            raise ConfigError(f"{where}checkpoints: family {cls.name} loads no weights")
+        checkpoints = parse_checkpoints(FAMILY_MODEL[cls.name], data["checkpoints"], f"{where}checkpoints")
+    return FamilyConfig(cls.name, context, space, file, default, checkpoints)
 
 
 def _default(cls: type[Family], space: SearchSpace, raw: Any, where: str) -> dict[str, Any]:

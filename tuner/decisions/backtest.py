@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tuner.core.config import load_family_config
 from tuner.core.data import load_dataset
 from tuner.core.statistics.deflated_sharpe import deflated_sharpe
 from tuner.core.statistics.sharpe_difference import sharpe_difference
@@ -225,7 +224,7 @@ def run_backtest(experiment: str, storage_root: str = "results", *, costs_bps: f
             test_end = locate_test_end(bars, summary, ((result.get("baseline") or {}).get("test") or {}).get("errors"),
                                        int(windows["test_windows"]))
             studies[symbol] = StudyWindows(bars, test_end, windows)
-            default = load_family_config(choice.family, configs).default
+            default = forecasters.default_config(choice.family)
             inputs = symbol_inputs(bars, choice, default, test_end, windows, seed, forecasters)
             frame = backtest_symbol(inputs, costs_bps)
             frames.append(frame)

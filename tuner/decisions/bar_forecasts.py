@@ -19,7 +19,7 @@ from tuner.core.data import Bars
 from tuner.core.errors import ConfigError
 from tuner.core.families.base import Family
 from tuner.core.families.registry import family_class
-from tuner.core.models.weights import FAMILY_MODEL, WeightsSource, resolve_weights
+from tuner.core.models.weights import CHECKPOINT_PARAM, FAMILY_MODEL, WeightsSource, resolve_weights
 from tuner.core.windows import WindowBatch
 
 
@@ -66,26 +66,41 @@ class Forecasters:
             self._context[family] = load_family_config(family, self.configs).context_length
         return self._context[family]
 
-    def get(self, family: str) -> Family:
-        if family not in self._open:
+    @property
+    def weights(self) -> WeightsSource | None:
+        """The experiment's checkpoints (its sizes included), from ``summary.json``."""
+        asked = self.summary.get("weights")
+        return WeightsSource.from_mapping(asked, "summary.json weights") if asked else None
+
+    def get(self, family: str, checkpoint: str | None = None) -> Family:
+        """The family loaded once per checkpoint size (``checkpoint``: a config's size, when the
+        experiment searched several)."""
+        key = family if checkpoint is None else f"{family}@{checkpoint}"
+        if key not in self._open:
             source: object = None
+            options: dict[str, Any] = {}
             if family in FAMILY_MODEL:
-                asked = self.summary.get("weights")
-                weights = WeightsSource.from_mapping(asked, "summary.json weights") if asked else None
-                resolved = resolve_weights(weights, [family],
+                resolved = resolve_weights(self.weights, [family],
                                            fallback_allowed=bool(self.summary.get("tiny_weights")))
                 source = resolved.source
                 for line in resolved.warnings if self.echo else ():
                     self.echo(line)
-            self._open[family] = family_class(family)(weights=source, device=self.device)
-        return self._open[family]
+                if checkpoint is not None:
+                    options["checkpoint"] = checkpoint
+            self._open[key] = family_class(family)(weights=source, device=self.device, **options)
+        return self._open[key]
+
+    def default_config(self, family: str) -> Mapping[str, Any] | None:
+        """The family's default config as the experiment scored it (on its default size when it
+        searched several)."""
+        return load_family_config(family, self.configs, weights=self.weights).default
 
     def predicted_returns(self, family: str, config: Mapping[str, Any], batch: WindowBatch,
                           seed: int) -> np.ndarray:
         """(W,) predicted next-bar returns ``forecast / prev_close − 1`` of ``batch``."""
         if not len(batch):
             return np.zeros(0)
-        forecast = self.get(family).forecast(batch, config, seed)
+        forecast = self.get(family, config.get(CHECKPOINT_PARAM)).forecast(batch, config, seed)
         return np.asarray(forecast.point, dtype=np.float64) / batch.prev_close - 1.0
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from tuner.core.config import load_family_config
 from tuner.core.data import bundled_data_path, load_dataset
 from tuner.core.families.registry import family_class
-from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
+from tuner.core.models.weights import CHECKPOINT_PARAM, FAMILY_MODEL, resolve_weights
 from tuner.core.trial import TrialResult, run_trial
 from tuner.core.windows import WindowSpec, make_periods
 
@@ -48,7 +48,9 @@ def evaluate_symbol(
         source = resolved.source
         for line in resolved.warnings if echo else ():
             echo(line)
-    forecaster = cls(weights=source, device=device)
+    # A config naming a checkpoint size loads that size: one of `weights`' sizes or upstream's.
+    size = params.get(CHECKPOINT_PARAM) if family in FAMILY_MODEL else None
+    forecaster = cls(weights=source, device=device, **({"checkpoint": size} if size is not None else {}))
     try:
         return run_trial(forecaster, params, periods, seed, with_test=True)
     finally:

@@ -133,24 +133,104 @@ def validation_test_figure(report: ExperimentReport) -> go.Figure:
     return fig
 
 
-def latency_error_figure(report: ExperimentReport) -> go.Figure:
-    """Every study's winner: validation latency per forecast vs validation pct_return_mae."""
+SIZE_SYMBOLS = ("circle", "diamond", "square", "triangle-up", "star", "cross", "x", "pentagon")
+"""Marker shape per checkpoint size in the latency figure (in the order the sizes first appear)."""
+
+
+def _checkpoint(config: Mapping[str, Any] | None) -> str | None:
+    value = (config or {}).get("checkpoint")
+    return None if value is None else str(value)
+
+
+def size_bests(report: ExperimentReport) -> list[dict[str, Any]]:
+    """Per study that searched several checkpoint sizes, each size's best completed trial:
+    ``{symbol, family, checkpoint, latency, error}`` (validation latency per forecast and
+    pct_return_mae): what each size costs and gives on that symbol, the winner's or not."""
+    table = getattr(report, "trials", None)  # None too for a report-like object without trials
+    if table is None or not len(table) or "config" not in table.columns:
+        return []
+    best: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for row in table.to_dict("records"):
+        if row.get("status") != "completed":
+            continue
+        try:
+            config = json.loads(row["config"]) if isinstance(row["config"], str) else dict(row["config"] or {})
+        except (TypeError, ValueError):
+            continue
+        size = _checkpoint(config)
+        latency, error = row.get("latency_per_forecast_s"), row.get("pct_return_mae")
+        if size is None or not _usable(latency, error, positive=True):
+            continue
+        key = (str(row.get("symbol")), str(row.get("family")), size)
+        if key not in best or error < best[key]["error"]:
+            best[key] = {"symbol": key[0], "family": key[1], "checkpoint": size, "latency": float(latency),
+                         "error": float(error)}
+    return list(best.values())
+
+
+def latency_error_figure(report: ExperimentReport, max_latency_s: float | None = None) -> go.Figure:
+    """Every study's winner: validation latency per forecast vs validation pct_return_mae.
+
+    A family that searched several checkpoint sizes has one trace per size (its colour, a marker
+    shape per size), and each size's best trial per study is drawn hollow beside the winners,
+    so the figure shows what a larger checkpoint costs and gives. ``max_latency_s``: the run's
+    ``--max-latency`` as a vertical line (trials right of it could not win)."""
     import plotly.graph_objects as go
 
     rows = [r for r in report.rows
             if _usable(r.validation_latency_per_forecast_s, r.validation_pct_return_mae, positive=True)]
     fig = go.Figure()
-    _scatter_by_family(fig, report, rows, lambda r: r.validation_latency_per_forecast_s,
-                       lambda r: r.validation_pct_return_mae,
-                       "%{customdata[0]} (%{customdata[1]})<br>latency %{x:.4g} s per forecast"
-                       "<br>validation pct_return_mae %{y:.5f}<extra></extra>",
-                       pareto_front(rows, lambda r: r.validation_latency_per_forecast_s,
-                                    lambda r: r.validation_pct_return_mae))
+    sizes = list(dict.fromkeys([*(c for r in rows if (c := _checkpoint(r.config))),
+                                *(b["checkpoint"] for b in size_bests(report))]))
+    hover = ("%{customdata[0]} (%{customdata[1]})<br>latency %{x:.4g} s per forecast"
+             "<br>validation pct_return_mae %{y:.5f}<extra></extra>")
+    front = pareto_front(rows, lambda r: r.validation_latency_per_forecast_s, lambda r: r.validation_pct_return_mae)
+    if not sizes:
+        _scatter_by_family(fig, report, rows, lambda r: r.validation_latency_per_forecast_s,
+                           lambda r: r.validation_pct_return_mae, hover, front)
+    else:
+        _scatter_by_size(fig, report, rows, sizes, hover, front)
+    if max_latency_s is not None:
+        fig.add_vline(x=max_latency_s, line={"color": "#d62728", "dash": "dash", "width": 1},
+                      annotation_text=f"max latency {max_latency_s:g} s")
+    by_size = " (marker shape: checkpoint size; hollow: each size's best trial per study)" if sizes else ""
     fig.update_layout(title="Every family's winner: latency vs validation error (lower left is better; "
-                            "the labelled points are the best trade-offs, hover for the others)",
+                            "the labelled points are the best trade-offs, hover for the others)" + by_size,
                       xaxis={"title": "validation latency per forecast (s)", "type": "log"},
                       yaxis={"title": "validation pct_return_mae", "type": "log"}, height=480)
     return fig
+
+
+def _scatter_by_size(fig: go.Figure, report: ExperimentReport, rows: list[StudyRow], sizes: list[str],
+                     hover: str, label: set[int]) -> None:
+    """One trace per (family, checkpoint size) of the winners, and one hollow trace per (family,
+    size) of each size's best trial per study."""
+    import plotly.graph_objects as go
+
+    colors = family_colors(r.family for r in report.rows)
+    shape = {size: SIZE_SYMBOLS[i % len(SIZE_SYMBOLS)] for i, size in enumerate(sizes)}
+    bests = size_bests(report)
+    for family, color in colors.items():
+        for size in [None, *sizes]:
+            mine = [r for r in rows if r.family == family and _checkpoint(r.config) == size]
+            if mine:
+                shown = [r.symbol if id(r) in label else "" for r in mine]
+                fig.add_trace(go.Scatter(
+                    x=[r.validation_latency_per_forecast_s for r in mine],
+                    y=[r.validation_pct_return_mae for r in mine],
+                    name=family if size is None else f"{family} · {size}",
+                    mode="markers+text" if any(shown) else "markers", text=shown, textposition="top center",
+                    marker={"color": color, "size": 10, "symbol": shape.get(size, "circle")},
+                    customdata=[[r.symbol, family if size is None else f"{family} · {size}"] for r in mine],
+                    hovertemplate=hover))
+            tried = [b for b in bests if b["family"] == family and b["checkpoint"] == size]
+            if tried:
+                fig.add_trace(go.Scatter(
+                    x=[b["latency"] for b in tried], y=[b["error"] for b in tried],
+                    name=f"{family} · {size} (best trial per study)", mode="markers",
+                    marker={"color": color, "size": 8, "symbol": f"{shape[size]}-open"},
+                    customdata=[[b["symbol"], f"{family} · {size}, best trial"] for b in tried],
+                    hovertemplate=hover))
 
 
 # ------------------------------------------------------------------------------------- importances
@@ -424,7 +504,7 @@ def plots_html(report: ExperimentReport) -> str:
         parts.append("<p>nothing to plot yet</p>")
         return "\n".join(parts)
     parts += [inline(winners_figure(report)), inline(validation_test_figure(report)),
-              inline(latency_error_figure(report))]
+              inline(latency_error_figure(report, report.max_latency_s))]
     studies = rebuild_studies(report) if report.trials is not None and len(report.trials) else {}
     parts.append("<h2 id='importances'>Which hyperparameters matter (per family, across symbols)</h2>")
     families = sorted({f for _, f in studies}, key=_family_rank)

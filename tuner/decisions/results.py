@@ -115,6 +115,8 @@ class ExperimentReport:
     """symbol → its ``decision`` from summary.json; None for older experiments."""
     panel: Mapping[str, Any] | None = None
     """summary.json's ``panel`` tests; None for older experiments."""
+    max_latency_s: float | None = None
+    """The run's ``max_latency_s`` (trials slower per forecast could not win); None: no limit."""
 
     @property
     def winners(self) -> tuple[StudyRow, ...]:
@@ -220,8 +222,15 @@ def _tiny_from_config(config: Mapping[str, Any]) -> bool | None:
     """Tiny weights as far as the stored config tells (the run has not finished)."""
     if config.get("tiny_fallback"):
         return True
-    for source in (config.get("weights") or {}).values():
-        if isinstance(source, str) and (Path(source).expanduser() / TINY_MARKER).is_file():
+    def sources(value: Any):  # a model's source, or its sizes' (name → source or {model: source})
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, Mapping):
+            for inner in value.values():
+                yield from sources(inner)
+
+    for source in sources(config.get("weights") or {}):
+        if (Path(source).expanduser() / TINY_MARKER).is_file():
             return True
     return None
 
@@ -283,6 +292,7 @@ def load_report(experiment: str, storage_root: str = "results") -> ExperimentRep
         seed=summary.get("seed"), created_at=summary.get("created_at"),
         weights=summary.get("weights"), trial_counts=summary.get("trials"),
         decisions=summary.get("decisions"), panel=summary.get("panel"),
+        max_latency_s=summary.get("max_latency_s"),
         symbol_decisions={s: e["decision"] for s, e in (summary.get("symbols") or {}).items()
                           if e.get("decision")} or None,
     )

@@ -161,11 +161,15 @@ def distributions(space: SearchSpace | None, params: Sequence[Mapping[str, Any]]
     return out
 
 
-def _space(family: str) -> SearchSpace | None:
+def _space(family: str, weights: Mapping[str, Any] | None = None) -> SearchSpace | None:
+    """The family's space as the experiment searched it (``weights``: the summary's, whose
+    checkpoint sizes give the ``checkpoint`` dimension all its choices)."""
     from tuner.core.config import load_family_config
+    from tuner.core.models.weights import WeightsSource
 
     try:
-        return load_family_config(family).space
+        source = WeightsSource.from_mapping(weights, "weights") if weights else None
+        return load_family_config(family, weights=source).space
     except TunerError:
         return None  # an unknown family or a missing space file: infer from the values
 
@@ -277,7 +281,7 @@ def rebuild_studies(report: ExperimentReport, storage: str | optuna.storages.Bas
         for (symbol, family), group in _groups(report):
             key = StudyKey(report.experiment, symbol, family)
             if family not in spaces:
-                spaces[family] = _space(family)
+                spaces[family] = _space(family, report.weights)
             trials = study_trials(group, spaces[family], winners.get((symbol, family)), where)
             if replace and storage is not None:
                 with contextlib.suppress(KeyError):

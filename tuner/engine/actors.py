@@ -28,7 +28,7 @@ from tuner.core.families.batching import RequestBatcher
 from tuner.core.families.registry import family_class
 from tuner.core.families.torch_family import TorchFamily
 from tuner.core.models import registry
-from tuner.core.models.weights import WeightsSource
+from tuner.core.models.weights import CHECKPOINT_PARAM, WeightsSource
 from tuner.core.trial import run_trial
 from tuner.core.windows import Periods
 from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_metrics
@@ -37,11 +37,24 @@ log = logging.getLogger(__name__)
 
 
 def build_family(name: str, weights: WeightsSource | None, device: str | None,
-                 autocast_dtype: str | None = None, gpu_share: float = 1.0) -> Family:
+                 autocast_dtype: str | None = None, gpu_share: float = 1.0,
+                 checkpoint: str | None = None) -> Family:
     cls = family_class(name)
     if issubclass(cls, TorchFamily):
-        return cls(weights=weights, device=device, autocast_dtype=autocast_dtype, gpu_share=gpu_share)
+        return cls(weights=weights, device=device, autocast_dtype=autocast_dtype, gpu_share=gpu_share,
+                   checkpoint=checkpoint)
     return cls(weights=weights, device=device)
+
+
+def group_key(family: str, checkpoint: str | None = None) -> str:
+    """The actors a trial goes to: its family's, or with several sizes its size's
+    (``toto2@22m``): each size is held by its own actors, so no trial reloads weights."""
+    return family if checkpoint is None else f"{family}@{checkpoint}"
+
+
+def trial_group(family: str, params: Mapping[str, Any]) -> str:
+    """:func:`group_key` of a trial config (its ``checkpoint``, when it names one)."""
+    return group_key(family, params.get(CHECKPOINT_PARAM))
 
 
 class ModelServer:
@@ -61,6 +74,8 @@ class ModelServer:
         ledger: ``(namespace, name)`` of the run's :class:`LoadLedger`, told of every load
             (a restarted actor loads again; the ledger counts it).
         name: this actor's name (for the ledger).
+        checkpoint: the size this actor holds when the family searches several (None: its one
+            checkpoint); ``weights`` then lists the sizes and the actor loads this one's.
 
     ``periods`` may be ``(namespace, name)`` of a :class:`WindowStore`: the actor fetches its
     windows itself, so its constructor arguments hold no object-store reference (Ray warns that
@@ -70,7 +85,8 @@ class ModelServer:
     def __init__(self, family: str, weights: WeightsSource | None, periods: Mapping[str, Periods],
                  device: str = "auto", autocast_dtype: str | None = None, threads: int = 1,
                  bank_max_bytes: int = DEFAULT_MAX_BYTES, batch_wait_s: float = 0.005,
-                 gpu_share: float = 1.0, ledger: tuple[str, str] | None = None, name: str = "") -> None:
+                 gpu_share: float = 1.0, ledger: tuple[str, str] | None = None, name: str = "",
+                 checkpoint: str | None = None) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
@@ -83,7 +99,8 @@ class ModelServer:
             (ref,) = ray.get(_actor(*periods).get.remote(family))
             periods = ray.get(ref)
         self.periods = dict(periods)
-        self.family = build_family(family, weights, device, autocast_dtype, gpu_share)
+        self.checkpoint = checkpoint
+        self.family = build_family(family, weights, device, autocast_dtype, gpu_share, checkpoint)
         # Trials of this actor share sample banks, and concurrent ones are merged into fewer
         # model calls (the actor runs several evaluate() calls at once in threads).
         self.family.bank = SampleBank(bank_max_bytes) if bank_max_bytes > 0 else None
@@ -113,6 +130,7 @@ class ModelServer:
             restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         return {
             "family": self.family_name,
+            **({"checkpoint": self.checkpoint} if self.checkpoint is not None else {}),
             "node": ray.util.get_node_ip_address(),
             "node_id": ray.get_runtime_context().get_node_id(),
             "host": socket.gethostname(),
@@ -206,7 +224,7 @@ class Routing:
 
     Attributes:
         namespace: Ray namespace of the actors.
-        actors: family → actor names.
+        actors: actor group (:func:`group_key`: the family, or ``family@size``) → actor names.
         seed: the experiment seed every trial runs with.
         chunk: family → Optuna trials sent to an actor in one call: many for a weights-free
             family (a call costs more than its work), one for model families (each result is
@@ -224,10 +242,13 @@ class Routing:
     board: str | None = None
     pooled_symbols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def pick(self, family: str, key: str) -> str:
+    def pick(self, family: str, key: str, params: Mapping[str, Any] | None = None) -> str:
         import zlib
 
-        names = self.actors[family]
+        group = trial_group(family, params or {})
+        if group not in self.actors:
+            raise KeyError(f"no model actors for {group} (actor groups: {', '.join(sorted(self.actors))})")
+        names = self.actors[group]
         return names[zlib.crc32(key.encode()) % len(names)]
 
 
@@ -323,7 +344,7 @@ def pack_trial(config: dict[str, Any], routing: Routing) -> None:
     calls: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
     by_actor: dict[str, list[dict[str, Any]]] = {}
     for slot in pack:
-        by_actor.setdefault(routing.pick(slot["family"], slot["slot"]), []).append(slot)
+        by_actor.setdefault(routing.pick(slot["family"], slot["slot"], slot["params"]), []).append(slot)
     for name, slots in by_actor.items():
         size = routing.chunk.get(slots[0]["family"], 1)
         actor = _actor(routing.namespace, name)

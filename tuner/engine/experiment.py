@@ -17,11 +17,11 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tuner import __version__
-from tuner.core.config import load_family_config
+from tuner.core.config import load_family_config, with_space_checkpoints
 from tuner.core.data import bundled_data_path, load_dataset
 from tuner.core.errors import ConfigError, DamagedFile, DataError, TunerError
 from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
@@ -45,7 +45,15 @@ from tuner.core.windows import (
     target_dates,
     window_counts,
 )
-from tuner.engine.actors import LoadLedger, ModelServer, PackBoard, Routing, WindowStore
+from tuner.engine.actors import (
+    LoadLedger,
+    ModelServer,
+    PackBoard,
+    Routing,
+    WindowStore,
+    group_key,
+    trial_group,
+)
 from tuner.engine.collate import TrialRecord, pick_winners, write_experiment
 from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
 from tuner.engine.journal import (
@@ -259,8 +267,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         actors = pool.actors
         tuned_on = {f: tuning_symbols(f, (s for s, fam in studies if fam == f), config.pooled_symbols, config.seed)
                     for f in pooled_fams}
-        routing = Routing(NAMESPACE, {f: tuple(n for n, _ in members) for f, members in actors.items()},
-                          config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in actors},
+        routing = Routing(NAMESPACE, {g: tuple(n for n, _ in members) for g, members in actors.items()},
+                          config.seed, {f: 1 if f in FAMILY_MODEL else WEIGHTS_FREE_CHUNK for f in config.families},
                           board=pool.board_name, pooled_symbols=tuned_on)
         journal = TrialJournal(storage, session, experiment=provenance.experiment_id)
         searcher, progress, watchdog = _make_searcher(config, storage, studies, history, journal, session,
@@ -285,7 +293,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         records, pooled_records = split_records(_trial_record(r) for r in read_journal(storage, provenance))
         winners = pick_winners(records, config.max_latency_s)
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
-        finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick)
+        finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick,
+                                                    weights=config.weights_source)
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
         pooled = _score_pooled(pooled_records, studies, actors, config)
@@ -457,7 +466,9 @@ def _cut_windows(config: ExperimentConfig):
 
 def _resolve_weights(config: ExperimentConfig, echo: Echo, fallback_allowed: bool):
     """Check every needed checkpoint can be found; offline default runs fall back to tiny ones."""
-    resolved = resolve_weights(config.weights_source, config.families, fallback_allowed)
+    # Sizes a family's space file lists apply unless the experiment names its own checkpoints.
+    resolved = resolve_weights(with_space_checkpoints(config.weights_source, config.families),
+                               config.families, fallback_allowed)
     for line in resolved.warnings:
         echo(line)
     return resolved.source, resolved.tiny_fallback
@@ -527,28 +538,55 @@ def _default_gpu_share(family: str, families: Sequence[str]) -> float:
     return GPU_SHARE[family] / max(1.0, total)
 
 
+def actor_groups(config: ExperimentConfig) -> dict[str, tuple[str, str | None]]:
+    """Actor group (:func:`~tuner.engine.actors.group_key`) → (family, checkpoint size): one
+    group per family, or one per size of a family that searches several.
+
+    Raises:
+        ConfigError: ``resources.<family>.gpu_share`` names a size the family does not search.
+    """
+    groups: dict[str, tuple[str, str | None]] = {}
+    for family in config.families:
+        sizes = [c.name for c in config.weights_source.family_checkpoints(family)]
+        named = [s for s, _ in config.resources_for(family).gpu_share or ()]
+        unknown = [s for s in named if s not in sizes]
+        if unknown:
+            raise ConfigError(f"resources.{family}.gpu_share.{unknown[0]}: not a checkpoint size {family} searches "
+                              + (f"({', '.join(sizes)})" if sizes else "(it searches one checkpoint: use num_gpus)"))
+        for size in sizes or [None]:
+            groups[group_key(family, size)] = (family, size)
+    return groups
+
+
 def _actor_plan(config: ExperimentConfig) -> dict[str, FamilyResources]:
-    """Each family's actor count and resources: the config's, filled from the cluster."""
+    """Each actor group's actor count and resources: the config's, filled from the cluster.
+    A family searching several sizes has a group per size, each with ``actors`` actors and
+    its ``gpu_share`` (default: the family's share split evenly among its sizes)."""
     import ray
 
     total = ray.cluster_resources()
     gpus, cpus = total.get("GPU", 0.0), total.get("CPU", 1.0)
-    n = len(config.families)
+    groups = actor_groups(config)
+    n = len(groups)
+    per_family = {f: sum(g[0] == f for g in groups.values()) for f in config.families}
     plan = {}
-    for family in config.families:
+    for group, (family, size) in groups.items():
         want = config.resources_for(family)
+        given = want.share_of(size) if size is not None else None
+        if given is None and want.num_gpus is not None:
+            given = want.num_gpus
         # GPU sizing when the cluster has GPUs, or when the config asks for them on a cluster whose
         # GPU nodes do not exist yet (autoscaling from zero): never size GPU actors from the head.
-        if (gpus >= 1 and family in GPU_SHARE) or (want.num_gpus or 0) > 0:
-            share = want.num_gpus if want.num_gpus is not None else _default_gpu_share(family, config.families)
+        if (gpus >= 1 and family in GPU_SHARE) or (given or 0) > 0:
+            share = given if given is not None else _default_gpu_share(family, config.families) / per_family[family]
             actors = want.actors or max(1, int(gpus))
             default_cpu = min(1.0, cpus / (n * actors + 1)) if gpus >= 1 else 1.0
             cpu = want.num_cpus if want.num_cpus is not None else default_cpu
         else:
-            share = want.num_gpus or 0.0
+            share = given or 0.0
             cpu = want.num_cpus if want.num_cpus is not None else (2.0 if cpus >= 8 else cpus / (n + 1))
             actors = want.actors or max(1, int((cpus - 1) // (cpu * n)))
-        plan[family] = FamilyResources(actors=actors, num_gpus=share, num_cpus=cpu)
+        plan[group] = FamilyResources(actors=actors, num_gpus=share, num_cpus=cpu)
     return plan
 
 
@@ -557,7 +595,8 @@ class ActorPool:
     """The model actors of a run and what must live as long as they do.
 
     Attributes:
-        actors: family → [(name, handle)].
+        actors: actor group (a family, or ``family@size``) → [(name, handle)].
+        stored: families whose windows are in the window store.
         infos: what each actor reported once loaded (``ModelServer.info``).
         data_refs: the windows of each family in the object store: the driver owns them for the
             whole run, because a restarted actor fetches them again (via the window store).
@@ -571,6 +610,7 @@ class ActorPool:
     infos: list[dict]
     data_refs: list
     groups: list
+    stored: set = field(default_factory=set)
     board: Any = None
     board_name: str | None = None
     ledger: Any = None
@@ -615,7 +655,8 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     server = ray.remote(ModelServer)
     run_id = uuid.uuid4().hex[:6]
     plan = _actor_plan(config)
-    families = list(plan)
+    members_of = actor_groups(config)
+    families = list(plan)  # actor groups: a family, or one size of a family
     groups = [placement_group([{"GPU": plan[f].num_gpus, "CPU": plan[f].num_cpus} for f in families],
                               strategy="STRICT_PACK", name=f"{config.name}-set{i}-{run_id}")
               for i in range(_gpu_sets(plan))]
@@ -629,25 +670,29 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     pool.ledger_name = f"{config.name}-loads-{run_id}"
     pool.ledger = ray.remote(LoadLedger).options(name=pool.ledger_name, namespace=NAMESPACE,
                                                  num_cpus=0).remote()
-    for family, res in plan.items():
-        data_ref = ray.put(periods[family])
-        pool.data_refs.append(data_ref)
-        ray.get(pool.store.put.remote(family, [data_ref]))
-        pool.actors[family] = []
+    for group, res in plan.items():
+        family, size = members_of[group]
+        if family not in pool.stored:  # one copy of a family's windows, whatever its sizes
+            data_ref = ray.put(periods[family])
+            pool.data_refs.append(data_ref)
+            ray.get(pool.store.put.remote(family, [data_ref]))
+            pool.stored.add(family)
+        pool.actors[group] = []
         for i in range(res.actors):
-            name = f"{config.name}-{family}-{i}-{run_id}"
+            name = f"{config.name}-{family}-{i}-{run_id}" if size is None else f"{config.name}-{family}-{size}-{i}-{run_id}"
             placement = {"scheduling_strategy": PlacementGroupSchedulingStrategy(
-                groups[i], placement_group_bundle_index=families.index(family))} if groups else {}
+                groups[i], placement_group_bundle_index=families.index(group))} if groups else {}
             handle = server.options(
                 name=name, namespace=NAMESPACE, num_cpus=res.num_cpus, num_gpus=res.num_gpus,
                 max_restarts=3, max_task_retries=2, max_concurrency=ACTOR_CONCURRENCY, **placement,
             ).remote(family, config.weights, (NAMESPACE, pool.store_name), config.device, config.autocast_dtype,
                      max(1, round(res.num_cpus)), config.bank_max_mb * 1024**2,
-                     config.batch_wait_ms / 1000, res.num_gpus, (NAMESPACE, pool.ledger_name), name)
-            pool.actors[family].append((name, handle))
-        echo(f"{family}: {res.actors} model actor(s), {res.num_gpus:g} GPU and {res.num_cpus:g} CPU each"
-             + (" (one of each family per GPU set)" if groups else ""))
-    pending = {h.info.remote(): (f, n) for f, members in pool.actors.items() for n, h in members}
+                     config.batch_wait_ms / 1000, res.num_gpus, (NAMESPACE, pool.ledger_name), name, size)
+            pool.actors[group].append((name, handle))
+        echo(f"{family}{'' if size is None else f' checkpoint {size}'}: {res.actors} model actor(s), "
+             f"{res.num_gpus:g} GPU and {res.num_cpus:g} CPU each"
+             + (" (one of each family and size per GPU set)" if groups else ""))
+    pending = {h.info.remote(): (g, n) for g, members in pool.actors.items() for n, h in members}
     ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=config.pending_timeout_s)
     if waiting:
         stuck = sorted({pending[r][0] for r in waiting})
@@ -693,7 +738,8 @@ def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tup
     from tuner.engine.progress import PendingWatchdog, ProgressView
     from tuner.engine.search import StudyMultiplexer, auto_pack_size
 
-    families = {f: load_family_config(f) for f in config.families}  # once per family, not per study
+    # once per family, not per study; with the `checkpoint` dimension where sizes are searched
+    families = {f: load_family_config(f, weights=config.weights_source) for f in config.families}
     spaces = {f"{s}/{f}": (s, f, families[f].space) for s, f in studies}
     spaces.update({pooled_key(f): (POOLED_SYMBOL, f, families[f].space) for f in pooled_fams})
     max_packs = max(1, min(len(studies) * config.max_concurrent_per_study, PACKS_PER_ACTOR * n_actors))
@@ -757,7 +803,7 @@ def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dic
             raise ConfigError(f"warm_start_from: experiment {config.warm_start_from!r} has no "
                               f"trials.parquet under {previous.root}")
     production = configs_dir() / "best" if config.warm_start_production else None
-    spaces = {f: load_family_config(f).space for f in config.families}
+    spaces = {f: load_family_config(f, weights=config.weights_source).space for f in config.families}
     return warm_start_points(studies, spaces, previous=previous, production=production,
                              top_k=config.warm_start_top_k, budget=config.trials)
 
@@ -773,9 +819,13 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
     import ray
     from ray.exceptions import RayActorError
 
+    def group(key) -> str:  # the family's actors, or its size's (args: symbol, config, ...)
+        study, _, args = calls[key]
+        return trial_group(study[1], args[1])
+
     def submit(key, attempt: int):
         study, method, args = calls[key]
-        members = actors[study[1]]
+        members = actors[group(key)]
         _, handle = members[(zlib.crc32("/".join(study).encode()) + attempt) % len(members)]
         return getattr(handle, method).remote(*args)
 
@@ -787,21 +837,21 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
         try:
             results[key] = ray.get(ref)
         except RayActorError as e:
-            if attempt + 1 < len(actors[calls[key][0][1]]):
+            if attempt + 1 < len(actors[group(key)]):
                 pending[key] = (submit(key, attempt + 1), attempt + 1)
             else:
-                results[key] = TunerError(f"every {calls[key][0][1]} model actor has died ({type(e).__name__})")
+                results[key] = TunerError(f"every {group(key)} model actor has died ({type(e).__name__})")
         if on_done is not None and key in results:
             on_done(len(results), len(calls))  # the live view's re-scoring progress
     return results
 
 
 def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int,
-                   on_done: Callable[[int, int], None] | None = None):
+                   on_done: Callable[[int, int], None] | None = None, weights=None):
     """Re-run each study's winner with the test period (same seed) on a live actor of its family,
     and score the family's default config next to it, all at once. Returns the re-scored
     winners, the defaults' results, and, for winners that could not be re-scored, why."""
-    defaults_by_family = {family: load_family_config(family).default for _, family in winners}
+    defaults_by_family = {family: load_family_config(family, weights=weights).default for _, family in winners}
     calls = {}
     for key, winner in winners.items():
         calls[("winner", key)] = (key, "evaluate", (key[0], dict(winner.config), seed, True))
@@ -934,12 +984,13 @@ def _actor_infos(actors: dict[str, list]) -> list[dict[str, Any]]:
     from ray.exceptions import RayActorError
 
     infos = []
-    for family, members in actors.items():
+    for group, members in actors.items():
+        family, _, size = group.partition("@")
         for name, handle in members:
             try:
                 infos.append(ray.get(handle.info.remote()))
             except RayActorError as e:
-                infos.append({"family": family, "name": name, "dead": f"{type(e).__name__}",
+                infos.append({"family": family, **({"checkpoint": size} if size else {}), "name": name, "dead": f"{type(e).__name__}",
                               "model_loads": 0, "restarted": True, "tiny_weights": False})
     return infos
 

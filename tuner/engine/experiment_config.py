@@ -31,18 +31,35 @@ class FamilyResources:
         actors: model actors (each loads the weights once and serves every trial routed to it).
         num_gpus: GPU share of each actor; fractions pack several actors on one GPU.
         num_cpus: CPU share of each actor (also its torch thread count, rounded, at least 1).
+        gpu_share: when the family searches several checkpoint sizes, the GPU share of each
+            size's actors, as ``(size, share)`` pairs (``gpu_share: {313m: 0.5, 22m: 0.25}``);
+            a size not named gets ``num_gpus``, or the family's default share split evenly
+            among its sizes. Each size gets ``actors`` actors.
     """
 
     actors: int | None = None
     num_gpus: float | None = None
     num_cpus: float | None = None
+    gpu_share: tuple[tuple[str, float], ...] | None = None
+
+    def share_of(self, size: str) -> float | None:
+        return dict(self.gpu_share or ()).get(size)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"actors": self.actors, "num_gpus": self.num_gpus, "num_cpus": self.num_cpus}
+        if self.gpu_share is not None:  # absent unless given: stored configs stay as they were
+            out["gpu_share"] = dict(self.gpu_share)
+        return out
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str) -> FamilyResources:
-        check_keys(data, {"actors", "num_gpus", "num_cpus"}, f"{where}.")
-        values = {}
+        check_keys(data, {"actors", "num_gpus", "num_cpus", "gpu_share"}, f"{where}.")
+        values: dict[str, Any] = {}
         for key, value in data.items():
             if value in (None, "auto"):
+                continue
+            if key == "gpu_share":
+                values[key] = _gpu_shares(value, f"{where}.gpu_share")
                 continue
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
             if key == "actors":
@@ -51,6 +68,17 @@ class FamilyResources:
                 raise ConfigError(f"{where}.{key}: {value!r} must be a number >= 0 (actors: integer >= 1) or auto")
             values[key] = int(value) if key == "actors" else float(value)
         return cls(**values)
+
+
+def _gpu_shares(value: Any, where: str) -> tuple[tuple[str, float], ...]:
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{where}: {value!r} must map checkpoint size → GPU share (e.g. {{313m: 0.5, 22m: 0.25}})")
+    out = []
+    for size, share in value.items():
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share:
+            raise ConfigError(f"{where}.{size}: {share!r} must be a number >= 0 (a GPU share per actor)")
+        out.append((str(size), float(share)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -168,6 +196,7 @@ class ExperimentConfig:
         data["symbols"] = list(self.symbols) if self.symbols else None
         data["families"] = list(self.families)
         data["windows"] = self.windows.to_dict()
+        data["resources"] = {f: r.to_dict() for f, r in self.resources.items()}
         return data
 
     def with_data(self, data: str | None, symbols: tuple[str, ...] | None) -> ExperimentConfig:

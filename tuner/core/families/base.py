@@ -23,6 +23,7 @@ import numpy as np
 from tuner.core import aggregation
 from tuner.core.banks import SampleBank, batch_fingerprint
 from tuner.core.errors import ConfigError, TunerError
+from tuner.core.models.weights import CHECKPOINT_PARAM
 from tuner.core.windows import WindowBatch, window_seeds
 
 if TYPE_CHECKING:
@@ -137,7 +138,14 @@ class Family(ABC):
 
     # ---------------------------------------------------------------------------- params
     def check_params(self, params: Mapping[str, Any], where: str = "params.") -> dict[str, Any]:
-        """Validate a trial's parameters and fill defaults; ConfigError names the bad key."""
+        """Validate a trial's parameters and fill defaults; ConfigError names the bad key.
+
+        A ``checkpoint`` (the size a trial runs on, when the experiment searches several) is
+        checked by :meth:`check_checkpoint` and kept first in the config."""
+        if CHECKPOINT_PARAM in params:
+            rest = {k: v for k, v in params.items() if k != CHECKPOINT_PARAM}
+            size = self.check_checkpoint(params[CHECKPOINT_PARAM], where)
+            return {CHECKPOINT_PARAM: size, **self.check_params(rest, where)}
         unknown = sorted(set(params) - set(self.params))
         if unknown:
             raise ConfigError(
@@ -153,6 +161,11 @@ class Family(ABC):
     def complete_params(self, params: dict[str, Any], where: str) -> dict[str, Any]:
         """Cross-parameter rules and defaults (override in families)."""
         return params
+
+    def check_checkpoint(self, value: Any, where: str) -> str:
+        """The trial's ``checkpoint`` (a size name) if this family instance runs it; families
+        with checkpoints override this (:class:`~tuner.core.families.torch_family.TorchFamily`)."""
+        raise ConfigError(f"{where}{CHECKPOINT_PARAM}: {value!r}: family {self.name} has no checkpoint sizes")
 
     # ---------------------------------------------------------------------------- forecasting
     @abstractmethod

@@ -49,10 +49,16 @@ class TorchFamily(Family):
     """Path counts of the GPU memory probes (:mod:`tuner.core.memory`)."""
 
     def __init__(self, weights: Any = None, device: str | None = None,
-                 autocast_dtype: str | None = None, gpu_share: float = 1.0) -> None:
+                 autocast_dtype: str | None = None, gpu_share: float = 1.0,
+                 checkpoint: str | None = None) -> None:
         if not isinstance(weights, WeightsSource):
             weights = WeightsSource.parse(weights, family=self.name)
+        if checkpoint is not None:  # one size of several: its own sources only
+            weights = weights.for_checkpoint(self.name, checkpoint)
         super().__init__(weights, device)
+        self.checkpoint = checkpoint
+        """The size this instance holds when the experiment searches several (trials then name
+        it in ``checkpoint``); None for a family with one checkpoint."""
         self.autocast_dtype = autocast_dtype
         self.gpu_share = gpu_share
         """The fraction of the GPU this process may fill (a fractional-GPU actor's share)."""
@@ -69,6 +75,17 @@ class TorchFamily(Family):
                 f"{where}samples_per_batch: {per_batch} does not divide {self.count_param} {n}"
             )
         return params
+
+    def check_checkpoint(self, value: Any, where: str) -> str:
+        """A trial's ``checkpoint`` must be the size this instance holds: a trial routed to the
+        wrong size's actor fails instead of scoring another model under its name."""
+        if self.checkpoint is None:
+            raise ConfigError(f"{where}checkpoint: {value!r}, but this {self.name} model was loaded as its "
+                              "only checkpoint (no sizes listed)")
+        if value != self.checkpoint:
+            raise ConfigError(f"{where}checkpoint: {value!r}, but this {self.name} model holds "
+                              f"checkpoint {self.checkpoint!r}")
+        return value
 
     def draw_in_chunks(self, batch: WindowBatch, params: Mapping[str, Any],
                        draw: Callable[[int, int], Any], variant: str = "") -> Any:

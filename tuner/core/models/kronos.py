@@ -747,9 +747,11 @@ def random_kronos(
     return model.eval(), tokenizer.eval()
 
 
-def write_tiny_kronos(model_folder: Path, tokenizer_folder: Path, *, seed: int = 0) -> tuple[Path, Path]:
-    """Write tiny random-init model and tokenizer checkpoints in the official on-disk format."""
-    model_cfg, tok_cfg = tiny_kronos_configs()
+def write_tiny_kronos(model_folder: Path, tokenizer_folder: Path, *, seed: int = 0,
+                      configs: tuple[dict[str, Any], dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """Write tiny random-init model and tokenizer checkpoints in the official on-disk format
+    (``configs``: other ``(model, tokenizer)`` shapes, e.g. a second tiny size)."""
+    model_cfg, tok_cfg = configs if configs is not None else tiny_kronos_configs()
     model, tokenizer = random_kronos(model_cfg, tok_cfg, seed=seed)
     save_checkpoint(Path(model_folder), model_cfg, model.state_dict(), tiny=True)
     save_checkpoint(Path(tokenizer_folder), tok_cfg, tokenizer.state_dict(), tiny=True)
