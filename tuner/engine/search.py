@@ -113,20 +113,20 @@ class StudyMultiplexer(Searcher):
         self.listeners: list[Callable[[JournalRecord], None]] = []
         self.meta = {k: (symbol, family) for k, (symbol, family, _) in spaces.items()}
         self.in_flight = dict.fromkeys(spaces, 0)
-        self.studies = StudyCache(busy=lambda key: self.in_flight[key] > 0, hot=hot_studies)
+        self.studies = StudyCache(busy=lambda key: self.in_flight[key] > 0, hot=hot_studies,
+                                  factory=self._build, finished=self._finished)
         self.finished = dict.fromkeys(spaces, 0)
         self.issued = dict.fromkeys(spaces, 0)
         self.next_number = dict.fromkeys(spaces, 0)
         history = history or {}
+        # What builds each study when it is first used (StudyCache.factory): waiting studies
+        # hold no Optuna objects. The seed follows the study's position, so building later
+        # changes nothing it suggests.
+        self._recipes: dict[str, tuple[int, SearchSpace, list[dict], list[JournalRecord]]] = {}
         for index, (key, (_, _, space)) in enumerate(spaces.items()):
             done = list(history.get(key, ()))
-            sampler = optuna.samplers.TPESampler(seed=study_seed(seed, index, session))
             points = _untried((points_to_evaluate or {}).get(key, []), done)
-            search = OptunaSearch(space=space, metric=METRIC, mode=MODE, sampler=sampler,
-                                  study_name=key, points_to_evaluate=points)
-            for record in done:
-                search._ot_study.add_trial(_frozen(record))
-            self.studies.add(key, search)
+            self._recipes[key] = (study_seed(seed, index, session), space, points, done)
             self.finished[key] = len(done)
             # Numbers continue after the highest seen, never reusing one (a chunk moved aside
             # leaves gaps: counting the records would number new trials like kept ones).
@@ -206,6 +206,20 @@ class StudyMultiplexer(Searcher):
         self._take([{"slot": s["slot"], "ok": False, "error": why} for s in pack if s["slot"] in self.slots])
 
     # ------------------------------------------------------------------------------ helpers
+    def _build(self, key: str) -> OptunaSearch:
+        """The study's search object, with its earlier sessions' trials (StudyCache.factory)."""
+        sampler_seed, space, points, done = self._recipes.pop(key)
+        search = OptunaSearch(space=space, metric=METRIC, mode=MODE,
+                              sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+                              study_name=key, points_to_evaluate=points)
+        for record in done:
+            search._ot_study.add_trial(_frozen(record))
+        return search
+
+    def _finished(self, key: str) -> bool:
+        """Its whole budget issued and told: nothing asks this study again this session."""
+        return self.issued[key] >= self.trials_per_study and self.in_flight[key] == 0
+
     @property
     def stopped(self) -> bool:
         """The storage refused a journal write: start nothing new (what runs still finishes)."""
@@ -280,7 +294,7 @@ class StudyMultiplexer(Searcher):
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its searcher into tuner.pkl and every experiment checkpoint; the studies
         # would make that the whole history, every period. Pickled copies are never restored.
-        return {"studies_count": len(self.studies), "unpicklable": True}
+        return {"studies_count": len(self.meta), "unpicklable": True}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
