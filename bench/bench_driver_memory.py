@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", type=int)
     parser.add_argument("trials", type=int)
-    parser.add_argument("--hot", default="2048", help="idle studies kept live, or 'all'")
+    parser.add_argument("--hot", default=None, help="idle studies kept live, or 'all' (default: the searcher's)")
     args = parser.parse_args()
 
     from tuner.core.config import load_family_config
@@ -46,7 +46,9 @@ def main() -> None:
     spaces = {f"S{i}/{families[i % 3]}": (f"S{i}", families[i % 3], configs[families[i % 3]].space)
               for i in range(args.studies)}
     points = {k: [configs[f].default_point] for k, (_, f, _) in spaces.items()}
-    hot = args.studies + 1 if args.hot == "all" else int(args.hot)
+    from tuner.engine.study_cache import DEFAULT_HOT
+
+    hot = args.studies + 1 if args.hot == "all" else int(args.hot or DEFAULT_HOT)
     base, started = rss_mb(), time.time()
     searcher = StudyMultiplexer(spaces, args.trials, 2, 0, points_to_evaluate=points, pack_size=64,
                                 max_packs=8, hot_studies=hot)
@@ -64,7 +66,7 @@ def main() -> None:
         searcher.on_trial_complete(f"p{n}", {"slots": outcomes})
         n += 1
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"studies {args.studies} x trials {args.trials}, hot {args.hot}: RSS after imports {base:.0f} MB, "
+    print(f"studies {args.studies} x trials {args.trials}, hot {args.hot or hot}: RSS after imports {base:.0f} MB, "
           f"after building {built:.0f} MB, end {rss_mb():.0f} MB, peak {peak:.0f} MB; "
           f"{time.time() - started:.1f} s; cache {searcher.studies.stats()}; suggestions {digest.hexdigest()[:12]}")
 
