@@ -267,3 +267,15 @@ def test_when_studies_are_admitted_in_turn_then_each_suggests_what_it_would_have
     first_seen = list(dict.fromkeys(key for key, _ in in_turn))
     assert first_seen == list(spaces(12))  # admitted in order, three at a time
     assert searcher.studies.stats()["revivals"] <= 12  # round robin over 12 would revive ~96 times
+
+
+def test_when_a_tune_run_ends_with_a_pack_never_completed_then_abandoning_it_fails_its_slots_and_ends_the_search(
+        tmp_path):
+    journal = TrialJournal(Storage(str(tmp_path), "e"), session=1)
+    searcher = StudyMultiplexer(spaces(2), trials_per_study=1, pack_size=2, journal=journal)
+    pack = searcher.suggest("a")["pack"]
+    searcher.on_trial_result("a", {"slots": [ok(pack[0])]})  # the other slot never reports
+    assert searcher.suggest("b") == Searcher.FINISHED and not searcher.done  # what kept the loop going
+    assert searcher.abandon_packs() == 1 and searcher.done and searcher.abandon_packs() == 0
+    journal.flush()
+    assert sorted(r.status for r in read_journal(journal.storage)) == ["completed", "failed"]

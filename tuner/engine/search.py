@@ -205,6 +205,18 @@ class StudyMultiplexer(Searcher):
         why = "its Tune trial failed (see the Ray logs)" if error else "its Tune trial ended without its result"
         self._take([{"slot": s["slot"], "ok": False, "error": why} for s in pack if s["slot"] in self.slots])
 
+    def abandon_packs(self) -> int:
+        """End every pack still held as if its Tune trial had ended without its result: its
+        untold slots fail (a resume retries them). Called once a Tune run has returned, when
+        none of its trials can report any more; returns the packs ended. Without this, a pack
+        whose completion never arrived kept ``done`` false with no budget left, and each new
+        Tune run ended at once (seen at the tail of 10,000 studies: thousands of empty runs)."""
+        orphans = list(self.packs)
+        for trial_id in orphans:
+            log.warning("Tune trial %s ended without completing its pack; its untold trials fail", trial_id)
+            self.on_trial_complete(trial_id)
+        return len(orphans)
+
     # ------------------------------------------------------------------------------ helpers
     def _build(self, key: str) -> OptunaSearch:
         """The study's search object, with its earlier sessions' trials (StudyCache.factory)."""

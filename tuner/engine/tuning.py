@@ -127,6 +127,9 @@ def tune_studies(searcher: StudyMultiplexer, routing: Routing, storage: Storage,
                 ),
             )
             tuner.fit()
+            # fit() returns when every trial of the run has ended: a pack still held will never
+            # report (its slots fail and a resume retries them), and must not keep the loop going.
+            searcher.abandon_packs()
     finally:
         if searcher.journal is not None:
             searcher.journal.close()  # raises StorageFault when the storage refused a write
