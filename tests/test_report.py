@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tests.summary_shapes import entries
 from tuner.cli import main
 from tuner.core.errors import ConfigError
+from tuner.core.storage import Storage
+from tuner.core.summary_tables import write_summary
 from tuner.decisions.flags import NO_SKILL, OVERFIT, UNTESTED, flags_for
 from tuner.decisions.report import family_counts_text, render_csv, render_html, render_table
 from tuner.decisions.results import COMPLETE, INCOMPLETE, RUNNING, load_report
@@ -110,8 +113,7 @@ def make_experiment(storage: Path, name: str = "exp", *, tiny: bool = False, fai
     meta = {"experiment": name, "seed": seed, "tiny_weights": tiny, "weights": {"toto": "hub-id"},
             "windows": {"val_windows": 20, "test_windows": 20, "horizon": 1}, "data": "data/",
             "created_at": "2026-01-31T12:00:00+00:00"}
-    summary = build_summary(documents, counts, meta)
-    (root / "summary.json").write_text(json.dumps(summary))
+    write_summary(Storage(str(storage), name), build_summary(documents, counts, meta))
     (root / "tuner-experiment.json").write_text(json.dumps({"name": name, "seed": seed}))
     pd.DataFrame(rows).to_parquet(root / "trials.parquet", index=False)
     return root
@@ -499,16 +501,17 @@ def test_when_a_real_tiny_experiment_is_reported_then_it_matches_the_summary_and
     storage, summary = real_experiment
     report = load_report("real", str(storage))
     assert report.state == COMPLETE and report.tiny_weights is True
-    assert {w.symbol: w.family for w in report.winners} == {s: e["best_family"] for s, e in summary["symbols"].items()}
+    symbols = entries(storage / "real")
+    assert {w.symbol: w.family for w in report.winners} == {s: e["best_family"] for s, e in symbols.items()}
     for w in report.winners:
-        entry = summary["symbols"][w.symbol]
+        entry = symbols[w.symbol]
         assert w.validation_pct_return_mae == entry["validation_pct_return_mae"]
         assert w.test_pct_return_mae == entry["test_pct_return_mae"]
         assert (NO_SKILL in w.flags) == (not entry["beats_baseline"])
         assert w.validation_price_mae > 0 and w.validation_latency_per_forecast_s > 0
     text = render_table(report)
     assert text.splitlines()[2].startswith("WARNING: TINY RANDOM-INIT WEIGHTS")
-    studies = sum(len(e["families"]) for e in summary["symbols"].values())  # families and derived candidates
+    studies = sum(len(e["families"]) for e in symbols.values())  # families and derived candidates
     assert len(report.rows) == studies and len(table_lines(text, f"every family ({family_counts_text(report.rows)}; * = winner)")) == 1 + studies
     data = explorer_data(render_html(report))
     # one history per tuned study (2 symbols x 3 families), each with its 3 trials
