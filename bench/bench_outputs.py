@@ -52,8 +52,6 @@ def synthetic_experiment(storage: Path, name: str, symbols: int, families: list[
                          seed: int = 0, shape: str = "tables") -> Path:
     """A finished experiment as `tuner run` stores it (no blend/regime candidates): its summary
     through the engine's writer (``shape`` ``tables``), or all in summary.json (``legacy``)."""
-    from tuner.core.storage import Storage
-    from tuner.core.summary_tables import write_summary
     from tuner.engine.collate import build_summary
 
     rng = np.random.default_rng(seed)
@@ -102,7 +100,10 @@ def synthetic_experiment(storage: Path, name: str, symbols: int, families: list[
                              "reason": "synthetic", "p_own": 0.01, "p_own_adjusted": 0.04}
     if shape == "legacy":
         (root / "summary.json").write_text(json.dumps(summary))
-    else:
+    else:  # imported here: --shape legacy also runs on a checkout from before the tables
+        from tuner.core.storage import Storage
+        from tuner.core.summary_tables import write_summary
+
         write_summary(Storage(str(storage), name), summary)
     (root / "tuner-experiment.json").write_text(json.dumps({"name": name, "seed": seed}))
     pd.DataFrame(rows).to_parquet(root / "trials.parquet", index=False)

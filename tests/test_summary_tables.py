@@ -123,3 +123,13 @@ def test_when_the_tables_do_not_belong_to_the_summary_then_readers_name_them_and
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert f"Error: {root / SYMBOLS_FILE}: " in result.output
     assert f"`tuner resume exp --storage {tmp_path}` rebuilds it from the experiment's journal" in result.output
+
+
+def test_when_status_prints_json_then_the_entries_asked_for_are_where_summary_json_held_them(tmp_path):
+    root = make_experiment(tmp_path)
+    short = json.loads(cli("status", "exp", "--storage", str(tmp_path), "--json"))
+    assert "symbols" not in short["summary"] and short["summary"]["counts"]["symbols"] == 3
+    one = json.loads(cli("status", "exp", "--storage", str(tmp_path), "--json", "--symbol", "BBB"))
+    assert one["summary"]["symbols"] == {"BBB": entries(root)["BBB"]}
+    every = json.loads(cli("status", "exp", "--storage", str(tmp_path), "--json", "--all"))
+    assert every["summary"]["symbols"] == entries(root)
