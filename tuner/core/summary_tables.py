@@ -191,19 +191,25 @@ class ExperimentSummary:
     def symbols(self, columns: Iterable[str] | None = None, symbols: Iterable[str] | None = None) -> pd.DataFrame:
         """The symbols' key columns (``columns``, default all of :data:`SYMBOL_COLUMNS`; ``entry``
         may be asked for too), one row per symbol sorted by symbol, only ``symbols`` when given."""
-        wanted = list(dict.fromkeys(["symbol", *(columns or SYMBOL_COLUMNS)]))
+        return self._symbol_rows(columns or SYMBOL_COLUMNS, symbols).to_pandas()
+
+    def _symbol_rows(self, columns: Iterable[str], symbols: Iterable[str] | None = None) -> pa.Table:
+        """:meth:`symbols` as a pyarrow Table (what needs no pandas: promote, the CLI's exit)."""
+        wanted = list(dict.fromkeys(["symbol", *columns]))
         if self.legacy:  # the same table, built from the dict in memory
             legacy = self._legacy_symbols()
             chosen = legacy if symbols is None else {s: legacy[s] for s in set(symbols) & set(legacy)}
-            return symbols_table(chosen).select(wanted).to_pandas()
+            return symbols_table(chosen).select(wanted)
         filters = None if symbols is None else [("symbol", "in", sorted(set(symbols)))]
         if filters is not None and not filters[0][2]:
-            return self._table(SYMBOLS_FILE, wanted).slice(0, 0).to_pandas()
-        return self._table(SYMBOLS_FILE, wanted, filters).to_pandas()
+            return self._table(SYMBOLS_FILE, wanted).slice(0, 0)
+        return self._table(SYMBOLS_FILE, wanted, filters)
 
     def symbol_names(self) -> list[str]:
         """Every symbol with a winner, sorted."""
-        return list(self.symbols(["symbol"])["symbol"])
+        if self.legacy:
+            return sorted(self._legacy_symbols())
+        return self._table(SYMBOLS_FILE, ["symbol"]).column(0).to_pylist()
 
     def symbol_count(self) -> int:
         if self.legacy:
@@ -219,12 +225,7 @@ class ExperimentSummary:
             for s in sorted(legacy) if symbols is None else sorted(set(symbols) & set(legacy)):
                 yield s, dict(legacy[s])
             return
-        if symbols is not None:
-            frame = self.symbols([ENTRY], symbols)
-            for s, text in zip(frame["symbol"], frame[ENTRY], strict=True):
-                yield s, self._parse(s, text)
-            return
-        table = self._table(SYMBOLS_FILE, ["symbol", ENTRY])
+        table = self._symbol_rows([ENTRY], symbols)
         for batch in table.to_batches(max_chunksize=ROW_GROUP):
             for s, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
                 yield s, self._parse(s, text)
@@ -242,26 +243,18 @@ class ExperimentSummary:
 
     def studies(self, columns: Iterable[str] | None = None) -> pd.DataFrame:
         """One row per study (``columns`` of :data:`STUDY_COLUMNS`, default all), sorted by study."""
-        import pandas as pd
-
         wanted = list(dict.fromkeys(["study", *(columns or STUDY_COLUMNS)]))
         if self.legacy:
-            counts = self.document.get("studies") or {}
-            missing = self._legacy_without_winner()
-            windows = self.document.get("windows_used")
-            per_symbol = windows if isinstance(windows, Mapping) and all(
-                isinstance(v, Mapping) for v in windows.values()) else {}
-            return studies_table(counts, missing, per_symbol).select(wanted).to_pandas() if (counts or missing) \
-                else pd.DataFrame(columns=wanted)
+            return studies_table(self.document.get("studies") or {}, self._legacy_without_winner(),
+                                 self.windows_used()).select(wanted).to_pandas()
         return self._table(STUDIES_FILE, wanted).to_pandas()
 
     def study_counts(self) -> dict[str, dict[str, int]]:
         """``{"SYMBOL/family": {completed, failed, never_ran, budget}}`` (the former ``summary["studies"]``)."""
         if self.legacy:
             return {k: dict(v) for k, v in (self.document.get("studies") or {}).items()}
-        frame = self.studies(["study", *_COUNTS])
-        return {row[0]: {c: (None if v is None else int(v)) for c, v in zip(_COUNTS, row[1:], strict=True)}
-                for row in frame.astype(object).where(frame.notna(), None).itertuples(index=False)}
+        table = self._table(STUDIES_FILE, ["study", *_COUNTS])
+        return {row.pop("study"): row for row in table.to_pylist()}
 
     def without_winner(self) -> dict[str, str]:
         """``{"SYMBOL/family": why}`` for every study without a winner (sorted by study; an old
