@@ -48,9 +48,26 @@ def _period(mae: float, base: float, latency: float, errors: list[float]) -> dic
             "latency_per_forecast_s": latency, "windows": 20, "skill": 1 - mae / base, "errors": errors}
 
 
+def _significance(rng, family: str) -> dict:
+    """A winner's significance section shaped as collation writes it (its numbers made up), so
+    the stored entries weigh what real ones do (~4 KB per symbol with its decision)."""
+    def test() -> dict:
+        edge = float(rng.uniform(0.0005, 0.002))
+        return {"statistic": float(rng.normal(-2, 1)), "p_value": float(rng.random()),
+                "mean_difference": float(rng.normal(-0.001, 0.001)), "ci": [-edge * 2, edge], "ci_level": 0.9,
+                "windows": 20, "min_detectable_edge": edge, "min_detectable_edge_pct": edge * 1e4}
+
+    return {"vs_baseline": {"validation": test(), "test": test()}, "vs_default": {"validation": test(), "test": test()},
+            "spa_p_value": float(rng.random()), "reality_check_p_value": float(rng.random()), "pbo": float(rng.random()),
+            "mcs": {"members": [family, "baseline"], "p_values": {family: 1.0, "baseline": float(rng.random())},
+                    "alpha": 0.1, "windows": 20, "period": "test"},
+            "reasons": {"spa_p_value": None, "pbo": None}}
+
+
 def synthetic_experiment(storage: Path, name: str, symbols: int, families: list[str], trials: int,
                          seed: int = 0, shape: str = "tables") -> Path:
-    """A finished experiment as `tuner run` stores it (no blend/regime candidates): its summary
+    """A finished experiment as `tuner run` stores it (no blend/regime candidates; significance
+    sections and decisions shaped as collation writes them, numbers made up): its summary
     through the engine's writer (``shape`` ``tables``), or all in summary.json (``legacy``)."""
     from tuner.engine.collate import build_summary
 
@@ -90,14 +107,20 @@ def synthetic_experiment(storage: Path, name: str, symbols: int, families: list[
                              "test": _period(base_test, base_test, 0.0, [])},
                 "seed": seed, "weights": f"{family}=synthetic", "tiny_weights": False,
                 "trials": {"completed": trials, "failed": 0, "never_ran": 0, "budget": trials},
-                "trial_id": row["trial_id"], **{k: meta[k] for k in ("experiment", "windows", "data", "created_at")}}
+                "trial_id": row["trial_id"], "significance": _significance(rng, family),
+                **{k: meta[k] for k in ("experiment", "windows", "data", "created_at")}}
             counts[(symbol, family)] = dict(documents[(symbol, family)]["trials"])
             (root / family).mkdir(parents=True, exist_ok=True)
             (root / family / f"{symbol}.json").write_text(json.dumps(documents[(symbol, family)]))
     summary = build_summary(documents, counts, meta)
     for entry in summary["symbols"].values():  # what the universe-level decision adds
-        entry["decision"] = {"choice": "own", "family": entry["best_family"], "config": entry["config"],
-                             "reason": "synthetic", "p_own": 0.01, "p_own_adjusted": 0.04}
+        entry["decision"] = {
+            "choice": "own", "family": entry["best_family"], "config": entry["config"],
+            "reason": "own winner beats the default (p=0.0100) and the pooled config (p=0.0200); "
+                      "FDR-adjusted p=0.0400 <= 0.1 (synthetic)",
+            "method": "Benjamini-Yekutieli", "fdr_level": 0.1, "p_own": 0.02, "p_own_adjusted": 0.04,
+            "p_vs_default": 0.01, "p_vs_pooled": 0.02, "min_detectable_edge_pct_vs_default": 8.6,
+            "min_detectable_edge_pct_vs_pooled": 9.1, "period": "test", "windows": 20}
     if shape == "legacy":
         (root / "summary.json").write_text(json.dumps(summary))
     else:  # imported here: --shape legacy also runs on a checkout from before the tables

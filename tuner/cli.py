@@ -572,10 +572,12 @@ def report(experiment, storage, fmt, out):
         tuner report sample --format html --out sample.html
         tuner report monthly --storage s3://my-bucket/tuner --format csv > monthly.csv
     """
+    from tuner.decisions.plots import TRIAL_COLUMNS
     from tuner.decisions.report import default_location, render, save_report
     from tuner.decisions.results import load_report
 
-    result = load_report(experiment, storage)
+    # Only the HTML's figures read trials.parquet, and only a few of its columns.
+    result = load_report(experiment, storage, trial_columns=TRIAL_COLUMNS if fmt == "html" else ())
     if out is None and default_location(fmt) is None:
         click.echo(render(result, fmt), nl=False)
         if fmt != "table":

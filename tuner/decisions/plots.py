@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 LABELLED_SYMBOLS = 30
 """Up to this many symbols, scatter points are labelled with their symbol (beyond: hover only)."""
 STUDY_FIGURES = ("history", "slice", "parallel")
+TRIAL_COLUMNS = ("trial_id", "symbol", "family", "status", "config", "pct_return_mae", "baseline_pct_return_mae")
+"""What the figures read of ``trials.parquet`` (see :func:`tuner.decisions.results.load_report`)."""
 
 
 def esc(text: Any) -> str:
