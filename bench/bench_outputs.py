@@ -176,10 +176,10 @@ def main() -> None:
                   f"summary shape {args.shape}, written in {time.perf_counter() - start:.1f} s")
         root = storage / args.name
         table = pd.read_parquet(root / "trials.parquet", columns=["study"])
-        sizes = {f: (root / f).stat().st_size / 1e6 for f in ("summary.json", "symbols.parquet", "studies.parquet")
+        sizes = {f: (root / f).stat().st_size / 1e3 for f in ("summary.json", "symbols.parquet", "studies.parquet")
                  if (root / f).exists()}
         print(f"experiment {args.name}: {table['study'].nunique()} studies, {len(table)} trials; "
-              + ", ".join(f"{f} {mb:.2f} MB" for f, mb in sizes.items())
+              + ", ".join(f"{f} {kb:,.0f} KB" for f, kb in sizes.items())
               + f"; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
         where = ["--storage", str(storage)]
         steps = [("status", ["status", args.name, *where]),

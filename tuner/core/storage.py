@@ -256,6 +256,26 @@ class Storage:
             raise DamagedFile(self._damaged("/".join(_names(relative)),
                                             f"not a readable Parquet file ({e})")) from e
 
+    def iter_batches(self, relative: Relative, columns: list[str], batch_size: int):
+        """A Parquet file's ``columns``, ``batch_size`` rows at a time (pyarrow RecordBatches): one
+        row group in memory at once, not the whole table.
+
+        Raises:
+            FileNotFoundError: no such file.
+            DamagedFile: not a readable Parquet file.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            source = self.path(relative) if self.fs is None else self.fs.open_input_file(self._fs_path(relative))
+            yield from pq.ParquetFile(source).iter_batches(batch_size=batch_size, columns=columns)
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, KeyError, pa.ArrowException) as e:
+            raise DamagedFile(self._damaged("/".join(_names(relative)),
+                                            f"not a readable Parquet file ({e})")) from e
+
     def read_schema(self, relative: Relative):
         """A Parquet file's schema (with its metadata), reading only the footer."""
         import pyarrow as pa

@@ -225,8 +225,12 @@ class ExperimentSummary:
             for s in sorted(legacy) if symbols is None else sorted(set(symbols) & set(legacy)):
                 yield s, dict(legacy[s])
             return
-        table = self._symbol_rows([ENTRY], symbols)
-        for batch in table.to_batches(max_chunksize=ROW_GROUP):
+        if symbols is None:  # one row group at a time: never every entry's text at once
+            self._check(SYMBOLS_FILE)
+            batches = self.storage.iter_batches(SYMBOLS_FILE, ["symbol", ENTRY], ROW_GROUP)
+        else:
+            batches = self._symbol_rows([ENTRY], symbols).to_batches(max_chunksize=ROW_GROUP)
+        for batch in batches:
             for s, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
                 yield s, self._parse(s, text)
 
@@ -302,6 +306,11 @@ class ExperimentSummary:
 
     def _table(self, relative: str, columns: list[str], filters=None) -> pa.Table:
         """A table of the summary, checked once to belong to it (same ``created_at``)."""
+        self._check(relative)
+        return self.storage.read_table(relative, columns, filters)
+
+    def _check(self, relative: str) -> None:
+        """Refuse a table of the summary that is missing, unreadable or of another collation."""
         if self.storage is None:
             raise ValueError(f"{relative}: a summary document without its storage cannot read its tables")
         if relative not in self._checked:
@@ -314,7 +323,6 @@ class ExperimentSummary:
                     f"written by another collation ({stamp or 'no date'}) than {SUMMARY_FILE} "
                     f"({self.document.get('created_at') or 'no date'}): a run stopped between writing them")))
             self._checked.add(relative)
-        return self.storage.read_table(relative, columns, filters)
 
     def _parse(self, symbol: str, text: str) -> dict[str, Any]:
         try:

@@ -96,7 +96,7 @@ def decided_configs(summary: ExperimentSummary | Mapping[str, Any], symbols: lis
     if missing:
         raise TunerError(f"symbol {missing[0]!r} has no result in this experiment "
                          f"(symbols: {', '.join(known) or 'none'})")
-    entries = results.entries_dict(wanted)
+    entries = results.entries_dict(None if symbols is None else wanted)
     return {s: decided_config(s, entries[s]) for s in wanted}
 
 

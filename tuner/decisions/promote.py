@@ -329,7 +329,7 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
     if unknown:
         raise ConfigError(f"experiment {experiment!r} has no winner for {', '.join(unknown)}; "
                           f"it has: {', '.join(known) or 'none'}")
-    entries: dict[str, Any] = tables.entries_dict(chosen)  # only the symbols promoted are parsed
+    entries: dict[str, Any] = tables.entries_dict(None if symbols is None else chosen)  # only those promoted
 
     def read_result(family: str, symbol: str) -> tuple[str, dict | None]:
         relative = (family, f"{symbol}.json")  # names from summary.json: never a path of their own
