@@ -614,3 +614,21 @@ def test_when_the_page_opens_then_its_explorer_draws_the_first_symbols_figures(t
     assert sorted(shown) == ["study-history", "study-parallel", "study-slice", "symbol-figure"]
     assert shown["study-history"]["layout"]["title"]["text"] == "AAA/toto: optimisation history"
     assert shown["symbol-figure"]["data"][0]["y"] == [SCORES["AAA"][f][0] for f in CONFIGS]
+
+
+def test_when_a_family_has_more_trials_than_the_importances_hold_then_a_seeded_sample_says_so(tmp_path, monkeypatch):
+    from tests.test_studies import records
+    from tuner.decisions import plots
+    from tuner.decisions.studies import rebuild_studies
+    from tuner.engine.collate import trials_table
+
+    root = make_experiment(tmp_path)
+    trials_table(records()).to_parquet(root / "trials.parquet", index=False)
+    studies = rebuild_studies(load_report("exp", str(tmp_path)))
+    monkeypatch.setattr(plots, "IMPORTANCE_TRIALS", 5)
+    pooled, _, total = plots.pooled_family_study("toto", studies, limit=5)
+    assert total == 8 and len(pooled.trials) == 5
+    again, _, _ = plots.pooled_family_study("toto", studies, limit=5)
+    assert [t.params for t in again.trials] == [t.params for t in pooled.trials]  # seeded
+    fig, note = plots.importance_figure("toto", {k: v for k, v in studies.items()})
+    assert note.startswith("toto: 8 completed trials (a seeded random 5 of them) of 3 symbols") and fig is not None

@@ -160,13 +160,21 @@ def latency_error_figure(report: ExperimentReport) -> go.Figure:
 # ------------------------------------------------------------------------------------- importances
 
 
-def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.Study]
-                        ) -> tuple[optuna.Study | None, list[str]]:
+IMPORTANCE_TRIALS = 20_000
+"""Trials a family's pooled importance study holds at most: beyond, a seeded random sample of
+them (a universe of 10,000 symbols has 100,000+; Optuna's in-memory study copies each, and
+PED-ANOVA's estimate needs nowhere near that many)."""
+
+
+def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.Study],
+                        limit: int | None = None) -> tuple[optuna.Study | None, list[str], int]:
     """One in-memory study of every symbol's completed ``family`` trials, each value divided by
     its symbol's naive-baseline pct_return_mae (``baseline_pct_return_mae`` user attribute; the
     study's median when absent), so symbols of different volatility pool. Returns the study
     (None without two such trials) and the parameters left out because not every trial has
-    them (conditional ones such as Kronos's ``top_p``), with how often they were searched."""
+    them (conditional ones such as Kronos's ``top_p``), with how often they were searched, and
+    how many trials there were: beyond ``limit``, the study holds a seeded sample of ``limit``."""
+    import numpy as np
     import optuna
     from optuna.trial import TrialState
 
@@ -187,17 +195,20 @@ def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.St
             if scale > 0:
                 points.append((dict(t.params), t.value / scale))
     if len(points) < 2:
-        return None, []
+        return None, [], len(points)
     names = {n for p, _ in points for n in p}
     common = {n for n in names if all(n in p for p, _ in points)}
     left_out = [f"{n} (in {sum(n in p for p, _ in points)} of {len(points)} trials)" for n in sorted(names - common)]
+    total, limit = len(points), IMPORTANCE_TRIALS if limit is None else limit
+    if total > limit:
+        points = [points[i] for i in sorted(np.random.default_rng(0).choice(total, limit, replace=False))]
     dists = distributions(_space(family), [{k: v for k, v in p.items() if k in common} for p, _ in points])
     with quiet_optuna():
         pooled = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
         pooled.add_trials([optuna.trial.create_trial(
             params={k: v for k, v in p.items() if k in common}, distributions={k: dists[k] for k in common},
             value=value) for p, value in points])
-    return pooled, left_out
+    return pooled, left_out, total
 
 
 def importance_figure(family: str, studies: Mapping[tuple[str, str], optuna.Study]) -> tuple[go.Figure | None, str]:
@@ -206,11 +217,13 @@ def importance_figure(family: str, studies: Mapping[tuple[str, str], optuna.Stud
 
     from tuner.decisions.studies import quiet_optuna
 
-    pooled, left_out = pooled_family_study(family, studies)
+    pooled, left_out, total = pooled_family_study(family, studies)
     symbols = sum(1 for (_, f) in studies if f == family)
     if pooled is None:
         return None, f"{family}: fewer than two completed trials, no importances."
-    note = (f"{family}: {len(pooled.trials)} completed trials of {symbols} symbols, each value divided by its "
+    held = len(pooled.get_trials(deepcopy=False))
+    sample = "" if held == total else f" (a seeded random {held:,} of them)"
+    note = (f"{family}: {total} completed trials{sample} of {symbols} symbols, each value divided by its "
             "symbol's naive-baseline pct_return_mae; PED-ANOVA importance (share of the top 10 % trials' "
             "parameter distribution that departs from all trials').")
     if left_out:
