@@ -73,15 +73,17 @@ def _symbol_row(symbol: str, entry: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def symbols_table(symbols: Mapping[str, Mapping[str, Any]], created_at: str | None = None) -> pa.Table:
-    """``symbols.parquet`` from ``{symbol: entry}`` (the former ``summary["symbols"]``), sorted by symbol."""
+def symbols_table(symbols: Mapping[str, Mapping[str, Any]], created_at: str | None = None,
+                  with_entries: bool = True) -> pa.Table:
+    """``symbols.parquet`` from ``{symbol: entry}`` (the former ``summary["symbols"]``), sorted by
+    symbol; without ``with_entries`` the ``entry`` column is empty (null), its JSON never built."""
     import pyarrow as pa
 
     rows, entries = [], []
     for symbol in sorted(symbols):
-        entry = strict_json.strict(dict(symbols[symbol]))  # what summary.json held: NaN as null + reason
-        rows.append(_symbol_row(symbol, entry))
-        entries.append(json.dumps(entry, allow_nan=False, sort_keys=False))
+        entry = strict_json.strict(dict(symbols[symbol])) if with_entries else symbols[symbol]
+        rows.append(_symbol_row(symbol, entry))  # strict: what summary.json held, NaN as null + reason
+        entries.append(json.dumps(entry, allow_nan=False, sort_keys=False) if with_entries else None)
     schema = pa.schema([("symbol", pa.string()), ("best_family", pa.string()), ("decision_choice", pa.string()),
                         ("decision_family", pa.string()), *((k, pa.float64()) for k in _FLOATS[:6]),
                         ("beats_baseline", pa.bool_()), ("stability_spread", pa.float64()),
@@ -199,7 +201,7 @@ class ExperimentSummary:
         if self.legacy:  # the same table, built from the dict in memory
             legacy = self._legacy_symbols()
             chosen = legacy if symbols is None else {s: legacy[s] for s in set(symbols) & set(legacy)}
-            return symbols_table(chosen).select(wanted)
+            return symbols_table(chosen, with_entries=ENTRY in wanted).select(wanted)
         filters = None if symbols is None else [("symbol", "in", sorted(set(symbols)))]
         if filters is not None and not filters[0][2]:
             return self._table(SYMBOLS_FILE, wanted).slice(0, 0)
