@@ -257,7 +257,7 @@ def run_patterns(experiment: str, storage_root: str = "results", *, data: str | 
     results = read_summary(storage)
     summary = results.document
     windows = summary.get("windows") or {"val_windows": 20, "test_windows": 20}
-    entries = results.entries_dict()
+    entries = results.entries_dict()  # parsed once: the decisions and the tables below read them
     decided = decided_configs({"symbols": entries})
     source = Path(data or summary.get("data"))
     dataset = load_dataset(source, symbols=list(decided))
