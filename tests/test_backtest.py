@@ -14,6 +14,7 @@ from tests.trading_experiment import FAMILY, make_experiment, write_bars
 from tuner.cli import main
 from tuner.core.config import load_family_config
 from tuner.core.data import load_bars
+from tuner.core.summary_tables import ExperimentSummary
 from tuner.decisions.backtest import backtest_symbol, run_backtest, symbol_inputs
 from tuner.decisions.bar_forecasts import Forecasters
 from tuner.decisions.decided import decided_config, locate_test_end
@@ -31,8 +32,9 @@ def experiment(tmp_path):
 
 
 def _inputs(storage, bars):
-    summary = storage.read_json("summary.json")
-    choice = decided_config(bars.symbol, summary["symbols"][bars.symbol])
+    results = ExperimentSummary.read(storage)
+    summary = results.document
+    choice = decided_config(bars.symbol, results.entry(bars.symbol))
     result = storage.read_json(f"{FAMILY}/{bars.symbol}.json")
     end = locate_test_end(bars, summary, result["baseline"]["test"]["errors"], 20)
     default = load_family_config(FAMILY).default

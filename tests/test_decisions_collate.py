@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from tests.decided_experiment import FAMILY, write
+from tests.summary_shapes import entries
 from tuner.core.storage import Storage
 
 
@@ -16,7 +17,7 @@ def read(root, name: str, relative: str) -> dict:
 
 def test_when_no_pooled_config_was_tuned_then_decisions_are_own_or_default_and_say_so(tmp_path):
     summary = write(str(tmp_path), "exp", with_pooled=False)
-    choices = {s: e["decision"]["choice"] for s, e in summary["symbols"].items()}
+    choices = {s: e["decision"]["choice"] for s, e in entries(tmp_path / "exp").items()}
     assert choices == {"EDGE": "own", "NULL": "default", "POOL": "default"}
     assert summary["decisions"]["own"] == 1 and summary["decisions"]["default"] == 2
     assert summary["decisions"]["method"] == "Benjamini-Yekutieli" and summary["decisions"]["fdr_level"] == 0.1
@@ -31,7 +32,7 @@ def test_when_no_pooled_config_was_tuned_then_decisions_are_own_or_default_and_s
 
 def test_when_the_pooled_config_beats_the_default_then_symbols_without_an_edge_take_it(tmp_path):
     summary = write(str(tmp_path), "exp", with_pooled=True)
-    choices = {s: e["decision"]["choice"] for s, e in summary["symbols"].items()}
+    choices = {s: e["decision"]["choice"] for s, e in entries(tmp_path / "exp").items()}
     assert choices == {"EDGE": "own", "NULL": "pooled", "POOL": "pooled"}
     pool = read(tmp_path, "exp", f"{FAMILY}/POOL.json")
     assert pool["decision"]["config"] == {"lookback": 64} and pool["pooled"]["config"] == {"lookback": 64}
@@ -42,8 +43,8 @@ def test_when_the_pooled_config_beats_the_default_then_symbols_without_an_edge_t
 
 
 def test_when_a_blend_is_the_winner_then_it_has_a_significance_section_and_the_decision(tmp_path):
-    summary = write(str(tmp_path), "exp", with_pooled=False, derived=True)
-    assert summary["symbols"]["NULL"]["best_family"] == "blend"
+    write(str(tmp_path), "exp", with_pooled=False, derived=True)
+    assert entries(tmp_path / "exp")["NULL"]["best_family"] == "blend"
     blend = Storage(str(tmp_path), "exp").read_json("blend/NULL.json")
     section = blend["significance"]
     assert section["vs_default"]["test"]["p_value"] is not None

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from tests.trading_experiment import FAMILY, make_experiment, write_bars
 from tuner.cli import main
 from tuner.core.config import load_family_config
+from tuner.core.summary_tables import ExperimentSummary
 from tuner.decisions.forward import CHAMPION, LEDGER, Contender, read_ledger, run_forward
 
 TUNED = 310
@@ -86,11 +87,10 @@ def _plant_ledger(tmp_path, edge: float):
     from tuner.core.storage import Storage
 
     storage = Storage(str(tmp_path / "results"), "exp")
-    summary = storage.read_json("summary.json")
     rng = np.random.default_rng(0)
     rows = []
     times = pd.date_range("2030-01-01", periods=200, freq="D")
-    for symbol, entry in summary["symbols"].items():
+    for symbol, entry in ExperimentSummary.read(storage).entries():
         challenger = Contender("challenger", FAMILY, entry["config"], "experiment")
         champion = Contender(CHAMPION, FAMILY, dict(load_family_config(FAMILY).default), "default")
         base = np.abs(rng.normal(0.01, 0.004, 200))

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tests.summary_shapes import rewrite_entries
 from tests.test_report import make_experiment
 from tuner.cli import main
 from tuner.core.errors import ConfigError, TunerError, UnsafePath
@@ -62,10 +63,11 @@ def collate(storage: Storage, symbol: str, blend: bool = False) -> dict:
 
 
 def plant_symbol(root: Path, bad: str) -> None:
-    """Rename symbol AAA to ``bad`` in a finished experiment's summary.json (a hostile file)."""
-    summary = json.loads((root / "summary.json").read_text())
-    summary["symbols"] = {bad: summary["symbols"]["AAA"]}
-    (root / "summary.json").write_text(json.dumps(summary))
+    """Rename symbol AAA to ``bad`` in a finished experiment's symbols.parquet (a hostile file)."""
+    def rename(entries: dict) -> None:
+        entries[bad] = entries.pop("AAA")
+
+    rewrite_entries(root, rename)
 
 
 @pytest.mark.parametrize("bad", HOSTILE, ids=repr)

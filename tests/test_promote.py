@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from tests.summary_shapes import entries
 from tests.test_report import CONFIGS, make_experiment, make_running
 from tuner.cli import main
 from tuner.core.errors import ConfigError, PromotionRefused
@@ -385,7 +386,7 @@ def test_when_a_real_tiny_experiment_is_promoted_then_it_is_refused_and_forcing_
     def result_file(family: str, symbol: str) -> dict:
         return json.loads((storage / "real" / family / f"{symbol}.json").read_text())
 
-    for symbol, entry in summary["symbols"].items():
+    for symbol, entry in entries(storage / "real").items():
         doc = read(configs, symbol)
         result = result_file(entry["best_family"], symbol)
         decision = entry["decision"]  # what is promoted: the universe-level decision (issue 18)

@@ -9,6 +9,7 @@ import json
 from click.testing import CliRunner
 
 from tests.decided_experiment import FAMILY, write
+from tests.summary_shapes import to_legacy
 from tuner.cli import main
 from tuner.decisions.promote import PROMOTE, SKIP, plan_promotions
 
@@ -46,10 +47,7 @@ def test_when_the_best_candidate_is_not_significant_then_only_significant_takes_
     p-values are not significant, its family winner's are: the family winner is promoted."""
     root = tmp_path / "results" / "exp"
     write(str(tmp_path / "results"), "exp", with_pooled=False, derived=True)
-    summary = json.loads((root / "summary.json").read_text())
-    for entry in summary["symbols"].values():
-        entry.pop("decision")
-    (root / "summary.json").write_text(json.dumps(summary))
+    to_legacy(root, edit=lambda entries: [entry.pop("decision") for entry in entries.values()])
 
     def set_p(relative: str, p: float) -> None:
         doc = json.loads((root / relative).read_text())

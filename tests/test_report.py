@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tests.summary_shapes import entries
 from tuner.cli import main
 from tuner.core.errors import ConfigError
+from tuner.core.storage import Storage
+from tuner.core.summary_tables import write_summary
 from tuner.decisions.flags import NO_SKILL, OVERFIT, UNTESTED, flags_for
 from tuner.decisions.report import family_counts_text, render_csv, render_html, render_table
 from tuner.decisions.results import COMPLETE, INCOMPLETE, RUNNING, load_report
@@ -110,8 +113,7 @@ def make_experiment(storage: Path, name: str = "exp", *, tiny: bool = False, fai
     meta = {"experiment": name, "seed": seed, "tiny_weights": tiny, "weights": {"toto": "hub-id"},
             "windows": {"val_windows": 20, "test_windows": 20, "horizon": 1}, "data": "data/",
             "created_at": "2026-01-31T12:00:00+00:00"}
-    summary = build_summary(documents, counts, meta)
-    (root / "summary.json").write_text(json.dumps(summary))
+    write_summary(Storage(str(storage), name), build_summary(documents, counts, meta))
     (root / "tuner-experiment.json").write_text(json.dumps({"name": name, "seed": seed}))
     pd.DataFrame(rows).to_parquet(root / "trials.parquet", index=False)
     return root
@@ -298,7 +300,8 @@ def test_when_rendered_as_csv_then_every_study_is_a_row_with_the_labels(tmp_path
 
 
 def explorer_data(page: str) -> dict[str, dict]:
-    """The HTML report's embedded per-symbol figures, unpacked as the page's script does."""
+    """The HTML report's embedded per-symbol data (its figures are drawn from it in the
+    browser), unpacked as the page's script does."""
     import base64
     import zlib
 
@@ -332,18 +335,14 @@ def test_when_rendered_as_html_then_each_study_has_optunas_figures_of_its_trials
     assert sorted(data) == ["AAA", "BBB", "CCC"]
     for symbol, packed in data.items():
         assert list(packed["studies"]) == list(CONFIGS)  # family order
-        bars = packed["symbol"]["data"]
-        assert [t["name"] for t in bars] == ["validation pct_return_mae", "test pct_return_mae"]
-        assert bars[0]["y"] == [SCORES[symbol][f][0] for f in CONFIGS]
-        for family, figures in packed["studies"].items():
-            assert sorted(figures) == ["history", "parallel", "slice"]
-            assert "template" not in figures["history"]["layout"]  # one shared copy in the page
-            history = {t["name"]: t for t in figures["history"]["data"]}
+        assert packed["symbol"]["families"][0] == ("toto ★" if symbol != "BBB" else "toto")
+        assert packed["symbol"]["validation"] == [SCORES[symbol][f][0] for f in CONFIGS]
+        assert packed["symbol"]["baseline"]["validation"] == BASELINES[symbol][0]
+        for family, study in packed["studies"].items():
             val = SCORES[symbol][family][0]
-            assert history["pct_return_mae"]["y"] == pytest.approx([val * 1.3, val * 1.1, val])
-            best = history["Best Value"]["y"]
-            assert best == sorted(best, reverse=True) and best[-1] == pytest.approx(val)
-            assert figures["history"]["layout"]["title"]["text"] == f"{symbol}/{family}: optimisation history"
+            assert study["name"] == f"{symbol}/{family}" and study["params"] == sorted(study["params"])
+            assert [t[1] for t in study["trials"]] == pytest.approx([val * 1.3, val * 1.1, val])
+            assert all(len(t) == 2 + len(study["params"]) for t in study["trials"])
 
 
 def test_when_the_experiment_is_still_running_then_the_html_says_no_trials_are_recorded_yet(tmp_path):
@@ -356,8 +355,7 @@ def test_when_the_experiment_is_still_running_then_the_html_says_no_trials_are_r
 def test_when_a_study_had_failed_trials_then_its_history_shows_only_the_completed_ones(tmp_path):
     make_experiment(tmp_path, failed=1)
     data = explorer_data(render_html(load_report("exp", str(tmp_path))))
-    history = {t["name"]: t for t in data["CCC"]["studies"]["kronos_ensemble"]["history"]["data"]}
-    assert history["pct_return_mae"]["x"] == [1, 2]  # trial 0 failed
+    assert [t[0] for t in data["CCC"]["studies"]["kronos_ensemble"]["trials"]] == [1, 2]  # trial 0 failed
 
 
 def test_when_scatter_plots_are_made_then_points_are_coloured_by_family_and_named_by_symbol(tmp_path):
@@ -499,25 +497,138 @@ def test_when_a_real_tiny_experiment_is_reported_then_it_matches_the_summary_and
     storage, summary = real_experiment
     report = load_report("real", str(storage))
     assert report.state == COMPLETE and report.tiny_weights is True
-    assert {w.symbol: w.family for w in report.winners} == {s: e["best_family"] for s, e in summary["symbols"].items()}
+    symbols = entries(storage / "real")
+    assert {w.symbol: w.family for w in report.winners} == {s: e["best_family"] for s, e in symbols.items()}
     for w in report.winners:
-        entry = summary["symbols"][w.symbol]
+        entry = symbols[w.symbol]
         assert w.validation_pct_return_mae == entry["validation_pct_return_mae"]
         assert w.test_pct_return_mae == entry["test_pct_return_mae"]
         assert (NO_SKILL in w.flags) == (not entry["beats_baseline"])
         assert w.validation_price_mae > 0 and w.validation_latency_per_forecast_s > 0
     text = render_table(report)
     assert text.splitlines()[2].startswith("WARNING: TINY RANDOM-INIT WEIGHTS")
-    studies = sum(len(e["families"]) for e in summary["symbols"].values())  # families and derived candidates
+    studies = sum(len(e["families"]) for e in symbols.values())  # families and derived candidates
     assert len(report.rows) == studies and len(table_lines(text, f"every family ({family_counts_text(report.rows)}; * = winner)")) == 1 + studies
     data = explorer_data(render_html(report))
     # one history per tuned study (2 symbols x 3 families), each with its 3 trials
     assert {s: list(d["studies"]) for s, d in data.items()} == {
         s: ["toto", "kronos_standard", "kronos_ensemble"] for s in ("AAPL", "EURUSD")}
     for d in data.values():
-        for figures in d["studies"].values():
-            assert len(next(t for t in figures["history"]["data"] if t["name"] == "pct_return_mae")["y"]) == 3
+        for study in d["studies"].values():
+            assert len(study["trials"]) == 3
     result = CliRunner().invoke(main, ["report", "real", "--storage", str(storage), "--format", "csv"])
     frame = pd.read_csv(io.StringIO(result.stdout))
     assert result.exit_code == 0 and len(frame) == studies and frame["tiny_weights"].all()
     assert not frame["validation_pct_return_mae"].map(math.isnan).any()
+
+
+def drawn(figure: str, data: dict) -> dict:
+    """What the page's figure function ``figure`` draws from ``data``, run by node."""
+    import shutil
+    import subprocess
+
+    from tuner.decisions.plots import _FIGURES_JS
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the page's figure functions cannot be run here")
+    script = _FIGURES_JS + f"process.stdout.write(JSON.stringify(TunerFigures[{json.dumps(figure)}]({json.dumps(data)})));"
+    return json.loads(subprocess.run([node, "-e", script], capture_output=True, text=True, check=True).stdout)
+
+
+def test_when_a_study_is_chosen_then_the_page_draws_optunas_figures_from_its_trials(tmp_path):
+    make_experiment(tmp_path, failed=1)
+    data = explorer_data(render_html(load_report("exp", str(tmp_path))))
+    study = data["CCC"]["studies"]["kronos_ensemble"]
+    history = {t["name"]: t for t in drawn("history", study)["data"]}
+    val = SCORES["CCC"]["kronos_ensemble"][0]
+    assert history["pct_return_mae"]["x"] == [1, 2] and history["pct_return_mae"]["y"] == pytest.approx([val * 1.1, val])
+    assert history["Best Value"]["y"] == pytest.approx([val * 1.1, val])  # the best so far, falling
+    assert drawn("history", study)["layout"]["title"]["text"] == "CCC/kronos_ensemble: optimisation history"
+    slices = drawn("slice", study)
+    assert [t["name"] for t in slices["data"]] == study["params"]
+    assert [t["xaxis"] for t in slices["data"]][:2] == ["x", "x2"] and slices["layout"]["xaxis2"]["title"]["text"] == study["params"][1]
+    parallel = drawn("parallel", study)["data"][0]
+    assert [d["label"].split(" ")[0] for d in parallel["dimensions"]] == ["pct_return_mae", *study["params"]]
+    aggregate = next(d for d in parallel["dimensions"] if d["label"] == "aggregate")
+    assert aggregate["ticktext"] == ["trimmed_mean_10"] and aggregate["values"] == [0, 0]  # a category
+    bars = drawn("symbol", data["AAA"]["symbol"])
+    assert [t["name"] for t in bars["data"]] == ["validation pct_return_mae", "test pct_return_mae"]
+    assert [s["y0"] for s in bars["layout"]["shapes"]] == list(BASELINES["AAA"])
+
+
+def test_when_the_page_is_written_then_its_explorer_script_is_valid_javascript(tmp_path):
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    make_experiment(tmp_path)
+    page = render_html(load_report("exp", str(tmp_path)))
+    script = re.findall(r"<script>(.*?)</script>", page, re.S)[-1]
+    assert "TunerFigures" in script and "DecompressionStream" in script
+    (tmp_path / "explorer.js").write_text(script)
+    checked = subprocess.run([node, "--check", str(tmp_path / "explorer.js")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+
+
+PAGE_STUB = """
+const drawn = {};
+const elements = {};
+function element(id) {
+  if (!elements[id]) {
+    elements[id] = {id: id, value: '', textContent: '', innerHTML: '', options: [], children: [],
+                    listeners: {}, addEventListener(kind, fn) { this.listeners[kind] = fn; },
+                    add(option) { this.options.push(option); if (option.selected) { this.value = option.value; } },
+                    appendChild(child) { this.children.push(child); }, append() {}};
+  }
+  return elements[id];
+}
+const document = {getElementById: id => element(id) && (JSON_DATA[id] !== undefined
+                    ? Object.assign(element(id), {textContent: JSON_DATA[id]}) : element(id)),
+                  createElement: () => ({addEventListener() {}})};
+class Option { constructor(text, value, d, selected) { Object.assign(this, {text, value, selected}); } }
+const Plotly = {purge() {}, newPlot(el, data, layout) { drawn[el.id] = {data, layout}; }};
+"""
+
+
+def test_when_the_page_opens_then_its_explorer_draws_the_first_symbols_figures(tmp_path):
+    """The page's own script, run by node against a stub page: it unpacks the first symbol and
+    draws its families and its best study's three figures."""
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    make_experiment(tmp_path)
+    page = render_html(load_report("exp", str(tmp_path)))
+    data = {i: t for i, t in re.findall(r'<script type="application/json" id="([^"]+)">(.*?)</script>', page, re.S)}
+    script = re.findall(r"<script>(.*?)</script>", page, re.S)[-1]
+    run = (f"const JSON_DATA = {json.dumps(data)};" + PAGE_STUB + script
+           + "setTimeout(() => process.stdout.write(JSON.stringify(drawn)), 500);")
+    out = subprocess.run([node, "-e", run], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)
+    assert sorted(shown) == ["study-history", "study-parallel", "study-slice", "symbol-figure"]
+    assert shown["study-history"]["layout"]["title"]["text"] == "AAA/toto: optimisation history"
+    assert shown["symbol-figure"]["data"][0]["y"] == [SCORES["AAA"][f][0] for f in CONFIGS]
+
+
+def test_when_a_family_has_more_trials_than_the_importances_hold_then_a_seeded_sample_says_so(tmp_path, monkeypatch):
+    from tests.test_studies import records
+    from tuner.decisions import plots
+    from tuner.decisions.studies import rebuild_studies
+    from tuner.engine.collate import trials_table
+
+    root = make_experiment(tmp_path)
+    trials_table(records()).to_parquet(root / "trials.parquet", index=False)
+    studies = rebuild_studies(load_report("exp", str(tmp_path)))
+    monkeypatch.setattr(plots, "IMPORTANCE_TRIALS", 5)
+    pooled, _, total = plots.pooled_family_study("toto", studies, limit=5)
+    assert total == 8 and len(pooled.trials) == 5
+    again, _, _ = plots.pooled_family_study("toto", studies, limit=5)
+    assert [t.params for t in again.trials] == [t.params for t in pooled.trials]  # seeded
+    fig, note = plots.importance_figure("toto", {k: v for k, v in studies.items()})
+    assert note.startswith("toto: 8 completed trials (a seeded random 5 of them) of 3 symbols") and fig is not None

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from tests.test_report import make_experiment
 from tuner.cli import main
 from tuner.decisions.results import load_report
-from tuner.decisions.studies import rebuild_studies
+from tuner.decisions.studies import rebuild_studies, study_trial_sets
 from tuner.engine.collate import COMPLETED, FAILED, NEVER_RAN, TrialRecord, trials_table
 
 # Per family, three trial configs as a real run records them (config_checked: searched and
@@ -131,6 +131,16 @@ def test_when_studies_are_rebuilt_then_conditional_and_fixed_parameters_are_not_
     toto = studies[("BBB", "toto")].trials
     assert [t.state.name for t in toto] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert toto[1].user_attrs["error"] == "RuntimeError: boom"
+
+
+def test_when_the_report_reads_the_trials_without_optuna_storage_then_they_are_the_studies_trials(experiment):
+    report = load_report("exp", str(experiment))
+    studies, sets = rebuild_studies(report), study_trial_sets(report)
+    assert sorted(sets) == sorted(studies)
+    for key, study in studies.items():
+        assert sets[key].study_name == study.study_name
+        assert [(t.number, t.state, t.value, t.params, t.distributions, t.user_attrs) for t in sets[key].get_trials()] \
+            == [(t.number, t.state, t.value, t.params, t.distributions, t.user_attrs) for t in study.trials]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])

@@ -17,6 +17,7 @@ from tests.conftest import random_walk_bars
 from tuner.core.data import load_bars
 from tuner.core.families.registry import family_class
 from tuner.core.storage import Storage
+from tuner.core.summary_tables import write_summary
 from tuner.core.trial import run_trial
 from tuner.core.windows import WindowSpec, make_periods
 
@@ -56,8 +57,8 @@ def make_experiment(root: Path, data: Path, tuned_bars: int, name: str = "exp",
                "test_pct_return_mae": best.test.scores.pct_return_mae,
                "latency_per_forecast_s": best.validation.scores.latency_per_forecast_s}
         entries[symbol] = {"families": {FAMILY: fam}, "best_family": FAMILY, "config": best.config}
-    storage.write_json("summary.json", {"experiment": name, "data": str(data), "seed": seed,
-                                        "windows": dict(WINDOWS.__dict__), "tiny_weights": False,
-                                        "complete": True, "symbols": entries})
+    write_summary(storage, {"experiment": name, "data": str(data), "seed": seed,
+                            "windows": dict(WINDOWS.__dict__), "tiny_weights": False,
+                            "created_at": "2026-01-01T00:00:00+00:00", "complete": True, "symbols": entries})
     storage.write_parquet("trials.parquet", pd.DataFrame(rows))
     return storage

@@ -58,7 +58,9 @@ def with_exit_codes(fn):
 
 def exit_for(summary: dict) -> None:
     """End with :data:`EXIT_NO_WINNER` when a study has no winner (the engine printed why)."""
-    if summary.get("studies_without_winner"):
+    from tuner.core.summary_tables import without_winner_count
+
+    if without_winner_count(summary):
         sys.exit(EXIT_NO_WINNER)
 
 
@@ -509,6 +511,10 @@ def status(name, storage, as_json, family, symbols, show_all):
         progress = info["progress"]
         if progress:
             progress["studies"] = {k: v for k, v in progress["studies"].items() if chosen.wants(k)}
+        results = info.pop("results")
+        if results is not None and not results.legacy and (chosen.show_all or chosen.symbols):
+            # The entries of the symbols asked for, where summary.json held them before the tables.
+            info["summary"]["symbols"] = results.entries_dict(None if chosen.show_all else chosen.symbols)
         click.echo(strict_json.dumps(info, indent=2, default=str))
         return
     for line in status_lines(info, chosen):
@@ -571,10 +577,12 @@ def report(experiment, storage, fmt, out):
         tuner report sample --format html --out sample.html
         tuner report monthly --storage s3://my-bucket/tuner --format csv > monthly.csv
     """
+    from tuner.decisions.plots import TRIAL_COLUMNS
     from tuner.decisions.report import default_location, render, save_report
     from tuner.decisions.results import load_report
 
-    result = load_report(experiment, storage)
+    # Only the HTML's figures read trials.parquet, and only a few of its columns.
+    result = load_report(experiment, storage, trial_columns=TRIAL_COLUMNS if fmt == "html" else ())
     if out is None and default_location(fmt) is None:
         click.echo(render(result, fmt), nl=False)
         if fmt != "table":

@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import pytest
 
+from tests.summary_shapes import entries
 from tuner.core.models.weights import WeightsSource
 from tuner.core.windows import WindowSpec
 from tuner.engine.experiment import experiment_status, run_experiment
@@ -52,8 +53,7 @@ def test_when_experiment_finishes_then_every_study_has_a_winner_file(finished):
 
 def test_when_summary_is_written_then_it_names_the_best_family_per_symbol_by_validation(finished):
     _, root, summary, _ = finished
-    on_disk = json.loads((root / "summary.json").read_text())
-    for entry in on_disk["symbols"].values():
+    for entry in entries(root).values():
         scores = {f: v["validation_pct_return_mae"] for f, v in entry["families"].items()}
         assert entry["best_family"] == min(scores, key=scores.get)
         assert {*FAMILIES, "blend"} <= set(scores) <= {*FAMILIES, "blend", "regime"}
@@ -178,7 +178,7 @@ def test_when_a_regime_is_written_then_it_beats_both_members_on_validation(finis
     for symbol in ("AAPL", "EURUSD"):
         file = root / "regime" / f"{symbol}.json"
         if not file.exists():  # no volatility split helped: the summary has no regime entry
-            assert "regime" not in summary["symbols"][symbol]["families"]
+            assert "regime" not in entries(root)[symbol]["families"]
             continue
         regime = json.loads(file.read_text())
         members = {k: json.loads((root / regime["config"][k] / f"{symbol}.json").read_text())

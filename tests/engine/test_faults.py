@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.engine.conftest import engine_env
+from tests.summary_shapes import tables
 
 pytestmark = pytest.mark.slow
 
@@ -185,7 +186,7 @@ def test_when_an_actor_dies_for_good_then_every_other_study_is_still_collated(
         assert doc["test"]["windows"] == 20
     dead = table[(table["family"] == "bootstrap_returns") & (table["status"] == "failed")]
     assert len(dead) >= 1 and dead["error"].str.contains("Actor").all()
-    reasons = summary["studies_without_winner"]
+    reasons = tables(root).without_winner()
     for symbol in SYMBOLS:
         key = f"{symbol}/bootstrap_returns"
         assert (key in reasons) != (root / "bootstrap_returns" / f"{symbol}.json").exists()

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from tests.conftest import random_walk_bars
+from tests.summary_shapes import tables
 from tuner.core.storage import SUMMARY_FILE
 from tuner.engine import experiment as driver
 from tuner.engine.experiment_config import ExperimentConfig
@@ -67,18 +68,19 @@ def test_when_an_experiment_has_several_symbols_then_a_pooled_config_is_tuned_an
         own = json.loads((root / FAMILY / f"{symbol}.json").read_text())
         # Same windows as the symbol's own winner, stated in its file and in window_dates.
         assert result.test.scores.windows == own["test"]["windows"] == own["windows"]["test"]
-        assert own["windows"]["validation"] == summary["windows_used"][symbol]["validation"]
+        assert own["windows"]["validation"] == tables(root).windows_used()[symbol]["validation"]
         dates = captured["window_dates"][symbol]
         assert len(dates["validation"]) == result.validation.scores.windows
         assert len(dates["test"]) == result.test.scores.windows and dates["validation"][-1] < dates["test"][0]
-    assert [summary["windows_used"][s]["test"] for s in SYMBOLS] == [24, 44, 64]
+    assert [tables(root).windows_used()[s]["test"] for s in SYMBOLS] == [24, 44, 64]
+    assert summary["windows_used"]["test"] == {"min": 24, "max": 64}  # summary.json: the range only
     section = summary["pooled"][FAMILY]
     assert section["config"] == pooled.config and section["trials"] == 3
     assert section["validation_pct_return_mae"] == pooled.validation_pct_return_mae
     # Journaled like any study, kept out of the per-symbol tables.
     journal = [r for r in read_journal(driver.Storage(config.storage, "pool")) if r.study == pooled_key(FAMILY)]
     assert len(journal) == 3 and all(r.status == "completed" for r in journal)
-    assert summary["trials"]["completed"] == 3 * len(SYMBOLS) and POOLED_SYMBOL not in summary["symbols"]
+    assert summary["trials"]["completed"] == 3 * len(SYMBOLS) and POOLED_SYMBOL not in tables(root).symbol_names()
     assert summary["complete"] is True
 
 

@@ -7,9 +7,12 @@ import json
 import pandas as pd
 import pytest
 
+from tests.summary_shapes import tables
+
 pytestmark = pytest.mark.slow
 
-DAMAGE = {"summary.json": "{\"complete\": tr", "progress.json": "{", "trials.parquet": "PAR1 not parquet"}
+DAMAGE = {"summary.json": "{\"complete\": tr", "progress.json": "{", "trials.parquet": "PAR1 not parquet",
+          "symbols.parquet": "PAR1 not parquet", "studies.parquet": "PAR1 not parquet"}
 
 
 @pytest.fixture
@@ -32,7 +35,8 @@ def test_when_outputs_are_damaged_then_resume_rebuilds_them_from_the_journal(loc
     winner = json.loads((root / "bootstrap_returns" / "AAPL.json").read_text())
     table = pd.read_parquet(root / "trials.parquet").set_index("trial_id")["pct_return_mae"]
 
-    for damaged in (tuple(DAMAGE), ("trials.parquet",)):  # all three; then only the table
+    # all of them; then only the trial table; then only the summary's tables
+    for damaged in (tuple(DAMAGE), ("trials.parquet",), ("symbols.parquet",), ("studies.parquet",)):
         for name in damaged:
             (root / name).write_text(DAMAGE[name])
         lines: list[str] = []
@@ -42,6 +46,8 @@ def test_when_outputs_are_damaged_then_resume_rebuilds_them_from_the_journal(loc
                        for line in lines), lines
         assert summary["complete"] and summary["trials"] == first["trials"]
         assert json.loads((root / "summary.json").read_text())["trials"] == first["trials"]
+        assert tables(root).entry("AAPL")["best_family"] == "bootstrap_returns"
+        assert tables(root).study_counts()["AAPL/bootstrap_returns"]["completed"] == 3
         assert json.loads((root / "progress.json").read_text())["trials_done"] == 3
         rebuilt = pd.read_parquet(root / "trials.parquet").set_index("trial_id")["pct_return_mae"]
         assert rebuilt.to_dict() == table.to_dict()

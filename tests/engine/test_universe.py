@@ -64,8 +64,8 @@ def test_when_many_studies_are_killed_and_resumed_then_every_winner_is_written(t
         assert summary["tuning"]["peak_packs_running"] >= 2  # packs overlap, not one after another
     # The product at the top; Tune's files in _tune/; no per-trial logger output anywhere.
     top = {p.name for p in root.iterdir()}
-    assert top == {"_tune", "journal", "bootstrap_returns", "progress.json", "summary.json", "trials.parquet",
-                   "tuner-experiment.json"}
+    assert top == {"_tune", "journal", "bootstrap_returns", "progress.json", "summary.json", "symbols.parquet",
+                   "studies.parquet", "trials.parquet", "tuner-experiment.json"}
     files = [p for p in root.rglob("*") if p.is_file()]
     overhead = [p for p in files if p.parent.name != "bootstrap_returns"]  # all but winner files
     assert len(overhead) / total < 0.2, sorted(str(p.relative_to(root)) for p in overhead)

@@ -24,12 +24,17 @@ CONFIG_FILE = "tuner-experiment.json"
 PROGRESS_FILE = "progress.json"
 """Live per-study progress, rewritten during the run."""
 SUMMARY_FILE = "summary.json"
-"""The collated summary, written when the run ends."""
+"""The collated summary, written when the run ends: short, experiment-level facts and tallies
+with pointers to the two tables beside it (see :mod:`tuner.core.summary_tables`)."""
+SYMBOLS_FILE = "symbols.parquet"
+"""One row per symbol with a winner: key columns and the symbol's whole summary entry as JSON."""
+STUDIES_FILE = "studies.parquet"
+"""One row per study: trial counts against the budget and, without a winner, why."""
 TRIALS_FILE = "trials.parquet"
 """One row per Optuna trial."""
 TUNE_DIR = "_tune"
 """Ray Tune's own files (experiment state, trial folders), apart from the product's."""
-REBUILT_BY_RESUME = (SUMMARY_FILE, PROGRESS_FILE, TRIALS_FILE)
+REBUILT_BY_RESUME = (SUMMARY_FILE, SYMBOLS_FILE, STUDIES_FILE, PROGRESS_FILE, TRIALS_FILE)
 """Outputs that ``tuner resume`` rebuilds from the journal when they are damaged."""
 
 
@@ -218,10 +223,73 @@ class Storage:
         except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
             raise DamagedFile(self._damaged(relative, f"not valid JSON ({e})")) from e
 
-    def write_parquet(self, relative: Relative, frame) -> str:
+    def write_parquet(self, relative: Relative, frame, row_group_size: int | None = None) -> str:
+        """A pandas DataFrame, or a pyarrow Table (its schema metadata kept), as one Parquet file."""
         buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
+        if hasattr(frame, "to_parquet"):
+            frame.to_parquet(buffer, index=False, row_group_size=row_group_size)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(frame, buffer, row_group_size=row_group_size)
         return self.write_bytes(relative, buffer.getvalue())
+
+    def read_table(self, relative: Relative, columns: list[str] | None = None, filters=None):
+        """A Parquet file as a pyarrow Table, only ``columns`` (None: all) and the rows
+        ``filters`` keep (pyarrow's DNF filters): the other columns are never decoded and row
+        groups the filters rule out never read.
+
+        Raises:
+            FileNotFoundError: no such file.
+            DamagedFile: not a readable Parquet file, or a column asked for is not in it.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            if self.fs is None:
+                return pq.read_table(self.path(relative), columns=columns, filters=filters)
+            return pq.read_table(self._fs_path(relative), filesystem=self.fs, columns=columns, filters=filters)
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, KeyError, pa.ArrowException) as e:
+            raise DamagedFile(self._damaged("/".join(_names(relative)),
+                                            f"not a readable Parquet file ({e})")) from e
+
+    def iter_batches(self, relative: Relative, columns: list[str], batch_size: int):
+        """A Parquet file's ``columns``, ``batch_size`` rows at a time (pyarrow RecordBatches): one
+        row group in memory at once, not the whole table.
+
+        Raises:
+            FileNotFoundError: no such file.
+            DamagedFile: not a readable Parquet file.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            source = self.path(relative) if self.fs is None else self.fs.open_input_file(self._fs_path(relative))
+            yield from pq.ParquetFile(source).iter_batches(batch_size=batch_size, columns=columns)
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, KeyError, pa.ArrowException) as e:
+            raise DamagedFile(self._damaged("/".join(_names(relative)),
+                                            f"not a readable Parquet file ({e})")) from e
+
+    def read_schema(self, relative: Relative):
+        """A Parquet file's schema (with its metadata), reading only the footer."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            if self.fs is None:
+                return pq.read_schema(self.path(relative))
+            return pq.read_schema(self._fs_path(relative), filesystem=self.fs)
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, pa.ArrowException) as e:
+            raise DamagedFile(self._damaged("/".join(_names(relative)),
+                                            f"not a readable Parquet file ({e})")) from e
 
     def read_parquet(self, relative: Relative):
         import pandas as pd

@@ -36,5 +36,5 @@ class TimedStorage(Storage):
     def write_json(self, relative: str, data: Any) -> str:
         return self._timed(super().write_json, relative, data)
 
-    def write_parquet(self, relative: str, frame) -> str:
-        return self._timed(super().write_parquet, relative, frame)
+    def write_parquet(self, relative: str, frame, row_group_size: int | None = None) -> str:
+        return self._timed(super().write_parquet, relative, frame, row_group_size)

@@ -198,7 +198,8 @@ def run_backtest(experiment: str, storage_root: str = "results", *, costs_bps: f
     """
     say = echo or (lambda line: None)
     storage = Storage(storage_root, experiment)
-    summary = read_summary(storage)
+    results = read_summary(storage)
+    summary = results.document
     windows = summary.get("windows") or {"val_windows": 20, "test_windows": 20, "horizon": 1}
     if int(windows.get("horizon", 1)) != 1:
         from tuner.core.errors import ConfigError
@@ -206,7 +207,7 @@ def run_backtest(experiment: str, storage_root: str = "results", *, costs_bps: f
         raise ConfigError(f"experiment {experiment}: windows.horizon {windows['horizon']}: the backtest "
                           "trades next-bar forecasts and needs an experiment tuned at horizon 1")
     seed = int(summary.get("seed", 0))
-    decided = decided_configs(summary, symbols)
+    decided = decided_configs(results, symbols)
     dataset = load_dataset(data or summary.get("data"), symbols=list(decided))
     notes: list[str] = []
     if summary.get("tiny_weights"):

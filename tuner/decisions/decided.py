@@ -1,7 +1,8 @@
 """What an experiment decided per symbol, and where its test period sits in the data today.
 
-The decided config of a symbol is ``summary["symbols"][symbol]["decision"]`` (``family``,
-``config``, ``choice``: own / pooled / default) when the universe-level decision wrote one, else
+The decided config of a symbol is its entry's ``decision`` (``symbols.parquet``, read through
+:class:`~tuner.core.summary_tables.ExperimentSummary`; ``family``, ``config``, ``choice``:
+own / pooled / default) when the universe-level decision wrote one, else
 the symbol's best family and its config (``choice`` ``winner``). Backtest, forward scoring and
 patterns all read it through :func:`decided_configs`.
 
@@ -23,6 +24,7 @@ import numpy as np
 from tuner.core.data import Bars
 from tuner.core.errors import DataError, TunerError
 from tuner.core.storage import SUMMARY_FILE, Storage
+from tuner.core.summary_tables import ExperimentSummary
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,8 @@ class Decided:
     best_family: str
 
 
-def read_summary(storage: Storage) -> dict[str, Any]:
-    """The experiment's ``summary.json``.
+def read_summary(storage: Storage) -> ExperimentSummary:
+    """The experiment's ``summary.json`` with its tables (``.document`` is the summary itself).
 
     Raises:
         ExperimentNotReady: there is none yet.
@@ -63,11 +65,11 @@ def read_summary(storage: Storage) -> dict[str, Any]:
     if not storage.exists(SUMMARY_FILE):
         raise ExperimentNotReady(f"{storage.path(SUMMARY_FILE)}: no summary yet; run or resume "
                                  f"experiment {storage.name!r} to the end first")
-    return storage.read_json(SUMMARY_FILE)
+    return ExperimentSummary.read(storage)
 
 
 def decided_config(symbol: str, entry: Mapping[str, Any]) -> Decided:
-    """The decided config of one ``summary["symbols"]`` entry (see the module docstring)."""
+    """The decided config of one symbol's summary entry (see the module docstring)."""
     best = entry.get("best_family")
     decision = entry.get("decision")
     if isinstance(decision, Mapping) and decision.get("family") and decision.get("config") is not None:
@@ -78,18 +80,23 @@ def decided_config(symbol: str, entry: Mapping[str, Any]) -> Decided:
     return Decided(symbol, str(best), dict(entry.get("config") or {}), "winner", str(best))
 
 
-def decided_configs(summary: Mapping[str, Any], symbols: list[str] | None = None) -> dict[str, Decided]:
-    """The decided config of every symbol of ``summary`` (or of ``symbols``).
+def decided_configs(summary: ExperimentSummary | Mapping[str, Any], symbols: list[str] | None = None
+                    ) -> dict[str, Decided]:
+    """The decided config of every symbol of ``summary`` (or of ``symbols``); ``summary`` is the
+    experiment's, or a summary document of the old shape (its ``symbols`` dict).
 
     Raises:
         TunerError: a symbol asked for is not in the summary (naming the known ones).
     """
-    entries = summary.get("symbols") or {}
-    wanted = symbols if symbols is not None else sorted(entries)
-    missing = [s for s in wanted if s not in entries]
+    results = summary if isinstance(summary, ExperimentSummary) else ExperimentSummary(None, summary)
+    known = results.symbol_names()
+    wanted = symbols if symbols is not None else known
+    known_set = set(known)
+    missing = [s for s in wanted if s not in known_set]
     if missing:
         raise TunerError(f"symbol {missing[0]!r} has no result in this experiment "
-                         f"(symbols: {', '.join(sorted(entries)) or 'none'})")
+                         f"(symbols: {', '.join(known) or 'none'})")
+    entries = results.entries_dict(None if symbols is None else wanted)
     return {s: decided_config(s, entries[s]) for s in wanted}
 
 

@@ -141,10 +141,11 @@ def run_forward(experiment: str, storage_root: str = "results", *, data: str | P
     document (also written to ``forward/status.json``)."""
     say = echo or (lambda line: None)
     storage = Storage(storage_root, experiment)
-    summary = read_summary(storage)
+    results = read_summary(storage)
+    summary = results.document
     windows = summary.get("windows") or {"val_windows": 20, "test_windows": 20, "horizon": 1}
     seed = int(summary.get("seed", 0))
-    decided = decided_configs(summary, symbols)
+    decided = decided_configs(results, symbols)
     dataset = load_dataset(data or summary.get("data"), symbols=list(decided))
     ledger = read_ledger(storage)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -205,10 +206,10 @@ def forward_verdicts(experiment: str, storage_root: str = "results", configs: st
     the experiment's decided config, and the decided config's ``config_id``. Read from the
     ledger only (no forecasting)."""
     storage = Storage(storage_root, experiment)
-    summary = read_summary(storage)
+    results = read_summary(storage)
     ledger = read_ledger(storage)
     out = {}
-    for symbol, choice in decided_configs(summary).items():
+    for symbol, choice in decided_configs(results).items():
         if choice.family in DERIVED_FAMILIES or not (ledger["symbol"] == symbol).any():
             continue
         challenger = Contender(CHALLENGER, choice.family, choice.config, "experiment")

@@ -254,9 +254,11 @@ def run_patterns(experiment: str, storage_root: str = "results", *, data: str | 
                  tags: str | Path | None = None, echo: Echo | None = None) -> dict[str, Any]:
     """Measure the symbols, build the tables and hypotheses, write ``patterns.json``; return it."""
     storage = Storage(storage_root, experiment)
-    summary = read_summary(storage)
+    results = read_summary(storage)
+    summary = results.document
     windows = summary.get("windows") or {"val_windows": 20, "test_windows": 20}
-    decided = decided_configs(summary)
+    entries = results.entries_dict()  # parsed once: the decisions and the tables below read them
+    decided = decided_configs({"symbols": entries})
     source = Path(data or summary.get("data"))
     dataset = load_dataset(source, symbols=list(decided))
     measures = {}
@@ -271,9 +273,9 @@ def run_patterns(experiment: str, storage_root: str = "results", *, data: str | 
     tag_frame = read_tags(tag_file) if tag_file is not None and tag_file.is_file() else None
     frame = characteristics(measures, tag_frame)
     winners = {s: d.family for s, d in decided.items()}
-    families = sorted({f for e in summary["symbols"].values() for f in (e.get("families") or {})})
+    families = sorted({f for e in entries.values() for f in (e.get("families") or {})})
     configs: dict[str, dict[str, Mapping[str, Any]]] = {}
-    for symbol, e in summary["symbols"].items():
+    for symbol, e in entries.items():
         for family, fam in (e.get("families") or {}).items():
             configs.setdefault(family, {})[symbol] = fam.get("config") or {}
     document = {
@@ -283,7 +285,7 @@ def run_patterns(experiment: str, storage_root: str = "results", *, data: str | 
         "symbols": frame.reset_index().to_dict(orient="records"),
         "win_rates": win_rates(frame, winners, families),
         "hyperparameters": chosen_hyperparameters(frame, configs),
-        "hypotheses": hypotheses(summary, frame, winners),
+        "hypotheses": hypotheses({"symbols": entries}, frame, winners),
     }
     storage.write_json(PATTERNS_JSON, document)
     return document

@@ -1,4 +1,4 @@
-"""Figures of the HTML report, built on plotly and Optuna's own ``optuna.visualization``.
+"""Figures of the HTML report, built on plotly (and Optuna's importances).
 
 * Overview (drawn when the page opens): how many symbols each family wins; validation vs test
   pct_return_mae of every symbol's winner; latency vs validation error of every study's winner.
@@ -7,10 +7,12 @@
 * Per family across all symbols: Optuna's hyperparameter importances (PED-ANOVA) of one study
   pooling every symbol's trials, each trial's value divided by its symbol's naive-baseline
   pct_return_mae so symbols with different volatility compare.
-* Per study, on demand (a ``<select>`` of symbol and family): the symbol's families side by
-  side, then Optuna's optimisation history, slice and parallel-coordinate plots of the study.
-  Each symbol's figures are embedded as compressed JSON and drawn only when chosen, so a
-  report of 500 symbols stays one file that opens quickly instead of 1,500 panels at once.
+* Per study, on demand (a symbol search and a family ``<select>``): the symbol's families side
+  by side, then the study's optimisation history, slice and parallel-coordinate plots, drawn as
+  Optuna's ``optuna.visualization`` draws them. Each symbol's data is embedded compact (its
+  studies' trials as ``[number, value, *params]``, compressed JSON) and its figures are built by
+  the page's script only when chosen: building them with plotly in Python cost ~0.4 s per study
+  (plotly's validation), minutes for 1,000 symbols, and a page several times larger.
 
 Self-contained: plotly.js is embedded once (no CDN; the page works offline). The studies are
 rebuilt from ``trials.parquet`` by :mod:`tuner.decisions.studies`.
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 LABELLED_SYMBOLS = 30
 """Up to this many symbols, scatter points are labelled with their symbol (beyond: hover only)."""
 STUDY_FIGURES = ("history", "slice", "parallel")
+TRIAL_COLUMNS = ("trial_id", "symbol", "family", "status", "config", "pct_return_mae", "baseline_pct_return_mae",
+                 "latency_per_forecast_s")  # the latency figure: each checkpoint size's best trial
+"""What the figures read of ``trials.parquet`` (see :func:`tuner.decisions.results.load_report`)."""
 
 
 def esc(text: Any) -> str:
@@ -236,13 +241,21 @@ def _scatter_by_size(fig: go.Figure, report: ExperimentReport, rows: list[StudyR
 # ------------------------------------------------------------------------------------- importances
 
 
-def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.Study]
-                        ) -> tuple[optuna.Study | None, list[str]]:
+IMPORTANCE_TRIALS = 20_000
+"""Trials a family's pooled importance study holds at most: beyond, a seeded random sample of
+them (a universe of 10,000 symbols has 100,000+; Optuna's in-memory study copies each, and
+PED-ANOVA's estimate needs nowhere near that many)."""
+
+
+def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.Study],
+                        limit: int | None = None) -> tuple[optuna.Study | None, list[str], int]:
     """One in-memory study of every symbol's completed ``family`` trials, each value divided by
     its symbol's naive-baseline pct_return_mae (``baseline_pct_return_mae`` user attribute; the
     study's median when absent), so symbols of different volatility pool. Returns the study
     (None without two such trials) and the parameters left out because not every trial has
-    them (conditional ones such as Kronos's ``top_p``), with how often they were searched."""
+    them (conditional ones such as Kronos's ``top_p``), with how often they were searched, and
+    how many trials there were: beyond ``limit``, the study holds a seeded sample of ``limit``."""
+    import numpy as np
     import optuna
     from optuna.trial import TrialState
 
@@ -252,7 +265,7 @@ def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.St
     for (_, fam), study in sorted(studies.items()):
         if fam != family:
             continue
-        done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+        done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
         if not done:
             continue
         values = sorted(t.value for t in done)
@@ -263,17 +276,20 @@ def pooled_family_study(family: str, studies: Mapping[tuple[str, str], optuna.St
             if scale > 0:
                 points.append((dict(t.params), t.value / scale))
     if len(points) < 2:
-        return None, []
+        return None, [], len(points)
     names = {n for p, _ in points for n in p}
     common = {n for n in names if all(n in p for p, _ in points)}
     left_out = [f"{n} (in {sum(n in p for p, _ in points)} of {len(points)} trials)" for n in sorted(names - common)]
+    total, limit = len(points), IMPORTANCE_TRIALS if limit is None else limit
+    if total > limit:
+        points = [points[i] for i in sorted(np.random.default_rng(0).choice(total, limit, replace=False))]
     dists = distributions(_space(family), [{k: v for k, v in p.items() if k in common} for p, _ in points])
     with quiet_optuna():
         pooled = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=0))
         pooled.add_trials([optuna.trial.create_trial(
             params={k: v for k, v in p.items() if k in common}, distributions={k: dists[k] for k in common},
             value=value) for p, value in points])
-    return pooled, left_out
+    return pooled, left_out, total
 
 
 def importance_figure(family: str, studies: Mapping[tuple[str, str], optuna.Study]) -> tuple[go.Figure | None, str]:
@@ -282,78 +298,90 @@ def importance_figure(family: str, studies: Mapping[tuple[str, str], optuna.Stud
 
     from tuner.decisions.studies import quiet_optuna
 
-    pooled, left_out = pooled_family_study(family, studies)
+    pooled, left_out, total = pooled_family_study(family, studies)
     symbols = sum(1 for (_, f) in studies if f == family)
     if pooled is None:
         return None, f"{family}: fewer than two completed trials, no importances."
-    note = (f"{family}: {len(pooled.trials)} completed trials of {symbols} symbols, each value divided by its "
+    held = len(pooled.get_trials(deepcopy=False))
+    sample = "" if held == total else f" (a seeded random {held:,} of them)"
+    note = (f"{family}: {total} completed trials{sample} of {symbols} symbols, each value divided by its "
             "symbol's naive-baseline pct_return_mae; PED-ANOVA importance (share of the top 10 % trials' "
             "parameter distribution that departs from all trials').")
     if left_out:
         note += " Left out, searched only in some trials: " + ", ".join(left_out) + "."
     try:
         with quiet_optuna():
-            fig = optuna.visualization.plot_param_importances(
+            importances = optuna.importance.get_param_importances(
                 pooled, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
     except (ValueError, RuntimeError) as e:  # e.g. every trial had the same parameters
         return None, f"{family}: no importances ({e})."
+    fig = importances_bars(importances, pooled.get_trials(deepcopy=False)[0].distributions)
     fig.update_layout(title=f"{family}: which hyperparameters matter (across {symbols} symbols)", height=360)
     return fig, note
+
+
+def importances_bars(importances: Mapping[str, float], dists: Mapping[str, Any]) -> go.Figure:
+    """Optuna's ``plot_param_importances`` chart, drawn from the importances: the plot function
+    deep-copies every trial of the study once per parameter (minutes for a pooled study of
+    100,000 trials), for the name of each parameter's distribution."""
+    import plotly.graph_objects as go
+
+    ordered = list(reversed(list(importances.items())))  # the most important at the top
+    names, values = [n for n, _ in ordered], [v for _, v in ordered]
+    return go.Figure(go.Bar(
+        x=values, y=names, name="Objective Value", orientation="h", textposition="outside", cliponaxis=False,
+        text=[f"{v:.2f}" if v >= 0.01 else "<0.01" for v in values],
+        hovertemplate=[f"{n} ({type(dists.get(n)).__name__}): {v}<extra></extra>" for n, v in ordered]),
+        go.Layout(title="Hyperparameter Importances", xaxis={"title": "Hyperparameter Importance"},
+                  yaxis={"title": "Hyperparameter"}))
 
 
 # ------------------------------------------------------------------------------------- per study
 
 
-def symbol_figure(report: ExperimentReport, symbol: str) -> go.Figure:
-    """A symbol's families side by side: validation and test pct_return_mae, and the baselines."""
-    import plotly.graph_objects as go
-
-    rows = [r for r in report.rows if r.symbol == symbol]
-    names = [f"{r.family} ★" if r.winner else r.family for r in rows]
-    fig = go.Figure()
-    for label, values, color in (("validation", [r.validation_pct_return_mae for r in rows], "#1f77b4"),
-                                 ("test", [r.test_pct_return_mae for r in rows], "#ff7f0e")):
-        fig.add_trace(go.Bar(x=names, y=values, name=f"{label} pct_return_mae", marker_color=color,
-                             hovertemplate="%{x}: %{y:.5f}<extra>" + label + "</extra>"))
-    for label, value, dash, where in (
-            ("validation", rows[0].baseline_validation_pct_return_mae if rows else None, "dot", "top left"),
-            ("test", rows[0].baseline_test_pct_return_mae if rows else None, "dash", "top right")):
-        if _usable(value):
-            fig.add_hline(y=value, line={"dash": dash, "color": "#444", "width": 1},
-                          annotation_text=f"naive baseline, {label}", annotation_position=where)
-    fig.update_layout(title=f"{symbol}: every family (★ = winner) against the naive no-change forecast",
-                      barmode="group", xaxis_title="family", yaxis_title="pct_return_mae", height=380)
-    return fig
+def symbol_data(report: ExperimentReport, symbol: str, rows: Sequence[StudyRow] | None = None) -> dict[str, Any]:
+    """A symbol's families side by side, as the page's script draws them: validation and test
+    pct_return_mae per family (★ = winner) and the naive baselines. ``rows``: the symbol's rows
+    of the report when the caller has them grouped already."""
+    rows = [r for r in report.rows if r.symbol == symbol] if rows is None else rows
+    return {"symbol": symbol, "families": [f"{r.family} ★" if r.winner else r.family for r in rows],
+            "validation": [_finite(r.validation_pct_return_mae) for r in rows],
+            "test": [_finite(r.test_pct_return_mae) for r in rows],
+            "baseline": {"validation": _finite(rows[0].baseline_validation_pct_return_mae) if rows else None,
+                         "test": _finite(rows[0].baseline_test_pct_return_mae) if rows else None}}
 
 
-def _figure_json(fig: go.Figure) -> dict[str, Any]:
-    """A figure as plotly JSON without its template (the page adds one shared copy)."""
-    data = json.loads(fig.to_json())
-    data["layout"].pop("template", None)
-    return data
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def study_figures(study: optuna.Study) -> dict[str, dict[str, Any]] | None:
-    """Optuna's optimisation history, slice and parallel-coordinate figures of one study, as
-    plotly JSON; None when it has no completed trial."""
-    import optuna
+def study_data(study: optuna.Study) -> dict[str, Any] | None:
+    """One study's completed trials, compact, for the page's script to draw Optuna's
+    optimisation history, slice and parallel-coordinate plots from: ``name``, ``params`` (the
+    searched parameters), ``log`` (whether each is searched on a log scale) and ``trials``
+    (``[number, value, *params]`` each, None where a trial lacks a parameter); None when the
+    study has no completed trial. Building these figures with plotly in Python took ~0.4 s per
+    study (its validation), minutes for a report of 1,000 symbols; drawn in the browser on
+    demand they cost nothing until a study is chosen."""
     from optuna.trial import TrialState
 
-    from tuner.decisions.studies import quiet_optuna
-
-    if not any(t.state == TrialState.COMPLETE for t in study.trials):
+    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.value is not None]
+    if not done:
         return None
-    name = study.study_name.split("/", 1)[-1]
-    with quiet_optuna():
-        figs = {"history": optuna.visualization.plot_optimization_history(study, target_name="pct_return_mae"),
-                "slice": optuna.visualization.plot_slice(study, target_name="pct_return_mae"),
-                "parallel": optuna.visualization.plot_parallel_coordinate(study, target_name="pct_return_mae")}
-    titles = {"history": "optimisation history", "slice": "slice (each parameter against the value)",
-              "parallel": "parallel coordinates"}
-    for key, fig in figs.items():
-        # Explicit heights: the page's empty placeholder divs give plotly none to size from.
-        fig.update_layout(title=f"{name}: {titles[key]}", height=460 if key == "parallel" else 420)
-    return {k: _figure_json(f) for k, f in figs.items()}
+    names = sorted({n for t in done for n in t.params})
+    dists: dict[str, Any] = {}
+    for t in done:
+        for n, d in t.distributions.items():
+            dists.setdefault(n, d)
+    return {"name": study.study_name.split("/", 1)[-1], "params": names,
+            "log": [bool(getattr(dists.get(n), "log", False)) for n in names],
+            "trials": [[t.number, _finite(t.value), *(_plain_param(t.params.get(n)) for n in names)] for t in done]}
+
+
+def _plain_param(value: Any) -> Any:
+    if isinstance(value, float):
+        return _finite(value)
+    return value if value is None or isinstance(value, (bool, int, str)) else str(value)
 
 
 def _pack(data: Any) -> str:
@@ -363,16 +391,27 @@ def _pack(data: Any) -> str:
 
 
 def explorer_payload(report: ExperimentReport, studies: Mapping[tuple[str, str], optuna.Study]) -> dict[str, str]:
-    """Per symbol, packed: ``{"symbol": figure, "studies": {family: {history, slice, parallel}}}``."""
+    """Per symbol, packed: ``{"symbol": symbol_data, "studies": {family: study_data}}``."""
+    by_symbol: dict[str, list[tuple[str, optuna.Study]]] = {}
+    for (s, family), study in studies.items():
+        by_symbol.setdefault(s, []).append((family, study))
+    rows = _rows_by_symbol(report)
     out = {}
-    for symbol in sorted({r.symbol for r in report.rows} | {s for s, _ in studies}):
+    for symbol in sorted(set(rows) | set(by_symbol)):
         figures = {}
-        for (s, family), study in sorted(studies.items(), key=lambda kv: _family_rank(kv[0][1])):
-            if s == symbol:
-                made = study_figures(study)
-                if made is not None:
-                    figures[family] = made
-        out[symbol] = _pack({"symbol": _figure_json(symbol_figure(report, symbol)), "studies": figures})
+        for family, study in sorted(by_symbol.get(symbol, []), key=lambda kv: _family_rank(kv[0])):
+            made = study_data(study)
+            if made is not None:
+                figures[family] = made
+        out[symbol] = _pack({"symbol": symbol_data(report, symbol, rows.get(symbol, [])), "studies": figures})
+    return out
+
+
+def _rows_by_symbol(report: ExperimentReport) -> dict[str, list[StudyRow]]:
+    """The report's rows grouped by symbol (in their order): one pass, not one per symbol."""
+    out: dict[str, list[StudyRow]] = {}
+    for r in report.rows:
+        out.setdefault(r.symbol, []).append(r)
     return out
 
 
@@ -389,6 +428,76 @@ def plotly_script() -> str:
 def _json_script(element_id: str, data: Any) -> str:
     text = json.dumps(data, separators=(",", ":"), default=str).replace("</", "<\\/")
     return f'<script type="application/json" id="{esc(element_id)}">{text}</script>'
+
+
+_FIGURES_JS = """
+// The figures, drawn from each study's compact data (tuner.decisions.plots.study_data) as
+// Optuna's optimisation history, slice and parallel-coordinate plots draw them.
+const TunerFigures = (function () {  // a namespace: 'history' is the window's own
+  const TARGET = 'pct_return_mae';
+  function symbolFigure(d) {
+    const bars = [['validation', d.validation, '#1f77b4'], ['test', d.test, '#ff7f0e']].map(([label, y, color]) => (
+      {type: 'bar', x: d.families, y: y, name: label + ' pct_return_mae', marker: {color: color},
+       hovertemplate: '%{x}: %{y:.5f}<extra>' + label + '</extra>'}));
+    const shapes = [], notes = [];
+    for (const [label, dash, side] of [['validation', 'dot', 0], ['test', 'dash', 1]]) {
+      const v = d.baseline[label];
+      if (v === null || v === undefined) { continue; }
+      shapes.push({type: 'line', xref: 'paper', x0: 0, x1: 1, y0: v, y1: v, line: {dash: dash, color: '#444', width: 1}});
+      notes.push({xref: 'paper', x: side, y: v, text: 'naive baseline, ' + label, showarrow: false,
+                  xanchor: side ? 'right' : 'left', yanchor: 'bottom'});
+    }
+    return {data: bars, layout: {title: {text: d.symbol + ': every family (★ = winner) against the naive no-change forecast'},
+      barmode: 'group', xaxis: {title: {text: 'family'}}, yaxis: {title: {text: 'pct_return_mae'}}, height: 380,
+      shapes: shapes, annotations: notes}};
+  }
+  function historyFigure(s) {
+    const x = s.trials.map(t => t[0]), y = s.trials.map(t => t[1]);
+    let low = Infinity;
+    const best = y.map(v => (low = Math.min(low, v === null ? Infinity : v)));
+    return {data: [{type: 'scatter', mode: 'markers', x: x, y: y, name: TARGET},
+                   {type: 'scatter', mode: 'lines', x: x, y: best, name: 'Best Value'}],
+            layout: {title: {text: s.name + ': optimisation history'}, height: 420,
+                     xaxis: {title: {text: 'Trial'}}, yaxis: {title: {text: TARGET}}}};
+  }
+  function sliceFigure(s) {
+    const n = Math.max(1, s.params.length), data = [], layout = {
+      title: {text: s.name + ': slice (each parameter against the value)'}, height: 420, showlegend: false,
+      grid: {rows: 1, columns: n, pattern: 'independent'}, yaxis: {title: {text: TARGET}}};
+    s.params.forEach((p, i) => {
+      const k = i ? String(i + 1) : '';
+      data.push({type: 'scatter', mode: 'markers', xaxis: 'x' + k, yaxis: 'y' + k, name: p,
+                 x: s.trials.map(t => t[2 + i]), y: s.trials.map(t => t[1]),
+                 marker: {color: s.trials.map(t => t[0]), colorscale: 'Blues', showscale: i === n - 1,
+                          colorbar: {title: {text: 'Trial'}}, line: {width: 0.5, color: 'Grey'}},
+                 hovertemplate: p + ' %{x}<br>' + TARGET + ' %{y:.5f}<extra></extra>'});
+      layout['xaxis' + k] = {title: {text: p}, type: s.log[i] ? 'log' : '-'};
+    });
+    return {data: data, layout: layout};
+  }
+  function parallelFigure(s) {
+    const values = s.trials.map(t => t[1]);
+    const dims = [{label: TARGET, values: values}];
+    s.params.forEach((p, i) => {
+      const raw = s.trials.map(t => t[2 + i]);
+      if (raw.every(v => typeof v === 'number' || v === null)) {
+        dims.push(s.log[i] ? {label: p + ' (log10)', values: raw.map(v => v === null ? null : Math.log10(v))}
+                           : {label: p, values: raw});
+      } else {  // categories: one tick each
+        const cats = [...new Set(raw.map(String))];
+        dims.push({label: p, values: raw.map(v => cats.indexOf(String(v))), tickvals: cats.map((_, j) => j), ticktext: cats});
+      }
+    });
+    return {data: [{type: 'parcoords', dimensions: dims,
+                    line: {color: values, colorscale: 'Blues', reversescale: true, showscale: true,
+                           colorbar: {title: {text: TARGET}}}}],
+            layout: {title: {text: s.name + ': parallel coordinates'}, height: 460}};
+  }
+  return {symbol: symbolFigure, history: historyFigure, slice: sliceFigure, parallel: parallelFigure};
+})();
+"""
+"""The explorer's figures, drawn in the browser from compact data (:func:`study_data`,
+:func:`symbol_data`); plain functions, no page, so a test can run them."""
 
 
 _EXPLORER_JS = """
@@ -450,14 +559,14 @@ _EXPLORER_JS = """
                    : (best[symbol] || families[0]);
     familySelect.innerHTML = '';
     for (const f of families) { familySelect.add(new Option(f, f, false, f === wanted)); }
-    draw('symbol-figure', data.symbol, '');
+    draw('symbol-figure', TunerFigures.symbol(data.symbol), '');
     showStudy(data);
     status.textContent = families.length ? '' : symbol + ': no study with completed trials';
   }
   function showStudy(data) {
     const study = data.studies[familySelect.value];
     const empty = 'no completed trials to plot';
-    for (const key of %(figures)s) { draw('study-' + key, study && study[key], study ? '' : empty); }
+    for (const key of %(figures)s) { draw('study-' + key, study && TunerFigures[key](study), study ? '' : empty); }
   }
   search.addEventListener('input', listMatches);
   search.addEventListener('keydown', e => {
@@ -476,13 +585,14 @@ SEARCH_SHOWN = 20
 def symbol_index(report: ExperimentReport, studies: Mapping[tuple[str, str], Any],
                  symbols: Sequence[str]) -> list[list[str]]:
     """``[[symbol, family the explorer opens first], ...]``: what the symbol search looks in."""
-    return [[s, _best_study(report, studies, s)] for s in symbols]
+    grouped = _rows_by_symbol(report)
+    return [[s, _best_study(grouped.get(s, []), studies, s)] for s in symbols]
 
 
-def _best_study(report: ExperimentReport, studies: Mapping[tuple[str, str], Any], symbol: str) -> str:
-    """The family whose study the explorer opens for ``symbol``: the winner, or when the winner
-    is a derived candidate (no trials of its own) the best family that has a study."""
-    rows = [r for r in report.rows if r.symbol == symbol and (symbol, r.family) in studies]
+def _best_study(rows: Sequence[StudyRow], studies: Mapping[tuple[str, str], Any], symbol: str) -> str:
+    """The family whose study the explorer opens for ``symbol`` (``rows``: its rows): the winner,
+    or when the winner is a derived candidate (no trials of its own) the best family that has a study."""
+    rows = [r for r in rows if (symbol, r.family) in studies]
     ranked = sorted(rows, key=lambda r: (not r.winner, r.validation_pct_return_mae
                                          if r.validation_pct_return_mae is not None else math.inf))
     return ranked[0].family if ranked else ""
@@ -493,7 +603,7 @@ def plots_html(report: ExperimentReport) -> str:
     :func:`plotly_script` earlier in the page."""
     import plotly.io as pio
 
-    from tuner.decisions.studies import rebuild_studies
+    from tuner.decisions.studies import study_trial_sets
 
     def inline(fig: go.Figure) -> str:
         return pio.to_html(fig, include_plotlyjs=False, full_html=False,
@@ -505,7 +615,7 @@ def plots_html(report: ExperimentReport) -> str:
         return "\n".join(parts)
     parts += [inline(winners_figure(report)), inline(validation_test_figure(report)),
               inline(latency_error_figure(report, report.max_latency_s))]
-    studies = rebuild_studies(report) if report.trials is not None and len(report.trials) else {}
+    studies = study_trial_sets(report) if report.trials is not None and len(report.trials) else {}
     parts.append("<h2 id='importances'>Which hyperparameters matter (per family, across symbols)</h2>")
     families = sorted({f for _, f in studies}, key=_family_rank)
     if not families:
@@ -529,6 +639,6 @@ def plots_html(report: ExperimentReport) -> str:
     parts.append(_json_script("plotly-template", pio.templates[pio.templates.default].to_plotly_json()))
     parts.append(_json_script("symbol-index", symbol_index(report, studies, symbols)))
     parts.append(_json_script("study-data", explorer_payload(report, studies)))
-    parts.append("<script>" + _EXPLORER_JS % {"figures": json.dumps(list(STUDY_FIGURES)), "shown": SEARCH_SHOWN}
-                 + "</script>")
+    parts.append("<script>" + _FIGURES_JS + _EXPLORER_JS % {"figures": json.dumps(list(STUDY_FIGURES)),
+                                                          "shown": SEARCH_SHOWN} + "</script>")
     return "\n".join(parts)

@@ -49,6 +49,7 @@ from typing import Any
 from tuner.core import strict_json
 from tuner.core.errors import ConfigError, PromotionRefused
 from tuner.core.storage import CONFIG_FILE, SUMMARY_FILE, Storage, contained
+from tuner.core.summary_tables import ExperimentSummary
 from tuner.decisions.flags import SIGNIFICANCE_ALPHA, flags_for, significance_flags
 from tuner.decisions.results import without_winner
 
@@ -215,15 +216,17 @@ def _comparable(document: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k not in VOLATILE_KEYS}
 
 
-def _refusals(summary: Mapping[str, Any], results: Iterable[Mapping[str, Any] | None]) -> list[str]:
+def _refusals(tables: ExperimentSummary, results: Iterable[Mapping[str, Any] | None]) -> list[str]:
     reasons = []
+    summary = tables.document
     if summary.get("tiny_weights") or any((r or {}).get("tiny_weights") for r in results):
         reasons.append("it was made with tiny random-init weights (its scores are noise, not skill)")
     if not summary.get("complete"):
         trials = summary.get("trials") or {}
         detail = [f"{trials.get('failed', 0)} trials failed, {trials.get('never_ran', 0)} never ran"]
-        if without_winner(summary):
-            detail.append("no winner for " + ", ".join(without_winner(summary)))
+        missing = without_winner(tables)
+        if missing:
+            detail.append("no winner for " + ", ".join(missing))
         reasons.append(f"it is incomplete ({'; '.join(detail)})")
     return reasons
 
@@ -318,12 +321,15 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
         summary = storage.read_json(SUMMARY_FILE)
     except ValueError as e:
         raise ConfigError(f"{storage.path(SUMMARY_FILE)}: not valid JSON: {e}") from e
-    entries: Mapping[str, Any] = summary.get("symbols") or {}
-    chosen = sorted(entries) if symbols is None else list(dict.fromkeys(symbols))
-    unknown = [s for s in chosen if s not in entries]
+    tables = ExperimentSummary(storage, summary)
+    known = tables.symbol_names()
+    chosen = known if symbols is None else list(dict.fromkeys(symbols))
+    known_set = set(known)
+    unknown = [s for s in chosen if s not in known_set]
     if unknown:
         raise ConfigError(f"experiment {experiment!r} has no winner for {', '.join(unknown)}; "
-                          f"it has: {', '.join(sorted(entries)) or 'none'}")
+                          f"it has: {', '.join(known) or 'none'}")
+    entries: dict[str, Any] = tables.entries_dict(None if symbols is None else chosen)  # only those promoted
 
     def read_result(family: str, symbol: str) -> tuple[str, dict | None]:
         relative = (family, f"{symbol}.json")  # names from summary.json: never a path of their own
@@ -335,7 +341,6 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
     results: dict[str, tuple[str, dict | None]] = {}
     members: dict[str, dict[str, dict | None]] = {}
     decided: dict[str, str | None] = {}  # symbol → why it is held back by its decision, or None
-    entries = dict(entries)
     for symbol in chosen:
         family = entries[symbol]["best_family"]
         decision = entries[symbol].get("decision")
@@ -362,7 +367,7 @@ def plan_promotions(experiment: str, storage_root: str = "results", configs: str
         names = member_families(config, (entries[symbol].get("families") or {}), family)
         members[symbol] = {m: read_result(m, symbol)[1] for m in names}
 
-    reasons = _refusals(summary, [r for _, r in results.values()]
+    reasons = _refusals(tables, [r for _, r in results.values()]
                         + [m for docs in members.values() for m in docs.values()])
     if reasons and not force and not dry_run:
         raise PromotionRefused(f"refusing to promote experiment {experiment!r}: "

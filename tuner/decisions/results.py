@@ -14,7 +14,7 @@ validation score so far from ``progress.json``), through the ``state`` column an
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from tuner.core import strict_json
 from tuner.core.errors import ConfigError
 from tuner.core.models.checkpoint import TINY_MARKER
 from tuner.core.storage import CONFIG_FILE, PROGRESS_FILE, SUMMARY_FILE, TRIALS_FILE, Storage
+from tuner.core.summary_tables import ExperimentSummary
 from tuner.decisions.flags import as_float, flags_for, significance_flags
 
 if TYPE_CHECKING:
@@ -235,21 +236,18 @@ def _tiny_from_config(config: Mapping[str, Any]) -> bool | None:
     return None
 
 
-def without_winner(summary: Mapping[str, Any]) -> list[str]:
-    """``summary.json``'s studies without a winner, as ``SYMBOL/family`` or ``SYMBOL/family (why)``
-    (stored as a list of keys, or as a mapping key → reason)."""
-    missing = summary.get("studies_without_winner") or []
-    if isinstance(missing, Mapping):
-        return [f"{k} ({why})" if why else str(k) for k, why in missing.items()]
-    return [str(k) for k in missing]
+def without_winner(results: ExperimentSummary) -> list[str]:
+    """The studies without a winner, as ``SYMBOL/family`` or ``SYMBOL/family (why)``
+    (``studies.parquet``; older summaries stored a list of keys, or a mapping key → reason)."""
+    return [f"{k} ({why})" if why else str(k) for k, why in results.without_winner().items()]
 
 
-def _notes(summary: Mapping[str, Any]) -> tuple[str, ...]:
+def _notes(summary: Mapping[str, Any], results: ExperimentSummary) -> tuple[str, ...]:
     notes = []
     trials = summary.get("trials") or {}
     if trials.get("failed") or trials.get("never_ran"):
         notes.append(f"{trials.get('failed', 0)} trials failed, {trials.get('never_ran', 0)} never ran")
-    missing = without_winner(summary)
+    missing = without_winner(results)
     if missing:
         notes.append("studies without a winner: " + ", ".join(missing))
     if summary.get("stopped"):
@@ -257,8 +255,13 @@ def _notes(summary: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(notes)
 
 
-def load_report(experiment: str, storage_root: str = "results") -> ExperimentReport:
+def load_report(experiment: str, storage_root: str = "results",
+                trial_columns: Sequence[str] | None = None) -> ExperimentReport:
     """Read an experiment's stored results into an :class:`ExperimentReport`.
+
+    ``trial_columns``: the columns of ``trials.parquet`` to read into ``trials`` (those the table
+    has; None: all, ``()``: none, ``trials`` None). A text report needs none, the HTML's figures
+    a few: at 100,000 trials the per-window ``errors`` alone are hundreds of MB in memory.
 
     Raises:
         ConfigError: no experiment of that name (no ``tuner-experiment.json`` and no
@@ -269,14 +272,18 @@ def load_report(experiment: str, storage_root: str = "results") -> ExperimentRep
     if not has_summary and not storage.exists(CONFIG_FILE):
         raise ConfigError(f"no experiment {experiment!r} under {storage.base} "
                           f"(no {CONFIG_FILE} or {SUMMARY_FILE}); `tuner run --name {experiment}` creates it")
-    trials = storage.read_parquet(TRIALS_FILE) if storage.exists(TRIALS_FILE) else None
+    trials = _read_trials(storage, trial_columns) if storage.exists(TRIALS_FILE) else None
     if not has_summary:
         return _running_report(storage, experiment, trials)
 
     summary = _read_json(storage, SUMMARY_FILE)
-    studies = summary.get("studies") or {}
+    results = ExperimentSummary(storage, summary)
+    studies = results.study_counts()
     rows = []
-    for symbol, entry in (summary.get("symbols") or {}).items():
+    decisions = {}
+    for symbol, entry in results.entries():
+        if entry.get("decision"):
+            decisions[symbol] = entry["decision"]
         for family, fam_entry in (entry.get("families") or {}).items():
             relative = f"{family}/{symbol}.json"
             doc = _read_json(storage, relative) if storage.exists(relative) else None
@@ -287,15 +294,23 @@ def load_report(experiment: str, storage_root: str = "results") -> ExperimentRep
         experiment=summary.get("experiment") or experiment, root=storage.root,
         state=COMPLETE if complete else INCOMPLETE,
         tiny_weights=bool(summary.get("tiny_weights")),
-        notes=() if complete else _notes(summary),
+        notes=() if complete else _notes(summary, results),
         rows=tuple(sorted(rows, key=_sort_key)), trials=trials,
         seed=summary.get("seed"), created_at=summary.get("created_at"),
         weights=summary.get("weights"), trial_counts=summary.get("trials"),
         decisions=summary.get("decisions"), panel=summary.get("panel"),
         max_latency_s=summary.get("max_latency_s"),
-        symbol_decisions={s: e["decision"] for s, e in (summary.get("symbols") or {}).items()
-                          if e.get("decision")} or None,
+        symbol_decisions=decisions or None,
     )
+
+
+def _read_trials(storage: Storage, columns: Sequence[str] | None):
+    if columns is None:
+        return storage.read_parquet(TRIALS_FILE)
+    present = set(storage.read_schema(TRIALS_FILE).names)  # a damaged table is named even so
+    if not columns:
+        return None
+    return storage.read_table(TRIALS_FILE, [c for c in columns if c in present]).to_pandas()
 
 
 def _running_report(storage: Storage, experiment: str, trials) -> ExperimentReport:

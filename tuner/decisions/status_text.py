@@ -4,7 +4,8 @@ studies by skill, recent failures, the finished tallies); every study and symbol
 or those that ``--family``/``--symbol`` select.
 
 Input is :func:`tuner.engine.experiment.experiment_status`'s dict (``progress.json``,
-``summary.json``, the lock's holder); no Ray. Each section is its own function, so a section
+``summary.json`` with its tables, read through ``results`` by the columns a section shows,
+the lock's holder); no Ray. Each section is its own function, so a section
 can change without touching the others.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tuner.core.summary_tables import ExperimentSummary
 from tuner.engine.lock import judge
 
 WIDTH, HEIGHT = 80, 24
@@ -64,10 +66,11 @@ def status_lines(info: Mapping[str, Any], chosen: StatusFilter = StatusFilter(),
     lines = [f"experiment {name} at {info.get('root', '')}", state_line(info, now())]
     lines += totals_lines(progress, summary, is_live(info, now()))
     lines += family_lines(progress)
-    tail = summary_lines(summary)
+    results = _results(info)
+    tail = summary_lines(summary, results)
     failures = failure_lines(progress)
     studies = _selected_studies(progress, chosen) if chosen.narrowed or chosen.show_all else []
-    symbols = _selected_symbols(summary, chosen) if chosen.narrowed or chosen.show_all else []
+    symbols = _selected_symbols(results, chosen) if chosen.narrowed or chosen.show_all else []
     if chosen.show_all:
         lines += ranking_lines(progress, TOP) + failures + tail
         lines += study_lines(studies, len(studies)) + symbol_lines(symbols, len(symbols))
@@ -170,18 +173,28 @@ def failure_lines(progress: Mapping[str, Any] | None) -> list[str]:
     return ["recent failures:", *(f"  {f}" for f in failures)] if failures else []
 
 
-def summary_lines(summary: Mapping[str, Any] | None) -> list[str]:
-    """The finished run in words: its counts, and which family won how many symbols."""
+def _results(info: Mapping[str, Any]) -> ExperimentSummary | None:
+    """The summary's tables: ``info["results"]``, else read from an old-shape summary document."""
+    if info.get("results") is not None:
+        return info["results"]
+    summary = info.get("summary")
+    return ExperimentSummary(None, summary) if summary else None
+
+
+def summary_lines(summary: Mapping[str, Any] | None, results: ExperimentSummary | None = None) -> list[str]:
+    """The finished run in words: its counts, and which family won how many symbols (two
+    columns of ``symbols.parquet``, not the entries)."""
     if not summary:
         return []
     t = summary.get("trials") or {}
     state = "complete" if summary.get("complete") else "INCOMPLETE"
     lines = [f"finished ({state}): {t.get('completed', 0):,} trials completed, {t.get('failed', 0):,} failed, "
              f"{t.get('never_ran', 0):,} never ran"]
-    symbols = summary.get("symbols") or {}
-    if symbols:
-        wins = Counter(e.get("best_family") for e in symbols.values())
-        beats = sum(bool(e.get("beats_baseline")) for e in symbols.values())
+    results = results if results is not None else ExperimentSummary(None, summary)
+    symbols = results.symbols(["best_family", "beats_baseline"])
+    if len(symbols):
+        wins = Counter(symbols["best_family"])
+        beats = int(symbols["beats_baseline"].fillna(False).astype(bool).sum())
         lines.append(f"  {len(symbols):,} symbols, {beats:,} of them beat the naive baseline")
         lines.append("  best family: " + ", ".join(f"{f} {n:,}" for f, n in wins.most_common()))
     if summary.get("tiny_weights"):
@@ -236,8 +249,9 @@ def _selected_studies(progress: Mapping[str, Any] | None, chosen: StatusFilter) 
     return [(k, s) for k, s in ((progress or {}).get("studies") or {}).items() if chosen.wants(k)]
 
 
-def _selected_symbols(summary: Mapping[str, Any] | None, chosen: StatusFilter) -> list[tuple[str, Mapping[str, Any]]]:
-    if chosen.family is not None and not chosen.symbols and not chosen.show_all:
+def _selected_symbols(results: ExperimentSummary | None, chosen: StatusFilter) -> list[tuple[str, Mapping[str, Any]]]:
+    if results is None or (chosen.family is not None and not chosen.symbols and not chosen.show_all):
         return []  # a family filter selects studies; the winners per symbol span families
-    return [(s, e) for s, e in sorted(((summary or {}).get("symbols") or {}).items())
-            if not chosen.symbols or s in chosen.symbols]
+    frame = results.symbols(["best_family", "validation_pct_return_mae", "test_pct_return_mae"],
+                            symbols=chosen.symbols or None)
+    return [(row.pop("symbol"), row) for row in frame.to_dict(orient="records")]

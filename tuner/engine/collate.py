@@ -8,8 +8,10 @@ Files, under ``<storage>/<experiment>/``:
 
 * ``<family>/<SYMBOL>.json``: the study's winner (SPEC.md layout) with its validation score (the
   trial's own value), its test-period score and the naive baseline on both periods;
-* ``summary.json``: per symbol the best family by validation pct_return_mae, plus run facts
-  (model loads, actors, trial counts, wall time, whether the weights were tiny);
+* ``summary.json`` (short: run facts, trial counts, decisions' tallies) with ``symbols.parquet``
+  (per symbol the best family by validation pct_return_mae, its scores and decision) and
+  ``studies.parquet`` (per study its trial counts, and why it has no winner) beside it: see
+  :mod:`tuner.core.summary_tables`;
 * ``trials.parquet``: one row per trial: config, metrics, latency, timings, node, status, error.
 """
 
@@ -24,7 +26,8 @@ from typing import Any
 from tuner.core import strict_json
 from tuner.core.candidates import label_candidate
 from tuner.core.pooled import PooledOutcome, WindowDates
-from tuner.core.storage import SUMMARY_FILE, TRIALS_FILE, Storage
+from tuner.core.storage import TRIALS_FILE, Storage
+from tuner.core.summary_tables import write_summary
 from tuner.core.trial import TrialResult
 from tuner.engine.universe_decisions import add_decisions, base_family
 
@@ -123,7 +126,9 @@ def winner_document(winner: TrialRecord, final: TrialResult, counts: Mapping[str
 
 def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tuple[str, str], Mapping[str, int]],
                   meta: Mapping[str, Any]) -> dict[str, Any]:
-    """``summary.json``: the best family per symbol by validation pct_return_mae, and run facts."""
+    """The summary in memory: the best family per symbol by validation pct_return_mae (``symbols``),
+    each study's counts (``studies``, ``studies_without_winner``), and run facts. Written as a
+    short ``summary.json`` and two tables by :func:`tuner.core.summary_tables.write_summary`."""
     symbols: dict[str, dict[str, Any]] = {}
     for (symbol, family), doc in sorted(documents.items()):
         entry = symbols.setdefault(symbol, {"families": {}})
@@ -266,7 +271,9 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
                      defaults: Mapping[tuple[str, str], TrialResult] | None = None, *,
                      pooled: Mapping[str, PooledOutcome] | None = None,
                      window_dates: WindowDates | None = None) -> dict[str, Any]:
-    """Write every winner file, ``summary.json`` and ``trials.parquet``; return the summary.
+    """Write every winner file, ``trials.parquet``, ``symbols.parquet``, ``studies.parquet`` and
+    ``summary.json``; return the short summary as written (the tables are read back through
+    :class:`tuner.core.summary_tables.ExperimentSummary`).
 
     ``derived`` holds candidates built from the winners ((symbol, "blend"|"regime") → result
     document, see :mod:`tuner.core.candidates`); they are written beside the families' files and
@@ -297,6 +304,5 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why
     storage.write_parquet(TRIALS_FILE, trials_table(records))
-    storage.write_json(SUMMARY_FILE, summary)
-    return summary
+    return write_summary(storage, summary)
 

@@ -35,6 +35,7 @@ from tuner.core.storage import (
     Storage,
     is_uri,
 )
+from tuner.core.summary_tables import ExperimentSummary
 from tuner.core.timed_storage import TimedStorage
 from tuner.core.trial import TrialResult
 from tuner.core.windows import (
@@ -188,6 +189,8 @@ def experiment_status(name: str, storage_root: str = "results") -> dict[str, Any
                               "config": storage.read_json(CONFIG_FILE),
                               "progress": read_progress(storage)}
     status["summary"] = storage.read_json(SUMMARY_FILE) if storage.exists(SUMMARY_FILE) else None
+    # The tables beside it, read on demand (columns, not every symbol's entry).
+    status["results"] = ExperimentSummary(storage, status["summary"]) if status["summary"] is not None else None
     status["lock"] = ExperimentLock(storage).holder()  # host, pid, since, heartbeat of a run; None
     return status
 
@@ -220,7 +223,7 @@ def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_
         if done is not None:
             echo(f"experiment {config.name} is complete ({done['trials']['completed']} trials); nothing "
                  f"to run. `tuner report {config.name}` shows it; results: {storage.root}")
-            for line in cause_lines(done, history):
+            for line in cause_lines(ExperimentSummary(storage, done), history):
                 echo(line)
             return done
         return _run_session(config, storage, echo, include_dashboard, fallback_allowed, history, provenance,
@@ -331,7 +334,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     if outcome.stopped:
         raise TunerError(outcome.stopped)
     _report(summary, storage, echo)
-    for line in cause_lines(summary, records):  # last: what a user must act on
+    for line in cause_lines(ExperimentSummary(storage, summary), records):  # last: what a user must act on
         echo(line)
     return summary
 
@@ -386,6 +389,12 @@ def _finished_summary(storage: Storage, history: list[JournalRecord], echo: Echo
         except DamagedFile as e:
             echo(f"{e} Rebuilding it now.")
             return None
+    try:  # the tables beside it: present, readable, of the same collation
+        tables = ExperimentSummary(storage, summary)
+        tables.symbol_names(), tables.study_counts()
+    except DamagedFile as e:
+        echo(f"{e} Rebuilding it now.")
+        return None
     return summary
 
 
@@ -1043,15 +1052,18 @@ def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
          f"{t['never_ran']} never ran; {summary['model_loads']} model loads by "
          f"{summary['model_actors']} actors")
     echo("  " + phases_line(summary.get("phases_s") or {}))
-    shown = sorted(summary["symbols"].items())
-    width = max([10, *(len(symbol) for symbol, _ in shown[:REPORT_SYMBOLS])])  # long symbols keep columns
-    for symbol, entry in shown[:REPORT_SYMBOLS]:
+    rows = ExperimentSummary(storage, summary).symbols(  # key columns only: no entry is parsed
+        ["best_family", "validation_pct_return_mae", "test_pct_return_mae", "baseline_validation_pct_return_mae",
+         "beats_baseline"])
+    shown = rows.head(REPORT_SYMBOLS).to_dict(orient="records")
+    width = max([10, *(len(entry["symbol"]) for entry in shown)])  # long symbols keep columns
+    for entry in shown:
         flag = "" if entry["beats_baseline"] else "  (does not beat the baseline)"
         test = entry["test_pct_return_mae"]
-        echo(f"  {symbol:<{width}} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
+        echo(f"  {entry['symbol']:<{width}} best {entry['best_family']:<16} val {entry['validation_pct_return_mae']:.5f}  "
              f"test {test:.5f}  baseline {entry['baseline_validation_pct_return_mae']:.5f}{flag}")
-    if len(shown) > REPORT_SYMBOLS:
-        echo(f"  ... and {len(shown) - REPORT_SYMBOLS} more symbols: `tuner report {summary['experiment']}`")
+    if len(rows) > REPORT_SYMBOLS:
+        echo(f"  ... and {len(rows) - REPORT_SYMBOLS} more symbols: `tuner report {summary['experiment']}`")
     for family, pooled in sorted((summary.get("pooled") or {}).items()):
         value = pooled.get("validation_pct_return_mae") if isinstance(pooled, dict) else None
         if isinstance(value, float):

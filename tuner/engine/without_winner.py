@@ -1,7 +1,7 @@
 """Why studies ended without a winner, per family: the last lines of a run that leaves any.
 
-``summary.json``'s ``studies_without_winner`` says per study that it has none ("no completed
-trial"); a user needs the cause (the trials' errors), grouped so a dead family reads as one
+``studies.parquet``'s ``without_winner`` column (``summary.json``'s ``studies_without_winner`` in
+experiments collated before the tables) says per study that it has none ("no completed trial"); a user needs the cause (the trials' errors), grouped so a dead family reads as one
 line, not hundreds. ``tuner run``/``tuner resume`` print these lines last and exit with a
 distinct status (see the CLI).
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
+
+from tuner.core.summary_tables import ExperimentSummary
 
 ERROR_CHARS = 200
 """An error shown on a cause line is cut to this many characters (its first line only)."""
@@ -25,17 +27,19 @@ class FinishedTrial(Protocol):
     error: str | None
 
 
-def cause_lines(summary: Mapping[str, Any], trials: Iterable[FinishedTrial]) -> list[str]:
+def cause_lines(summary: ExperimentSummary | Mapping[str, Any], trials: Iterable[FinishedTrial]) -> list[str]:
     """One line per family with studies without a winner: how many, why (the summary's reason
     and the trials' most common error), and how many trials failed. Empty when every study has
-    a winner."""
-    missing: Mapping[str, str] = summary.get("studies_without_winner") or {}
-    if not missing:
+    a winner. ``summary``: the experiment's, or an old-shape summary document (its dicts)."""
+    if not isinstance(summary, ExperimentSummary):
+        summary = ExperimentSummary(None, summary)  # type: ignore[arg-type]  # an old-shape document
+    if not summary.without_winner_count():
         return []
+    missing = summary.without_winner()
     by_family: dict[str, list[str]] = {}
     for study in missing:
         by_family.setdefault(study.rsplit("/", 1)[-1], []).append(study)
-    studies = summary.get("studies") or {}
+    studies = summary.study_counts()
     failed: Counter[str] = Counter()
     errors: dict[str, Counter[str]] = {}
     for t in trials:
