@@ -49,6 +49,16 @@ def base_family(symbol: str, own_family: str, documents: Mapping[tuple[str, str]
     return min(families)[1] if families else own_family
 
 
+def add_pooled(documents: Mapping[tuple[str, str], dict[str, Any]], pooled: Mapping[str, PooledOutcome]) -> None:
+    """Give every family winner document whose family has a pooled config that config's scores
+    on its symbol (``pooled``). Per symbol, so collation tasks can do it on their own batch."""
+    for (symbol, family), doc in documents.items():
+        outcome = pooled.get(family)
+        if family not in DERIVED and outcome is not None and symbol in outcome.results:
+            doc["pooled"] = {**outcome.results[symbol].to_dict(), "pooled_validation_pct_return_mae":
+                             outcome.validation_pct_return_mae, "pooled_trials": outcome.trials}
+
+
 def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dict[str, Any], *,
                   pooled: Mapping[str, PooledOutcome] | None = None, window_dates: WindowDates | None = None,
                   horizon: int = 1) -> None:
@@ -56,11 +66,7 @@ def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dic
     (the pooled config's scores on the symbol) into every family winner document whose family
     has one, and ``decisions`` (tallies) and ``panel`` into the summary."""
     pooled = pooled or {}
-    for (symbol, family), doc in documents.items():
-        outcome = pooled.get(family)
-        if family not in DERIVED and outcome is not None and symbol in outcome.results:
-            doc["pooled"] = {**outcome.results[symbol].to_dict(), "pooled_validation_pct_return_mae":
-                             outcome.validation_pct_return_mae, "pooled_trials": outcome.trials}
+    add_pooled(documents, pooled)
     dates = None
     if window_dates is not None:
         dates = {s: list((window_dates.get(s) or {}).get(PERIOD) or []) for s in window_dates}
