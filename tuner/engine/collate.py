@@ -286,7 +286,14 @@ def symbol_documents(records: Iterable[TrialRecord], finals: Mapping[tuple[str, 
 class Collator(Protocol):
     """How :func:`write_experiment` builds and stores the result documents: in this process
     (:class:`SerialCollator`) or as Ray tasks (:class:`tuner.engine.collate_tasks.TaskCollator`).
-    The universe-wide steps between the two calls (summary, decisions) stay in the caller."""
+    The universe-wide steps between the two calls (summary, decisions) stay in the caller.
+
+    Attributes:
+        pooled_written: whether :meth:`documents` already gave each stored document its
+            ``pooled`` section (then the documents it returns need not hold it).
+    """
+
+    pooled_written: bool
 
     def documents(self, storage: Storage, records: list[TrialRecord],
                   finals: Mapping[tuple[str, str], TrialResult],
@@ -305,6 +312,8 @@ class Collator(Protocol):
 
 class SerialCollator:
     """Every document built, then written, here in the calling process (tests, no Ray)."""
+
+    pooled_written = False
 
     def documents(self, storage, records, finals, counts, meta, derived, defaults, pooled):
         return symbol_documents(records, finals, counts, meta, derived, defaults)
@@ -348,7 +357,8 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
                                    pooled or {})
     summary = build_summary(documents, counts, meta)
     add_decisions(documents, summary, pooled=pooled, window_dates=window_dates,
-                  horizon=int((meta.get("windows") or {}).get("horizon", 1)))
+                  horizon=int((meta.get("windows") or {}).get("horizon", 1)),
+                  attach_pooled=not collator.pooled_written)
     collator.write(storage, documents)
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why

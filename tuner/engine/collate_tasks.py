@@ -40,6 +40,8 @@ TASKS_PER_CPU = 4
 """Batches per CPU the tasks may use: enough that the last batch to finish is short."""
 MAX_BATCH = 100
 """Most symbols per task (10,000 symbols: 100 tasks), so a task's memory and time stay small."""
+IN_FLIGHT_PER_CPU = 2
+"""Batches submitted at once per CPU; the rest wait in the driver until one finishes."""
 
 Key = tuple[str, str]
 
@@ -141,6 +143,10 @@ class TaskCollator:
     on_done: Callable[[int, int], None] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def pooled_written(self) -> bool:
+        return self.write_in_tasks
+
     def _task_cpus(self) -> float:
         import ray
 
@@ -159,21 +165,28 @@ class TaskCollator:
         groups = batches(symbols, self.cpus or 1.0)
         remote = ray.remote(collate_batch).options(num_cpus=task_cpus)
         at, meta_ref = (storage.base, storage.name), ray.put(dict(meta))
-        pending = {}
-        for group in groups:
+
+        def submit(group: list[str]):
             chosen = set(group)
 
-            def pick(mapping: Mapping[Key, Any], chosen=chosen) -> dict[Key, Any]:
+            def pick(mapping: Mapping[Key, Any]) -> dict[Key, Any]:
                 return {k: v for k, v in mapping.items() if k[0] in chosen}
 
             batch_pooled = {f: replace(o, results={s: r for s, r in o.results.items() if s in chosen})
                             for f, o in pooled.items()}
-            ref = remote.remote(at, [r for s in group for r in by_symbol.get(s, [])], pick(finals), pick(counts),
-                                meta_ref, pick(derived), pick(defaults), batch_pooled, self.write_in_tasks)
-            pending[ref] = len(group)
+            return remote.remote(at, [r for s in group for r in by_symbol.get(s, [])], pick(finals), pick(counts),
+                                 meta_ref, pick(derived), pick(defaults), batch_pooled, self.write_in_tasks)
+
+        # A few batches in flight per CPU, the next submitted as one finishes: the arguments
+        # waiting in the object store stay bounded whatever the universe's size.
+        queue, pending = list(reversed(groups)), {}
+        in_flight = IN_FLIGHT_PER_CPU * max(1, math.ceil(self.cpus or 1.0))
         gathered: dict[Key, dict[str, Any]] = {}
         done, seconds, write_s = 0, [], 0.0
-        while pending:
+        while queue or pending:
+            while queue and len(pending) < in_flight:
+                group = queue.pop()
+                pending[submit(group)] = len(group)
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 outcome: BatchOutcome = ray.get(ref)  # a task's error is raised here, as its own type

@@ -61,12 +61,15 @@ def add_pooled(documents: Mapping[tuple[str, str], dict[str, Any]], pooled: Mapp
 
 def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dict[str, Any], *,
                   pooled: Mapping[str, PooledOutcome] | None = None, window_dates: WindowDates | None = None,
-                  horizon: int = 1) -> None:
+                  horizon: int = 1, attach_pooled: bool = True) -> None:
     """Fill ``decision`` into each symbol's summary entry and its winner document, ``pooled``
     (the pooled config's scores on the symbol) into every family winner document whose family
-    has one, and ``decisions`` (tallies) and ``panel`` into the summary."""
+    has one (unless ``attach_pooled`` is false: collation tasks wrote it into the files, and the
+    driver's light documents need not hold it), and ``decisions`` (tallies) and ``panel`` into
+    the summary."""
     pooled = pooled or {}
-    add_pooled(documents, pooled)
+    if attach_pooled:
+        add_pooled(documents, pooled)
     dates = None
     if window_dates is not None:
         dates = {s: list((window_dates.get(s) or {}).get(PERIOD) or []) for s in window_dates}
@@ -129,8 +132,9 @@ def panel_section(documents, summary, candidates, pooled, test_dates, horizon: i
                 baselines[symbol] = base
             if _test_errors(doc.get("default")) is not None:
                 defaults[symbol] = _test_errors(doc.get("default"))
-            if _test_errors(doc.get("pooled")) is not None:
-                pooled_test[symbol] = _test_errors(doc.get("pooled"))
+            result = pooled[family].results.get(symbol) if family in pooled else None
+            if result is not None and _test_errors(result.to_dict()) is not None:
+                pooled_test[symbol] = _test_errors(result.to_dict())
         dates = test_dates(winners)
         section = {
             "winner_vs_default": panel_dm(winners, defaults, dates, horizon=horizon).to_dict(),
