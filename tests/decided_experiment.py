@@ -35,7 +35,7 @@ def result(symbol: str, config: dict, errors: dict[str, np.ndarray], base: dict[
     return TrialResult(symbol, FAMILY, config, 0, period("validation"), period("test"), None, False)
 
 
-def write(root: str, name: str, *, with_pooled: bool, seed: int = 0, derived: bool = False) -> dict:
+def write(root: str, name: str, *, with_pooled: bool, seed: int = 0, derived: bool = False, collator=None) -> dict:
     rng = np.random.default_rng(seed)
     records, finals, defaults, pooled_results = [], {}, {}, {}
     derived_docs = {}
@@ -65,4 +65,5 @@ def write(root: str, name: str, *, with_pooled: bool, seed: int = 0, derived: bo
              for s in SYMBOLS}
     meta = {"experiment": name, "seed": 0, "windows": {"horizon": 1}, "tiny_weights": False}
     return write_experiment(Storage(root, name), records, finals, [(s, FAMILY) for s in SYMBOLS], 4, meta,
-                            derived_docs or None, defaults=defaults, pooled=pooled, window_dates=dates)
+                            derived_docs or None, defaults=defaults, pooled=pooled, window_dates=dates,
+                            collator=collator)

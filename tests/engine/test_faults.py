@@ -244,3 +244,52 @@ def test_when_the_storage_fills_mid_run_then_it_stops_saving_what_finished_and_a
     table = pd.read_parquet(root / "trials.parquet").set_index("trial_id")
     assert set(saved) | rescued <= set(table.index)
     assert table.loc[list(saved), "pct_return_mae"].to_dict() == saved
+
+
+def test_when_the_driver_is_sigkilled_while_collating_then_what_was_written_is_kept_and_resume_finishes(tmp_path):
+    """Collation runs as Ray tasks that write winner files as they finish (tuner/engine/collate_tasks.py):
+    a kill once some are written (and before summary.json) keeps them whole, and a resume writes the
+    rest and the summary; the files written before the kill come back the same (same seed)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from bench_control_plane import synthetic_bars
+
+    studies = 60
+    data, storage = tmp_path / "bars", tmp_path / "results"
+    synthetic_bars(data, studies)
+    root, winners = storage / "collating", storage / "collating" / "bootstrap_returns"
+    env = engine_env()
+    driver = subprocess.Popen(tuner_cli("run", "--name", "collating", "--storage", str(storage), "--data", str(data),
+                                        "--families", "bootstrap_returns", "--trials", "2", "--no-dashboard",
+                                        "--val-windows", "20", "--test-windows", "20", "--no-pooled"),
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 600
+    while driver.poll() is None and time.time() < deadline and not list(winners.glob("*.json")):
+        time.sleep(0.02)
+    assert driver.poll() is None, "the run ended before collation could be interrupted"
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started (its own group)
+    driver.wait()
+    assert not (root / "summary.json").exists(), "the kill came after collation had finished"
+    before = {p.name: json.loads(p.read_text()) for p in winners.glob("*.json")}  # whole: each parses
+    assert before
+
+    out = subprocess.run(tuner_cli("resume", "collating", "--storage", str(storage), "--no-dashboard"),
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["complete"] and summary["session"] == 2
+    assert summary["trials"] == {"completed": 2 * studies, "failed": 0, "never_ran": 0}
+    after = {p.name: json.loads(p.read_text()) for p in winners.glob("*.json")}
+    assert len(after) == studies and all("decision" in doc for doc in after.values())
+
+    def same(doc):
+        """All but the moment and the test period's timings (re-scoring runs again), and the
+        decision (added last)."""
+        if isinstance(doc, dict):
+            return {k: same(v) for k, v in doc.items()
+                    if k not in ("created_at", "decision") and not k.startswith("latency")}
+        return doc
+
+    assert {name: same(doc) for name, doc in before.items()} == {name: same(after[name]) for name in before}
+    # Tuning was not redone: the resume found every trial in the journal.
+    table = pd.read_parquet(root / "trials.parquet")
+    assert set(table["session"]) == {1}

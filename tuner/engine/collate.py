@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from tuner.core import strict_json
 from tuner.core.candidates import label_candidate
@@ -264,13 +264,83 @@ def add_significance(documents: dict[tuple[str, str], dict[str, Any]], records: 
                     doc["significance"]["reasons"]["mcs"] = mcs.reason or "not computed"
 
 
+def symbol_documents(records: Iterable[TrialRecord], finals: Mapping[tuple[str, str], TrialResult],
+                     counts: Mapping[tuple[str, str], Mapping[str, int]], meta: Mapping[str, Any],
+                     derived: Mapping[tuple[str, str], dict[str, Any]] | None = None,
+                     defaults: Mapping[tuple[str, str], TrialResult] | None = None
+                     ) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every result document of the symbols the arguments hold, with its ``default`` and
+    ``significance`` (not yet ``pooled`` or ``decision``: those need the universe). Nothing here
+    looks beyond one symbol, so a subset of symbols (a Ray task's batch, see
+    :mod:`tuner.engine.collate_tasks`) gives the same documents as the whole experiment.
+
+    ``records`` must hold every trial of those symbols' studies; ``counts`` their counts
+    (:func:`trial_counts`); ``meta`` the run facts with ``created_at``. Order: the family
+    winners in the order :func:`pick_winners` finds them, then ``derived``'s."""
+    records = list(records)
+    documents = {}
+    for key, winner in pick_winners(records, meta.get("max_latency_s")).items():
+        if key in finals:
+            documents[key] = winner_document(winner, finals[key], counts[key], meta)
+    for key, doc in (derived or {}).items():
+        documents[key] = label_candidate(doc, documents, counts, meta)
+    add_significance(documents, records, defaults or {}, meta)
+    return documents
+
+
+class Collator(Protocol):
+    """How :func:`write_experiment` builds and stores the result documents: in this process
+    (:class:`SerialCollator`) or as Ray tasks (:class:`tuner.engine.collate_tasks.TaskCollator`).
+    The universe-wide steps between the two calls (summary, decisions) stay in the caller.
+
+    Attributes:
+        pooled_written: whether :meth:`documents` already gave each stored document its
+            ``pooled`` section (then the documents it returns need not hold it).
+    """
+
+    pooled_written: bool
+
+    def documents(self, storage: Storage, records: list[TrialRecord],
+                  finals: Mapping[tuple[str, str], TrialResult],
+                  counts: Mapping[tuple[str, str], Mapping[str, int]], meta: Mapping[str, Any],
+                  derived: Mapping[tuple[str, str], dict[str, Any]], defaults: Mapping[tuple[str, str], TrialResult],
+                  pooled: Mapping[str, PooledOutcome]) -> dict[tuple[str, str], dict[str, Any]]:
+        """What :func:`symbol_documents` gives for every symbol, in its order (documents may
+        leave out what neither the summary nor the decisions read, if :meth:`write` does not
+        need it)."""
+        ...
+
+    def write(self, storage: Storage, documents: Mapping[tuple[str, str], dict[str, Any]]) -> None:
+        """Store every document as it stands after the decisions (``<family>/<SYMBOL>.json``)."""
+        ...
+
+
+class SerialCollator:
+    """Every document built, then written, here in the calling process (tests, no Ray)."""
+
+    pooled_written = False
+
+    def documents(self, storage, records, finals, counts, meta, derived, defaults, pooled):
+        return symbol_documents(records, finals, counts, meta, derived, defaults)
+
+    def write(self, storage, documents) -> None:
+        for key, doc in documents.items():
+            storage.write_json(winner_file(key), doc)
+
+
+def winner_file(key: tuple[str, str]) -> tuple[str, str]:
+    """A study's result file: names, not a path, so a symbol cannot add folders."""
+    return (key[1], f"{key[0]}.json")
+
+
 def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mapping[tuple[str, str], TrialResult],
                      studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any],
                      derived: Mapping[tuple[str, str], dict[str, Any]] | None = None,
                      unscored: Mapping[tuple[str, str], str] | None = None,
                      defaults: Mapping[tuple[str, str], TrialResult] | None = None, *,
                      pooled: Mapping[str, PooledOutcome] | None = None,
-                     window_dates: WindowDates | None = None) -> dict[str, Any]:
+                     window_dates: WindowDates | None = None,
+                     collator: Collator | None = None) -> dict[str, Any]:
     """Write every winner file, ``trials.parquet``, ``symbols.parquet``, ``studies.parquet`` and
     ``summary.json``; return the short summary as written (the tables are read back through
     :class:`tuner.core.summary_tables.ExperimentSummary`).
@@ -284,23 +354,19 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     ``pooled`` (family → its pooled config's outcome) and ``window_dates`` (each window's date,
     for the panel tests' clustering) feed each symbol's universe-level ``decision`` and the
     summary's ``decisions`` and ``panel`` (:mod:`tuner.engine.universe_decisions`); without
-    ``pooled`` each decision is own vs default."""
+    ``pooled`` each decision is own vs default. ``collator``: where the per-symbol documents
+    are built and written (default: here, :class:`SerialCollator`); the summary and the
+    decisions, which need every symbol at once, are always built here."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    winners = pick_winners(records, meta.get("max_latency_s"))
+    collator = collator or SerialCollator()
     counts = trial_counts(records, studies, budget)
-    documents = {}
-    for key, winner in winners.items():
-        if key not in finals:
-            continue
-        documents[key] = winner_document(winner, finals[key], counts[key], meta)
-    for key, doc in (derived or {}).items():
-        documents[key] = label_candidate(doc, documents, counts, meta)
-    add_significance(documents, records, defaults or {}, meta)
+    documents = collator.documents(storage, records, finals, counts, meta, derived or {}, defaults or {},
+                                   pooled or {})
     summary = build_summary(documents, counts, meta)
     add_decisions(documents, summary, pooled=pooled, window_dates=window_dates,
-                  horizon=int((meta.get("windows") or {}).get("horizon", 1)))
-    for key, doc in documents.items():
-        storage.write_json((key[1], f"{key[0]}.json"), doc)  # names, not a path: a symbol cannot add folders
+                  horizon=int((meta.get("windows") or {}).get("horizon", 1)),
+                  attach_pooled=not collator.pooled_written)
+    collator.write(storage, documents)
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why
     storage.write_parquet(TRIALS_FILE, trials_table(records))

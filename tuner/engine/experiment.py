@@ -56,6 +56,7 @@ from tuner.engine.actors import (
     trial_group,
 )
 from tuner.engine.collate import TrialRecord, pick_winners, write_experiment
+from tuner.engine.collate_tasks import TaskCollator
 from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
 from tuner.engine.journal import (
     JOURNAL_DIR,
@@ -303,10 +304,12 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         pooled = _score_pooled(pooled_records, studies, actors, config)
         tick = progress.begin_phase("blend and regime candidates")
         derived = _derived_candidates(winners, finals, actors, periods, config, on_done=tick)
-        progress.begin_phase("collating: significance tests, result files, summary")
+        tick = progress.begin_phase("collating: significance tests, result files, summary")
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
+        # The model actors' work is done: their CPUs (and GPUs) go to the collation tasks.
+        pool.release()
         clock.mark("rescoring")
         meta["phases_s"] = dict(clock.phases)  # completed after shutdown, below
         meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
@@ -315,8 +318,11 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
         meta["windows_used"] = _windows_used(periods)
         timed = TimedStorage(storage)
+        collator = TaskCollator(on_done=tick)
         summary = write_experiment(timed, records, finals, studies, config.trials, meta, derived,
-                                   unscored, defaults, pooled=pooled, window_dates=_window_dates(periods))
+                                   unscored, defaults, pooled=pooled, window_dates=_window_dates(periods),
+                                   collator=collator)
+        summary["collation"] = collator.stats  # written with the final timing, below
         summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials, tuned_on)
         progress.close()
         clock.mark("collation", within={"writing": timed.write_s})
@@ -639,6 +645,8 @@ class ActorPool:
         for helper in (self.board, self.ledger, self.store):
             if helper is not None:
                 ray.kill(helper, no_restart=True)
+        # Released before collation, and again (a no-op) when the run ends.
+        self.actors, self.groups, self.board, self.ledger, self.store = {}, [], None, None, None
 
 
 def _gpu_sets(plan: dict[str, FamilyResources]) -> int:

@@ -49,18 +49,27 @@ def base_family(symbol: str, own_family: str, documents: Mapping[tuple[str, str]
     return min(families)[1] if families else own_family
 
 
-def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dict[str, Any], *,
-                  pooled: Mapping[str, PooledOutcome] | None = None, window_dates: WindowDates | None = None,
-                  horizon: int = 1) -> None:
-    """Fill ``decision`` into each symbol's summary entry and its winner document, ``pooled``
-    (the pooled config's scores on the symbol) into every family winner document whose family
-    has one, and ``decisions`` (tallies) and ``panel`` into the summary."""
-    pooled = pooled or {}
+def add_pooled(documents: Mapping[tuple[str, str], dict[str, Any]], pooled: Mapping[str, PooledOutcome]) -> None:
+    """Give every family winner document whose family has a pooled config that config's scores
+    on its symbol (``pooled``). Per symbol, so collation tasks can do it on their own batch."""
     for (symbol, family), doc in documents.items():
         outcome = pooled.get(family)
         if family not in DERIVED and outcome is not None and symbol in outcome.results:
             doc["pooled"] = {**outcome.results[symbol].to_dict(), "pooled_validation_pct_return_mae":
                              outcome.validation_pct_return_mae, "pooled_trials": outcome.trials}
+
+
+def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dict[str, Any], *,
+                  pooled: Mapping[str, PooledOutcome] | None = None, window_dates: WindowDates | None = None,
+                  horizon: int = 1, attach_pooled: bool = True) -> None:
+    """Fill ``decision`` into each symbol's summary entry and its winner document, ``pooled``
+    (the pooled config's scores on the symbol) into every family winner document whose family
+    has one (unless ``attach_pooled`` is false: collation tasks wrote it into the files, and the
+    driver's light documents need not hold it), and ``decisions`` (tallies) and ``panel`` into
+    the summary."""
+    pooled = pooled or {}
+    if attach_pooled:
+        add_pooled(documents, pooled)
     dates = None
     if window_dates is not None:
         dates = {s: list((window_dates.get(s) or {}).get(PERIOD) or []) for s in window_dates}
@@ -123,8 +132,9 @@ def panel_section(documents, summary, candidates, pooled, test_dates, horizon: i
                 baselines[symbol] = base
             if _test_errors(doc.get("default")) is not None:
                 defaults[symbol] = _test_errors(doc.get("default"))
-            if _test_errors(doc.get("pooled")) is not None:
-                pooled_test[symbol] = _test_errors(doc.get("pooled"))
+            result = pooled[family].results.get(symbol) if family in pooled else None
+            if result is not None and _test_errors(result.to_dict()) is not None:
+                pooled_test[symbol] = _test_errors(result.to_dict())
         dates = test_dates(winners)
         section = {
             "winner_vs_default": panel_dm(winners, defaults, dates, horizon=horizon).to_dict(),

@@ -1,0 +1,121 @@
+"""Collation as Ray tasks (tuner/engine/collate_tasks.py) writes what the serial path writes.
+
+A small synthetic experiment (no model: per-window errors made up, as in tests/decided_experiment.py)
+with two families, blend candidates, a pooled config and a non-finite score, collated once in the
+driver (``SerialCollator``) and once in batched tasks on a 2-CPU local Ray: every file the same,
+byte for byte but for its ``created_at``."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.decided_experiment import result
+from tuner.core.pooled import PooledOutcome
+from tuner.core.storage import Storage
+from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
+from tuner.engine.collate_tasks import TaskCollator, batches, light_view
+
+FAMILIES = ("bootstrap_returns", "toto")
+SYMBOLS = tuple(f"S{i}" for i in range(7))
+WINDOWS = 40
+TRIALS = 4
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
+    yield ray
+    ray.shutdown()
+
+
+def experiment(seed: int = 1) -> dict:
+    """write_experiment's arguments: each symbol with a winner per family, a default, the
+    trials' validation errors; a blend on odd symbols; a pooled config for the first family;
+    one winner's skill not finite (written as null with a reason)."""
+    rng = np.random.default_rng(seed)
+    records, finals, defaults, derived, pooled_results = [], {}, {}, {}, {}
+    for n, symbol in enumerate(SYMBOLS):
+        base = {p: np.abs(rng.normal(0, 0.01, WINDOWS)) for p in ("validation", "test")}
+        default = {p: base[p] * 0.99 for p in base}
+        own_by_family = {}
+        for family in FAMILIES:
+            factor = 0.7 if (n + len(family)) % 3 == 0 else 1.0
+            own = {p: default[p] * factor * np.exp(rng.normal(0, 0.05, WINDOWS)) for p in base}
+            own_by_family[family] = own
+            config = {"lookback": 100 + n}
+            finals[(symbol, family)] = result(symbol, config, own, base)
+            defaults[(symbol, family)] = result(symbol, {"lookback": 256}, default, base)
+            for i in range(TRIALS):  # the winner last (lowest validation error)
+                errors = own["validation"] if i == TRIALS - 1 else own["validation"] * (1.05 + 0.05 * i)
+                metrics = {"pct_return_mae": float(errors.mean()), "errors": list(map(float, errors))}
+                if symbol == "S2" and family == "toto" and i == TRIALS - 1:
+                    metrics["skill"] = float("nan")
+                records.append(TrialRecord(f"{symbol}-{family}-{i}", symbol, family, COMPLETED,
+                                           config if i == TRIALS - 1 else {"lookback": 20 + i}, metrics,
+                                           number=i, session=1))
+        pooled_results[symbol] = result(symbol, {"lookback": 64}, {p: default[p] * 0.9 for p in base}, base)
+        if n % 2:
+            mix = {p: (own_by_family[FAMILIES[0]][p] + own_by_family[FAMILIES[1]][p]) / 2 for p in base}
+            doc = result(symbol, {"members": list(FAMILIES)}, mix, base).to_dict()
+            doc["model_type"] = "blend"
+            derived[(symbol, "blend")] = doc
+    dates = {s: {p: [f"2024-{p[0]}-{t:03d}" for t in range(WINDOWS)] for p in ("validation", "test")}
+             for s in SYMBOLS}
+    return {"records": records, "finals": finals, "studies": [(s, f) for s in SYMBOLS for f in FAMILIES],
+            "budget": TRIALS, "meta": {"experiment": "x", "seed": 0, "windows": {"horizon": 1}, "tiny_weights": False},
+            "derived": derived, "defaults": defaults, "window_dates": dates,
+            "pooled": {FAMILIES[0]: PooledOutcome(FAMILIES[0], {"lookback": 64}, 0.01, TRIALS, pooled_results)}}
+
+
+def written(root: Path) -> dict[str, str]:
+    """Every result file's text, ``created_at`` (the moment it ran) blanked."""
+    return {str(p.relative_to(root)): re.sub(r'"created_at": "[^"]*"', '"created_at": ""', p.read_text())
+            for p in sorted(root.rglob("*.json"))}
+
+
+@pytest.mark.parametrize("write_in_tasks", [True, False])
+def test_when_collated_in_tasks_then_every_file_and_the_summary_are_the_serial_paths(
+        local_ray, tmp_path, write_in_tasks):
+    args = experiment()
+    serial = write_experiment(Storage(str(tmp_path), "serial"), **args)
+    ticks: list[tuple[int, int]] = []
+    collator = TaskCollator(cpus=1, write_in_tasks=write_in_tasks, on_done=lambda d, t: ticks.append((d, t)))
+    tasks = write_experiment(Storage(str(tmp_path), "tasks"), **args, collator=collator)
+
+    assert collator.stats["tasks"] == len(batches(list(SYMBOLS), 1)) > 1
+    assert ticks[-1] == (len(SYMBOLS), len(SYMBOLS)) and len(ticks) == collator.stats["tasks"]
+    a, b = written(tmp_path / "serial"), written(tmp_path / "tasks")
+    assert len(a) == len(SYMBOLS) * len(FAMILIES) + len(SYMBOLS) // 2 + 1  # + the blends, summary.json
+    assert a == b
+    assert "skill_reason" in json.loads(a["toto/S2.json"])["validation"]  # the NaN went through as null
+    decided = [json.loads(text) for name, text in a.items() if name != "summary.json"]
+    assert sum("decision" in d for d in decided) == len(SYMBOLS)  # one per symbol, on its winner
+    assert all("mcs" in d["significance"] for d in decided)
+    serial.pop("created_at"), tasks.pop("created_at")
+    assert json.dumps(serial, sort_keys=True, default=str) == json.dumps(tasks, sort_keys=True, default=str)
+
+
+def test_when_symbols_are_batched_then_a_few_tasks_per_cpu_and_none_too_large():
+    symbols = [f"S{i}" for i in range(400)]
+    assert [len(b) for b in batches(symbols, 2)] == [50] * 8
+    assert [len(b) for b in batches(symbols * 25, 2)] == [100] * 100  # at most 100 symbols a task
+    assert batches(["A"], 16) == [["A"]] and batches([], 2) == []
+    assert sum(batches(symbols[:7], 2), []) == symbols[:7]
+
+
+def test_when_a_document_is_viewed_lightly_then_validation_errors_go_and_test_errors_stay():
+    doc = result("A", {}, {p: np.ones(3) for p in ("validation", "test")},
+                 {p: np.ones(3) * 2 for p in ("validation", "test")}).to_dict()
+    doc["default"] = dict(doc)
+    view = light_view(doc)
+    assert "errors" not in view["validation"] and "errors" not in view["baseline"]["validation"]
+    assert view["test"]["errors"] == doc["test"]["errors"] and view["baseline"]["test"]["errors"]
+    assert "baseline" not in view["default"] and view["default"]["test"]["errors"]
+    assert "errors" in doc["validation"] and "baseline" in doc["default"]  # the document itself untouched
