@@ -11,6 +11,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray (2 CPUs, no dashboard) shared by a module's tests; modules that need a fresh
+    Ray per test define their own."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture
 def slow_configs(tmp_path: Path) -> Path:
     """A configs/ copy whose test family draws many samples, so trials last long enough to

@@ -26,15 +26,6 @@ WINDOWS = 40
 TRIALS = 4
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
-    yield ray
-    ray.shutdown()
-
-
 def experiment(seed: int = 1) -> dict:
     """write_experiment's arguments: each symbol with a winner per family, a default, the
     trials' validation errors; a blend on odd symbols; a pooled config for the first family;

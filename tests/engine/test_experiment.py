@@ -20,15 +20,6 @@ FAMILIES = ("toto", "kronos_standard", "kronos_ensemble", "bootstrap_returns")
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def finished(local_ray, tiny_weights, tmp_path_factory):
     storage = tmp_path_factory.mktemp("results")
     config = ExperimentConfig(name="small", windows=WindowSpec(), symbols=("AAPL", "EURUSD"), families=FAMILIES, trials=3,

@@ -16,15 +16,6 @@ from tuner.engine.experiment_config import ExperimentConfig
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
-    yield ray
-    ray.shutdown()
-
-
 def test_when_a_finished_experiment_is_extended_then_it_runs_only_the_new_trials_and_keeps_the_rest(
         local_ray, tmp_path):
     # No pooled study: the counts below are the per-symbol studies' (tests/engine/test_pooled.py

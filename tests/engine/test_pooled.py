@@ -23,15 +23,6 @@ SYMBOLS = ("AAA", "BBB", "CCC")
 BARS = {"AAA": 560, "BBB": 600, "CCC": 640}  # auto periods: 24, 44 and 64 windows each
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
-    yield ray
-    ray.shutdown()
-
-
 @pytest.fixture
 def captured(monkeypatch):
     """What the driver hands collation (``pooled=`` and ``window_dates=``)."""

@@ -23,15 +23,6 @@ DEFAULT_SIZE = {"toto2": "22m", "kronos_standard": "small"}
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="forecast-tuner")
-    yield ray
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def two_sizes(tmp_path_factory):
     """Two make-tiny bundles: ``tiny`` (small) and ``tiny-wide`` (wider and deeper models)."""
     root = tmp_path_factory.mktemp("tiny-sizes")
