@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +18,15 @@ from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
 
 pytestmark = pytest.mark.slow
 MODEL_FAMILIES = ("toto", "kronos_standard", "kronos_ensemble")
+
+
+def tuning(experiment: Path) -> bool:
+    """Whether the run is tuning: progress.json names a phase once tuning is over (re-scoring,
+    collation: the model actors are released before collating, so the GPUs come free then)."""
+    try:
+        return json.loads((experiment / "progress.json").read_text()).get("phase") is None
+    except (OSError, ValueError):
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +46,7 @@ def test_when_two_gpus_then_actors_share_them_fractionally_and_trials_reserve_no
 
     def watch() -> None:
         while not (tmp_path / "gpus" / "summary.json").exists():
-            if (tmp_path / "gpus" / "progress.json").exists():
+            if tuning(tmp_path / "gpus"):
                 free_gpu_during_run.append(ray.available_resources().get("GPU", 0.0))
             time.sleep(0.2)
 
@@ -88,7 +99,7 @@ def test_when_two_sizes_have_gpu_shares_then_each_sizes_actors_hold_theirs(gpu_r
 
     def watch() -> None:
         while not (tmp_path / "results" / "sized-gpus" / "summary.json").exists():
-            if (tmp_path / "results" / "sized-gpus" / "progress.json").exists():
+            if tuning(tmp_path / "results" / "sized-gpus"):
                 free.append(ray.available_resources().get("GPU", 0.0))
             time.sleep(0.2)
 
