@@ -39,6 +39,13 @@ def _baseline_errors(doc: Mapping[str, Any] | None) -> list[float] | None:
     return errors_of(doc)[1][PERIOD] if doc else None
 
 
+def _pooled_test_errors(pooled: Mapping[str, PooledOutcome], family: str, symbol: str) -> list[float] | None:
+    """The test errors of ``family``'s pooled config on ``symbol``; None when the family has no
+    pooled config or it was not scored there."""
+    result = pooled[family].results.get(symbol) if family in pooled else None
+    return _test_errors(result.to_dict()) if result is not None else None
+
+
 def base_family(symbol: str, own_family: str, documents: Mapping[tuple[str, str], Mapping[str, Any]]) -> str:
     """The family whose default and pooled config a symbol's winner is compared with: its own
     family, or for a derived candidate the symbol's best family winner by validation."""
@@ -82,8 +89,7 @@ def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dic
     pooled_errors: dict[str, dict[str, list[float]]] = {}
     default_errors: dict[str, dict[str, list[float]]] = {}
     for (symbol, family), doc in sorted(documents.items()):
-        result = pooled[family].results.get(symbol) if family in pooled else None
-        pooled_test = _test_errors(result.to_dict()) if result is not None else None
+        pooled_test = _pooled_test_errors(pooled, family, symbol)
         default_test = _test_errors(doc.get("default"))
         if pooled_test is not None and default_test is not None:
             pooled_errors.setdefault(family, {})[symbol] = pooled_test
@@ -95,14 +101,12 @@ def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dic
         family = base_family(symbol, own_family, documents)
         family_doc = documents.get((symbol, family)) or {}
         default_doc = family_doc.get("default")
-        outcome = pooled.get(family)
-        result = outcome.results.get(symbol) if outcome is not None else None
-        pooled_test = _test_errors(result.to_dict()) if result is not None else None
+        pooled_test = _pooled_test_errors(pooled, family, symbol)
         default_test = _test_errors(default_doc)
         candidates.append(SymbolCandidates(
             symbol, own_family, own_doc.get("config") or {}, _test_errors(own_doc) or [], family,
             (default_doc or {}).get("config") if default_doc else None, default_test,
-            outcome.config if outcome is not None and pooled_test is not None else None, pooled_test))
+            pooled[family].config if pooled_test is not None else None, pooled_test))
     panels = {f: panel_dm(pooled_errors[f], default_errors[f], test_dates(pooled_errors[f]), horizon=horizon)
               for f in pooled_errors}
     outcome = decide(candidates, panels, horizon=horizon)
@@ -130,11 +134,11 @@ def panel_section(documents, summary, candidates, pooled, test_dates, horizon: i
             winners[symbol] = own
             if base is not None:
                 baselines[symbol] = base
-            if _test_errors(doc.get("default")) is not None:
-                defaults[symbol] = _test_errors(doc.get("default"))
-            result = pooled[family].results.get(symbol) if family in pooled else None
-            if result is not None and _test_errors(result.to_dict()) is not None:
-                pooled_test[symbol] = _test_errors(result.to_dict())
+            default, mine = _test_errors(doc.get("default")), _pooled_test_errors(pooled, family, symbol)
+            if default is not None:
+                defaults[symbol] = default
+            if mine is not None:
+                pooled_test[symbol] = mine
         dates = test_dates(winners)
         section = {
             "winner_vs_default": panel_dm(winners, defaults, dates, horizon=horizon).to_dict(),
