@@ -8,6 +8,7 @@ PUT (object stores, where an object appears whole or not at all). Temporary name
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -243,18 +244,12 @@ class Storage:
             FileNotFoundError: no such file.
             DamagedFile: not a readable Parquet file, or a column asked for is not in it.
         """
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        try:
+        with self._parquet_errors(relative):
             if self.fs is None:
                 return pq.read_table(self.path(relative), columns=columns, filters=filters)
             return pq.read_table(self._fs_path(relative), filesystem=self.fs, columns=columns, filters=filters)
-        except FileNotFoundError:
-            raise
-        except (ValueError, OSError, KeyError, pa.ArrowException) as e:
-            raise DamagedFile(self._damaged("/".join(_names(relative)),
-                                            f"not a readable Parquet file ({e})")) from e
 
     def iter_batches(self, relative: Relative, columns: list[str], batch_size: int):
         """A Parquet file's ``columns``, ``batch_size`` rows at a time (pyarrow RecordBatches): one
@@ -264,30 +259,32 @@ class Storage:
             FileNotFoundError: no such file.
             DamagedFile: not a readable Parquet file.
         """
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        try:
+        with self._parquet_errors(relative):
             source = self.path(relative) if self.fs is None else self.fs.open_input_file(self._fs_path(relative))
             yield from pq.ParquetFile(source).iter_batches(batch_size=batch_size, columns=columns)
-        except FileNotFoundError:
-            raise
-        except (ValueError, OSError, KeyError, pa.ArrowException) as e:
-            raise DamagedFile(self._damaged("/".join(_names(relative)),
-                                            f"not a readable Parquet file ({e})")) from e
 
     def read_schema(self, relative: Relative):
         """A Parquet file's schema (with its metadata), reading only the footer."""
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        try:
+        with self._parquet_errors(relative):
             if self.fs is None:
                 return pq.read_schema(self.path(relative))
             return pq.read_schema(self._fs_path(relative), filesystem=self.fs)
+
+    @contextlib.contextmanager
+    def _parquet_errors(self, relative: Relative):
+        """A missing file stays FileNotFoundError; anything pyarrow cannot read becomes
+        DamagedFile naming the file."""
+        import pyarrow as pa
+
+        try:
+            yield
         except FileNotFoundError:
             raise
-        except (ValueError, OSError, pa.ArrowException) as e:
+        except (ValueError, OSError, KeyError, pa.ArrowException) as e:
             raise DamagedFile(self._damaged("/".join(_names(relative)),
                                             f"not a readable Parquet file ({e})")) from e
 
