@@ -58,9 +58,9 @@ def with_exit_codes(fn):
 
 def exit_for(summary: dict) -> None:
     """End with :data:`EXIT_NO_WINNER` when a study has no winner (the engine printed why)."""
-    from tuner.core.summary_tables import without_winner_count
+    from tuner.core.summary_tables import ExperimentSummary
 
-    if without_winner_count(summary):
+    if ExperimentSummary(None, summary).without_winner_count():
         sys.exit(EXIT_NO_WINNER)
 
 

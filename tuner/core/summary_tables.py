@@ -342,10 +342,3 @@ def read_summary(storage: Storage) -> ExperimentSummary | None:
         return None
     return ExperimentSummary.read(storage)
 
-
-def without_winner_count(summary: Mapping[str, Any]) -> int:
-    """How many studies of a summary document have no winner (short or old shape)."""
-    counts = summary.get("counts")
-    if "tables" in summary and isinstance(counts, Mapping) and isinstance(counts.get("studies_without_winner"), int):
-        return counts["studies_without_winner"]
-    return len(summary.get("studies_without_winner") or {})
