@@ -81,12 +81,17 @@ def test_when_several_sizes_are_searched_then_the_space_gets_a_checkpoint_dimens
     assert "checkpoint" not in load_family_config("toto", weights=w).space.names
 
 
-def test_when_a_space_file_lists_sizes_then_they_apply_unless_the_experiment_names_its_own(tmp_path, monkeypatch) -> None:
+def configs_listing(tmp_path, monkeypatch, family: str, checkpoints: str) -> None:
+    """A copy of configs/ whose ``family`` space file lists ``checkpoints``, used via $TUNER_CONFIGS."""
     configs = tmp_path / "configs"
     shutil.copytree(REPO / "configs", configs)
-    space = configs / "spaces" / "toto2.yaml"
-    space.write_text(space.read_text() + "checkpoints: [4m, 22m]\n")
+    space = configs / "spaces" / f"{family}.yaml"
+    space.write_text(space.read_text() + f"checkpoints: {checkpoints}\n")
     monkeypatch.setenv("TUNER_CONFIGS", str(configs))
+
+
+def test_when_a_space_file_lists_sizes_then_they_apply_unless_the_experiment_names_its_own(tmp_path, monkeypatch) -> None:
+    configs_listing(tmp_path, monkeypatch, "toto2", "[4m, 22m]")
     merged = with_space_checkpoints(WeightsSource(), ["toto2", "toto"])
     assert [c.name for c in merged.checkpoints("toto2")] == ["4m", "22m"]
     assert load_family_config("toto2").space.names[0] == "checkpoint"
@@ -95,11 +100,7 @@ def test_when_a_space_file_lists_sizes_then_they_apply_unless_the_experiment_nam
 
 
 def test_when_a_space_file_lists_sizes_for_a_weights_free_family_then_it_is_refused(tmp_path, monkeypatch) -> None:
-    configs = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", configs)
-    space = configs / "spaces" / "bootstrap_returns.yaml"
-    space.write_text(space.read_text() + "checkpoints: [a, b]\n")
-    monkeypatch.setenv("TUNER_CONFIGS", str(configs))
+    configs_listing(tmp_path, monkeypatch, "bootstrap_returns", "[a, b]")
     with pytest.raises(ConfigError, match=r"bootstrap_returns\.yaml: checkpoints: family bootstrap_returns loads no weights"):
         load_family_config("bootstrap_returns")
 
