@@ -33,7 +33,13 @@ from typing import Any
 from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import Storage
 from tuner.core.trial import TrialResult
-from tuner.engine.collate import TrialRecord, pick_winners, symbol_documents, winner_file
+from tuner.engine.collate import (
+    SerialCollator,
+    TrialRecord,
+    pick_winners,
+    symbol_documents,
+    winner_file,
+)
 from tuner.engine.universe_decisions import add_pooled
 
 TASKS_PER_CPU = 4
@@ -209,8 +215,7 @@ class TaskCollator:
         import ray
 
         if not self.write_in_tasks:
-            for key, doc in documents.items():
-                storage.write_json(winner_file(key), doc)
+            SerialCollator().write(storage, documents)
             return
         decided = {key: doc["decision"] for key, doc in documents.items() if "decision" in doc}
         symbols = sorted({s for s, _ in decided})
