@@ -16,6 +16,7 @@ import math
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -909,10 +910,16 @@ def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, st
             log.warning("%s: pooled config of %s not scored: %s", symbol, family, out)
             continue
         results.setdefault(family, {})[symbol] = TrialResult.from_dict(out["result"])
-    completed = {f: sum(r.status == "completed" and r.family == f for r in pooled_records) for _, f in best}
+    completed = _pooled_completed(pooled_records, [f for _, f in best])
     return {family: PooledOutcome(family, dict(record.config), record.objective, completed[family],
                                   results.get(family, {}))
             for (_, family), record in best.items()}
+
+
+def _pooled_completed(pooled_records: list[TrialRecord], families: Sequence[str]) -> dict[str, int]:
+    """Completed trials of each family's pooled study."""
+    done = Counter(r.family for r in pooled_records if r.status == "completed")
+    return {f: done[f] for f in families}
 
 
 def _windows_used(periods: dict[str, dict]) -> dict[str, dict[str, int]]:
@@ -943,7 +950,7 @@ def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[
         return summary
     if "pooled" not in summary:
         summary["pooled"] = pooled_summary(pooled, budget, tuned_on)
-    done = {f: sum(r.status == "completed" and r.family == f for r in pooled_records) for f in pooled_fams}
+    done = _pooled_completed(pooled_records, pooled_fams)
     summary["pooled_trials"] = done
     summary["complete"] = bool(summary.get("complete")) and all(n >= budget for n in done.values())
     storage.write_json(SUMMARY_FILE, summary)
