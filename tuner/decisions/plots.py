@@ -185,8 +185,9 @@ def latency_error_figure(report: ExperimentReport, max_latency_s: float | None =
     rows = [r for r in report.rows
             if _usable(r.validation_latency_per_forecast_s, r.validation_pct_return_mae, positive=True)]
     fig = go.Figure()
+    bests = size_bests(report)  # one pass over the trials, shared with the traces below
     sizes = list(dict.fromkeys([*(c for r in rows if (c := _checkpoint(r.config))),
-                                *(b["checkpoint"] for b in size_bests(report))]))
+                                *(b["checkpoint"] for b in bests)]))
     hover = ("%{customdata[0]} (%{customdata[1]})<br>latency %{x:.4g} s per forecast"
              "<br>validation pct_return_mae %{y:.5f}<extra></extra>")
     front = pareto_front(rows, lambda r: r.validation_latency_per_forecast_s, lambda r: r.validation_pct_return_mae)
@@ -194,7 +195,7 @@ def latency_error_figure(report: ExperimentReport, max_latency_s: float | None =
         _scatter_by_family(fig, report, rows, lambda r: r.validation_latency_per_forecast_s,
                            lambda r: r.validation_pct_return_mae, hover, front)
     else:
-        _scatter_by_size(fig, report, rows, sizes, hover, front)
+        _scatter_by_size(fig, report, rows, sizes, bests, hover, front)
     if max_latency_s is not None:
         fig.add_vline(x=max_latency_s, line={"color": "#d62728", "dash": "dash", "width": 1},
                       annotation_text=f"max latency {max_latency_s:g} s")
@@ -207,14 +208,13 @@ def latency_error_figure(report: ExperimentReport, max_latency_s: float | None =
 
 
 def _scatter_by_size(fig: go.Figure, report: ExperimentReport, rows: list[StudyRow], sizes: list[str],
-                     hover: str, label: set[int]) -> None:
+                     bests: list[dict[str, Any]], hover: str, label: set[int]) -> None:
     """One trace per (family, checkpoint size) of the winners, and one hollow trace per (family,
-    size) of each size's best trial per study."""
+    size) of each size's best trial per study (``bests``: :func:`size_bests`)."""
     import plotly.graph_objects as go
 
     colors = family_colors(r.family for r in report.rows)
     shape = {size: SIZE_SYMBOLS[i % len(SIZE_SYMBOLS)] for i, size in enumerate(sizes)}
-    bests = size_bests(report)
     for family, color in colors.items():
         for size in [None, *sizes]:
             mine = [r for r in rows if r.family == family and _checkpoint(r.config) == size]
