@@ -9,10 +9,8 @@ import numpy as np
 
 from tuner.core.families.base import Param
 from tuner.core.families.torch_family import TorchFamily
+from tuner.core.memory import CPU_SAMPLES_PER_BATCH
 from tuner.core.windows import MIN_CONTEXT, WindowBatch
-
-CPU_ROWS_PER_CALL = 256
-"""On CPU, a Kronos call holds about this many sample rows (windows x paths per window)."""
 
 KRONOS_PARAMS = {
     "temperature": Param("float", 0.0, 10.0, low_open=True, help="sampling temperature"),
@@ -63,8 +61,9 @@ class KronosFamily(TorchFamily):
                 top_p=params["top_p"], top_k=params["top_k"], clip=params["clip"],
                 seeds=seeds, samples_per_batch=per_batch, max_context=params["max_context"],
                 # On a GPU every window shares each call (the memory sizer measured this shape);
-                # on CPU bigger calls stop paying off, so windows are taken a few at a time.
-                windows_per_call=max(1, CPU_ROWS_PER_CALL // per_batch) if on_cpu else None,
+                # on CPU bigger calls stop paying off: a call holds as many sample rows (windows
+                # x paths) as the CPU cap on paths per call.
+                windows_per_call=max(1, CPU_SAMPLES_PER_BATCH // per_batch) if on_cpu else None,
             )
 
         return self.draw_in_chunks(batch, params, draw)[:, :, -1, 3].double().cpu().numpy()  # target close
