@@ -159,7 +159,7 @@ def test_when_a_toto_request_with_overflowing_prices_is_merged_then_the_good_one
     family.load()
     family.batcher = RequestBatcher(family, wait_s=0.2)
     good = batches[0]
-    huge = dataclasses.replace(batches[2], context=batches[2].context * 1e300)  # inf in float32
+    huge = dataclasses.replace(batches[2], series=batches[2].series * 1e300)  # inf in float32
     params = family.check_params(FAMILY_PARAMS["toto"])
     seeds = [1] * len(good)
     (samples, error), (_, bad_error) = concurrent_samples(

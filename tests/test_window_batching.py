@@ -9,14 +9,7 @@ import pytest
 
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
 from tuner.core.data import load_bars
-from tuner.core.windows import WindowBatch, WindowSpec, make_periods
-
-
-def part(batch: WindowBatch, rows: slice) -> WindowBatch:
-    """The windows ``rows`` of ``batch`` as a batch of their own."""
-    return WindowBatch(batch.symbol, batch.period, batch.horizon, batch.target_index[rows], batch.context[rows],
-                       batch.context_times[rows], batch.future_times[rows], batch.prev_close[rows],
-                       batch.actual_close[rows])
+from tuner.core.windows import WindowSpec, make_periods
 
 
 @pytest.mark.parametrize("family_name", [
@@ -28,7 +21,7 @@ def test_when_a_periods_windows_share_one_call_then_each_forecast_equals_its_own
     family = make_family(family_name)
     params = FAMILY_PARAMS[family_name]
     merged = family.forecast(batch, params, seed=3).point
-    pieces = np.concatenate([family.forecast(part(batch, slice(lo, lo + 7)), params, seed=3).point
+    pieces = np.concatenate([family.forecast(batch.rows(slice(lo, lo + 7)), params, seed=3).point
                              for lo in range(0, len(batch), 7)])
     if family_name == "toto":
         # Toto's one forward pass over all windows: GEMM shapes differ, so the last bits may.

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from tests.conftest import random_walk_bars
 from tuner.core.data import load_bars
 from tuner.core.errors import ConfigError, DataError
-from tuner.core.windows import WindowSpec, make_periods, window_seeds
+from tuner.core.windows import WindowSpec, make_periods, series_arrays, window_seeds
 
 
 @pytest.fixture
@@ -156,3 +158,33 @@ def test_when_periods_are_cut_then_their_counts_and_target_dates_are_stated(bars
                                       "context_length": 64}
     dates = target_dates(periods.test)
     assert len(dates) == 4 and dates[-1] == str(np.datetime_as_string(bars.timestamps[-1], unit="s"))
+
+
+def test_when_several_families_cut_one_symbol_then_the_object_store_holds_its_series_once(bars):
+    import pickle
+
+    series = series_arrays(bars)
+    one = {"a": {"AAA": make_periods(bars, WindowSpec(), 64, series=series)}}
+    three = {f: {"AAA": make_periods(bars, WindowSpec(), length, series=series)}
+             for f, length in (("a", 64), ("b", 128), ("c", 200))}
+    size_one, size_three = len(pickle.dumps(one, protocol=5)), len(pickle.dumps(three, protocol=5))
+    bars_bytes = len(bars) * 7 * 8  # six float64 columns and a timestamp
+    # A copy of each window's context would be 40 windows x 64..200 bars, ~20-60x the bars.
+    assert size_one < 2 * bars_bytes
+    assert size_three < size_one + bars_bytes / 2
+
+
+def test_when_a_forecaster_writes_on_its_context_then_the_data_is_untouched(bars):
+    v = make_periods(bars, WindowSpec(), context_length=64).validation
+    before = v.context.copy()
+    v.context[:] = 0.0  # a fresh array: the batch is unchanged
+    np.testing.assert_array_equal(v.context, before)
+    with pytest.raises(ValueError):
+        v.series[0, 0] = 0.0  # the shared series is read-only
+
+
+def test_when_a_window_would_reach_its_target_then_the_batch_refuses(bars):
+    v = make_periods(bars, WindowSpec(), context_length=64).validation
+    with pytest.raises(ValueError, match="outside bars"):
+        dataclasses.replace(v, starts=v.starts + 1)
+    assert v.end == v.target_index.max()  # horizon 1: nothing at or after the last target is read

@@ -51,7 +51,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +96,36 @@ class NotBarData(DataError):
     """The file is not bar data (e.g. a summary table); it is skipped, not tuned."""
 
 
+@dataclass(frozen=True, eq=False)
+class Locations:
+    """Where each bar sits in its file (``line 12``, ``row 3``), kept as numbers: a string per
+    bar took as much memory as the bars themselves (10,000 symbols are loaded at once)."""
+
+    unit: str
+    numbers: np.ndarray
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> Locations | tuple[str, ...]:
+        """From ``"<unit> <number>"`` texts; kept as the texts when they are not of that form."""
+        parts = [t.split(" ") for t in texts]
+        units = {p[0] for p in parts}
+        if len(units) != 1 or not all(len(p) == 2 and p[1].isdigit() for p in parts):
+            return tuple(texts)
+        return cls(units.pop(), np.array([int(p[1]) for p in parts], dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __getitem__(self, index: int) -> str:
+        return f"{self.unit} {int(self.numbers[index])}"
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, (Locations, tuple)) else NotImplemented
+
+
 @dataclass(frozen=True)
 class Bars:
     """One symbol's bars, sorted by time with unique timestamps.
@@ -114,7 +144,7 @@ class Bars:
     source: Path
     frame: pd.DataFrame
     notes: tuple[str, ...] = ()
-    locations: tuple[str, ...] = ()
+    locations: Locations | tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -572,7 +602,7 @@ def _to_bars(symbol: str, file: Path, part: pd.DataFrame, columns: dict[str, str
         {"timestamp": times, **{k: prices[k] for k in ("open", "high", "low", "close")},
          "volume": volume, "amount": amount}
     )
-    locations = tuple(locate(int(r)) for r in rows)
+    locations = Locations.of([locate(int(r)) for r in rows])
     return Bars(symbol=symbol, source=file, frame=frame, notes=tuple(notes), locations=locations)
 
 

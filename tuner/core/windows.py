@@ -23,7 +23,7 @@ number of bars and the spec, so every family of a symbol is scored on the same w
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -124,44 +124,87 @@ class WindowSpec:
 
 @dataclass(frozen=True, eq=False)
 class WindowBatch:
-    """All windows of one symbol in one period, as rectangular arrays (W windows, L context bars).
+    """All windows of one symbol in one period (W windows of L context bars each).
+
+    The contexts are not stored window by window: W rolling windows of L bars overlap almost
+    entirely, and a copy per window made a symbol's periods ~40 L times its bars, in the driver
+    and again in the object store (1,000 symbols: 0.6 GB each; issue 22). A batch refers to the
+    symbol's series, shared read-only by its periods and families (so the object store holds it
+    once per symbol), and every accessor cuts it at ``end``, the last origin: what a window may
+    see. :attr:`context` gathers each window's bars on every access, as a fresh array.
 
     Attributes:
         symbol: the symbol.
-        period: ``"validation"`` or ``"test"``.
+        period: ``"validation"``, ``"test"`` or ``"fold<k>"``.
         horizon: bars ahead; the forecast is for the last of ``horizon`` future bars.
         target_index: (W,) bar index of each target ``t``.
-        context: (W, L, 6) float64 bars ``[o-L, o)`` in ``data.BAR_COLUMNS`` order
-            (open, high, low, close, volume, amount); prices in the data's units.
-        context_times: (W, L) ``datetime64[ns]`` timestamps of the context bars.
         future_times: (W, horizon) ``datetime64[ns]`` timestamps of bars ``o..t``. Bar times are
             calendar facts known in advance (Kronos uses them as features); their prices are not
             part of the batch except ``actual_close``, which only the metrics read.
         prev_close: (W,) the last close the model saw, ``close[o-1]``.
         actual_close: (W,) the close of the target bar ``t``.
+        series: (N, 6) float64 read-only bars in ``data.BAR_COLUMNS`` order (open, high, low,
+            close, volume, amount), prices in the data's units; only ``series[:end]`` is read.
+        series_times: (N,) read-only ``datetime64[ns]`` timestamps of ``series``.
+        end: bars from ``end`` on are after every window's origin and never read.
+        starts: (W,) bar where each window's context begins: window ``i`` sees
+            ``series[starts[i] : starts[i] + length]``.
+        length: L, context bars per window.
     """
 
     symbol: str
     period: Period
     horizon: int
     target_index: np.ndarray
-    context: np.ndarray
-    context_times: np.ndarray
     future_times: np.ndarray
     prev_close: np.ndarray
     actual_close: np.ndarray
+    series: np.ndarray
+    series_times: np.ndarray
+    end: int
+    starts: np.ndarray
+    length: int
+
+    def __post_init__(self) -> None:
+        if len(self.starts) and (int(self.starts.min()) < 0 or int(self.starts.max()) + self.length > self.end):
+            raise ValueError(f"{self.symbol} {self.period}: windows reach outside bars [0, {self.end})")
+
+    @classmethod
+    def of_contexts(cls, symbol: str, period: Period, horizon: int, target_index: np.ndarray,
+                    context: np.ndarray, context_times: np.ndarray, future_times: np.ndarray,
+                    prev_close: np.ndarray, actual_close: np.ndarray) -> WindowBatch:
+        """A batch from explicit (W, L, 6) contexts and their (W, L) times: windows that need not
+        come from one series (tests, or contexts changed on purpose)."""
+        w, length = context.shape[:2]
+        return cls(symbol, period, horizon, np.asarray(target_index), future_times, prev_close, actual_close,
+                   _read_only(context.reshape(w * length, -1)), _read_only(context_times.reshape(w * length)),
+                   w * length, np.arange(w, dtype=np.int64) * length, length)
 
     def __len__(self) -> int:
         return len(self.target_index)
 
     @property
     def context_length(self) -> int:
-        return self.context.shape[1]
+        return self.length
+
+    def _rows(self) -> np.ndarray:
+        return self.starts[:, None] + np.arange(self.length)[None, :]
+
+    @property
+    def context(self) -> np.ndarray:
+        """(W, L, 6) float64 context bars ``[o-L, o)``: a new array on every access, so a
+        forecaster that scribbles on its input cannot touch the data."""
+        return self.series[self._rows()]
+
+    @property
+    def context_times(self) -> np.ndarray:
+        """(W, L) ``datetime64[ns]`` timestamps of the context bars (a new array each access)."""
+        return self.series_times[self._rows()]
 
     @property
     def close_context(self) -> np.ndarray:
         """(W, L) context closes."""
-        return self.context[:, :, 3]
+        return self.series[self._rows(), 3]
 
     @property
     def actual_return(self) -> np.ndarray:
@@ -170,13 +213,21 @@ class WindowBatch:
 
     def truncated(self, context_length: int) -> WindowBatch:
         """The same windows seeing only their last ``context_length`` bars (e.g. Kronos max_context)."""
-        if context_length >= self.context_length:
+        if context_length >= self.length:
             return self
-        keep = slice(self.context_length - context_length, None)
-        return WindowBatch(
-            self.symbol, self.period, self.horizon, self.target_index, self.context[:, keep],
-            self.context_times[:, keep], self.future_times, self.prev_close, self.actual_close,
-        )
+        return replace(self, starts=self.starts + (self.length - context_length), length=context_length)
+
+    def rows(self, index: np.ndarray | slice) -> WindowBatch:
+        """The windows ``index`` of this batch, as a batch of their own (sharing its series)."""
+        return replace(self, target_index=self.target_index[index], future_times=self.future_times[index],
+                       prev_close=self.prev_close[index], actual_close=self.actual_close[index],
+                       starts=self.starts[index])
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    array.flags.writeable = False
+    return array
 
 
 @dataclass(frozen=True)
@@ -190,10 +241,12 @@ class Periods:
 
 
 def make_periods(bars: Bars, spec: WindowSpec, context_length: int,
-                 min_context: int = MIN_CONTEXT) -> Periods:
+                 min_context: int = MIN_CONTEXT, series: tuple[np.ndarray, np.ndarray] | None = None) -> Periods:
     """Cut ``bars`` into the validation and test batches of ``spec``.
 
     An auto ``spec`` is first resolved for this symbol's number of bars (:meth:`WindowSpec.resolve`).
+    ``series``: ``series_arrays(bars)``, when the caller cuts the same bars for several families
+    (their batches then share one copy of the series).
 
     Raises:
         DataError: fewer bars than ``spec.bars_needed(min_context)``; the message says how many.
@@ -211,7 +264,7 @@ def make_periods(bars: Bars, spec: WindowSpec, context_length: int,
     first_val_target = n - spec.test_windows - spec.val_windows
     first_origin = first_val_target - spec.horizon + 1
     length = min(context_length, first_origin)
-    values, times = bars.values, bars.timestamps
+    values, times = series or series_arrays(bars)
     val_targets = np.arange(first_val_target, n - spec.test_windows)
     test_targets = np.arange(n - spec.test_windows, n)
     folds = []
@@ -220,30 +273,39 @@ def make_periods(bars: Bars, spec: WindowSpec, context_length: int,
         # Folds get their own (possibly shorter) context so validation never depends on them.
         fold_length = min(context_length, start - spec.horizon + 1)
         targets = np.arange(start, start + spec.val_windows)
-        folds.append(_batch(bars.symbol, f"fold{k}", targets, spec.horizon, fold_length, values, times))
+        folds.append(cut_batch(bars.symbol, f"fold{k}", targets, spec.horizon, fold_length, values, times))
     return Periods(
-        validation=_batch(bars.symbol, "validation", val_targets, spec.horizon, length, values, times),
-        test=_batch(bars.symbol, "test", test_targets, spec.horizon, length, values, times),
+        validation=cut_batch(bars.symbol, "validation", val_targets, spec.horizon, length, values, times),
+        test=cut_batch(bars.symbol, "test", test_targets, spec.horizon, length, values, times),
         folds=tuple(folds),
     )
 
 
-def _batch(symbol: str, period: Period, targets: np.ndarray, horizon: int, length: int,
-           values: np.ndarray, times: np.ndarray) -> WindowBatch:
+def series_arrays(bars: Bars) -> tuple[np.ndarray, np.ndarray]:
+    """``bars``' values and timestamps as read-only arrays: cut them once per symbol and hand
+    them to :func:`make_periods` for every family, so all its windows share one series."""
+    return _read_only(bars.values), _read_only(bars.timestamps)
+
+
+def cut_batch(symbol: str, period: Period, targets: np.ndarray, horizon: int, length: int,
+              values: np.ndarray, times: np.ndarray) -> WindowBatch:
+    """The windows forecasting bars ``targets`` ``horizon`` bars ahead, each seeing the ``length``
+    bars before its origin, over ``series_arrays`` ``values`` and ``times`` (shared, not copied)."""
     origins = targets - horizon + 1
-    ctx_idx = origins[:, None] + np.arange(-length, 0)[None, :]
     fut_idx = origins[:, None] + np.arange(horizon)[None, :]
-    # Copies, not views: a forecaster that scribbles on its input cannot touch the data.
     return WindowBatch(
         symbol=symbol,
         period=period,
         horizon=horizon,
         target_index=targets.copy(),
-        context=values[ctx_idx].copy(),
-        context_times=times[ctx_idx].copy(),
         future_times=times[fut_idx].copy(),
         prev_close=values[origins - 1, 3].copy(),
         actual_close=values[targets, 3].copy(),
+        series=values,
+        series_times=times,
+        end=int(origins.max()) if len(origins) else 0,
+        starts=origins - length,
+        length=length,
     )
 
 

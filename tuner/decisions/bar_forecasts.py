@@ -20,7 +20,7 @@ from tuner.core.errors import ConfigError
 from tuner.core.families.base import Family
 from tuner.core.families.registry import family_class
 from tuner.core.models.weights import CHECKPOINT_PARAM, FAMILY_MODEL, WeightsSource, resolve_weights
-from tuner.core.windows import WindowBatch
+from tuner.core.windows import WindowBatch, cut_batch, series_arrays
 
 
 def experiment_context_length(family_context: int, test_end: int, windows: Mapping[str, Any]) -> int:
@@ -43,12 +43,7 @@ def target_batch(bars: Bars, targets: np.ndarray, context_length: int, period: s
     if targets.size and int(targets.min()) < context_length:
         raise ConfigError(f"{bars.symbol}: bar {int(targets.min())} has fewer than {context_length} "
                           "bars of context before it")
-    values, times = bars.values, bars.timestamps
-    ctx = targets[:, None] + np.arange(-context_length, 0)[None, :]
-    return WindowBatch(symbol=bars.symbol, period=period, horizon=1, target_index=targets.copy(),
-                       context=values[ctx].copy(), context_times=times[ctx].copy(),
-                       future_times=times[targets][:, None].copy(),
-                       prev_close=values[targets - 1, 3].copy(), actual_close=values[targets, 3].copy())
+    return cut_batch(bars.symbol, period, targets, 1, context_length, *series_arrays(bars))
 
 
 class Forecasters:

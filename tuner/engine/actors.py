@@ -96,8 +96,8 @@ class ModelServer:
         if isinstance(periods, tuple):
             import ray
 
-            (ref,) = ray.get(_actor(*periods).get.remote(family))
-            periods = ray.get(ref)
+            (ref,) = ray.get(_actor(*periods).get.remote())
+            periods = ray.get(ref)[family]
         self.periods = dict(periods)
         self.checkpoint = checkpoint
         self.family = build_family(family, weights, device, autocast_dtype, gpu_share, checkpoint)
@@ -278,17 +278,18 @@ class PackBoard:
 
 
 class WindowStore:
-    """Each family's windows, as a reference to them in the object store (the driver owns the
-    object; the store only hands the reference to model actors, at start and at a restart)."""
+    """Every family's windows (family → symbol → Periods), as a reference to them in the object
+    store (the driver owns the object; the store only hands the reference to model actors, at
+    start and at a restart)."""
 
     def __init__(self) -> None:
-        self.refs: dict[str, list] = {}
+        self.ref: list = []
 
-    def put(self, family: str, ref: list) -> None:
-        self.refs[family] = ref  # [ObjectRef]: wrapped, so Ray passes the reference, not the value
+    def put(self, ref: list) -> None:
+        self.ref = ref  # [ObjectRef]: wrapped, so Ray passes the reference, not the value
 
-    def get(self, family: str) -> list:
-        return self.refs[family]
+    def get(self) -> list:
+        return self.ref
 
 
 class LoadLedger:

@@ -44,6 +44,7 @@ from tuner.core.windows import (
     AUTO_CONTEXT,
     AUTO_MIN,
     make_periods,
+    series_arrays,
     target_dates,
     window_counts,
 )
@@ -67,6 +68,7 @@ from tuner.engine.journal import (
     TrialJournal,
     compact,
     last_session,
+    iter_journal,
     read_journal,
     records_by_study,
 )
@@ -295,7 +297,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         finally:
             progress.close()
         clock.mark("tuning")
-        records, pooled_records = split_records(_trial_record(r) for r in read_journal(storage, provenance))
+        records, pooled_records = split_records(_trial_record(r) for r in iter_journal(storage, provenance))
         winners = pick_winners(records, config.max_latency_s)
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
         finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick,
@@ -465,12 +467,15 @@ def _cut_windows(config: ExperimentConfig):
     skipped.update({sym: str(err) for sym, err in dataset.errors.items()})
     periods: dict[str, dict] = {}
     studies: list[tuple[str, str]] = []
+    # One read-only copy of each symbol's series, shared by all its families' windows.
+    series = {symbol: series_arrays(dataset.bars[symbol]) for symbol in dataset.symbols}
     for family in config.families:
         context = load_family_config(family).context_length
         periods[family] = {}
         for symbol in dataset.symbols:
             try:
-                periods[family][symbol] = make_periods(dataset.bars[symbol], config.windows, context)
+                periods[family][symbol] = make_periods(dataset.bars[symbol], config.windows, context,
+                                                       series=series[symbol])
             except DataError as e:
                 skipped[f"{symbol}/{family}"] = str(e)
     for symbol in dataset.symbols:
@@ -612,9 +617,8 @@ class ActorPool:
 
     Attributes:
         actors: actor group (a family, or ``family@size``) → [(name, handle)].
-        stored: families whose windows are in the window store.
         infos: what each actor reported once loaded (``ModelServer.info``).
-        data_refs: the windows of each family in the object store: the driver owns them for the
+        data_refs: every family's windows in the object store: the driver owns them for the
             whole run, because a restarted actor fetches them again (via the window store).
         groups: placement groups, one per GPU set (one actor of each family on one node).
         board, board_name: the :class:`~tuner.engine.actors.PackBoard` actor and its name.
@@ -626,7 +630,6 @@ class ActorPool:
     infos: list[dict]
     data_refs: list
     groups: list
-    stored: set = field(default_factory=set)
     board: Any = None
     board_name: str | None = None
     ledger: Any = None
@@ -688,13 +691,13 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     pool.ledger_name = f"{config.name}-loads-{run_id}"
     pool.ledger = ray.remote(LoadLedger).options(name=pool.ledger_name, namespace=NAMESPACE,
                                                  num_cpus=0).remote()
+    # One object for every family's windows: their batches share each symbol's series, which
+    # the object store then holds once.
+    data_ref = ray.put(periods)
+    pool.data_refs.append(data_ref)
+    ray.get(pool.store.put.remote([data_ref]))
     for group, res in plan.items():
         family, size = members_of[group]
-        if family not in pool.stored:  # one copy of a family's windows, whatever its sizes
-            data_ref = ray.put(periods[family])
-            pool.data_refs.append(data_ref)
-            ray.get(pool.store.put.remote(family, [data_ref]))
-            pool.stored.add(family)
         pool.actors[group] = []
         for i in range(res.actors):
             name = f"{config.name}-{family}-{i}-{run_id}" if size is None else f"{config.name}-{family}-{size}-{i}-{run_id}"
