@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tuner import __version__
@@ -67,8 +67,8 @@ from tuner.engine.journal import (
     StorageFault,
     TrialJournal,
     compact,
-    last_session,
     iter_journal,
+    last_session,
     read_journal,
     records_by_study,
 )
