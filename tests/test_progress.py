@@ -86,3 +86,30 @@ def test_when_status_is_filtered_then_only_those_studies_are_listed(tmp_path):
     assert study_lines == ["  S001/toto    1/30   best 0.01230",
                            "  S002/toto    0/30   best -"]
     assert "  toto                   3         0            1       0" in result.output
+
+
+def test_when_writing_progress_is_slow_then_it_is_written_less_often(tmp_path, monkeypatch):
+    from tuner.core.storage import Storage
+    from tuner.engine import progress as progress_module
+    from tuner.engine.progress import ProgressView
+
+    view = ProgressView(Storage(str(tmp_path), "exp"), ["A/f"], 2, [], interval_s=0.0)
+    clock = [1000.0]
+    monkeypatch.setattr(progress_module.time, "time", lambda: clock[0])
+    writes = []
+
+    def slow_write():  # each write "takes" 1 s of the fake clock
+        writes.append(clock[0])
+        clock[0] += 1.0
+
+    monkeypatch.setattr(view, "_write", slow_write)
+    for _ in range(1000):
+        view.refresh()
+        clock[0] += 0.1  # a Tune step
+    # A write per step would be 1,000 s of writing in 100 s of steps; WRITE_SHARE allows one
+    # second of writing in twenty.
+    elapsed = clock[0] - 1000.0
+    assert 3 <= len(writes) <= 1 + elapsed * progress_module.WRITE_SHARE
+    before = len(writes)
+    view.refresh(force=True)  # the final state is always written
+    assert len(writes) == before + 1

@@ -96,8 +96,8 @@ class ModelServer:
         if isinstance(periods, tuple):
             import ray
 
-            (ref,) = ray.get(_actor(*periods).get.remote())
-            periods = ray.get(ref)[family]
+            refs = ray.get(_actor(*periods).get.remote())
+            periods = {symbol: p for ref in refs for symbol, p in ray.get(ref)[family].items()}
         self.periods = dict(periods)
         self.checkpoint = checkpoint
         self.family = build_family(family, weights, device, autocast_dtype, gpu_share, checkpoint)
@@ -278,18 +278,18 @@ class PackBoard:
 
 
 class WindowStore:
-    """Every family's windows (family → symbol → Periods), as a reference to them in the object
-    store (the driver owns the object; the store only hands the reference to model actors, at
-    start and at a restart)."""
+    """Every family's windows, as references to them in the object store: each object holds
+    family → symbol → Periods for a slice of the symbols (the driver owns the objects; the store
+    only hands the references to model actors, at start and at a restart)."""
 
     def __init__(self) -> None:
-        self.ref: list = []
+        self.refs: list = []
 
-    def put(self, ref: list) -> None:
-        self.ref = ref  # [ObjectRef]: wrapped, so Ray passes the reference, not the value
+    def put(self, refs: list) -> None:
+        self.refs = refs  # [ObjectRef, ...]: in a list, so Ray passes references, not values
 
     def get(self) -> list:
-        return self.ref
+        return self.refs
 
 
 class LoadLedger:

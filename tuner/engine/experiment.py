@@ -465,20 +465,19 @@ def _cut_windows(config: ExperimentConfig):
     dataset = load_dataset(source, symbols=config.symbols)
     skipped: dict[str, str] = {str(f): why for f, why in dataset.skipped}
     skipped.update({sym: str(err) for sym, err in dataset.errors.items()})
-    periods: dict[str, dict] = {}
+    contexts = {family: load_family_config(family).context_length for family in config.families}
+    periods: dict[str, dict] = {family: {} for family in config.families}
     studies: list[tuple[str, str]] = []
-    # One read-only copy of each symbol's series, shared by all its families' windows.
-    series = {symbol: series_arrays(dataset.bars[symbol]) for symbol in dataset.symbols}
-    for family in config.families:
-        context = load_family_config(family).context_length
-        periods[family] = {}
-        for symbol in dataset.symbols:
+    symbols = dataset.symbols
+    for symbol in symbols:
+        bars = dataset.bars.pop(symbol)  # its table is dropped once cut: the driver keeps the windows
+        series = series_arrays(bars)  # one read-only copy, shared by every family's windows
+        for family, context in contexts.items():
             try:
-                periods[family][symbol] = make_periods(dataset.bars[symbol], config.windows, context,
-                                                       series=series[symbol])
+                periods[family][symbol] = make_periods(bars, config.windows, context, series=series)
             except DataError as e:
                 skipped[f"{symbol}/{family}"] = str(e)
-    for symbol in dataset.symbols:
+    for symbol in symbols:
         studies += [(symbol, f) for f in config.families if symbol in periods[f]]
     if not studies:
         raise DataError(f"{source}: nothing to tune; " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
@@ -663,6 +662,10 @@ def _gpu_sets(plan: dict[str, FamilyResources]) -> int:
     return 0
 
 
+WINDOW_SLICE = 500
+"""Symbols per object-store object of windows (:func:`_start_actors`)."""
+
+
 def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo) -> ActorPool:
     """Start every model actor and wait until all have loaded their weights (or time out).
 
@@ -691,11 +694,15 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     pool.ledger_name = f"{config.name}-loads-{run_id}"
     pool.ledger = ray.remote(LoadLedger).options(name=pool.ledger_name, namespace=NAMESPACE,
                                                  num_cpus=0).remote()
-    # One object for every family's windows: their batches share each symbol's series, which
-    # the object store then holds once.
-    data_ref = ray.put(periods)
-    pool.data_refs.append(data_ref)
-    ray.get(pool.store.put.remote([data_ref]))
+    # Every family's windows of a slice of the symbols per object: a symbol's batches share its
+    # series, which the object store then holds once; slices keep the driver's serialising
+    # buffers small whatever the universe's size.
+    symbols = sorted({s for by_symbol in periods.values() for s in by_symbol})
+    for i in range(0, len(symbols), WINDOW_SLICE):
+        chosen = symbols[i:i + WINDOW_SLICE]
+        pool.data_refs.append(ray.put({f: {s: by_symbol[s] for s in chosen if s in by_symbol}
+                                       for f, by_symbol in periods.items()}))
+    ray.get(pool.store.put.remote(pool.data_refs))
     for group, res in plan.items():
         family, size = members_of[group]
         pool.actors[group] = []
