@@ -186,3 +186,16 @@ def test_when_a_command_is_suggested_then_it_names_the_storage_unless_it_is_the_
     else:
         storage = Storage(storage_root, "exp")
     assert storage.command("resume") == expected.format(cwd=tmp_path.resolve())
+
+
+def test_when_a_write_was_cut_short_then_its_temporary_file_is_removed_and_nothing_else(tmp_path):
+    storage = Storage(str(tmp_path), "exp")
+    storage.write_json(("fam", "AAA.json"), {"a": 1})
+    folder = tmp_path / "exp" / "fam"
+    stale = folder / ".BBB.json.4242.0123abcd.tmp"  # what write_bytes leaves when killed mid-write
+    stale.write_text("{half")
+    kept = [folder / ".hidden-notes.tmp", folder / "AAA.json"]  # not of write_bytes' making
+    kept[0].write_text("mine")
+    assert storage.remove_temp_files() == 1
+    assert not stale.exists() and all(p.exists() for p in kept)
+    assert storage.remove_temp_files() == 0

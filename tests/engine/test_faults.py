@@ -271,6 +271,8 @@ def test_when_the_driver_is_sigkilled_while_collating_then_what_was_written_is_k
     assert not (root / "summary.json").exists(), "the kill came after collation had finished"
     before = {p.name: json.loads(p.read_text()) for p in winners.glob("*.json")}  # whole: each parses
     assert before
+    # A task killed between writing and renaming leaves a temporary file: the resume removes it.
+    (winners / ".S0001.json.4242.0123abcd.tmp").write_text('{"half": ')
 
     out = subprocess.run(tuner_cli("resume", "collating", "--storage", str(storage), "--no-dashboard"),
                          env=env, capture_output=True, text=True, timeout=600)
@@ -280,6 +282,7 @@ def test_when_the_driver_is_sigkilled_while_collating_then_what_was_written_is_k
     assert summary["trials"] == {"completed": 2 * studies, "failed": 0, "never_ran": 0}
     after = {p.name: json.loads(p.read_text()) for p in winners.glob("*.json")}
     assert len(after) == studies and all("decision" in doc for doc in after.values())
+    assert not list(root.rglob(".*.tmp")) and "removed 1 temporary file" in out.stdout
 
     def same(doc):
         """All but the moment and the test period's timings (re-scoring runs again), and the

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shlex
 import uuid
 from pathlib import Path
@@ -40,6 +41,8 @@ REBUILT_BY_RESUME = (SUMMARY_FILE, SYMBOLS_FILE, STUDIES_FILE, PROGRESS_FILE, TR
 
 
 DEFAULT_ROOT = "results"
+TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
+"""A temporary file of :meth:`Storage.write_bytes` (``.<name>.<pid>.<8 hex>.tmp``)."""
 """Where experiments live when no ``--storage`` is given (relative to the working directory)."""
 
 Relative = str | tuple[str, ...]
@@ -174,7 +177,7 @@ class Storage:
         if self.fs is None:
             target = self._local(relative)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # TEMP_NAME
             try:
                 tmp.write_bytes(data)
                 os.replace(tmp, target)
@@ -187,6 +190,19 @@ class Storage:
         with self.fs.open_output_stream(path) as out:
             out.write(data)
         return self.path(relative)
+
+    def remove_temp_files(self) -> int:
+        """Delete the temporary files a write cut short left behind (a process killed between
+        writing and renaming: :meth:`write_bytes`); returns how many. Only for a caller that
+        holds the experiment's lock, when nothing else writes here. Object stores write no
+        temporary files."""
+        root = Path(self.root)
+        if self.fs is None and root.is_dir():
+            stale = [p for p in root.rglob(".*.tmp") if p.is_file() and TEMP_NAME.match(p.name)]
+            for path in stale:
+                path.unlink(missing_ok=True)
+            return len(stale)
+        return 0
 
     def list(self, relative: Relative) -> list[str]:
         """Names of the files in a folder of the experiment (none when it does not exist)."""

@@ -169,17 +169,6 @@ class WindowBatch:
         if len(self.starts) and (int(self.starts.min()) < 0 or int(self.starts.max()) + self.length > self.end):
             raise ValueError(f"{self.symbol} {self.period}: windows reach outside bars [0, {self.end})")
 
-    @classmethod
-    def of_contexts(cls, symbol: str, period: Period, horizon: int, target_index: np.ndarray,
-                    context: np.ndarray, context_times: np.ndarray, future_times: np.ndarray,
-                    prev_close: np.ndarray, actual_close: np.ndarray) -> WindowBatch:
-        """A batch from explicit (W, L, 6) contexts and their (W, L) times: windows that need not
-        come from one series (tests, or contexts changed on purpose)."""
-        w, length = context.shape[:2]
-        return cls(symbol, period, horizon, np.asarray(target_index), future_times, prev_close, actual_close,
-                   _read_only(context.reshape(w * length, -1)), _read_only(context_times.reshape(w * length)),
-                   w * length, np.arange(w, dtype=np.int64) * length, length)
-
     def __len__(self) -> int:
         return len(self.target_index)
 

@@ -202,6 +202,13 @@ class ModelServer:
             self.busy_s += elapsed
         return {"result": result, "actor_s": elapsed, **_where()}
 
+    def call_many(self, method: str, calls: list[tuple]) -> list[Any]:
+        """Several calls of ``method`` (``evaluate`` or ``point_forecasts``) in one actor call,
+        one after another: for weights-free families, whose work costs less than a Ray call."""
+        if method not in ("evaluate", "point_forecasts"):
+            raise ValueError(f"call_many runs evaluate or point_forecasts, not {method!r}")
+        return [getattr(self, method)(*args) for args in calls]
+
     def point_forecasts(self, symbol: str, params: Mapping[str, Any], seed: int) -> dict[str, Any]:
         """The point forecasts of one config on both periods (for blend/regime candidates)."""
         periods = self.periods[symbol]

@@ -230,6 +230,9 @@ def _run_locked(config: ExperimentConfig, storage: Storage, echo: Echo, include_
             for line in cause_lines(ExperimentSummary(storage, done), history):
                 echo(line)
             return done
+        left = storage.remove_temp_files()  # under the lock: no other writer can be mid-write
+        if left:
+            echo(f"removed {left} temporary file(s) left by writes an interruption cut short")
         return _run_session(config, storage, echo, include_dashboard, fallback_allowed, history, provenance,
                             started_at)
 
@@ -663,8 +666,8 @@ def _gpu_sets(plan: dict[str, FamilyResources]) -> int:
 
 
 CALLS_IN_FLIGHT_PER_ACTOR = 64
-"""Re-scoring calls queued per model actor at once (:func:`_on_live_actors`): enough to keep
-every actor and its request batcher busy."""
+"""Re-scoring calls (or chunks of a weights-free family's calls) queued per model actor at once
+(:func:`_on_live_actors`): enough to keep every actor and its request batcher busy."""
 WINDOW_SLICE = 500
 """Symbols per object-store object of windows (:func:`_start_actors`)."""
 
@@ -844,7 +847,11 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
     """Run many actor calls at once: ``calls`` maps a caller's key to ((symbol, family), method,
     args). Each starts on an actor chosen by its study; a call whose actor has died for good
     (Ray restarts crashed ones ``max_restarts`` times) moves on to the family's other actors.
-    Returns key → result, or key → :class:`TunerError` when every actor of the family is dead."""
+    A weights-free family's calls go up to :data:`WEIGHTS_FREE_CHUNK` in one actor call
+    (``ModelServer.call_many``): Ray's cost per call is more than their work; a model family's
+    go one by one, so that its request batcher can merge those running at once.
+    Returns key → result (in ``calls``' order), or key → :class:`TunerError` when every actor
+    of the family is dead."""
     import zlib
 
     import ray
@@ -854,40 +861,59 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
         study, _, args = calls[key]
         return trial_group(study[1], args[1])
 
-    def submit(key, attempt: int):
-        study, method, args = calls[key]
-        members = actors[group(key)]
-        _, handle = members[(zlib.crc32("/".join(study).encode()) + attempt) % len(members)]
-        return getattr(handle, method).remote(*args)
+    def member(key, attempt: int) -> int:
+        return (zlib.crc32("/".join(calls[key][0]).encode()) + attempt) % len(actors[group(key)])
+
+    # Calls that share an actor (and a method) are cut into chunks, in the callers' order.
+    chunks: list[list] = []
+    filling: dict[tuple, list] = {}
+    for key in calls:
+        study, method, _ = calls[key]
+        slot = (group(key), member(key, 0), method)
+        chunk = filling.setdefault(slot, [])
+        chunk.append(key)
+        if len(chunk) >= (1 if study[1] in FAMILY_MODEL else WEIGHTS_FREE_CHUNK):
+            chunks.append(filling.pop(slot))
+    chunks.extend(filling.values())
+
+    def submit(chunk: list, attempt: int):
+        first = chunk[0]
+        _, handle = actors[group(first)][member(first, attempt)]
+        method = calls[first][1]
+        if len(chunk) == 1:
+            return getattr(handle, method).remote(*calls[first][2])
+        return handle.call_many.remote(method, [calls[key][2] for key in chunk])
 
     # A bounded number in flight, the next submitted as one is gathered: every call at once
     # made the driver hold 20,000 task specs and their results (+0.5 GB at 10,000 studies).
-    waiting = iter(calls)
-    pending: dict = {}
+    limit = CALLS_IN_FLIGHT_PER_ACTOR * sum(len(m) for m in actors.values())
+    waiting = iter(chunks)
+    pending: dict[int, tuple[list, Any, int]] = {}
     results: dict = {}
 
     def top_up() -> None:
-        while len(pending) < CALLS_IN_FLIGHT_PER_ACTOR * sum(len(m) for m in actors.values()):
-            key = next(waiting, None)
-            if key is None:
+        while len(pending) < limit:
+            chunk = next(waiting, None)
+            if chunk is None:
                 return
-            pending[key] = (submit(key, 0), 0)
+            pending[id(chunk)] = (chunk, submit(chunk, 0), 0)
 
     top_up()
     while pending:
-        key, (ref, attempt) = next(iter(pending.items()))
-        del pending[key]
+        chunk, ref, attempt = pending.pop(next(iter(pending)))
         top_up()
         try:
-            results[key] = ray.get(ref)
+            outs = ray.get(ref)
+            results.update(zip(chunk, outs if len(chunk) > 1 else [outs], strict=True))
         except RayActorError as e:
-            if attempt + 1 < len(actors[group(key)]):
-                pending[key] = (submit(key, attempt + 1), attempt + 1)
+            if attempt + 1 < len(actors[group(chunk[0])]):
+                pending[id(chunk)] = (chunk, submit(chunk, attempt + 1), attempt + 1)
             else:
-                results[key] = TunerError(f"every {group(key)} model actor has died ({type(e).__name__})")
-        if on_done is not None and key in results:
+                results.update((key, TunerError(f"every {group(key)} model actor has died ({type(e).__name__})"))
+                               for key in chunk)
+        if on_done is not None:
             on_done(len(results), len(calls))  # the live view's re-scoring progress
-    return results
+    return {key: results[key] for key in calls}
 
 
 def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int,
