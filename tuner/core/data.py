@@ -51,7 +51,7 @@ import io
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,15 +103,6 @@ class Locations:
 
     unit: str
     numbers: np.ndarray
-
-    @classmethod
-    def of(cls, texts: Sequence[str]) -> Locations | tuple[str, ...]:
-        """From ``"<unit> <number>"`` texts; kept as the texts when they are not of that form."""
-        parts = [t.split(" ") for t in texts]
-        units = {p[0] for p in parts}
-        if len(units) != 1 or not all(len(p) == 2 and p[1].isdigit() for p in parts):
-            return tuple(texts)
-        return cls(units.pop(), np.array([int(p[1]) for p in parts], dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -396,7 +387,7 @@ def _load_file(file: Path) -> tuple[list[Bars], dict[str, DataError]]:
 
 
 def _read_table(file: Path):
-    """Read a file into strings/values; also return a function naming a row's location."""
+    """Read a file into strings/values; also return a :class:`_Locator` naming a row's location."""
     name = file.name.lower()
     if name.endswith((".parquet", ".pq")):
         try:
@@ -404,7 +395,7 @@ def _read_table(file: Path):
         except Exception as e:  # pyarrow raises many types for a corrupt file
             raise DataError(f"{file}: not a readable Parquet file: {e}") from e
         frame = frame.reset_index(drop=not _has_time_index(frame))
-        return frame, lambda i: f"row {i + 1}"
+        return frame, _Locator("row", lambda i: i + 1)
     text = _read_text(file)
     if not text.strip():
         raise DataError(f"{file}: empty file")
@@ -422,9 +413,9 @@ def _read_table(file: Path):
     starts = _record_lines(text, delimiter) if '"' in text else None
     if starts is not None and len(starts) == header + 1 + len(blank):
         # A quoted field held a newline: count lines as an editor shows them, record by record.
-        return frame, lambda i: f"line {starts[header + 1 + i]}"
+        return frame, _Locator("line", lambda i: starts[header + 1 + i])
     # CSV line numbers as an editor shows them: the header's line, then one per row.
-    return frame, lambda i: f"line {i + header + 2}"
+    return frame, _Locator("line", lambda i: i + header + 2)
 
 
 def _record_lines(text: str, delimiter: str) -> list[int] | None:
@@ -602,7 +593,7 @@ def _to_bars(symbol: str, file: Path, part: pd.DataFrame, columns: dict[str, str
         {"timestamp": times, **{k: prices[k] for k in ("open", "high", "low", "close")},
          "volume": volume, "amount": amount}
     )
-    locations = Locations.of([locate(int(r)) for r in rows])
+    locations = Locations(locate.unit, np.array([locate.number(int(r)) for r in rows], dtype=np.int64))
     return Bars(symbol=symbol, source=file, frame=frame, notes=tuple(notes), locations=locations)
 
 
@@ -676,6 +667,17 @@ def _warn(notes: list[str], message: str) -> None:
     the bars' notes (``tuner data check`` shows it)."""
     log.warning("%s", message)
     notes.append(message)
+
+
+@dataclass(frozen=True)
+class _Locator:
+    """Where a row of a file's table sits: ``unit`` (``line``, ``row``) and its number."""
+
+    unit: str
+    number: Callable[[int], int]
+
+    def __call__(self, row: int) -> str:
+        return f"{self.unit} {self.number(row)}"
 
 
 class _Where:

@@ -16,7 +16,7 @@ import math
 import os
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -888,7 +888,7 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
     # made the driver hold 20,000 task specs and their results (+0.5 GB at 10,000 studies).
     limit = CALLS_IN_FLIGHT_PER_ACTOR * sum(len(m) for m in actors.values())
     waiting = iter(chunks)
-    pending: dict[int, tuple[list, Any, int]] = {}
+    pending: deque[tuple[list, Any, int]] = deque()  # (chunk, its ref, attempt), gathered in order
     results: dict = {}
 
     def top_up() -> None:
@@ -896,18 +896,18 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
             chunk = next(waiting, None)
             if chunk is None:
                 return
-            pending[id(chunk)] = (chunk, submit(chunk, 0), 0)
+            pending.append((chunk, submit(chunk, 0), 0))
 
     top_up()
     while pending:
-        chunk, ref, attempt = pending.pop(next(iter(pending)))
+        chunk, ref, attempt = pending.popleft()
         top_up()
         try:
             outs = ray.get(ref)
             results.update(zip(chunk, outs if len(chunk) > 1 else [outs], strict=True))
         except RayActorError as e:
             if attempt + 1 < len(actors[group(chunk[0])]):
-                pending[id(chunk)] = (chunk, submit(chunk, attempt + 1), attempt + 1)
+                pending.append((chunk, submit(chunk, attempt + 1), attempt + 1))
             else:
                 results.update((key, TunerError(f"every {group(key)} model actor has died ({type(e).__name__})"))
                                for key in chunk)
