@@ -98,9 +98,13 @@ def test_when_pooled_symbols_caps_the_universe_then_the_pooled_study_tunes_on_a_
         local_ray, config, captured, tmp_path):
     from dataclasses import replace
 
-    summary = driver.run_experiment(replace(config, pooled_symbols=2), echo=lambda line: None)
+    lines: list[str] = []
+    summary = driver.run_experiment(replace(config, pooled_symbols=2), echo=lines.append)
     chosen = tuning_symbols(FAMILY, SYMBOLS, 2, config.seed)
     assert len(chosen) == 2 and summary["pooled"][FAMILY]["tuned_on"] == list(chosen)
+    # The end-of-run line says what the pooled value is a mean over: the sample, not every symbol.
+    assert any(line.startswith(f"  pooled {FAMILY}") and "over the 2 symbols it was tuned on" in line
+               for line in lines), lines
     journal = [r for r in read_journal(driver.Storage(config.storage, "pool")) if r.study == pooled_key(FAMILY)]
     # Every pooled trial's objective is the mean over the sample only ...
     assert all(sorted(r.metrics["per_symbol"]) == list(chosen) for r in journal)

@@ -1134,8 +1134,9 @@ def _report(summary: dict[str, Any], storage: Storage, echo: Echo) -> None:
     for family, pooled in sorted((summary.get("pooled") or {}).items()):
         value = pooled.get("validation_pct_return_mae") if isinstance(pooled, dict) else None
         if isinstance(value, float):
-            echo(f"  pooled {family:<16} val {value:.5f} (mean over the symbols' validation, "
-                 f"{pooled.get('trials')} trials)")
+            tuned_on = pooled.get("tuned_on") or pooled.get("symbols") or ()
+            echo(f"  pooled {family:<16} val {value:.5f} (mean validation over the {len(tuned_on)} symbols "
+                 f"it was tuned on, {pooled.get('trials')} trials)")
     decisions = summary.get("decisions") or {}
     if decisions.get("symbols"):
         echo(f"decisions: own {decisions.get('own', 0)}, pooled {decisions.get('pooled', 0)}, default "
