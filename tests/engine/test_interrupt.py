@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -32,7 +34,10 @@ def test_when_a_run_gets_ctrl_c_then_it_says_what_was_saved_and_how_to_resume_an
             time.sleep(0.2)
         assert driver.poll() is None, "the run ended before it could be interrupted"
         os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole group
-        output, _ = driver.communicate(timeout=300)
+        try:
+            output, _ = driver.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the driver did not exit within 300 s of SIGINT; where it waits:\n{stacks(driver.pid)}")
     finally:
         try:
             os.killpg(driver.pid, signal.SIGKILL)  # Ray's agents linger in the driver's group
@@ -44,3 +49,14 @@ def test_when_a_run_gets_ctrl_c_then_it_says_what_was_saved_and_how_to_resume_an
     assert saved >= 2
     assert re.search(rf"interrupted: experiment intr: {saved} finished trials saved in its journal; .*"
                      rf"Continue it with `tuner resume intr --storage {re.escape(str(storage))}`", output), output[-3000:]
+
+
+def stacks(pid: int) -> str:
+    """The Python stacks of a process that hangs (py-spy comes with ``ray[default]``), so a
+    failure on a loaded CI machine says where it waited."""
+    spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    try:
+        done = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"(py-spy could not dump it: {e})"
+    return done.stdout + done.stderr
