@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 
 import pytest
 
@@ -109,6 +111,48 @@ def test_when_compacted_then_one_file_holds_every_record(storage):
     assert [p.name for p in chunk_files(storage)] == ["0002-compact.jsonl"]
     assert read_journal(storage) == before
     assert last_session(storage) == 2
+
+
+def test_when_compacted_in_pieces_then_the_file_is_what_one_piece_would_be_and_a_failure_keeps_the_chunks(
+        storage, monkeypatch):
+    journal = TrialJournal(storage, session=1)
+    for i in range(5):
+        journal.append([record(i)])
+        journal.flush()
+    before = read_journal(storage)
+    monkeypatch.setattr("tuner.engine.journal.COMPACT_LINES", 2)  # three pieces
+
+    class Broken(Exception):
+        pass
+
+    class FailsOnSecondPiece:
+        def __init__(self, out) -> None:
+            self.out, self.pieces = out, 0
+
+        def write(self, data: bytes) -> None:
+            self.pieces += 1
+            if self.pieces == 2:
+                raise Broken()
+            self.out.write(data)
+
+    real = Storage.write_stream
+
+    @contextlib.contextmanager
+    def fails_after_one_piece(self, relative):
+        with real(self, relative) as out:
+            yield FailsOnSecondPiece(out)
+
+    monkeypatch.setattr(Storage, "write_stream", fails_after_one_piece)
+    with pytest.raises(Broken):
+        compact(storage, 1)
+    assert len(chunk_files(storage)) == 5 and read_journal(storage) == before  # nothing lost or half-written
+    assert not [name for name in os.listdir(storage.path(JOURNAL_DIR)) if name.endswith(".tmp")]
+
+    monkeypatch.setattr(Storage, "write_stream", real)
+    compact(storage, 1)
+    assert [p.name for p in chunk_files(storage)] == ["0001-compact.jsonl"]
+    assert storage.read_bytes(f"{JOURNAL_DIR}/0001-compact.jsonl") == (
+        "\n".join(r.to_json() for r in before) + "\n").encode()
 
 
 def test_when_no_journal_exists_then_it_reads_empty(storage):

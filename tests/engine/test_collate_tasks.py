@@ -19,6 +19,8 @@ from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import Storage
 from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
 from tuner.engine.collate_tasks import TaskCollator, batches, light_view
+from tuner.engine.journal import JournalRecord, TrialJournal, read_journal
+from tuner.engine.trial_store import open_trials, trial_record
 
 FAMILIES = ("bootstrap_returns", "toto")
 SYMBOLS = tuple(f"S{i}" for i in range(7))
@@ -91,6 +93,35 @@ def test_when_collated_in_tasks_then_every_file_and_the_summary_are_the_serial_p
     assert all("mcs" in d["significance"] for d in decided)
     serial.pop("created_at"), tasks.pop("created_at")
     assert json.dumps(serial, sort_keys=True, default=str) == json.dumps(tasks, sort_keys=True, default=str)
+
+
+def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_the_serial_path_writes(
+        local_ray, tmp_path):
+    args = experiment()
+    storage = Storage(str(tmp_path), "stored")
+    journal = TrialJournal(storage, 1)
+    journal.append(JournalRecord(f"{r.symbol}/{r.family}", r.number, r.trial_id, r.status, {}, {},
+                                 r.config, r.metrics["pct_return_mae"], r.metrics, session=1, finished_at=7.0)
+                   for r in args["records"])
+    journal.close()
+    # The same records in this process, as the journal gives them back (its NaN is null).
+    write_experiment(Storage(str(tmp_path), "serial"),
+                     **{**args, "records": [trial_record(r) for r in read_journal(storage)]})
+    trials = open_trials(storage, None, None)
+    try:
+        assert trials.digest.records == len(args["records"]) and trials.digest.failed == []
+        stored = write_experiment(storage, **{**args, "records": trials},
+                                  collator=TaskCollator(cpus=1, write_in_tasks=True))
+    finally:
+        trials.close()
+
+    assert written(tmp_path / "serial") == written(tmp_path / "stored")
+    assert stored["complete"] and stored["trials"]["completed"] == len(args["records"])
+    serial_table = Storage(str(tmp_path), "serial").read_parquet("trials.parquet")
+    stored_table = storage.read_parquet("trials.parquet")
+    assert len(stored_table) == len(args["records"]) and (stored_table["finished_at"] == 7.0).all()
+    assert serial_table.drop(columns=["errors"]).equals(stored_table.drop(columns=["errors"]))
+    assert [list(e) for e in serial_table["errors"]] == [list(e) for e in stored_table["errors"]]
 
 
 def test_when_symbols_are_batched_then_a_few_tasks_per_cpu_and_none_too_large():

@@ -15,8 +15,9 @@ import os
 import re
 import shlex
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tuner.core.errors import ConfigError, DamagedFile, UnsafePath
 
@@ -41,14 +42,20 @@ REBUILT_BY_RESUME = (SUMMARY_FILE, SYMBOLS_FILE, STUDIES_FILE, PROGRESS_FILE, TR
 
 
 DEFAULT_ROOT = "results"
+"""Where experiments live when no ``--storage`` is given (relative to the working directory)."""
 TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
 """A temporary file of :meth:`Storage.write_bytes` (``.<name>.<pid>.<8 hex>.tmp``)."""
-"""Where experiments live when no ``--storage`` is given (relative to the working directory)."""
 
 Relative = str | tuple[str, ...]
 """A path inside a storage: a string of ``/``-separated names written by the code itself
 (``journal/chunk-000001.jsonl``), or a tuple of names, each ONE name, for any name that comes
 from data (``("toto", f"{symbol}.json")``): a ``/`` inside a tuple's name is refused, not followed."""
+
+
+def _temp_name(target: Path) -> Path:
+    """Where ``target`` is written before it is renamed into place (:data:`TEMP_NAME`): unique
+    per writer, so parallel writers never race on a rename."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def is_uri(location: str) -> bool:
@@ -177,7 +184,7 @@ class Storage:
         if self.fs is None:
             target = self._local(relative)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # TEMP_NAME
+            tmp = _temp_name(target)
             try:
                 tmp.write_bytes(data)
                 os.replace(tmp, target)
@@ -190,6 +197,37 @@ class Storage:
         with self.fs.open_output_stream(path) as out:
             out.write(data)
         return self.path(relative)
+
+    @contextlib.contextmanager
+    def write_stream(self, relative: Relative) -> Iterator[BinaryIO]:
+        """A file written piece by piece (``with storage.write_stream(name) as out:
+        out.write(...)``), so a large one is never whole in memory; like :meth:`write_bytes` it
+        appears only once complete: written under a temporary name and renamed (an object
+        store: uploaded under a temporary key and moved), and on an error removed, not left."""
+        if self.fs is None:
+            target = self._local(relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _temp_name(target)
+            try:
+                with tmp.open("wb") as out:
+                    yield out
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            return
+        path = self._fs_path(relative)
+        folder, name = path.rsplit("/", 1)
+        tmp_path = f"{folder}/{_temp_name(Path(name)).name}"
+        self.fs.create_dir(folder, recursive=True)
+        try:
+            with self.fs.open_output_stream(tmp_path) as out:
+                yield out
+            self.fs.move(tmp_path, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(tmp_path)
+            raise
 
     def remove_temp_files(self) -> int:
         """Delete the temporary files a write cut short left behind (a process killed between

@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from tuner.core import strict_json
 from tuner.core.candidates import label_candidate
@@ -288,6 +288,54 @@ def symbol_documents(records: Iterable[TrialRecord], finals: Mapping[tuple[str, 
     return documents
 
 
+Key = tuple[str, str]
+
+
+@runtime_checkable
+class Trials(Protocol):
+    """An experiment's trial records, wherever they are held: in this process
+    (:class:`TrialList`) or in a Ray actor (:class:`tuner.engine.trial_store.StoredTrials`, so
+    the driver never holds every trial of a large universe). Pooled records are not among them."""
+
+    def counts(self, studies: Iterable[Key], budget: int) -> dict[Key, dict[str, int]]:
+        """:func:`trial_counts` over every record."""
+        ...
+
+    def winner_order(self, max_latency_s: float | None) -> list[Key]:
+        """The studies with a winner, in the order :func:`pick_winners` finds them."""
+        ...
+
+    def records_of(self, symbols: Iterable[str] | None) -> list[TrialRecord]:
+        """Every record of ``symbols`` (None: of every symbol), in the order they were written."""
+        ...
+
+    def write_table(self, storage: Storage) -> None:
+        """Write ``trials.parquet`` (:func:`trials_table`) under ``storage``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TrialList:
+    """:class:`Trials` held in this process (tests, the serial path, small experiments)."""
+
+    records: list[TrialRecord]
+
+    def counts(self, studies, budget):
+        return trial_counts(self.records, studies, budget)
+
+    def winner_order(self, max_latency_s):
+        return list(pick_winners(self.records, max_latency_s))
+
+    def records_of(self, symbols):
+        if symbols is None:
+            return list(self.records)
+        chosen = set(symbols)
+        return [r for r in self.records if r.symbol in chosen]
+
+    def write_table(self, storage):
+        storage.write_parquet(TRIALS_FILE, trials_table(self.records))
+
+
 class Collator(Protocol):
     """How :func:`write_experiment` builds and stores the result documents: in this process
     (:class:`SerialCollator`) or as Ray tasks (:class:`tuner.engine.collate_tasks.TaskCollator`).
@@ -300,7 +348,7 @@ class Collator(Protocol):
 
     pooled_written: bool
 
-    def documents(self, storage: Storage, records: list[TrialRecord],
+    def documents(self, storage: Storage, trials: Trials,
                   finals: Mapping[tuple[str, str], TrialResult],
                   counts: Mapping[tuple[str, str], Mapping[str, int]], meta: Mapping[str, Any],
                   derived: Mapping[tuple[str, str], dict[str, Any]], defaults: Mapping[tuple[str, str], TrialResult],
@@ -320,8 +368,8 @@ class SerialCollator:
 
     pooled_written = False
 
-    def documents(self, storage, records, finals, counts, meta, derived, defaults, pooled):
-        return symbol_documents(records, finals, counts, meta, derived, defaults)
+    def documents(self, storage, trials, finals, counts, meta, derived, defaults, pooled):
+        return symbol_documents(trials.records_of(None), finals, counts, meta, derived, defaults)
 
     def write(self, storage, documents) -> None:
         for key, doc in documents.items():
@@ -333,7 +381,7 @@ def winner_file(key: tuple[str, str]) -> tuple[str, str]:
     return (key[1], f"{key[0]}.json")
 
 
-def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mapping[tuple[str, str], TrialResult],
+def write_experiment(storage: Storage, records: Iterable[TrialRecord] | Trials, finals: Mapping[tuple[str, str], TrialResult],
                      studies: list[tuple[str, str]], budget: int, meta: Mapping[str, Any],
                      derived: Mapping[tuple[str, str], dict[str, Any]] | None = None,
                      unscored: Mapping[tuple[str, str], str] | None = None,
@@ -345,6 +393,8 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     ``summary.json``; return the short summary as written (the tables are read back through
     :class:`tuner.core.summary_tables.ExperimentSummary`).
 
+    ``records``: every trial record (pooled ones excluded), or a :class:`Trials` holding them
+    (the engine's keeps them in a Ray actor, which writes ``trials.parquet`` itself).
     ``derived`` holds candidates built from the winners ((symbol, "blend"|"regime") → result
     document, see :mod:`tuner.core.candidates`); they are written beside the families' files and
     compete for the best family of their symbol. ``unscored``: studies whose winner could not
@@ -359,8 +409,9 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     decisions, which need every symbol at once, are always built here."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     collator = collator or SerialCollator()
-    counts = trial_counts(records, studies, budget)
-    documents = collator.documents(storage, records, finals, counts, meta, derived or {}, defaults or {},
+    trials = records if isinstance(records, Trials) else TrialList(list(records))
+    counts = trials.counts(studies, budget)
+    documents = collator.documents(storage, trials, finals, counts, meta, derived or {}, defaults or {},
                                    pooled or {})
     summary = build_summary(documents, counts, meta)
     add_decisions(documents, summary, pooled=pooled, window_dates=window_dates,
@@ -369,6 +420,6 @@ def write_experiment(storage: Storage, records: list[TrialRecord], finals: Mappi
     collator.write(storage, documents)
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why
-    storage.write_parquet(TRIALS_FILE, trials_table(records))
+    trials.write_table(storage)
     return write_summary(storage, summary)
 

@@ -36,7 +36,6 @@ from tuner.core.trial import TrialResult
 from tuner.engine.collate import (
     SerialCollator,
     TrialRecord,
-    pick_winners,
     symbol_documents,
     winner_file,
 )
@@ -160,13 +159,17 @@ class TaskCollator:
         self.cpus = self.cpus if self.cpus is not None else total
         return min(1.0, total)  # a cluster with less than one CPU still runs them
 
-    def documents(self, storage, records, finals, counts, meta, derived, defaults, pooled):
+    def documents(self, storage, trials, finals, counts, meta, derived, defaults, pooled):
         import ray
 
         task_cpus = self._task_cpus()
+        # Trials held by an actor go from it to each task through the object store (a task's
+        # top-level reference is resolved before it runs); the driver never fetches them.
+        fetch = getattr(trials, "records_ref", None)
         by_symbol: dict[str, list[TrialRecord]] = {}
-        for r in records:
-            by_symbol.setdefault(r.symbol, []).append(r)
+        if fetch is None:
+            for r in trials.records_of(None):
+                by_symbol.setdefault(r.symbol, []).append(r)
         symbols = sorted({s for s, _ in finals} | {s for s, _ in derived})
         groups = batches(symbols, self.cpus or 1.0)
         remote = ray.remote(collate_batch).options(num_cpus=task_cpus)
@@ -180,7 +183,8 @@ class TaskCollator:
 
             batch_pooled = {f: replace(o, results={s: r for s, r in o.results.items() if s in chosen})
                             for f, o in pooled.items()}
-            return remote.remote(at, [r for s in group for r in by_symbol.get(s, [])], pick(finals), pick(counts),
+            records = fetch(group) if fetch is not None else [r for s in group for r in by_symbol.get(s, [])]
+            return remote.remote(at, records, pick(finals), pick(counts),
                                  meta_ref, pick(derived), pick(defaults), batch_pooled, self.write_in_tasks)
 
         # A few batches in flight per CPU, the next submitted as one finishes: the arguments
@@ -208,7 +212,7 @@ class TaskCollator:
                            "task_s": round(sum(seconds), 3), "longest_task_s": round(max(seconds, default=0.0), 3),
                            "task_write_s": round(write_s, 3)})
         # The serial path's order (the panel tests take the documents in it).
-        order = [k for k in pick_winners(records, meta.get("max_latency_s")) if k in finals] + list(derived)
+        order = [k for k in trials.winner_order(meta.get("max_latency_s")) if k in finals] + list(derived)
         return {k: gathered[k] for k in order if k in gathered}
 
     def write(self, storage, documents) -> None:

@@ -67,7 +67,6 @@ from tuner.engine.journal import (
     StorageFault,
     TrialJournal,
     compact,
-    iter_journal,
     last_session,
     read_journal,
     records_by_study,
@@ -78,10 +77,10 @@ from tuner.engine.pooled_study import (
     pooled_families,
     pooled_key,
     pooled_summary,
-    split_records,
     tuning_symbols,
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
+from tuner.engine.trial_store import StoredTrials, open_trials
 from tuner.engine.without_winner import cause_lines
 
 log = logging.getLogger(__name__)
@@ -267,6 +266,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
 
     started_ray, dashboard = _connect(config, include_dashboard)
     pool: ActorPool | None = None
+    trials: StoredTrials | None = None
     try:
         storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
                                          "version": __version__, ID_KEY: provenance.experiment_id,
@@ -300,8 +300,10 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         finally:
             progress.close()
         clock.mark("tuning")
-        records, pooled_records = split_records(_trial_record(r) for r in iter_journal(storage, provenance))
-        winners = pick_winners(records, config.max_latency_s)
+        # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
+        # the winners, the pooled studies' records and the failed trials.
+        trials = open_trials(storage, provenance, config.max_latency_s)
+        winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
         finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick,
                                                     weights=config.weights_source)
@@ -325,10 +327,12 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         meta["windows_used"] = _windows_used(periods)
         timed = TimedStorage(storage)
         collator = TaskCollator(on_done=tick)
-        summary = write_experiment(timed, records, finals, studies, config.trials, meta, derived,
+        summary = write_experiment(timed, trials, finals, studies, config.trials, meta, derived,
                                    unscored, defaults, pooled=pooled, window_dates=_window_dates(periods),
                                    collator=collator)
-        summary["collation"] = collator.stats  # written with the final timing, below
+        summary["collation"] = {**collator.stats, "trials_table_s": round(trials.table_s or 0.0, 3)}
+        trials.close()
+        trials_failed = trials.digest.failed
         summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials, tuned_on)
         progress.close()
         clock.mark("collation", within={"writing": timed.write_s})
@@ -339,6 +343,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     finally:
         if pool is not None:
             pool.release()
+        if trials is not None:
+            trials.close()
         if started_ray:
             ray.shutdown()
     clock.mark("shutdown")
@@ -346,7 +352,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     if outcome.stopped:
         raise TunerError(outcome.stopped)
     _report(summary, storage, echo)
-    for line in cause_lines(ExperimentSummary(storage, summary), records):  # last: what a user must act on
+    for line in cause_lines(ExperimentSummary(storage, summary), trials_failed):  # last: what a user must act on
         echo(line)
     return summary
 
@@ -408,13 +414,6 @@ def _finished_summary(storage: Storage, history: list[JournalRecord], echo: Echo
         echo(f"{e} Rebuilding it now.")
         return None
     return summary
-
-
-def _trial_record(r: JournalRecord) -> TrialRecord:
-    # finished_at rides in the metrics, so trials.parquet has it (Optuna export's trial times).
-    return TrialRecord(trial_id=r.trial_id, symbol=r.symbol, family=r.family, status=r.status,
-                       config=r.config, metrics={**r.metrics, "finished_at": r.finished_at}, error=r.error,
-                       number=r.number, session=r.session)
 
 
 def _stored_config(storage: Storage) -> ExperimentConfig | None:

@@ -409,16 +409,28 @@ def last_session(storage: Storage) -> int:
     return max(sessions, default=0)
 
 
+COMPACT_LINES = 10_000
+"""Records written per piece when the journal is compacted."""
+
+
 def compact(storage: Storage, session: int) -> None:
     """Merge every chunk into one (``<session>-compact.jsonl``), then delete the merged ones:
     a finished experiment keeps a single journal file."""
     names = chunk_names(storage)
     if len(names) <= 1:
         return
-    records = read_journal(storage)
     target = f"{session:04d}-compact.jsonl"
-    storage.write_bytes(f"{JOURNAL_DIR}/{target}",
-                        ("\n".join(r.to_json() for r in records) + "\n").encode())
+    # Streamed, a chunk's worth at a time: the whole journal (~150 MB at 100,000 trials) is
+    # never one string in memory.
+    with storage.write_stream(f"{JOURNAL_DIR}/{target}") as out:
+        lines: list[str] = []
+        for record in iter_journal(storage):
+            lines.append(record.to_json())
+            if len(lines) == COMPACT_LINES:
+                out.write(("\n".join(lines) + "\n").encode())
+                lines.clear()
+        if lines:
+            out.write(("\n".join(lines) + "\n").encode())
     for name in names:
         if name != target:
             storage.delete(f"{JOURNAL_DIR}/{name}")

@@ -18,14 +18,14 @@ already ranks configs far more precisely than any one symbol's, and the decision
 chosen config on every symbol's test period anyway.
 
 Pooled records never enter the per-symbol tables (winners, trial counts, ``trials.parquet``):
-:func:`split_records` keeps them apart.
+:class:`tuner.engine.trial_store.TrialStore` keeps them apart.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from tuner.core.pooled import PooledOutcome
 
@@ -34,9 +34,6 @@ POOLED_SYMBOL = "*pooled*"
 
 POOLED_SYMBOLS = 50
 """Default cap on the symbols a pooled study is tuned on (``pooled_symbols``; None = all)."""
-
-R = TypeVar("R")
-"""Any record with a ``symbol`` (journal records, trial records)."""
 
 
 def pooled_key(family: str) -> str:
@@ -61,14 +58,6 @@ def tuning_symbols(family: str, symbols: Iterable[str], cap: int | None, seed: i
     if cap is None or len(ordered) <= cap:
         return tuple(ordered)
     return tuple(sorted(random.Random(f"pooled/{seed}/{family}").sample(ordered, cap)))
-
-
-def split_records(records: Iterable[R]) -> tuple[list[R], list[R]]:
-    """(per-symbol records, pooled records) of anything with a ``symbol`` attribute."""
-    own, pooled = [], []
-    for r in records:
-        (pooled if r.symbol == POOLED_SYMBOL else own).append(r)
-    return own, pooled
 
 
 def pooled_summary(outcomes: Mapping[str, PooledOutcome], budget: int,
