@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,9 +37,11 @@ class Scores:
     errors: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, float | int | list[float]]:
-        data = asdict(self)
-        data["errors"] = list(self.errors)
-        return data
+        # Not asdict(): it deep-copies each error float one call at a time (collation does this
+        # for every section of every winner, default and pooled result).
+        return {"pct_return_mae": self.pct_return_mae, "price_mae": self.price_mae, "latency_s": self.latency_s,
+                "latency_per_forecast_s": self.latency_per_forecast_s, "windows": self.windows,
+                "errors": list(self.errors)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Scores:

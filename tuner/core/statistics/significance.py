@@ -27,6 +27,7 @@ be recomputed from stored results without running a model. Pure numpy/scipy/arch
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -168,11 +169,9 @@ def t_interval(differences: np.ndarray, *, level: float = CI_LEVEL, horizon: int
     the test's standard error (:func:`hln_standard_error`) and quantile of Student t with
     ``n - 1`` degrees of freedom. At ``level = 1 - 2 alpha`` its upper end is below 0 exactly when
     the one-sided test's p < alpha. (NaN, NaN) where the test is undefined."""
-    from scipy import stats
-
     d = np.asarray(differences, dtype=np.float64)
     mean, se = hln_standard_error(d, horizon)
-    q = stats.t.ppf(1 - (1 - level) / 2, df=len(d) - 1)
+    q = _t_quantile(1 - (1 - level) / 2, len(d) - 1)
     return float(mean - q * se), float(mean + q * se)
 
 
@@ -183,11 +182,27 @@ def minimum_detectable_edge(standard_error: float, windows: int, *, alpha: float
     error and window count: the edge ``δ`` with ``P(T_{n-1}(δ / se) > t_{1-alpha, n-1}) = power``,
     ``T`` noncentral Student t (the variance is taken as observed). NaN where ``se`` is not
     finite or positive."""
-    from scipy import optimize, stats
-
     if not (math.isfinite(standard_error) and standard_error > 0) or windows < 3:
         return math.nan
-    df = windows - 1
+    return _detectable_noncentrality(windows - 1, alpha, power) * standard_error
+
+
+@functools.lru_cache(maxsize=256)
+def _t_quantile(probability: float, df: int) -> float:
+    """Student t's quantile, cached: collation asks it for the same few (level, window count)
+    pairs thousands of times, and each scipy call costs ~0.1 ms of argument checks."""
+    from scipy import stats
+
+    return float(stats.t.ppf(probability, df))
+
+
+@functools.lru_cache(maxsize=256)
+def _detectable_noncentrality(df: int, alpha: float, power: float) -> float:
+    """The noncentrality ``δ / se`` of :func:`minimum_detectable_edge`: it depends on the window
+    count alone, so a universe's thousands of tests (mostly one window count) solve it once
+    (a root search of ~14 noncentral-t evaluations, ~2 ms)."""
+    from scipy import optimize, stats
+
     critical = stats.t.ppf(1 - alpha, df)
 
     def shortfall(noncentrality: float) -> float:
@@ -195,8 +210,7 @@ def minimum_detectable_edge(standard_error: float, windows: int, *, alpha: float
 
     # Normal approximation brackets the root: the noncentral t needs a little more.
     guess = critical + stats.norm.ppf(power)
-    noncentrality = optimize.brentq(shortfall, 0.0, 4 * guess + 10)
-    return noncentrality * standard_error
+    return optimize.brentq(shortfall, 0.0, 4 * guess + 10)
 
 
 def bootstrap_ci(differences: np.ndarray, *, level: float = CI_LEVEL, reps: int = REPS,
