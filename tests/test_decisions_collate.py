@@ -51,3 +51,16 @@ def test_when_a_blend_is_the_winner_then_it_has_a_significance_section_and_the_d
     assert section["vs_baseline"]["test"]["min_detectable_edge_pct"] is not None
     assert "runs no trials of its own" in section["reasons"]["pbo"]
     assert blend["decision"]["own_family"] == "blend" and blend["decision"]["family"] in ("blend", FAMILY)
+
+
+def test_when_a_symbol_has_derived_candidates_then_each_one_compares_with_its_best_family_winner():
+    from tuner.engine.universe_decisions import base_family, best_family_winners
+
+    def doc(value: float) -> dict:
+        return {"validation": {"pct_return_mae": value}}
+
+    documents = {("A", "toto"): doc(0.02), ("A", "kronos"): doc(0.01), ("A", "blend"): doc(0.005),
+                 ("B", "toto"): doc(0.03), ("B", "regime"): doc(0.001),
+                 ("C", "toto"): doc(0.01), ("C", "kronos"): doc(0.01)}  # a tie: the family name decides
+    assert best_family_winners(documents) == {"A": "kronos", "B": "toto", "C": "kronos"}
+    assert all(best_family_winners(documents)[s] == base_family(s, "blend", documents) for s in "ABC")

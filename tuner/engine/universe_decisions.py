@@ -58,6 +58,18 @@ def base_family(symbol: str, own_family: str, documents: Mapping[tuple[str, str]
     return min(families)[1] if families else own_family
 
 
+def best_family_winners(documents: Mapping[tuple[str, str], Mapping[str, Any]]) -> dict[str, str]:
+    """:func:`base_family` of a derived candidate for every symbol at once (one pass: asking
+    :func:`base_family` per symbol scans every document each time, quadratic in a universe)."""
+    best: dict[str, tuple[float, str]] = {}
+    for (symbol, family), doc in documents.items():
+        if family not in DERIVED:
+            key = (doc["validation"]["pct_return_mae"], family)
+            if symbol not in best or key < best[symbol]:
+                best[symbol] = key
+    return {symbol: family for symbol, (_, family) in best.items()}
+
+
 def add_pooled(documents: Mapping[tuple[str, str], dict[str, Any]], pooled: Mapping[str, PooledOutcome]) -> None:
     """Give every family winner document whose family has a pooled config that config's scores
     on its symbol (``pooled``). Per symbol, so collation tasks can do it on their own batch."""
@@ -97,10 +109,11 @@ def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dic
             pooled_errors.setdefault(family, {})[symbol] = pooled_test
             default_errors.setdefault(family, {})[symbol] = default_test
     candidates = []
+    bases = best_family_winners(documents)
     for symbol, entry in sorted((summary.get("symbols") or {}).items()):
         own_family = entry["best_family"]
         own_doc = documents[(symbol, own_family)]
-        family = base_family(symbol, own_family, documents)
+        family = bases.get(symbol, own_family) if own_family in DERIVED else own_family
         family_doc = documents.get((symbol, family)) or {}
         default_doc = family_doc.get("default")
         pooled_test = _pooled_test_errors(pooled, family, symbol)
