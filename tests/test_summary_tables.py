@@ -133,3 +133,20 @@ def test_when_status_prints_json_then_the_entries_asked_for_are_where_summary_js
     assert one["summary"]["symbols"] == {"BBB": entries(root)["BBB"]}
     every = json.loads(cli("status", "exp", "--storage", str(tmp_path), "--json", "--all"))
     assert every["summary"]["symbols"] == entries(root)
+
+
+def test_when_the_symbols_table_is_written_in_parts_then_it_is_the_whole_table_in_row_groups(tmp_path, monkeypatch):
+    from tuner.core import summary_tables
+
+    symbols = {f"S{i:03d}": {"best_family": "toto", "validation_pct_return_mae": 0.01 * i, "beats_baseline": i % 2 == 0,
+                             "families": {"toto": {"config": {"lookback": i}}}} for i in range(7)}
+    storage = Storage(str(tmp_path), "exp")
+    monkeypatch.setattr(summary_tables, "ROW_GROUP", 3)
+    write_summary(storage, {"created_at": "2026-12-06T00:00:00+00:00", "symbols": symbols, "studies": {}})
+    written = pq.ParquetFile(storage.path(SYMBOLS_FILE))
+    assert [written.metadata.row_group(g).num_rows for g in range(written.num_row_groups)] == [3, 3, 1]
+    assert written.read().equals(summary_tables.symbols_table(symbols, "2026-12-06T00:00:00+00:00"))
+    assert written.schema_arrow.metadata == summary_tables.symbols_schema("2026-12-06T00:00:00+00:00").metadata
+
+    write_summary(storage, {"created_at": "2026-12-06T00:00:00+00:00", "symbols": {}, "studies": {}})
+    assert pq.read_table(storage.path(SYMBOLS_FILE)).num_rows == 0  # no winner at all: an empty table, readable

@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -280,14 +280,24 @@ class Storage:
 
     def write_parquet(self, relative: Relative, frame, row_group_size: int | None = None) -> str:
         """A pandas DataFrame, or a pyarrow Table (its schema metadata kept), as one Parquet file."""
-        buffer = io.BytesIO()
-        if hasattr(frame, "to_parquet"):
-            frame.to_parquet(buffer, index=False, row_group_size=row_group_size)
-        else:
-            import pyarrow.parquet as pq
+        with self.write_stream(relative) as out:
+            if hasattr(frame, "to_parquet"):
+                frame.to_parquet(out, index=False, row_group_size=row_group_size)
+            else:
+                import pyarrow.parquet as pq
 
-            pq.write_table(frame, buffer, row_group_size=row_group_size)
-        return self.write_bytes(relative, buffer.getvalue())
+                pq.write_table(frame, out, row_group_size=row_group_size)
+        return self.path(relative)
+
+    def write_parquet_parts(self, relative: Relative, schema, parts: Iterable) -> str:
+        """pyarrow Tables of ``schema`` (its metadata kept), made and written one at a time, each
+        as its own row group(s), into one Parquet file: the whole table is never in memory."""
+        import pyarrow.parquet as pq
+
+        with self.write_stream(relative) as out, pq.ParquetWriter(out, schema) as writer:
+            for part in parts:
+                writer.write_table(part)
+        return self.path(relative)
 
     def read_table(self, relative: Relative, columns: list[str] | None = None, filters=None):
         """A Parquet file as a pyarrow Table, only ``columns`` (None: all) and the rows

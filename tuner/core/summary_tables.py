@@ -84,14 +84,29 @@ def symbols_table(symbols: Mapping[str, Mapping[str, Any]], created_at: str | No
         entry = strict_json.strict(dict(symbols[symbol])) if with_entries else symbols[symbol]
         rows.append(_symbol_row(symbol, entry))  # strict: what summary.json held, NaN as null + reason
         entries.append(json.dumps(entry, allow_nan=False, sort_keys=False) if with_entries else None)
-    schema = pa.schema([("symbol", pa.string()), ("best_family", pa.string()), ("decision_choice", pa.string()),
-                        ("decision_family", pa.string()), *((k, pa.float64()) for k in _FLOATS[:6]),
-                        ("beats_baseline", pa.bool_()), ("stability_spread", pa.float64()),
-                        ("latency_per_forecast_s", pa.float64()), ("families", pa.list_(pa.string())),
-                        (ENTRY, pa.string())], metadata=_stamp(created_at))
     columns = {name: [r[name] for r in rows] for name in SYMBOL_COLUMNS}
     columns[ENTRY] = entries
-    return pa.table(columns, schema=schema)
+    return pa.table(columns, schema=symbols_schema(created_at))
+
+
+def symbols_schema(created_at: str | None = None) -> pa.Schema:
+    """``symbols.parquet``'s columns, stamped with the collation's ``created_at``."""
+    import pyarrow as pa
+
+    return pa.schema([("symbol", pa.string()), ("best_family", pa.string()), ("decision_choice", pa.string()),
+                      ("decision_family", pa.string()), *((k, pa.float64()) for k in _FLOATS[:6]),
+                      ("beats_baseline", pa.bool_()), ("stability_spread", pa.float64()),
+                      ("latency_per_forecast_s", pa.float64()), ("families", pa.list_(pa.string())),
+                      (ENTRY, pa.string())], metadata=_stamp(created_at))
+
+
+def symbols_table_parts(symbols: Mapping[str, Mapping[str, Any]], created_at: str | None = None,
+                        size: int | None = None) -> Iterator[pa.Table]:
+    """:func:`symbols_table` made ``size`` (:data:`ROW_GROUP`) symbols at a time (one row group each), so writing it
+    never holds every entry's JSON at once (~5-10 KB a symbol: 100 MB at 10,000 symbols)."""
+    names, size = sorted(symbols), size or ROW_GROUP
+    for start in range(0, len(names), size):
+        yield symbols_table({s: symbols[s] for s in names[start:start + size]}, created_at)
 
 
 def studies_table(counts: Mapping[str, Mapping[str, int]], without_winner: Mapping[str, str],
@@ -147,7 +162,7 @@ def write_summary(storage: Storage, summary: Mapping[str, Any]) -> dict[str, Any
     """Write ``symbols.parquet``, ``studies.parquet`` and then ``summary.json`` (each atomic; the
     summary last, so a summary never points at tables not yet written); return the short summary."""
     stamp = summary.get("created_at")
-    storage.write_parquet(SYMBOLS_FILE, symbols_table(summary.get("symbols") or {}, stamp), ROW_GROUP)
+    storage.write_parquet_parts(SYMBOLS_FILE, symbols_schema(stamp), symbols_table_parts(summary.get("symbols") or {}, stamp))
     storage.write_parquet(STUDIES_FILE, studies_table(summary.get("studies") or {},
                                                       summary.get("studies_without_winner") or {},
                                                       summary.get("windows_used"), stamp), ROW_GROUP)

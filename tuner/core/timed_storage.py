@@ -12,7 +12,7 @@ from tuner.core.storage import Storage
 
 class TimedStorage(Storage):
     """The same experiment root as ``storage``; :attr:`write_s` sums the seconds its
-    ``write_bytes``/``write_json``/``write_parquet`` calls took (serialisation included; a
+    ``write_bytes``/``write_json``/``write_parquet``/``write_parquet_parts`` calls took (serialisation included; a
     write_json counted once, not again for the write_bytes inside it)."""
 
     def __init__(self, storage: Storage) -> None:  # no super().__init__: the root is resolved
@@ -38,3 +38,6 @@ class TimedStorage(Storage):
 
     def write_parquet(self, relative: str, frame, row_group_size: int | None = None) -> str:
         return self._timed(super().write_parquet, relative, frame, row_group_size)
+
+    def write_parquet_parts(self, relative: str, schema, parts) -> str:
+        return self._timed(super().write_parquet_parts, relative, schema, parts)
