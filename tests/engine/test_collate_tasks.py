@@ -19,7 +19,7 @@ from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import Storage
 from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
 from tuner.engine.collate_tasks import TaskCollator, batches, light_view
-from tuner.engine.journal import JournalRecord, TrialJournal, read_journal
+from tuner.engine.journal import JournalError, JournalRecord, TrialJournal, read_journal
 from tuner.engine.trial_store import open_trials, trial_record
 
 FAMILIES = ("bootstrap_returns", "toto")
@@ -100,20 +100,24 @@ def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_th
     args = experiment()
     storage = Storage(str(tmp_path), "stored")
     journal = TrialJournal(storage, 1)
-    journal.append(JournalRecord(f"{r.symbol}/{r.family}", r.number, r.trial_id, r.status, {}, {},
-                                 r.config, r.metrics["pct_return_mae"], r.metrics, session=1, finished_at=7.0)
-                   for r in args["records"])
+    for r in args["records"]:  # a chunk per trial: the store compacts them into one
+        journal.append([JournalRecord(f"{r.symbol}/{r.family}", r.number, r.trial_id, r.status, {}, {},
+                                      r.config, r.metrics["pct_return_mae"], r.metrics, session=1, finished_at=7.0)])
+        journal.flush()
     journal.close()
     # The same records in this process, as the journal gives them back (its NaN is null).
     write_experiment(Storage(str(tmp_path), "serial"),
                      **{**args, "records": [trial_record(r) for r in read_journal(storage)]})
-    trials = open_trials(storage, None, None)
+    before = read_journal(storage)
+    trials = open_trials(storage, None, None, session=1)
     try:
         assert trials.digest.records == len(args["records"]) and trials.digest.failed == []
         stored = write_experiment(storage, **{**args, "records": trials},
                                   collator=TaskCollator(cpus=1, write_in_tasks=True))
+        trials.wait_compaction()
     finally:
         trials.close()
+    assert storage.list("journal") == ["0001-compact.jsonl"] and read_journal(storage) == before
 
     assert written(tmp_path / "serial") == written(tmp_path / "stored")
     assert stored["complete"] and stored["trials"]["completed"] == len(args["records"])
@@ -122,6 +126,15 @@ def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_th
     assert len(stored_table) == len(args["records"]) and (stored_table["finished_at"] == 7.0).all()
     assert serial_table.drop(columns=["errors"]).equals(stored_table.drop(columns=["errors"]))
     assert [list(e) for e in serial_table["errors"]] == [list(e) for e in stored_table["errors"]]
+
+
+def test_when_the_trial_store_reads_a_damaged_journal_then_the_driver_gets_the_journal_error_itself(
+        local_ray, tmp_path):
+    storage = Storage(str(tmp_path), "damaged")
+    storage.write_bytes("journal/0001-000001.jsonl", b'{"study": "S0/toto"}\n')
+    with pytest.raises(JournalError) as e:  # not Ray's wrapper: the CLI prints it as one line
+        open_trials(storage, None, None, session=1)
+    assert "0001-000001.jsonl" in str(e.value) and "line 1" in str(e.value)
 
 
 def test_when_symbols_are_batched_then_a_few_tasks_per_cpu_and_none_too_large():

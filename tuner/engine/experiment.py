@@ -66,7 +66,6 @@ from tuner.engine.journal import (
     JournalRecord,
     StorageFault,
     TrialJournal,
-    compact,
     last_session,
     read_journal,
     records_by_study,
@@ -302,7 +301,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         clock.mark("tuning")
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
-        trials = open_trials(storage, provenance, config.max_latency_s)
+        trials = open_trials(storage, provenance, config.max_latency_s, session)
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
         finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick,
@@ -331,12 +330,13 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                                    unscored, defaults, pooled=pooled, window_dates=_window_dates(periods),
                                    collator=collator)
         summary["collation"] = {**collator.stats, "trials_table_s": round(trials.table_s or 0.0, 3)}
-        trials.close()
         trials_failed = trials.digest.failed
         summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials, tuned_on)
         progress.close()
         clock.mark("collation", within={"writing": timed.write_s})
-        compact(storage, session)
+        trials.wait_compaction()  # it ran beside re-scoring and collation: what is left of it
+        trials.close()
+        summary["collation"]["compaction_s"] = round(trials.compact_s or 0.0, 3)
         clock.mark("compaction")
         if outcome.stopped:
             summary["stopped"] = outcome.stopped
@@ -360,7 +360,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
 def _finish_timing(summary: dict[str, Any], clock: PhaseClock, storage: Storage) -> None:
     """Give the written summary the whole run's time: the phases after it was first written
     (its own writing, compaction, Ray's shutdown) are known only now, so ``summary.json`` is
-    written again with them (the same document, two numbers updated). Only this rewrite and the
+    written again with them (the same document, its timing updated). Only this rewrite and the
     final lines printed are outside ``wall_s``."""
     summary["phases_s"] = dict(clock.phases)
     summary["wall_s"] = clock.wall_s

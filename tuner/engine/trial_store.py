@@ -20,7 +20,7 @@ from typing import Any
 
 from tuner.core.storage import Storage
 from tuner.engine.collate import FAILED, Key, TrialList, TrialRecord, pick_winners
-from tuner.engine.journal import JournalRecord, iter_journal
+from tuner.engine.journal import JournalRecord, compact, iter_journal
 from tuner.engine.pooled_study import POOLED_SYMBOL
 from tuner.engine.provenance import Provenance
 
@@ -53,8 +53,8 @@ class TrialDigest:
 
 
 class TrialStore:
-    """The actor's body (plain Python: tests run it in-process): the experiment's records,
-    read once from its journal by :meth:`load`."""
+    """The actor's body (plain Python; :func:`open_trials` runs it as an actor): the
+    experiment's records, read once from its journal by :meth:`load`."""
 
     def __init__(self, storage_at: tuple[str, str], provenance: Provenance | None) -> None:
         self.storage = Storage(*storage_at)
@@ -89,6 +89,13 @@ class TrialStore:
         self.trials.write_table(self.storage)
         return time.perf_counter() - start
 
+    def compact(self, session: int) -> float:
+        """Merge the journal's chunks into one (:func:`~tuner.engine.journal.compact`: the
+        records were read, so nothing else reads the chunks now); returns the seconds it took."""
+        start = time.perf_counter()
+        compact(self.storage, session)
+        return time.perf_counter() - start
+
 
 class StoredTrials:
     """:class:`~tuner.engine.collate.Trials` held by a :class:`TrialStore` actor (see
@@ -98,11 +105,13 @@ class StoredTrials:
         digest: what the driver keeps (:class:`TrialDigest`).
     """
 
-    def __init__(self, actor: Any, digest: TrialDigest, table: Any) -> None:
+    def __init__(self, actor: Any, digest: TrialDigest, table: Any, compaction: Any) -> None:
         self.actor = actor
         self.digest = digest
         self._table = table  # the pending write of trials.parquet
+        self._compaction = compaction  # the pending compaction of the journal
         self.table_s: float | None = None
+        self.compact_s: float | None = None
 
     def counts(self, studies: Iterable[Key], budget: int) -> dict[Key, dict[str, int]]:
         return _get(self.actor.counts.remote(list(studies), budget))
@@ -125,15 +134,24 @@ class StoredTrials:
         ``storage``'s experiment: the same one)."""
         self.table_s = _get(self._table)
 
+    def wait_compaction(self) -> None:
+        """Wait for the journal's compaction (begun when the store was opened); raises its error."""
+        self.compact_s = _get(self._compaction)
+
     def close(self) -> None:
+        """End the actor (again: nothing)."""
         import ray
 
-        ray.kill(self.actor, no_restart=True)
+        if self.actor is not None:
+            ray.kill(self.actor, no_restart=True)
+            self.actor = None
 
 
-def open_trials(storage: Storage, provenance: Provenance | None, max_latency_s: float | None) -> StoredTrials:
+def open_trials(storage: Storage, provenance: Provenance | None, max_latency_s: float | None,
+                session: int) -> StoredTrials:
     """Start a :class:`TrialStore` for ``storage``'s experiment, load it (every record the
-    journal holds, checked against ``provenance``) and start writing ``trials.parquet``."""
+    journal holds, checked against ``provenance``), then start writing ``trials.parquet`` and
+    compacting the journal (as session ``session``), both while the driver goes on."""
     import ray
 
     # No CPU reserved: it works while the model actors still hold theirs, and only a few
@@ -145,7 +163,7 @@ def open_trials(storage: Storage, provenance: Provenance | None, max_latency_s: 
     except BaseException:
         ray.kill(actor, no_restart=True)
         raise
-    return StoredTrials(actor, digest, actor.write_table.remote())
+    return StoredTrials(actor, digest, actor.write_table.remote(), actor.compact.remote(session))
 
 
 def _get(ref):
