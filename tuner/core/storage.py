@@ -3,7 +3,8 @@
 Every path is built by :func:`contained`, which refuses to leave its root: names that come from
 data (symbols) never become paths outside the experiment. Writes are atomic: a file is written
 under a temporary name and renamed into place (local and shared filesystems), or uploaded in one
-PUT (object stores, where an object appears whole or not at all). Temporary names are unique per writer, so parallel writers never race on a rename.
+PUT (object stores, where an object appears whole or not at all; a streamed write, under a
+temporary key then moved). Temporary names are unique per writer, so parallel writers never race on a rename.
 """
 
 from __future__ import annotations
@@ -232,8 +233,9 @@ class Storage:
     def remove_temp_files(self) -> int:
         """Delete the temporary files a write cut short left behind (a process killed between
         writing and renaming: :meth:`write_bytes`); returns how many. Only for a caller that
-        holds the experiment's lock, when nothing else writes here. Object stores write no
-        temporary files."""
+        holds the experiment's lock, when nothing else writes here. On object stores only a
+        streamed write (:meth:`write_stream`) uses a temporary key; one a kill left is not
+        looked for."""
         root = Path(self.root)
         if self.fs is None and root.is_dir():
             stale = [p for p in root.rglob(".*.tmp") if p.is_file() and TEMP_NAME.match(p.name)]

@@ -102,8 +102,9 @@ def symbols_schema(created_at: str | None = None) -> pa.Schema:
 
 def symbols_table_parts(symbols: Mapping[str, Mapping[str, Any]], created_at: str | None = None,
                         size: int | None = None) -> Iterator[pa.Table]:
-    """:func:`symbols_table` made ``size`` (:data:`ROW_GROUP`) symbols at a time (one row group each), so writing it
-    never holds every entry's JSON at once (~5-10 KB a symbol: 100 MB at 10,000 symbols)."""
+    """:func:`symbols_table` made ``size`` (:data:`ROW_GROUP`) symbols at a time, one row group
+    each, so writing it never holds every entry's JSON at once (~5-10 KB a symbol: 100 MB at
+    10,000 symbols)."""
     names, size = sorted(symbols), size or ROW_GROUP
     for start in range(0, len(names), size):
         yield symbols_table({s: symbols[s] for s in names[start:start + size]}, created_at)
@@ -162,7 +163,8 @@ def write_summary(storage: Storage, summary: Mapping[str, Any]) -> dict[str, Any
     """Write ``symbols.parquet``, ``studies.parquet`` and then ``summary.json`` (each atomic; the
     summary last, so a summary never points at tables not yet written); return the short summary."""
     stamp = summary.get("created_at")
-    storage.write_parquet_parts(SYMBOLS_FILE, symbols_schema(stamp), symbols_table_parts(summary.get("symbols") or {}, stamp))
+    storage.write_parquet_parts(SYMBOLS_FILE, symbols_schema(stamp),
+                                symbols_table_parts(summary.get("symbols") or {}, stamp))
     storage.write_parquet(STUDIES_FILE, studies_table(summary.get("studies") or {},
                                                       summary.get("studies_without_winner") or {},
                                                       summary.get("windows_used"), stamp), ROW_GROUP)

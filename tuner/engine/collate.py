@@ -316,7 +316,7 @@ class Trials(Protocol):
 
 @dataclass(frozen=True)
 class TrialList:
-    """:class:`Trials` held in this process (tests, the serial path, small experiments)."""
+    """:class:`Trials` held in this process (tests, the serial path without Ray)."""
 
     records: list[TrialRecord]
 

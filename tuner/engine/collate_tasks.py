@@ -34,6 +34,7 @@ from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import Storage
 from tuner.core.trial import TrialResult
 from tuner.engine.collate import (
+    Key,
     SerialCollator,
     TrialRecord,
     symbol_documents,
@@ -47,9 +48,6 @@ MAX_BATCH = 100
 """Most symbols per task (10,000 symbols: 100 tasks), so a task's memory and time stay small."""
 IN_FLIGHT_PER_CPU = 2
 """Batches submitted at once per CPU; the rest wait in the driver until one finishes."""
-
-Key = tuple[str, str]
-
 
 def batches(symbols: list[str], cpus: float, *, tasks_per_cpu: int = TASKS_PER_CPU,
             max_batch: int = MAX_BATCH) -> list[list[str]]:

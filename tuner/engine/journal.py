@@ -420,8 +420,8 @@ def compact(storage: Storage, session: int) -> None:
     if len(names) <= 1:
         return
     target = f"{session:04d}-compact.jsonl"
-    # Streamed, a chunk's worth at a time: the whole journal (~150 MB at 100,000 trials) is
-    # never one string in memory.
+    # Streamed, COMPACT_LINES records at a time: the whole journal (~150 MB at 100,000 trials)
+    # is never one string in memory.
     with storage.write_stream(f"{JOURNAL_DIR}/{target}") as out:
         lines: list[str] = []
         for record in iter_journal(storage):
