@@ -187,7 +187,7 @@ def test_when_tune_pickles_the_searcher_then_it_gets_a_small_stub_not_the_histor
 
 
 @pytest.mark.parametrize(("studies", "per_study", "packs", "expected"),
-                         [(1, 2, 4, 1), (9, 2, 12, 2), (100, 2, 4, 50), (1500, 2, 4, 64)])
+                         [(1, 2, 4, 1), (9, 2, 12, 2), (100, 2, 4, 50), (1000, 2, 8, 250), (1500, 2, 4, 256)])
 def test_when_pack_size_is_auto_then_packs_hold_every_slot_up_to_the_limit(studies, per_study, packs, expected):
     assert auto_pack_size(studies, per_study, packs) == expected
 
