@@ -5,8 +5,8 @@ trials), the trial counts and ``trials.parquet``; at 10,000 studies × 10 trials
 records, which the driver used to read from the journal and keep until the end (measured: the
 records and the trial table were ~100 MB of the driver's 540 MB at 1,000 × 10). A
 :class:`TrialStore` actor reads the journal once instead, keeps the records, writes
-``trials.parquet`` while the winners are re-scored, and hands each collation task its symbols'
-records through the object store. The driver keeps only the small :class:`TrialDigest`: each
+``trials.parquet`` and compacts the journal while the winners are re-scored and collated, and
+hands each collation task its symbols' records through the object store. The driver keeps only the small :class:`TrialDigest`: each
 study's winner, the pooled studies' records and the failed trials (for the causes printed at
 the end).
 """
