@@ -132,17 +132,16 @@ def test_when_all_four_model_families_share_a_gpu_then_one_set_fits_it() -> None
 
 
 def test_when_toto_and_toto2_both_won_then_the_blend_takes_the_one_better_on_validation(write_csv) -> None:
-    from tuner.core.candidates import WinnerForecasts
-    from tuner.engine.experiment import _blend_toto
+    from tuner.core.candidates import WinnerForecasts, blend_toto_member
 
     periods = make_periods(load_bars(write_csv("B.csv", random_walk_bars(200, seed=4))), WindowSpec(8, 8), 64)
     actual = periods.validation.actual_close
     near = WinnerForecasts("toto2", actual * 1.001, periods.test.actual_close, 0.01)
     far = WinnerForecasts("toto", actual * 1.05, periods.test.actual_close, 0.01)
-    assert _blend_toto({"toto": far, "toto2": near}, periods).family == "toto2"
+    assert blend_toto_member({"toto": far, "toto2": near}, periods).family == "toto2"
     only_toto = WinnerForecasts("toto", actual * 1.05, periods.test.actual_close, 0.01)
-    assert _blend_toto({"toto": only_toto, "kronos_ensemble": near}, periods) is only_toto
-    assert _blend_toto({"kronos_ensemble": far}, periods) is None
+    assert blend_toto_member({"toto": only_toto, "kronos_ensemble": near}, periods) is only_toto
+    assert blend_toto_member({"kronos_ensemble": far}, periods) is None
 
 
 def test_when_reduced_precision_is_asked_for_toto2_then_it_is_refused_not_ignored(tiny_weights) -> None:

@@ -183,6 +183,35 @@ def regime(symbol: str, periods: Periods, winners: list[WinnerForecasts], seed: 
                      np.where(use_test, conservative.test, fast.test), latency, test_latency, seed)
 
 
+def blend_toto_member(found: Mapping[str, WinnerForecasts], periods: Periods) -> WinnerForecasts | None:
+    """The blend's Toto member: ``toto`` or ``toto2``, whichever winner has the lower validation
+    ``pct_return_mae`` (None when neither ran)."""
+    members = [found[f] for f in ("toto", "toto2") if f in found]
+    if not members:
+        return None
+    return min(members, key=lambda w: float(pct_return_errors(w.validation, periods.validation).mean()))
+
+
+def symbol_candidates(symbol: str, periods: Periods, found: Mapping[str, WinnerForecasts],
+                      max_latency_s: float | None, seed: int) -> dict[str, dict[str, Any]]:
+    """A symbol's derived candidates, kind (``blend``, ``regime``) → document, from its family
+    winners' forecasts ``found`` (family → forecasts). A blend is only built when its members'
+    latencies together stay within ``max_latency_s`` (None: no limit)."""
+    derived = {}
+    toto = blend_toto_member(found, periods)
+    ensemble = found.get("kronos_ensemble")
+    if toto is not None and ensemble is not None and (
+            max_latency_s is None
+            or toto.latency_per_forecast_s + ensemble.latency_per_forecast_s <= max_latency_s):
+        mixed = blend(symbol, periods, toto, ensemble, seed)
+        if mixed is not None:
+            derived["blend"] = mixed
+    switch = regime(symbol, periods, list(found.values()), seed)
+    if switch is not None:
+        derived["regime"] = switch
+    return derived
+
+
 def candidate_members(config: Mapping[str, Any]) -> list[str]:
     """The families a candidate's config combines: a blend's ``members``, a regime's ``fast``
     and ``conservative``."""

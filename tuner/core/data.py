@@ -192,24 +192,91 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
 
     ``symbols`` restricts which symbols are loaded (case-sensitive, as in the data); asking for
     a symbol that is not there is recorded as an error for that symbol.
+
+    The three steps (:func:`list_sources`, :func:`read_source` per file, :func:`settle_sources`)
+    are public so that an engine can read the files elsewhere, in parallel, and settle here.
     """
+    listing = list_sources(path, symbols)
+    reads, bars = [], {}
+    for file in listing.files:
+        read, found = read_source(file)
+        reads.append(read)
+        bars.update((b.symbol, b) for b in found if listing.wants(b.symbol))
+    settled = settle_sources(listing, reads)
+    return Dataset({s: bars[s] for s in settled.symbols}, settled.errors, settled.skipped)
+
+
+@dataclass
+class SourceListing:
+    """A data source's files, before any is read (:func:`list_sources`).
+
+    Attributes:
+        path: the folder or file given.
+        files: the files to read, in name order (files that cannot hold a wanted symbol are left out).
+        wanted: the symbols asked for; None for all.
+        names: the files' symbols by name (what a missing symbol's error suggests from).
+        errors, skipped: what listing the folder found (unreadable entries, hidden files).
+    """
+
+    path: Path
+    files: list[Path]
+    wanted: frozenset[str] | None
+    names: set[str]
+    errors: dict[str, DataError] = field(default_factory=dict)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def wants(self, symbol: str) -> bool:
+        return self.wanted is None or symbol in self.wanted
+
+
+@dataclass
+class SourceRead:
+    """What reading one file gave, less its bars (:func:`read_source`): small enough to send
+    back from wherever the file was read.
+
+    Attributes:
+        file: the file.
+        found: every symbol read without error (wanted or not), in the file's order.
+        failed: symbol → its error.
+        not_bar_data: why the file is not bar data (it is skipped), or None.
+        error: the file's own error (unreadable, no close column), or None.
+    """
+
+    file: Path
+    found: list[str] = field(default_factory=list)
+    failed: dict[str, DataError] = field(default_factory=dict)
+    not_bar_data: str | None = None
+    error: DataError | None = None
+
+
+@dataclass
+class SettledSources:
+    """The usable symbols of a source once every file is read, and what was not usable."""
+
+    symbols: list[str]
+    errors: dict[str, DataError]
+    skipped: list[tuple[Path, str]]
+
+
+def list_sources(path: str | Path, symbols: Iterable[str] | None = None) -> SourceListing:
+    """The files of ``path`` to read for ``symbols`` (None: all), and the folder's own errors."""
     path = Path(path).expanduser()
-    wanted = set(symbols) if symbols is not None else None
-    dataset = Dataset()
+    wanted = frozenset(symbols) if symbols is not None else None
+    listing = SourceListing(path, [], wanted, set())
     if path.is_dir():
         named = sorted(p for p in path.iterdir() if _is_data_file(p))
         entries = [p for p in named if not p.name.startswith(".")]
         for hidden in (p for p in named if p.name.startswith(".")):
             why = "hidden file (its name starts with '.'), not read; rename it to use it"
             log.warning("skipped %s: %s", hidden, why)
-            dataset.skipped.append((hidden, why))
+            listing.skipped.append((hidden, why))
         if not entries:
             raise DataError(f"{path}: no {', '.join(SUFFIXES)} files in this folder"
                             + (f" (only hidden ones: {', '.join(p.name for p in named)})" if named else ""))
         files = []
         for entry in entries:
             if any(ord(c) < 32 or ord(c) == 127 for c in entry.name):  # shown escaped, never read
-                dataset.errors[repr(entry.name)] = DataError(
+                listing.errors[repr(entry.name)] = DataError(
                     f"{path}/{entry.name!r}: the file name holds a control character (newline, tab...); "
                     "rename the file")
                 continue
@@ -218,58 +285,79 @@ def load_dataset(path: str | Path, symbols: Iterable[str] | None = None) -> Data
                 files.append(entry)
             elif wanted is None or _stem(entry) in wanted:
                 # keyed by the entry's name: it is not a symbol and must not hide one
-                dataset.errors[entry.name] = DataError(f"{entry}: unreadable: {why}")
+                listing.errors[entry.name] = DataError(f"{entry}: unreadable: {why}")
     elif path.is_file():
         files = [path]
     else:
         raise DataError(f"{path}: no such file or folder")
+    listing.names = {_stem(f) for f in files}
+    listing.files = [f for f in files if len(files) == 1 or wanted is None or _may_hold(f, wanted)]
+    return listing
+
+
+def read_source(file: Path) -> tuple[SourceRead, list[Bars]]:
+    """Read one data file: what it gave, and the bars of the symbols read without error."""
+    try:
+        found, failed = _load_file(file)
+    except NotBarData as e:
+        return SourceRead(file, not_bar_data=str(e)), []
+    except DataError as e:
+        return SourceRead(file, error=e), []
+    return SourceRead(file, [b.symbol for b in found], failed), found
+
+
+def settle_sources(listing: SourceListing, reads: Iterable[SourceRead]) -> SettledSources:
+    """Which symbols are usable once every file of ``listing`` is read (``reads``, in its file
+    order): a symbol in two sources, two symbols that differ only in letter case, and a wanted
+    symbol found nowhere are errors."""
+    path, wanted = listing.path, listing.wanted
+    errors, skipped, names = dict(listing.errors), list(listing.skipped), set(listing.names)
+    usable: dict[str, None] = {}  # in the order first read
     sources: dict[str, list[Path]] = {}
-    names = {_stem(f) for f in files}  # what a missing symbol's error suggests from
-    for file in files:
-        if len(files) > 1 and wanted is not None and not _may_hold(file, wanted):
+    for read in reads:
+        file = read.file
+        if read.not_bar_data is not None:
+            log.warning("skipped %s: not bar data: %s", file, read.not_bar_data)
+            skipped.append((file, f"not bar data: {read.not_bar_data}"))
             continue
-        try:
-            found, failed = _load_file(file)
-            names.update(b.symbol for b in found)
-            for bars in found:
-                if wanted is None or bars.symbol in wanted:
-                    dataset.bars[bars.symbol] = bars
-                    sources.setdefault(bars.symbol, []).append(file)
-            for symbol, error in failed.items():
-                if wanted is None or symbol in wanted:
-                    dataset.errors[symbol] = error
-                    if not symbol.endswith(_NO_SYMBOL):
-                        sources.setdefault(symbol, []).append(file)
-        except NotBarData as e:
-            log.warning("skipped %s: not bar data: %s", file, e)
-            dataset.skipped.append((file, f"not bar data: {e}"))
-        except DataError as e:
+        if read.error is not None:
             key = _symbol_key(_stem(file))
-            dataset.errors[key] = e
+            errors[key] = read.error
             sources.setdefault(key, []).append(file)
+            continue
+        names.update(read.found)
+        for symbol in read.found:
+            if wanted is None or symbol in wanted:
+                usable[symbol] = None
+                sources.setdefault(symbol, []).append(file)
+        for symbol, error in read.failed.items():
+            if wanted is None or symbol in wanted:
+                errors[symbol] = error
+                if not symbol.endswith(_NO_SYMBOL):
+                    sources.setdefault(symbol, []).append(file)
     for symbol, files_of in sources.items():
         if len(files_of) > 1:  # whichever came last would silently win
-            dataset.bars.pop(symbol, None)
-            dataset.errors[symbol] = DataError(
+            usable.pop(symbol, None)
+            errors[symbol] = DataError(
                 f"symbol {symbol!r} is in {len(files_of)} sources: {', '.join(map(str, files_of))}; "
                 "keep it in one")
     by_case: dict[str, list[str]] = {}
-    for symbol in dataset.bars:
+    for symbol in usable:
         by_case.setdefault(symbol.casefold(), []).append(symbol)
     for clash in (sorted(c) for c in by_case.values() if len(c) > 1):
         # Result files are named by symbol: on a case-insensitive file system (macOS, Windows)
         # one symbol's files would overwrite the other's.
         for symbol in clash:
-            dataset.bars.pop(symbol)
-            dataset.errors[symbol] = DataError(
+            usable.pop(symbol)
+            errors[symbol] = DataError(
                 f"symbols {' and '.join(map(repr, clash))} differ only in letter case "
                 f"({', '.join(str(f) for c in clash for f in sources.get(c, []))}): their result files "
                 "would overwrite each other on a case-insensitive file system; rename one")
-    for missing in sorted((wanted or set()) - set(dataset.bars) - set(dataset.errors)):
-        dataset.errors[missing] = DataError(f"symbol {missing!r} not found in {path}{did_you_mean(missing, names)}")
-    if dataset.errors:
-        log.warning("%d symbol(s) not usable: %s", len(dataset.errors), ", ".join(sorted(dataset.errors)))
-    return dataset
+    for missing in sorted((wanted or set()) - set(usable) - set(errors)):
+        errors[missing] = DataError(f"symbol {missing!r} not found in {path}{did_you_mean(missing, names)}")
+    if errors:
+        log.warning("%d symbol(s) not usable: %s", len(errors), ", ".join(sorted(errors)))
+    return SettledSources(list(usable), errors, skipped)
 
 
 def load_bars(file: str | Path, symbol: str | None = None) -> Bars:

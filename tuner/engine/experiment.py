@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tuner import __version__
+from tuner.core.candidates import WinnerForecasts
 from tuner.core.config import load_family_config, with_space_checkpoints
-from tuner.core.data import bundled_data_path, load_dataset
-from tuner.core.errors import ConfigError, DamagedFile, DataError, TunerError
+from tuner.core.data import bundled_data_path
+from tuner.core.errors import ConfigError, DamagedFile, TunerError
 from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
 from tuner.core.phase_clock import PhaseClock
 from tuner.core.pooled import PooledOutcome
@@ -43,10 +44,6 @@ from tuner.core.windows import (
     AUTO_CAP,
     AUTO_CONTEXT,
     AUTO_MIN,
-    make_periods,
-    series_arrays,
-    target_dates,
-    window_counts,
 )
 from tuner.engine.actors import (
     LoadLedger,
@@ -80,6 +77,7 @@ from tuner.engine.pooled_study import (
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
 from tuner.engine.trial_store import StoredTrials, open_trials
+from tuner.engine.window_slices import cut_windows, derive_candidates
 from tuner.engine.without_winner import cause_lines
 
 log = logging.getLogger(__name__)
@@ -243,19 +241,6 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     clock = PhaseClock(started_at)
     started = clock.started
     session = last_session(storage) + 1
-    periods, studies, skipped = _cut_windows(config)
-    for what, why in skipped.items():
-        echo(f"skipped {what}: {why}")
-    # Now the data says which studies run: a record of any other study stops the run here,
-    # before it tunes (it would be merged into no study, or into the wrong one).
-    pooled_fams = pooled_families(config.families, studies, config.pooled)
-    provenance = replace(provenance, studies=frozenset([*(f"{s}/{f}" for s, f in studies),
-                                                         *(pooled_key(f) for f in pooled_fams)]),
-                         skipped=skipped)
-    # The journal was read (and checked against the experiment) before the data; check the same
-    # records against the studies now known, re-reading it only to name a refused record's line.
-    if any(provenance.refuses(r) is not None for r in history):
-        read_journal(storage, provenance)
     weights, tiny_fallback = _resolve_weights(config, echo, fallback_allowed)
     config = replace(config, weights=weights)
     from tuner.engine.local_ray import set_start_wait
@@ -267,10 +252,26 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     pool: ActorPool | None = None
     trials: StoredTrials | None = None
     try:
+        # The data is read and cut by tasks; the windows stay in the object store.
+        windows = cut_windows(config)
+        studies, skipped = windows.studies, windows.skipped
+        for what, why in skipped.items():
+            echo(f"skipped {what}: {why}")
+        # Now the data says which studies run: a record of any other study stops the run here,
+        # before it tunes (it would be merged into no study, or into the wrong one).
+        pooled_fams = pooled_families(config.families, studies, config.pooled)
+        provenance = replace(provenance, studies=frozenset([*(f"{s}/{f}" for s, f in studies),
+                                                             *(pooled_key(f) for f in pooled_fams)]),
+                             skipped=skipped)
+        # The journal was read (and checked against the experiment) before the data; check the
+        # same records against the studies now known, re-reading it only to name a refused
+        # record's line.
+        if any(provenance.refuses(r) is not None for r in history):
+            read_journal(storage, provenance)
         storage.write_json(CONFIG_FILE, {**config.to_dict(), "tiny_fallback": tiny_fallback,
                                          "version": __version__, ID_KEY: provenance.experiment_id,
                                          SINCE_KEY: provenance.since_session})
-        pool = _start_actors(config, periods, echo)
+        pool = _start_actors(config, windows.refs, echo)
         # Checked once the actors run: an autoscaling cluster only has its GPU nodes by now.
         _check_shared_storage(storage)
         actors = pool.actors
@@ -310,24 +311,26 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
         pooled = _score_pooled(pooled_records, studies, actors, config)
         tick = progress.begin_phase("blend and regime candidates")
-        derived = _derived_candidates(winners, finals, actors, periods, config, on_done=tick)
-        tick = progress.begin_phase("collating: significance tests, result files, summary")
+        forecasts = _winner_forecasts(winners, finals, actors, config.seed, on_done=tick)
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
-        # The model actors' work is done: their CPUs (and GPUs) go to the collation tasks.
+        # The model actors' work is done: their CPUs (and GPUs) go to the candidate and
+        # collation tasks.
         pool.release()
+        derived = derive_candidates(windows, forecasts, config.max_latency_s, config.seed)
+        tick = progress.begin_phase("collating: significance tests, result files, summary")
         clock.mark("rescoring")
         meta["phases_s"] = dict(clock.phases)  # completed after shutdown, below
         meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
                           "pack_size": searcher.pack_size, "max_packs_in_flight": searcher.max_packs,
                           "peak_packs_running": outcome.peak_running,
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
-        meta["windows_used"] = _windows_used(periods)
+        meta["windows_used"] = windows.windows_used
         timed = TimedStorage(storage)
         collator = TaskCollator(on_done=tick)
         summary = write_experiment(timed, trials, finals, studies, config.trials, meta, derived,
-                                   unscored, defaults, pooled=pooled, window_dates=_window_dates(periods),
+                                   unscored, defaults, pooled=pooled, window_dates=windows.window_dates,
                                    collator=collator)
         summary["collation"] = {**collator.stats, "trials_table_s": round(trials.table_s or 0.0, 3)}
         trials_failed = trials.digest.failed
@@ -459,31 +462,6 @@ def _ignored_on_resume(stored: ExperimentConfig, new: ExperimentConfig) -> list[
     return [f"{k} (stored {getattr(stored, k)!r}, given {getattr(new, k)!r})"
             for k in ExperimentConfig.__dataclass_fields__
             if k not in kept and getattr(stored, k) != getattr(new, k)]
-
-
-def _cut_windows(config: ExperimentConfig):
-    """Per family, symbol → Periods; the studies to run; what was skipped and why."""
-    source = config.data or bundled_data_path()
-    dataset = load_dataset(source, symbols=config.symbols)
-    skipped: dict[str, str] = {str(f): why for f, why in dataset.skipped}
-    skipped.update({sym: str(err) for sym, err in dataset.errors.items()})
-    contexts = {family: load_family_config(family).context_length for family in config.families}
-    periods: dict[str, dict] = {family: {} for family in config.families}
-    studies: list[tuple[str, str]] = []
-    symbols = dataset.symbols
-    for symbol in symbols:
-        bars = dataset.bars.pop(symbol)  # its table is dropped once cut: the driver keeps the windows
-        series = series_arrays(bars)  # one read-only copy, shared by every family's windows
-        for family, context in contexts.items():
-            try:
-                periods[family][symbol] = make_periods(bars, config.windows, context, series=series)
-            except DataError as e:
-                skipped[f"{symbol}/{family}"] = str(e)
-    for symbol in symbols:
-        studies += [(symbol, f) for f in config.families if symbol in periods[f]]
-    if not studies:
-        raise DataError(f"{source}: nothing to tune; " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return periods, studies, skipped
 
 
 def _resolve_weights(config: ExperimentConfig, echo: Echo, fallback_allowed: bool):
@@ -667,11 +645,9 @@ def _gpu_sets(plan: dict[str, FamilyResources]) -> int:
 CALLS_IN_FLIGHT_PER_ACTOR = 64
 """Re-scoring calls (or chunks of a weights-free family's calls) queued per model actor at once
 (:func:`_on_live_actors`): enough to keep every actor and its request batcher busy."""
-WINDOW_SLICE = 500
-"""Symbols per object-store object of windows (:func:`_start_actors`)."""
 
 
-def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo) -> ActorPool:
+def _start_actors(config: ExperimentConfig, window_refs: list, echo: Echo) -> ActorPool:
     """Start every model actor and wait until all have loaded their weights (or time out).
 
     With GPUs, each set of one actor per family is a STRICT_PACK placement group, so a set
@@ -699,14 +675,8 @@ def _start_actors(config: ExperimentConfig, periods: dict[str, dict], echo: Echo
     pool.ledger_name = f"{config.name}-loads-{run_id}"
     pool.ledger = ray.remote(LoadLedger).options(name=pool.ledger_name, namespace=NAMESPACE,
                                                  num_cpus=0).remote()
-    # Every family's windows of a slice of the symbols per object: a symbol's batches share its
-    # series, which the object store then holds once; slices keep the driver's serialising
-    # buffers small whatever the universe's size.
-    symbols = sorted({s for by_symbol in periods.values() for s in by_symbol})
-    for i in range(0, len(symbols), WINDOW_SLICE):
-        chosen = symbols[i:i + WINDOW_SLICE]
-        pool.data_refs.append(ray.put({f: {s: by_symbol[s] for s in chosen if s in by_symbol}
-                                       for f, by_symbol in periods.items()}))
+    # The windows' slices (tuner.engine.window_slices), handed to each actor by the store.
+    pool.data_refs = list(window_refs)
     ray.get(pool.store.put.remote(pool.data_refs))
     for group, res in plan.items():
         family, size = members_of[group]
@@ -973,25 +943,6 @@ def _pooled_completed(pooled_records: list[TrialRecord], families: Sequence[str]
     return {f: done[f] for f in families}
 
 
-def _windows_used(periods: dict[str, dict]) -> dict[str, dict[str, int]]:
-    """Symbol → the window counts actually used (the same for every family of a symbol; the
-    context length is the first family's)."""
-    used: dict[str, dict[str, int]] = {}
-    for by_symbol in periods.values():
-        for symbol, p in by_symbol.items():
-            used.setdefault(symbol, window_counts(p))
-    return used
-
-
-def _window_dates(periods: dict[str, dict]) -> dict[str, dict[str, list[str]]]:
-    """Symbol → period → the target bar's ISO timestamp of each window (panel tests cluster on them)."""
-    dates: dict[str, dict[str, list[str]]] = {}
-    for by_symbol in periods.values():
-        for symbol, p in by_symbol.items():
-            dates.setdefault(symbol, {"validation": target_dates(p.validation), "test": target_dates(p.test)})
-    return dates
-
-
 def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[str, PooledOutcome],
                         pooled_fams: list[str], pooled_records: list[TrialRecord], budget: int,
                         tuned_on: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
@@ -1008,14 +959,13 @@ def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[
     return summary
 
 
-def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
-                        actors: dict[str, list], periods: dict[str, dict], config: ExperimentConfig,
-                        on_done: Callable[[int, int], None] | None = None) -> dict[tuple[str, str], dict]:
-    """Blend and regime candidates per symbol from the family winners (see tuner.core.candidates)."""
-    from tuner.core.candidates import WinnerForecasts, blend, regime
-
-    by_symbol: dict[str, dict[str, WinnerForecasts]] = {}
-    outs = _on_live_actors(actors, {key: (key, "point_forecasts", (key[0], dict(w.config), config.seed))
+def _winner_forecasts(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
+                      actors: dict[str, list], seed: int, on_done: Callable[[int, int], None] | None = None
+                      ) -> dict[str, dict[str, WinnerForecasts]]:
+    """Symbol → family → its winner's point forecasts on both periods (the blend and regime
+    candidates' inputs; see tuner.core.candidates), asked of the model actors."""
+    found: dict[str, dict[str, WinnerForecasts]] = {}
+    outs = _on_live_actors(actors, {key: (key, "point_forecasts", (key[0], dict(w.config), seed))
                                     for key, w in winners.items() if key[1] in FAMILY_MODEL}, on_done)
     for (symbol, family), out in outs.items():
         if isinstance(out, TunerError):
@@ -1023,34 +973,9 @@ def _derived_candidates(winners: dict[tuple[str, str], TrialRecord], finals: dic
         latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
         final = finals.get((symbol, family))
         test_latency = final.test.scores.latency_per_forecast_s if final is not None and final.test else None
-        by_symbol.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency,
-                                                                   test_latency)
-    derived = {}
-    for symbol, found in by_symbol.items():
-        symbol_periods = periods[next(iter(found))][symbol]
-        limit = config.max_latency_s
-        toto = _blend_toto(found, symbol_periods)
-        if toto is not None and "kronos_ensemble" in found and (
-                limit is None or toto.latency_per_forecast_s
-                + found["kronos_ensemble"].latency_per_forecast_s <= limit):
-            mixed = blend(symbol, symbol_periods, toto, found["kronos_ensemble"], config.seed)
-            if mixed is not None:
-                derived[(symbol, "blend")] = mixed
-        switch = regime(symbol, symbol_periods, list(found.values()), config.seed)
-        if switch is not None:
-            derived[(symbol, "regime")] = switch
-    return derived
-
-
-def _blend_toto(found: dict, periods) -> Any:
-    """The blend's Toto member: ``toto`` or ``toto2``, whichever winner has the lower validation
-    ``pct_return_mae`` (None when neither ran)."""
-    from tuner.core.metrics import pct_return_errors
-
-    members = [found[f] for f in ("toto", "toto2") if f in found]
-    if not members:
-        return None
-    return min(members, key=lambda w: float(pct_return_errors(w.validation, periods.validation).mean()))
+        found.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency,
+                                                               test_latency)
+    return found
 
 
 def _actor_infos(actors: dict[str, list]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from tuner.engine.collate import FAILED, Key, TrialList, TrialRecord, pick_winne
 from tuner.engine.journal import JournalRecord, compact, iter_journal
 from tuner.engine.pooled_study import POOLED_SYMBOL
 from tuner.engine.provenance import Provenance
+from tuner.engine.task_errors import get_raising_cause
 
 
 def trial_record(r: JournalRecord) -> TrialRecord:
@@ -114,7 +115,7 @@ class StoredTrials:
         self.compact_s: float | None = None
 
     def counts(self, studies: Iterable[Key], budget: int) -> dict[Key, dict[str, int]]:
-        return _get(self.actor.counts.remote(list(studies), budget))
+        return get_raising_cause(self.actor.counts.remote(list(studies), budget))
 
     def winner_order(self, max_latency_s: float | None) -> list[Key]:
         if max_latency_s != self.digest.max_latency_s:
@@ -123,7 +124,7 @@ class StoredTrials:
         return list(self.digest.winners)
 
     def records_of(self, symbols: Iterable[str] | None) -> list[TrialRecord]:
-        return _get(self.actor.records_of.remote(None if symbols is None else list(symbols)))
+        return get_raising_cause(self.actor.records_of.remote(None if symbols is None else list(symbols)))
 
     def records_ref(self, symbols: list[str]):
         """A reference to ``symbols``' records (a task given it gets the list)."""
@@ -132,11 +133,11 @@ class StoredTrials:
     def write_table(self, storage: Storage) -> None:
         """Wait for ``trials.parquet``, which the store began writing when it was opened (to
         ``storage``'s experiment: the same one)."""
-        self.table_s = _get(self._table)
+        self.table_s = get_raising_cause(self._table)
 
     def wait_compaction(self) -> None:
         """Wait for the journal's compaction (begun when the store was opened); raises its error."""
-        self.compact_s = _get(self._compaction)
+        self.compact_s = get_raising_cause(self._compaction)
 
     def close(self) -> None:
         """End the actor (again: nothing)."""
@@ -159,22 +160,8 @@ def open_trials(storage: Storage, provenance: Provenance | None, max_latency_s: 
     actor = ray.remote(TrialStore).options(num_cpus=0, max_concurrency=4).remote(
         (storage.base, storage.name), provenance)
     try:
-        digest = _get(actor.load.remote(max_latency_s))
+        digest = get_raising_cause(actor.load.remote(max_latency_s))
     except BaseException:
         ray.kill(actor, no_restart=True)
         raise
     return StoredTrials(actor, digest, actor.write_table.remote(), actor.compact.remote(session))
-
-
-def _get(ref):
-    """``ray.get``, raising a task's own error (a JournalError, a full disk) rather than Ray's
-    wrapper of it."""
-    import ray
-
-    try:
-        return ray.get(ref)
-    except ray.exceptions.RayTaskError as e:
-        cause = getattr(e, "cause", None)
-        if isinstance(cause, BaseException):
-            raise cause from None
-        raise
