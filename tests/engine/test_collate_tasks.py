@@ -20,6 +20,7 @@ from tuner.core.storage import Storage
 from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
 from tuner.engine.collate_tasks import TaskCollator, batches, light_view
 from tuner.engine.journal import JournalError, JournalRecord, TrialJournal, read_journal
+from tuner.engine.result_store import ResultBrief, StoredResults, open_results
 from tuner.engine.trial_store import open_trials, trial_record
 
 FAMILIES = ("bootstrap_returns", "toto")
@@ -126,6 +127,28 @@ def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_th
     assert len(stored_table) == len(args["records"]) and (stored_table["finished_at"] == 7.0).all()
     assert serial_table.drop(columns=["errors"]).equals(stored_table.drop(columns=["errors"]))
     assert [list(e) for e in serial_table["errors"]] == [list(e) for e in stored_table["errors"]]
+
+
+def test_when_the_rescored_results_are_held_by_a_result_store_then_collation_writes_what_the_serial_path_writes(
+        local_ray, tmp_path):
+    args = experiment()
+    write_experiment(Storage(str(tmp_path), "serial"), **args)
+    actor = open_results("results-test", "forecast-tuner")
+    try:
+        stored = {}
+        for kind in ("winner", "default"):
+            results = args["finals" if kind == "winner" else "defaults"]
+            local_ray.get(actor.put_many.remote([((kind, key), r.to_dict()) for key, r in results.items()]))
+            stored[kind] = StoredResults(actor, kind, {key: ResultBrief.of(r.to_dict()) for key, r in results.items()})
+        write_experiment(Storage(str(tmp_path), "stored"),
+                         **{**args, "finals": stored["winner"], "defaults": stored["default"]},
+                         collator=TaskCollator(cpus=1, write_in_tasks=True))
+    finally:
+        local_ray.kill(actor)
+    assert written(tmp_path / "serial") == written(tmp_path / "stored")
+    key = next(iter(args["finals"]))
+    assert stored["winner"][key].objective == args["finals"][key].objective
+    assert stored["winner"][key].test_latency_per_forecast_s == args["finals"][key].test.scores.latency_per_forecast_s
 
 
 def test_when_the_trial_store_reads_a_damaged_journal_then_the_driver_gets_the_journal_error_itself(

@@ -32,6 +32,7 @@ from tuner.core.models.weights import CHECKPOINT_PARAM, WeightsSource
 from tuner.core.trial import run_trial
 from tuner.core.windows import Periods
 from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_metrics
+from tuner.engine.result_store import ResultBrief
 
 log = logging.getLogger(__name__)
 
@@ -202,11 +203,30 @@ class ModelServer:
             self.busy_s += elapsed
         return {"result": result, "actor_s": elapsed, **_where()}
 
+    def evaluate_into(self, symbol: str, params: Mapping[str, Any], seed: int, with_test: bool,
+                      store: tuple[str, str], slot: tuple) -> ResultBrief:
+        """``evaluate``, its result put in the run's
+        :class:`~tuner.engine.result_store.ResultStore` (``store``: its namespace and name)
+        under ``slot``, not sent back: what comes back is the result's brief."""
+        return self._evaluate_many_into([(symbol, params, seed, with_test, store, slot)])[0]
+
+    def _evaluate_many_into(self, calls: list[tuple]) -> list[ResultBrief]:
+        import ray
+
+        store = calls[0][4]  # every call of a run names the same store
+        items = [(slot, self.evaluate(symbol, params, seed, with_test)["result"])
+                 for symbol, params, seed, with_test, _, slot in calls]
+        ray.get(_actor(*store).put_many.remote(items))  # waited for: the brief means it is stored
+        return [ResultBrief.of(result) for _, result in items]
+
     def call_many(self, method: str, calls: list[tuple]) -> list[Any]:
-        """Several calls of ``method`` (``evaluate`` or ``point_forecasts``) in one actor call,
-        one after another: for weights-free families, whose work costs less than a Ray call."""
+        """Several calls of ``method`` (``evaluate``, ``evaluate_into`` or ``point_forecasts``)
+        in one actor call, one after another: for weights-free families, whose work costs less
+        than a Ray call (``evaluate_into``'s results go to the store in one call)."""
+        if method == "evaluate_into":
+            return self._evaluate_many_into(calls)
         if method not in ("evaluate", "point_forecasts"):
-            raise ValueError(f"call_many runs evaluate or point_forecasts, not {method!r}")
+            raise ValueError(f"call_many runs evaluate, evaluate_into or point_forecasts, not {method!r}")
         return [getattr(self, method)(*args) for args in calls]
 
     def point_forecasts(self, symbol: str, params: Mapping[str, Any], seed: int) -> dict[str, Any]:

@@ -176,7 +176,9 @@ class TaskCollator:
         def submit(group: list[str]):
             chosen = set(group)
 
-            def pick(mapping: Mapping[Key, Any]) -> dict[Key, Any]:
+            def pick(mapping: Mapping[Key, Any]):
+                if hasattr(mapping, "ref_of"):  # results held by a store actor: it sends them
+                    return mapping.ref_of(group)
                 return {k: v for k, v in mapping.items() if k[0] in chosen}
 
             batch_pooled = {f: replace(o, results={s: r for s, r in o.results.items() if s in chosen})

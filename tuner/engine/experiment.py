@@ -17,7 +17,7 @@ import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -76,6 +76,7 @@ from tuner.engine.pooled_study import (
     tuning_symbols,
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
+from tuner.engine.result_store import ResultBrief, StoredResults, open_results
 from tuner.engine.trial_store import StoredTrials, open_trials
 from tuner.engine.window_slices import cut_windows, derive_candidates
 from tuner.engine.without_winner import cause_lines
@@ -251,6 +252,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     started_ray, dashboard = _connect(config, include_dashboard)
     pool: ActorPool | None = None
     trials: StoredTrials | None = None
+    results = None
     try:
         # The data is read and cut by tasks; the windows stay in the object store.
         windows = cut_windows(config)
@@ -305,8 +307,10 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         trials = open_trials(storage, provenance, config.max_latency_s, session)
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
-        finals, unscored, defaults = _score_winners(winners, actors, config.seed, on_done=tick,
-                                                    weights=config.weights_source)
+        results_name = f"{config.name}-results-{uuid.uuid4().hex[:6]}"
+        results = open_results(results_name, NAMESPACE)
+        finals, unscored, defaults = _score_winners(winners, actors, config.seed, results, results_name,
+                                                    on_done=tick, weights=config.weights_source)
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
         pooled = _score_pooled(pooled_records, studies, actors, config)
@@ -332,6 +336,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         summary = write_experiment(timed, trials, finals, studies, config.trials, meta, derived,
                                    unscored, defaults, pooled=pooled, window_dates=windows.window_dates,
                                    collator=collator)
+        ray.kill(results, no_restart=True)  # every document is written: the results are done with
         summary["collation"] = {**collator.stats, "trials_table_s": round(trials.table_s or 0.0, 3)}
         trials_failed = trials.digest.failed
         summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials, tuned_on)
@@ -348,6 +353,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             pool.release()
         if trials is not None:
             trials.close()
+        if results is not None:
+            ray.kill(results, no_restart=True)
         if started_ray:
             ray.shutdown()
     clock.mark("shutdown")
@@ -886,34 +893,37 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
 
 
 def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int,
-                   on_done: Callable[[int, int], None] | None = None, weights=None):
+                   store: Any, store_name: str, on_done: Callable[[int, int], None] | None = None,
+                   weights=None) -> tuple[StoredResults, dict[tuple[str, str], str], StoredResults]:
     """Re-run each study's winner with the test period (same seed) on a live actor of its family,
-    and score the family's default config next to it, all at once. Returns the re-scored
-    winners, the defaults' results, and, for winners that could not be re-scored, why."""
+    and score the family's default config next to it, all at once; the results go to ``store``
+    (a :class:`~tuner.engine.result_store.ResultStore` named ``store_name``), the driver keeps
+    their briefs. Returns the re-scored winners, for winners that could not be re-scored why,
+    and the defaults."""
     defaults_by_family = {family: load_family_config(family, weights=weights).default for _, family in winners}
+    at = (NAMESPACE, store_name)
     calls = {}
     for key, winner in winners.items():
-        calls[("winner", key)] = (key, "evaluate", (key[0], dict(winner.config), seed, True))
+        calls[("winner", key)] = (key, "evaluate_into", (key[0], dict(winner.config), seed, True, at, ("winner", key)))
         default = defaults_by_family[key[1]]
         if default is not None:
-            calls[("default", key)] = (key, "evaluate", (key[0], dict(default), seed, True))
+            calls[("default", key)] = (key, "evaluate_into", (key[0], dict(default), seed, True, at, ("default", key)))
     results = _on_live_actors(actors, calls, on_done)
     finals, unscored, defaults = {}, {}, {}
-    for (kind, key), out in results.items():
-        if isinstance(out, TunerError):
+    for (kind, key), brief in results.items():
+        if isinstance(brief, TunerError):
             if kind == "winner":
-                unscored[key] = f"winner not re-scored on the test period: {out}"
+                unscored[key] = f"winner not re-scored on the test period: {brief}"
             continue
-        result = TrialResult.from_dict(out["result"])
         if kind == "default":
-            defaults[key] = result
+            defaults[key] = brief
             continue
         own = winners[key].objective
-        if not math.isclose(result.objective, own, rel_tol=1e-9, abs_tol=1e-12):
+        if not math.isclose(brief.objective, own, rel_tol=1e-9, abs_tol=1e-12):
             log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
-                        "device?); the trial's own value is reported", *key, result.objective, own)
-        finals[key] = result
-    return finals, unscored, defaults
+                        "device?); the trial's own value is reported", *key, brief.objective, own)
+        finals[key] = brief
+    return StoredResults(store, "winner", finals), unscored, StoredResults(store, "default", defaults)
 
 
 def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, str]], actors: dict[str, list],
@@ -959,7 +969,7 @@ def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[
     return summary
 
 
-def _winner_forecasts(winners: dict[tuple[str, str], TrialRecord], finals: dict[tuple[str, str], TrialResult],
+def _winner_forecasts(winners: dict[tuple[str, str], TrialRecord], finals: Mapping[tuple[str, str], ResultBrief],
                       actors: dict[str, list], seed: int, on_done: Callable[[int, int], None] | None = None
                       ) -> dict[str, dict[str, WinnerForecasts]]:
     """Symbol → family → its winner's point forecasts on both periods (the blend and regime
@@ -972,7 +982,7 @@ def _winner_forecasts(winners: dict[tuple[str, str], TrialRecord], finals: dict[
             continue  # no candidate from a family whose actors are gone (its study says why)
         latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
         final = finals.get((symbol, family))
-        test_latency = final.test.scores.latency_per_forecast_s if final is not None and final.test else None
+        test_latency = final.test_latency_per_forecast_s if final is not None else None
         found.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency,
                                                                test_latency)
     return found
