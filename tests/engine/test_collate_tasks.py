@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from tuner.core.storage import Storage
 from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
 from tuner.engine.collate_tasks import TaskCollator, batches, light_view
 from tuner.engine.journal import JournalError, JournalRecord, TrialJournal, read_journal
-from tuner.engine.result_store import ResultBrief, StoredResults, open_results
+from tuner.engine.result_store import POOLED, ResultBrief, StoredPooled, StoredResults, open_results
 from tuner.engine.trial_store import open_trials, trial_record
 
 FAMILIES = ("bootstrap_returns", "toto")
@@ -129,7 +130,7 @@ def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_th
     assert [list(e) for e in serial_table["errors"]] == [list(e) for e in stored_table["errors"]]
 
 
-def test_when_the_rescored_results_are_held_by_a_result_store_then_collation_writes_what_the_serial_path_writes(
+def test_when_rescored_and_pooled_results_are_held_by_a_result_store_then_collation_writes_the_serial_files(
         local_ray, tmp_path):
     args = experiment()
     write_experiment(Storage(str(tmp_path), "serial"), **args)
@@ -140,8 +141,13 @@ def test_when_the_rescored_results_are_held_by_a_result_store_then_collation_wri
             results = args["finals" if kind == "winner" else "defaults"]
             local_ray.get(actor.put_many.remote([((kind, key), r.to_dict()) for key, r in results.items()]))
             stored[kind] = StoredResults(actor, kind, {key: ResultBrief.of(r.to_dict()) for key, r in results.items()})
+        pooled = {}
+        for family, outcome in args["pooled"].items():  # the pooled config's: briefs with their test errors
+            local_ray.get(actor.put_many.remote([((POOLED, (s, family)), r.to_dict()) for s, r in outcome.results.items()]))
+            briefs = {s: ResultBrief.of(r.to_dict(), with_test_errors=True) for s, r in outcome.results.items()}
+            pooled[family] = replace(outcome, results=StoredPooled(actor, family, briefs))
         write_experiment(Storage(str(tmp_path), "stored"),
-                         **{**args, "finals": stored["winner"], "defaults": stored["default"]},
+                         **{**args, "finals": stored["winner"], "defaults": stored["default"], "pooled": pooled},
                          collator=TaskCollator(cpus=1, write_in_tasks=True))
     finally:
         local_ray.kill(actor)

@@ -58,7 +58,7 @@ def serial(data, symbols):
     for by_symbol in periods.values():
         for symbol, p in by_symbol.items():
             used.setdefault(symbol, window_counts(p))
-            dates.setdefault(symbol, {"validation": target_dates(p.validation), "test": target_dates(p.test)})
+            dates.setdefault(symbol, {"test": target_dates(p.test)})
     return studies, skipped, periods, used, dates
 
 

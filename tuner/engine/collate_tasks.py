@@ -102,7 +102,11 @@ def collate_batch(storage_at: tuple[str, str], records: list[TrialRecord], final
     """One task's work (plain Python; :class:`TaskCollator` runs it remotely): the documents of
     the symbols the arguments hold; with ``write``, each written with its ``pooled`` section (the
     only universe-level part that is per symbol) and a light view of it returned."""
+    import ray
+
     start = time.perf_counter()
+    pooled = {f: replace(o, results=ray.get(o.results)) if isinstance(o.results, ray.ObjectRef) else o
+              for f, o in pooled.items()}
     documents = symbol_documents(records, finals, counts, meta, derived, defaults)
     if not write:
         return BatchOutcome(documents, time.perf_counter() - start, 0.0)
@@ -181,7 +185,9 @@ class TaskCollator:
                     return mapping.ref_of(group)
                 return {k: v for k, v in mapping.items() if k[0] in chosen}
 
-            batch_pooled = {f: replace(o, results={s: r for s, r in o.results.items() if s in chosen})
+            # A store's pooled results reach the task as references it resolves itself.
+            batch_pooled = {f: replace(o, results=o.results.ref_of(group) if hasattr(o.results, "ref_of")
+                                       else {s: r for s, r in o.results.items() if s in chosen})
                             for f, o in pooled.items()}
             records = fetch(group) if fetch is not None else [r for s in group for r in by_symbol.get(s, [])]
             return remote.remote(at, records, pick(finals), pick(counts),

@@ -39,7 +39,6 @@ from tuner.core.storage import (
 )
 from tuner.core.summary_tables import ExperimentSummary
 from tuner.core.timed_storage import TimedStorage
-from tuner.core.trial import TrialResult
 from tuner.core.windows import (
     AUTO_CAP,
     AUTO_CONTEXT,
@@ -76,7 +75,7 @@ from tuner.engine.pooled_study import (
     tuning_symbols,
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
-from tuner.engine.result_store import ResultBrief, StoredResults, open_results
+from tuner.engine.result_store import POOLED, ResultBrief, StoredPooled, StoredResults, open_results
 from tuner.engine.trial_store import StoredTrials, open_trials
 from tuner.engine.window_slices import cut_windows, derive_candidates
 from tuner.engine.without_winner import cause_lines
@@ -313,7 +312,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                                                     on_done=tick, weights=config.weights_source)
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
-        pooled = _score_pooled(pooled_records, studies, actors, config)
+        pooled = _score_pooled(pooled_records, studies, actors, config, results, results_name)
         tick = progress.begin_phase("blend and regime candidates")
         forecasts = _winner_forecasts(winners, finals, actors, config.seed, on_done=tick)
         infos = _actor_infos(actors)
@@ -904,10 +903,10 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
     at = (NAMESPACE, store_name)
     calls = {}
     for key, winner in winners.items():
-        calls[("winner", key)] = (key, "evaluate_into", (key[0], dict(winner.config), seed, True, at, ("winner", key)))
+        calls[("winner", key)] = (key, "evaluate_into", (key[0], dict(winner.config), seed, True, at, ("winner", key), False))
         default = defaults_by_family[key[1]]
         if default is not None:
-            calls[("default", key)] = (key, "evaluate_into", (key[0], dict(default), seed, True, at, ("default", key)))
+            calls[("default", key)] = (key, "evaluate_into", (key[0], dict(default), seed, True, at, ("default", key), False))
     results = _on_live_actors(actors, calls, on_done)
     finals, unscored, defaults = {}, {}, {}
     for (kind, key), brief in results.items():
@@ -927,23 +926,26 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
 
 
 def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, str]], actors: dict[str, list],
-                  config: ExperimentConfig) -> dict[str, PooledOutcome]:
+                  config: ExperimentConfig, store: Any, store_name: str) -> dict[str, PooledOutcome]:
     """Each family's best pooled config scored on every symbol's validation and test periods with
     the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
-    re-scoring failed (its actors died) is left out of the outcome's results."""
+    re-scoring failed (its actors died) is left out of the outcome's results. The results go to
+    ``store``; an outcome's ``results`` are their briefs, test errors included (:class:`StoredPooled`)."""
     best = pick_winners(pooled_records, config.max_latency_s)
-    calls = {(symbol, family): ((symbol, family), "evaluate", (symbol, dict(best[(POOLED_SYMBOL, family)].config),
-                                                             config.seed, True))
+    at = (NAMESPACE, store_name)
+    calls = {(symbol, family): ((symbol, family), "evaluate_into",
+                                (symbol, dict(best[(POOLED_SYMBOL, family)].config), config.seed, True, at,
+                                 (POOLED, (symbol, family)), True))
              for symbol, family in studies if (POOLED_SYMBOL, family) in best}
-    results: dict[str, dict[str, TrialResult]] = {}
-    for (symbol, family), out in _on_live_actors(actors, calls).items():
-        if isinstance(out, TunerError):
-            log.warning("%s: pooled config of %s not scored: %s", symbol, family, out)
+    results: dict[str, dict[str, ResultBrief]] = {}
+    for (symbol, family), brief in _on_live_actors(actors, calls).items():
+        if isinstance(brief, TunerError):
+            log.warning("%s: pooled config of %s not scored: %s", symbol, family, brief)
             continue
-        results.setdefault(family, {})[symbol] = TrialResult.from_dict(out["result"])
+        results.setdefault(family, {})[symbol] = brief
     completed = _pooled_completed(pooled_records, [f for _, f in best])
     return {family: PooledOutcome(family, dict(record.config), record.objective, completed[family],
-                                  results.get(family, {}))
+                                  StoredPooled(store, family, results.get(family, {})))
             for (_, family), record in best.items()}
 
 

@@ -21,7 +21,9 @@ from tuner.core.trial import TrialResult
 
 Key = tuple[str, str]
 Slot = tuple[str, Key]
-"""(kind, (symbol, family)): kind is ``winner`` or ``default``."""
+"""(kind, (symbol, family)): kind is ``winner``, ``default`` or ``pooled`` (the family's pooled
+config scored on the symbol)."""
+POOLED = "pooled"
 
 
 @dataclass(frozen=True)
@@ -32,17 +34,21 @@ class ResultBrief:
         objective: its validation ``pct_return_mae`` (the driver checks it against the trial's).
         test_latency_per_forecast_s: its latency per forecast on the test period (None when
             it has no test period).
+        test_errors: its per-window test errors, for a pooled config's result (the panel
+            tests compare them in the driver); None for the others.
     """
 
     objective: float
     test_latency_per_forecast_s: float | None
+    test_errors: tuple[float, ...] | None = None
 
     @classmethod
-    def of(cls, result: Mapping[str, Any]) -> ResultBrief:
+    def of(cls, result: Mapping[str, Any], with_test_errors: bool = False) -> ResultBrief:
         """The brief of ``TrialResult.to_dict()``'s layout."""
         test = result.get("test")
         return cls(float(result["validation"]["pct_return_mae"]),
-                   None if not test else test.get("latency_per_forecast_s"))
+                   None if not test else test.get("latency_per_forecast_s"),
+                   tuple(test.get("errors") or ()) if with_test_errors and test else None)
 
 
 class ResultStore:
@@ -62,6 +68,10 @@ class ResultStore:
         """The ``kind`` results of ``symbols``' studies."""
         return {key: r for symbol in symbols for (k, key), r in self.by_symbol.get(symbol, {}).items()
                 if k == kind}
+
+    def pooled_of(self, family: str, symbols: list[str]) -> dict[str, TrialResult]:
+        """``family``'s pooled config's results on ``symbols``, symbol → result."""
+        return {key[0]: r for key, r in self.of_symbols(POOLED, symbols).items() if key[1] == family}
 
 
 class StoredResults(Mapping[Key, ResultBrief]):
@@ -84,6 +94,27 @@ class StoredResults(Mapping[Key, ResultBrief]):
         """An object reference to {study: TrialResult} for ``symbols`` (pass it to a task as a
         top-level argument: Ray resolves it there, and the driver never holds the results)."""
         return self.actor.of_symbols.remote(self.kind, list(symbols))
+
+
+class StoredPooled(Mapping[str, ResultBrief]):
+    """A family's pooled config's results (:class:`~tuner.core.pooled.PooledOutcome`'s
+    ``results``) as the driver sees them: symbol → its brief, test errors included."""
+
+    def __init__(self, actor: Any, family: str, briefs: Mapping[str, ResultBrief]) -> None:
+        self.actor, self.family, self.briefs = actor, family, dict(briefs)
+
+    def __getitem__(self, symbol: str) -> ResultBrief:
+        return self.briefs[symbol]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.briefs)
+
+    def __len__(self) -> int:
+        return len(self.briefs)
+
+    def ref_of(self, symbols: Iterable[str]):
+        """An object reference to {symbol: TrialResult} for ``symbols``."""
+        return self.actor.pooled_of.remote(self.family, list(symbols))
 
 
 def open_results(name: str, namespace: str):

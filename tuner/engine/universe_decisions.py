@@ -26,6 +26,7 @@ from tuner.core.pooled import PooledOutcome, WindowDates
 from tuner.core.statistics.panel import panel_dm
 from tuner.core.statistics.significance import errors_of
 from tuner.core.statistics.universe import SymbolCandidates, decide
+from tuner.engine.result_store import ResultBrief
 
 DERIVED = ("blend", "regime")
 PERIOD = "test"
@@ -43,8 +44,10 @@ def _pooled_test_errors(pooled: Mapping[str, PooledOutcome], family: str, symbol
     """The test errors of ``family``'s pooled config on ``symbol``; None when the family has no
     pooled config or it was not scored there."""
     result = pooled[family].results.get(symbol) if family in pooled else None
-    # Read off the result, not its to_dict(): that copies every section (3 calls per symbol).
-    errors = result.test.scores.errors if result is not None and result.test is not None else None
+    if isinstance(result, ResultBrief):  # the result itself is in the run's result store
+        errors = result.test_errors
+    else:  # read off the result, not its to_dict(): that copies every section (3 calls per symbol)
+        errors = result.test.scores.errors if result is not None and result.test is not None else None
     return list(errors) if errors else None
 
 
@@ -76,6 +79,9 @@ def add_pooled(documents: Mapping[tuple[str, str], dict[str, Any]], pooled: Mapp
     for (symbol, family), doc in documents.items():
         outcome = pooled.get(family)
         if family not in DERIVED and outcome is not None and symbol in outcome.results:
+            if isinstance(outcome.results[symbol], ResultBrief):
+                raise TypeError("pooled results held by a result store are added by the collation tasks "
+                                "that write the files (TaskCollator's write_in_tasks), not here")
             doc["pooled"] = {**outcome.results[symbol].to_dict(), "pooled_validation_pct_return_mae":
                              outcome.validation_pct_return_mae, "pooled_trials": outcome.trials}
 

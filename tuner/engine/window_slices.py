@@ -19,6 +19,7 @@ runs as tasks on the slices too (:func:`derive_candidates`), on any node.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,8 @@ class SymbolWindows:
         families: the families whose windows were cut (in the experiment's order).
         counts: the window counts (:func:`~tuner.core.windows.window_counts`) at the first of
             them's context length.
-        dates: ``validation``/``test`` → each window's target date (ISO), same family.
+        dates: ``test`` → each test window's target date (ISO), same family: the panel tests
+            cluster on them (tuner.engine.universe_decisions), and nothing reads the others.
     """
 
     families: tuple[str, ...]
@@ -87,7 +89,8 @@ class UniverseWindows:
         studies: the (symbol, family) studies to run, symbols in order.
         skipped: what was not usable and why (files, symbols, ``symbol/family`` cuts).
         windows_used: symbol → its window counts.
-        window_dates: symbol → period → each window's target date.
+        window_dates: symbol → ``test`` → each test window's target date; a date is one
+            string whatever the number of symbols that share it (a universe shares a calendar).
         slice_of: symbol → the index of its slice in ``refs``.
     """
 
@@ -122,7 +125,7 @@ def cut_slice(files: list[Path], wanted: frozenset[str] | None, spec: WindowSpec
                 first = next(iter(cut.values()))
                 symbols[bars.symbol] = SymbolWindows(
                     tuple(cut), window_counts(first),
-                    {"validation": target_dates(first.validation), "test": target_dates(first.test)})
+                    {"test": target_dates(first.test)})
     return windows, SliceFacts(reads, symbols, cut_errors)
 
 
@@ -190,7 +193,8 @@ def _settle(listing, source, families: list[str], refs: list, facts: list[SliceF
         raise DataError(f"{source}: nothing to tune; " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return UniverseWindows(refs, studies, skipped,
                            windows_used={symbol: w.counts for symbol, w in cut.items()},
-                           window_dates={symbol: w.dates for symbol, w in cut.items()},
+                           window_dates={symbol: {p: [sys.intern(d) for d in dates] for p, dates in w.dates.items()}
+                                         for symbol, w in cut.items()},
                            slice_of={symbol: where[symbol] for symbol in cut})
 
 
