@@ -251,7 +251,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     started_ray, dashboard = _connect(config, include_dashboard)
     pool: ActorPool | None = None
     trials: StoredTrials | None = None
-    results = None
+    result_store = None
     try:
         # The data is read and cut by tasks; the windows stay in the object store.
         windows = cut_windows(config)
@@ -307,12 +307,12 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
         results_name = f"{config.name}-results-{uuid.uuid4().hex[:6]}"
-        results = open_results(results_name, NAMESPACE)
-        finals, unscored, defaults = _score_winners(winners, actors, config.seed, results, results_name,
+        result_store = open_results(results_name, NAMESPACE)
+        finals, unscored, defaults = _score_winners(winners, actors, config.seed, result_store, results_name,
                                                     on_done=tick, weights=config.weights_source)
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
-        pooled = _score_pooled(pooled_records, studies, actors, config, results, results_name)
+        pooled = _score_pooled(pooled_records, studies, actors, config, result_store, results_name)
         tick = progress.begin_phase("blend and regime candidates")
         forecasts = _winner_forecasts(winners, finals, actors, config.seed, on_done=tick)
         infos = _actor_infos(actors)
@@ -335,7 +335,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         summary = write_experiment(timed, trials, finals, studies, config.trials, meta, derived,
                                    unscored, defaults, pooled=pooled, window_dates=windows.window_dates,
                                    collator=collator)
-        ray.kill(results, no_restart=True)  # every document is written: the results are done with
+        ray.kill(result_store, no_restart=True)  # every document is written: the results are done with
         summary["collation"] = {**collator.stats, "trials_table_s": round(trials.table_s or 0.0, 3)}
         trials_failed = trials.digest.failed
         summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials, tuned_on)
@@ -352,8 +352,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             pool.release()
         if trials is not None:
             trials.close()
-        if results is not None:
-            ray.kill(results, no_restart=True)
+        if result_store is not None:
+            ray.kill(result_store, no_restart=True)
         if started_ray:
             ray.shutdown()
     clock.mark("shutdown")
