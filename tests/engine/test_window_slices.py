@@ -21,7 +21,7 @@ from tuner.core.errors import DataError
 from tuner.core.windows import WindowSpec, make_periods, target_dates, window_counts
 from tuner.engine import window_slices
 from tuner.engine.experiment_config import ExperimentConfig
-from tuner.engine.window_slices import cut_windows, derive_candidates
+from tuner.engine.window_slices import CuttingPlan, cut_windows, cutting_plan, derive_candidates
 
 FAMILIES = ("bootstrap_returns", "toto")
 SPEC = WindowSpec(8, 8)
@@ -113,3 +113,12 @@ def test_when_candidates_are_derived_on_the_slices_then_they_equal_the_serial_on
     assert derived == want and any(kind == "blend" for _, kind in derived)
     assert [s for s, _ in derived] == sorted((s for s, _ in derived), key=list(found).index)
     assert not any(kind == "blend" for _, kind in derive_candidates(got, found, 0.06, seed=7))  # 0.07 > 0.06
+
+
+def test_when_the_drivers_node_has_few_or_no_cpus_then_cutting_still_runs_there_in_bounded_tasks(monkeypatch):
+    monkeypatch.setattr(window_slices, "WINDOW_SLICE", 500)
+    assert cutting_plan(10_000, 2) == CuttingPlan(task_cpus=1, in_flight=2, files_per_task=500)
+    assert cutting_plan(6, 2) == CuttingPlan(1, 2, 3)  # both CPUs get a task
+    assert cutting_plan(1, 16) == CuttingPlan(1, 16, 1)
+    assert cutting_plan(1_000, 0) == CuttingPlan(task_cpus=0, in_flight=1, files_per_task=500)  # a CPU-less head
+    assert cutting_plan(3, 0.5) == CuttingPlan(0, 1, 3)

@@ -123,10 +123,32 @@ def cut_slice(files: list[Path], wanted: frozenset[str] | None, spec: WindowSpec
                     cut_errors[(bars.symbol, family)] = str(e)
             if cut:
                 first = next(iter(cut.values()))
-                symbols[bars.symbol] = SymbolWindows(
-                    tuple(cut), window_counts(first),
-                    {"test": target_dates(first.test)})
+                symbols[bars.symbol] = SymbolWindows(tuple(cut), window_counts(first),
+                                                     {"test": target_dates(first.test)})
     return windows, SliceFacts(reads, symbols, cut_errors)
+
+
+@dataclass(frozen=True)
+class CuttingPlan:
+    """How the cutting tasks share the driver's node.
+
+    Attributes:
+        task_cpus: each task's CPU request: 1, or 0 on a node that lends no CPU to tasks (a
+            head started with ``--num-cpus 0``: the tasks still run there, where the data is).
+        in_flight: tasks submitted at once (the node's CPUs, at least 1).
+        files_per_task: at most :data:`WINDOW_SLICE`, fewer so that every CPU gets a task.
+    """
+
+    task_cpus: int
+    in_flight: int
+    files_per_task: int
+
+
+def cutting_plan(files: int, node_cpus: float) -> CuttingPlan:
+    """The :class:`CuttingPlan` for ``files`` data files on a node with ``node_cpus`` CPUs."""
+    in_flight = max(1, int(node_cpus))
+    return CuttingPlan(1 if node_cpus >= 1 else 0, in_flight,
+                       max(1, min(WINDOW_SLICE, math.ceil(files / in_flight))))
 
 
 def cut_windows(config: ExperimentConfig) -> UniverseWindows:
@@ -145,18 +167,15 @@ def cut_windows(config: ExperimentConfig) -> UniverseWindows:
     contexts = {family: load_family_config(family).context_length for family in families}
     here = ray.get_runtime_context().get_node_id()
     cpus = next((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["NodeID"] == here), 0.0)
-    # A head that lends no CPU to tasks still runs them (num_cpus=0), one at a time.
-    in_flight = max(1, int(cpus))
+    plan = cutting_plan(len(listing.files), cpus)
     task = ray.remote(cut_slice).options(
-        num_returns=2, num_cpus=1 if cpus >= 1 else 0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
-    per_task = max(1, min(WINDOW_SLICE, math.ceil(len(listing.files) / in_flight)))
-    batches = [listing.files[i:i + per_task] for i in range(0, len(listing.files), per_task)]
+        num_returns=2, num_cpus=plan.task_cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False))
+    batches = [listing.files[i:i + plan.files_per_task] for i in range(0, len(listing.files), plan.files_per_task)]
     refs: list = [None] * len(batches)
     facts: list = [None] * len(batches)
     running: dict[Any, int] = {}  # facts' reference → batch index
     for i, batch in enumerate(batches):
-        if len(running) >= in_flight:
+        if len(running) >= plan.in_flight:
             _collect(running, facts)
         refs[i], facts_ref = task.remote(batch, listing.wanted, config.windows, contexts)
         running[facts_ref] = i
