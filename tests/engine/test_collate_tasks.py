@@ -19,7 +19,7 @@ from tests.decided_experiment import result
 from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import Storage
 from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
-from tuner.engine.collate_tasks import TaskCollator, batches, light_view
+from tuner.engine.collate_tasks import TaskCollator, batches, light_view, share_settings
 from tuner.engine.journal import JournalError, JournalRecord, TrialJournal, read_journal
 from tuner.engine.result_store import POOLED, ResultBrief, StoredPooled, StoredResults, open_results
 from tuner.engine.trial_store import open_trials, trial_record
@@ -183,3 +183,16 @@ def test_when_a_document_is_viewed_lightly_then_validation_errors_go_and_test_er
     assert view["test"]["errors"] == doc["test"]["errors"] and view["baseline"]["test"]["errors"]
     assert "baseline" not in view["default"] and view["default"]["test"]["errors"]
     assert "errors" in doc["validation"] and "baseline" in doc["default"]  # the document itself untouched
+
+
+def test_when_documents_share_significance_settings_then_the_driver_keeps_one_copy_of_equal_ones():
+    def doc(reps: int) -> dict:
+        return {"significance": {"settings": {"reps": reps, "spa": {"trials": 4}}, "spa_p_value": 0.5}}
+
+    shared: dict = {}
+    a, b, c = doc(1000), doc(1000), doc(500)
+    for d in (a, b, c, {"significance": None}, {}):
+        share_settings(d, shared)
+    assert a["significance"]["settings"] is b["significance"]["settings"]
+    assert c["significance"]["settings"] is not a["significance"]["settings"]
+    assert c["significance"]["settings"] == {"reps": 500, "spa": {"trials": 4}} and len(shared) == 2

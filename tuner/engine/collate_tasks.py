@@ -24,6 +24,7 @@ what was written, and ``tuner resume`` writes it all again (the same documents: 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -78,6 +79,17 @@ def light_view(doc: Mapping[str, Any]) -> dict[str, Any]:
             default["validation"] = {k: v for k, v in default["validation"].items() if k != "errors"}
         view["default"] = default
     return view
+
+
+def share_settings(doc: dict[str, Any], shared: dict[str, Any]) -> None:
+    """Make ``doc``'s ``significance.settings`` (the tests' parameters and descriptions, ~2 KB
+    and the same in nearly every document of a run) the one object ``shared`` holds for that
+    content, so that 10,000 documents in the driver hold one copy, not 10,000 (they are read,
+    never changed, after collation)."""
+    significance = doc.get("significance")
+    if isinstance(significance, dict) and isinstance(significance.get("settings"), dict):
+        settings = significance["settings"]
+        significance["settings"] = shared.setdefault(json.dumps(settings, sort_keys=True, default=str), settings)
 
 
 @dataclass(frozen=True)
@@ -198,6 +210,7 @@ class TaskCollator:
         queue, pending = list(reversed(groups)), {}
         in_flight = IN_FLIGHT_PER_CPU * max(1, math.ceil(self.cpus or 1.0))
         gathered: dict[Key, dict[str, Any]] = {}
+        shared: dict[str, Any] = {}
         done, seconds, write_s = 0, [], 0.0
         while queue or pending:
             while queue and len(pending) < in_flight:
@@ -206,6 +219,8 @@ class TaskCollator:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 outcome: BatchOutcome = ray.get(ref)  # a task's error is raised here, as its own type
+                for doc in outcome.documents.values():
+                    share_settings(doc, shared)
                 gathered.update(outcome.documents)
                 seconds.append(outcome.seconds)
                 write_s += outcome.write_s

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tuner.core.candidates import WinnerForecasts, symbol_candidates
 from tuner.core.config import load_family_config
 from tuner.core.data import SourceRead, bundled_data_path, list_sources, read_source, settle_sources
@@ -34,7 +36,6 @@ from tuner.core.windows import (
     WindowSpec,
     make_periods,
     series_arrays,
-    target_dates,
     window_counts,
 )
 from tuner.engine.experiment_config import ExperimentConfig
@@ -55,13 +56,15 @@ class SymbolWindows:
         families: the families whose windows were cut (in the experiment's order).
         counts: the window counts (:func:`~tuner.core.windows.window_counts`) at the first of
             them's context length.
-        dates: ``test`` → each test window's target date (ISO), same family: the panel tests
-            cluster on them (tuner.engine.universe_decisions), and nothing reads the others.
+        test_times: each test window's target time (datetime64, 8 bytes each; the driver makes
+            them the ISO strings of :func:`~tuner.core.windows.target_dates`), same family: the
+            panel tests cluster on them (tuner.engine.universe_decisions), and nothing reads
+            the other periods' dates.
     """
 
     families: tuple[str, ...]
     counts: dict[str, int]
-    dates: dict[str, list[str]]
+    test_times: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def cut_slice(files: list[Path], wanted: frozenset[str] | None, spec: WindowSpec
             if cut:
                 first = next(iter(cut.values()))
                 symbols[bars.symbol] = SymbolWindows(tuple(cut), window_counts(first),
-                                                     {"test": target_dates(first.test)})
+                                                     np.ascontiguousarray(first.test.future_times[:, -1]))
     return windows, SliceFacts(reads, symbols, cut_errors)
 
 
@@ -212,9 +215,14 @@ def _settle(listing, source, families: list[str], refs: list, facts: list[SliceF
         raise DataError(f"{source}: nothing to tune; " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return UniverseWindows(refs, studies, skipped,
                            windows_used={symbol: w.counts for symbol, w in cut.items()},
-                           window_dates={symbol: {p: [sys.intern(d) for d in dates] for p, dates in w.dates.items()}
-                                         for symbol, w in cut.items()},
+                           window_dates={symbol: {"test": _shared_dates(w.test_times)} for symbol, w in cut.items()},
                            slice_of={symbol: where[symbol] for symbol in cut})
+
+
+def _shared_dates(times: np.ndarray) -> list[str]:
+    """:func:`~tuner.core.windows.target_dates` of ``times``, each date one string object however
+    many symbols share it (a universe shares a calendar): 10,000 symbols' copies were tens of MB."""
+    return [sys.intern(date) for date in np.datetime_as_string(times, unit="s").tolist()]
 
 
 def derive_candidates(windows: UniverseWindows, found: Mapping[str, Mapping[str, WinnerForecasts]],
