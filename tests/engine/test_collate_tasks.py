@@ -21,7 +21,13 @@ from tuner.core.storage import Storage
 from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
 from tuner.engine.collate_tasks import TaskCollator, batches, light_view, share_settings
 from tuner.engine.journal import JournalError, JournalRecord, TrialJournal, read_journal
-from tuner.engine.result_store import POOLED, ResultBrief, StoredPooled, StoredResults, open_results
+from tuner.engine.result_store import (
+    POOLED,
+    ResultBrief,
+    open_results,
+    pooled_results,
+    study_results,
+)
 from tuner.engine.trial_store import open_trials, trial_record
 
 FAMILIES = ("bootstrap_returns", "toto")
@@ -140,12 +146,12 @@ def test_when_rescored_and_pooled_results_are_held_by_a_result_store_then_collat
         for kind in ("winner", "default"):
             results = args["finals" if kind == "winner" else "defaults"]
             local_ray.get(actor.put_many.remote([((kind, key), r.to_dict()) for key, r in results.items()]))
-            stored[kind] = StoredResults(actor, kind, {key: ResultBrief.of(r.to_dict()) for key, r in results.items()})
+            stored[kind] = study_results(actor, kind, {key: ResultBrief.of(r.to_dict()) for key, r in results.items()})
         pooled = {}
         for family, outcome in args["pooled"].items():  # the pooled config's: briefs with their test errors
             local_ray.get(actor.put_many.remote([((POOLED, (s, family)), r.to_dict()) for s, r in outcome.results.items()]))
             briefs = {s: ResultBrief.of(r.to_dict(), with_test_errors=True) for s, r in outcome.results.items()}
-            pooled[family] = replace(outcome, results=StoredPooled(actor, family, briefs))
+            pooled[family] = replace(outcome, results=pooled_results(actor, family, briefs))
         write_experiment(Storage(str(tmp_path), "stored"),
                          **{**args, "finals": stored["winner"], "defaults": stored["default"], "pooled": pooled},
                          collator=TaskCollator(cpus=1, write_in_tasks=True))

@@ -75,7 +75,14 @@ from tuner.engine.pooled_study import (
     tuning_symbols,
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
-from tuner.engine.result_store import POOLED, ResultBrief, StoredPooled, StoredResults, open_results
+from tuner.engine.result_store import (
+    POOLED,
+    ResultBrief,
+    StoredResults,
+    open_results,
+    pooled_results,
+    study_results,
+)
 from tuner.engine.trial_store import StoredTrials, open_trials
 from tuner.engine.window_slices import cut_windows, derive_candidates
 from tuner.engine.without_winner import cause_lines
@@ -922,7 +929,7 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
             log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
                         "device?); the trial's own value is reported", *key, brief.objective, own)
         finals[key] = brief
-    return StoredResults(store, "winner", finals), unscored, StoredResults(store, "default", defaults)
+    return study_results(store, "winner", finals), unscored, study_results(store, "default", defaults)
 
 
 def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, str]], actors: dict[str, list],
@@ -930,7 +937,7 @@ def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, st
     """Each family's best pooled config scored on every symbol's validation and test periods with
     the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
     re-scoring failed (its actors died) is left out of the outcome's results. The results go to
-    ``store``; an outcome's ``results`` are their briefs, test errors included (:class:`StoredPooled`)."""
+    ``store``; an outcome's ``results`` are their briefs, test errors included (:func:`pooled_results`)."""
     best = pick_winners(pooled_records, config.max_latency_s)
     at = (NAMESPACE, store_name)
     calls = {(symbol, family): ((symbol, family), "evaluate_into",
@@ -945,7 +952,7 @@ def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, st
         results.setdefault(family, {})[symbol] = brief
     completed = _pooled_completed(pooled_records, [f for _, f in best])
     return {family: PooledOutcome(family, dict(record.config), record.objective, completed[family],
-                                  StoredPooled(store, family, results.get(family, {})))
+                                  pooled_results(store, family, results.get(family, {})))
             for (_, family), record in best.items()}
 
 

@@ -13,8 +13,9 @@ the driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from tuner.core.trial import TrialResult
@@ -74,47 +75,39 @@ class ResultStore:
         return {key[0]: r for key, r in self.of_symbols(POOLED, symbols).items() if key[1] == family}
 
 
-class StoredResults(Mapping[Key, ResultBrief]):
-    """One kind of re-scored result, as the driver sees it: study → its brief. The results
-    themselves stay in the store; :meth:`ref_of` hands a task those of some symbols."""
+class StoredResults(Mapping[Any, ResultBrief]):
+    """Re-scored results as the driver sees them: key → brief. The results themselves stay in
+    the store; :meth:`ref_of` hands a task those of some symbols. Made by :func:`study_results`
+    (a kind of study result, keyed by study) or :func:`pooled_results` (a family's pooled
+    config's, keyed by symbol: :class:`~tuner.core.pooled.PooledOutcome`'s ``results``)."""
 
-    def __init__(self, actor: Any, kind: str, briefs: Mapping[Key, ResultBrief]) -> None:
-        self.actor, self.kind, self.briefs = actor, kind, dict(briefs)
+    def __init__(self, briefs: Mapping[Any, ResultBrief], fetch: Callable[[list[str]], Any]) -> None:
+        self.briefs, self._fetch = dict(briefs), fetch
 
-    def __getitem__(self, key: Key) -> ResultBrief:
+    def __getitem__(self, key: Any) -> ResultBrief:
         return self.briefs[key]
 
-    def __iter__(self) -> Iterator[Key]:
+    def __iter__(self) -> Iterator[Any]:
         return iter(self.briefs)
 
     def __len__(self) -> int:
         return len(self.briefs)
 
     def ref_of(self, symbols: Iterable[str]):
-        """An object reference to {study: TrialResult} for ``symbols`` (pass it to a task as a
-        top-level argument: Ray resolves it there, and the driver never holds the results)."""
-        return self.actor.of_symbols.remote(self.kind, list(symbols))
+        """An object reference to the results of ``symbols`` (key → TrialResult): pass it to a
+        task, where Ray resolves it; the driver never holds the results."""
+        return self._fetch(list(symbols))
 
 
-class StoredPooled(Mapping[str, ResultBrief]):
-    """A family's pooled config's results (:class:`~tuner.core.pooled.PooledOutcome`'s
-    ``results``) as the driver sees them: symbol → its brief, test errors included."""
+def study_results(actor: Any, kind: str, briefs: Mapping[Key, ResultBrief]) -> StoredResults:
+    """The ``kind`` (``winner``, ``default``) results held by the store ``actor``, by study."""
+    return StoredResults(briefs, partial(actor.of_symbols.remote, kind))
 
-    def __init__(self, actor: Any, family: str, briefs: Mapping[str, ResultBrief]) -> None:
-        self.actor, self.family, self.briefs = actor, family, dict(briefs)
 
-    def __getitem__(self, symbol: str) -> ResultBrief:
-        return self.briefs[symbol]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.briefs)
-
-    def __len__(self) -> int:
-        return len(self.briefs)
-
-    def ref_of(self, symbols: Iterable[str]):
-        """An object reference to {symbol: TrialResult} for ``symbols``."""
-        return self.actor.pooled_of.remote(self.family, list(symbols))
+def pooled_results(actor: Any, family: str, briefs: Mapping[str, ResultBrief]) -> StoredResults:
+    """``family``'s pooled config's results held by the store ``actor``, by symbol (their
+    briefs keep the test errors)."""
+    return StoredResults(briefs, partial(actor.pooled_of.remote, family))
 
 
 def open_results(name: str, namespace: str):
