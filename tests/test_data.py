@@ -345,6 +345,16 @@ def test_when_the_csv_has_blank_lines_then_rows_and_locations_skip_them(write_cs
     assert bars.locations == ("line 2", "line 4", "line 6")
 
 
+@pytest.mark.parametrize("gap", ["", "  ", ",", " , ", '"",""', "\t"])
+def test_when_a_line_holds_only_spaces_delimiters_or_quotes_then_it_is_a_blank_row_and_skipped(write_csv, gap):
+    # Clean files skip the per-column blank check: only such lines can make a blank row.
+    file = write_csv("GAP.csv", f"Date,Close\n2020-01-01,1\n{gap}\n2020-01-02, 2 \n")
+    bars = load_bars(file)
+    assert bars.close.tolist() == [1, 2] and bars.locations == ("line 2", "line 4")
+    clean = load_bars(write_csv("CLEAN.csv", "Date,Close\n2020-01-01,1\n2020-01-02, 2 \n"))
+    assert clean.close.tolist() == [1, 2] and clean.locations == ("line 2", "line 3")
+
+
 @pytest.mark.parametrize("encoding, order", [("utf-16-le", "little-endian"), ("utf-16-be", "big-endian")])
 def test_when_utf16_has_no_byte_order_mark_then_the_error_says_so(tmp_path, encoding, order):
     file = tmp_path / "U16.csv"
