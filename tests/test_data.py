@@ -310,6 +310,19 @@ def test_when_some_timestamps_have_no_offset_then_the_warning_says_they_are_take
            "all converted to UTC, those without one taken as UTC" in load_bars(file).notes
 
 
+def test_when_only_a_late_timestamp_has_an_offset_then_the_warning_still_names_it(write_csv):
+    # Reading skips the row-by-row offset pass when no row has one: the check must see the last row.
+    file = write_csv("LATE.csv", "Date,Close\n2020-01-01 00:00,1\n2020-01-02 00:00,2\n2020-01-03 00:00-05:00,3\n")
+    assert f"{file} line 2: timestamps mix UTC offsets (no offset here, -05:00 from line 4; 2 different); " \
+           "all converted to UTC, those without one taken as UTC" in load_bars(file).notes
+
+
+def test_when_only_a_late_date_is_day_first_then_the_dates_are_not_read_day_first(write_csv):
+    # Reading decides from the first row when it is no slash date: no row-by-row pass for ISO dates.
+    file = write_csv("MIXED.csv", "Date,Close\n2020-01-02,1\n13/01/2020,2\n")
+    assert not any("day/month" in n for n in load_bars(file).notes)
+
+
 def test_when_one_utc_offset_throughout_then_no_warning(write_csv):
     file = write_csv("ONE.csv", "Date,Close\n2020-01-01T00:00Z,1\n2020-01-02T00:00Z,2\n")
     assert not any("offset" in n for n in load_bars(file).notes)

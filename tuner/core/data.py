@@ -789,7 +789,8 @@ class _Where:
 
 
 _SLASH_DATE = r"(\d{1,2})[/.](\d{1,2})[/.](\d{2}|\d{4})(?:[ T].*)?"
-_OFFSET = r".*\d(Z|[+-]\d{2}:?\d{2})"
+_AN_OFFSET = r"\d(Z|[+-]\d{2}:?\d{2})"
+_OFFSET = r".*" + _AN_OFFSET  # the last one in a timestamp
 
 
 def _parse_times(column: pd.Series, where, notes: list[str]) -> np.ndarray:
@@ -797,7 +798,10 @@ def _parse_times(column: pd.Series, where, notes: list[str]) -> np.ndarray:
     empty = np.flatnonzero((text.isna() | (text == "")).to_numpy())
     if empty.size:
         raise DataError(f"{where(int(empty[0]))}: missing timestamp")
-    if pd.api.types.is_numeric_dtype(column) or text.str.fullmatch(r"\d{9,19}(\.\d*)?").all():
+    # The first row decides most files at once: all() fails at it, and it costs no pass over the rows.
+    epoch = r"\d{9,19}(\.\d*)?"
+    if pd.api.types.is_numeric_dtype(column) or (
+            re.fullmatch(epoch, str(text.iloc[0])) and text.str.fullmatch(epoch).all()):
         numbers = pd.to_numeric(text).to_numpy(dtype=np.float64)  # unix epoch, unit by magnitude
         parsed = pd.to_datetime(pd.Series(numbers), unit=_epoch_unit(numbers), utc=True, errors="coerce")
     else:
@@ -826,6 +830,8 @@ _LATEST = pd.Timestamp.max.tz_localize("UTC").floor("D")
 def _day_first(text: pd.Series, where, notes: list[str]) -> bool:
     """Whether ``nn/nn/yyyy`` dates are day-first: some first field above 12 says so (pandas
     would read each date by itself, mixing the two orders); both kinds in one file is an error."""
+    if re.search(_SLASH_DATE, str(text.iloc[0])) is None:  # not all rows match: the answer below, at once
+        return False
     parts = text.str.extract(_SLASH_DATE)
     if parts[0].isna().any():
         return False
@@ -846,6 +852,10 @@ def _check_offsets(text: pd.Series, parsed: pd.Series, where, notes: list[str]) 
     all converted to UTC, which is right for a daylight-saving change but hides a file stitched
     together. Offsets that some time zone's rules give at every one of the file's instants
     (``+01:00`` in winter, ``+02:00`` in summer) are a DST change and get no warning."""
+    # One search over all the text finds whether any row has an offset (the pattern cannot span
+    # the newlines); most files have none, and need no pass row by row.
+    if re.search(_AN_OFFSET, "\n".join(text.astype(str))) is None:
+        return
     shown = text.str.extract(_OFFSET)[0].fillna("no offset")
     offsets = shown.str.replace(":", "")  # +01:00 and +0100 are the same offset
     kinds = pd.unique(offsets)
