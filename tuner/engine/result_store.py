@@ -1,14 +1,15 @@
-"""The re-scored winners and defaults, held by a Ray actor rather than the driver.
+"""The re-scored winners, defaults and pooled configs, held by a Ray actor rather than the driver.
 
-After tuning each study's winner and its family default are run again on both periods; each
-result carries its per-window errors on validation, test and the stability folds, for the
-family and the baseline. At 10,000 studies these 20,000 results were 164 MB of the driver's
-memory (measured, RSS per phase, 10,000 × 2), held only to be handed to the collation tasks. So
+After tuning each study's winner and its family default are run again on both periods, and
+each family's pooled config on every symbol; each result carries its per-window errors on
+validation, test and the stability folds, for the family and the baseline. At 10,000 studies
+the 20,000 winner and default results were 164 MB of the driver's memory and the pooled ones
+78 MB (measured, RSS per phase, 10,000 × 2), held only to be handed to the collation tasks. So
 the model actors put each result in a :class:`ResultStore` actor instead and return a
 :class:`ResultBrief` (what the driver itself reads: the validation score it checks against the
-trial's own, the test latency the candidates need); each collation task gets its symbols'
-results from the store through the object store (:meth:`StoredResults.ref_of`), never through
-the driver.
+trial's own, the test latency the candidates need, and for a pooled result the test errors the
+panel tests compare); each collation task gets its symbols' results from the store through the
+object store (:meth:`StoredResults.ref_of`), never through the driver.
 """
 
 from __future__ import annotations
