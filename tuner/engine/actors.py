@@ -214,10 +214,14 @@ class ModelServer:
     def _evaluate_many_into(self, calls: list[tuple]) -> list[ResultBrief]:
         import ray
 
+        items, briefs = [], []
+        for symbol, params, seed, with_test, _, slot, with_test_errors in calls:
+            result = self.evaluate(symbol, params, seed, with_test)["result"]
+            items.append((slot, result))
+            briefs.append(ResultBrief.of(result, with_test_errors))
         store = calls[0][4]  # every call of a run names the same store
-        items = [(call[5], self.evaluate(*call[:4])["result"]) for call in calls]
         ray.get(_actor(*store).put_many.remote(items))  # waited for: the brief means it is stored
-        return [ResultBrief.of(result, call[6]) for call, (_, result) in zip(calls, items, strict=True)]
+        return briefs
 
     def call_many(self, method: str, calls: list[tuple]) -> list[Any]:
         """Several calls of ``method`` (``evaluate``, ``evaluate_into`` or ``point_forecasts``)

@@ -41,6 +41,7 @@ from tuner.engine.collate import (
     symbol_documents,
     winner_file,
 )
+from tuner.engine.result_store import StoredResults
 from tuner.engine.universe_decisions import add_pooled
 
 TASKS_PER_CPU = 4
@@ -145,6 +146,15 @@ def add_decisions_to_files(storage_at: tuple[str, str], decisions: Mapping[Key, 
     return time.perf_counter() - start
 
 
+def _of_symbols(mapping: Mapping[Any, Any], symbols: list[str], by_study: bool = True):
+    """``mapping``'s entries of ``symbols`` (keyed by study; by symbol when not ``by_study``);
+    for results held by a store actor, a reference to them (the store sends them to the task)."""
+    if isinstance(mapping, StoredResults):
+        return mapping.ref_of(symbols)
+    chosen = set(symbols)
+    return {k: v for k, v in mapping.items() if (k[0] if by_study else k) in chosen}
+
+
 @dataclass
 class TaskCollator:
     """:class:`tuner.engine.collate.Collator` on Ray: per-symbol documents in batched tasks.
@@ -190,16 +200,11 @@ class TaskCollator:
         at, meta_ref = (storage.base, storage.name), ray.put(dict(meta))
 
         def submit(group: list[str]):
-            chosen = set(group)
-
             def pick(mapping: Mapping[Key, Any]):
-                if hasattr(mapping, "ref_of"):  # results held by a store actor: it sends them
-                    return mapping.ref_of(group)
-                return {k: v for k, v in mapping.items() if k[0] in chosen}
+                return _of_symbols(mapping, group)
 
             # A store's pooled results reach the task as references it resolves itself.
-            batch_pooled = {f: replace(o, results=o.results.ref_of(group) if hasattr(o.results, "ref_of")
-                                       else {s: r for s, r in o.results.items() if s in chosen})
+            batch_pooled = {f: replace(o, results=_of_symbols(o.results, group, by_study=False))
                             for f, o in pooled.items()}
             records = fetch(group) if fetch is not None else [r for s in group for r in by_symbol.get(s, [])]
             return remote.remote(at, records, pick(finals), pick(counts),
@@ -248,8 +253,7 @@ class TaskCollator:
         at = (storage.base, storage.name)
         pending = []
         for group in batches(symbols, self.cpus or 1.0):
-            chosen = set(group)
-            pending.append(remote.remote(at, {k: v for k, v in decided.items() if k[0] in chosen}))
+            pending.append(remote.remote(at, _of_symbols(decided, group)))
         seconds = []
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
