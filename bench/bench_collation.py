@@ -8,10 +8,9 @@ one after another:
 
 * ``serial``: every document built and written in the driver (``SerialCollator``: the code
   before issue 22's collation tasks);
-* ``tasks-return``: built in batched tasks that send each whole document back; the driver
-  decides, then writes every file;
-* ``tasks-write``: built and written by the tasks, which send a light view back (no validation
-  errors); the driver decides, then tasks add each symbol's decision to its file (the default).
+* ``tasks``: built, decided and written by Ray tasks (``TaskCollator``, the engine's): the
+  driver holds object references, the universe-level summary and one batch of
+  ``symbols.parquet`` rows at a time.
 
 Per arm: wall seconds of ``write_experiment``, the driver's RSS before it and its peak during it
 (the kernel's high-water mark, reset first), and a digest of every file written (``created_at``
@@ -33,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ARMS = ("serial", "tasks-return", "tasks-write")
+ARMS = ("serial", "tasks")
 
 
 def inputs(symbols: int, families: int, trials: int, windows: int, seed: int = 0) -> dict:
@@ -94,29 +93,18 @@ def digest(root: Path) -> str:
 
 
 class Measured:
-    """A collator, measured: the documents the driver holds (their pickled size, a proxy for
-    their memory) and its RSS once they are gathered and when they are written (after the
-    decisions), before trials.parquet (whose table is the same in every arm)."""
+    """A collator, measured: its seconds, and the driver's RSS once it returns (every document
+    written and decided, before the summary tables are written)."""
 
     def __init__(self, inner) -> None:
-        self.inner, self.pooled_written, self.measured = inner, inner.pooled_written, {}
+        self.inner, self.measured = inner, {}
 
-    def documents(self, *args):
-        import pickle
-
-        documents = self.inner.documents(*args)
-        self.measured["documents_mb"] = round(len(pickle.dumps(documents)) / 1e6, 1)
-        self.measured["driver_rss_gathered_mb"] = round(rss_mb())
-        return documents
-
-    def write(self, storage, documents) -> None:
-        import pickle
-
-        self.measured["documents_decided_mb"] = round(len(pickle.dumps(dict(documents))) / 1e6, 1)
-        self.measured["driver_rss_decided_mb"] = round(rss_mb())
+    def collate(self, *args):
         start = time.perf_counter()
-        self.inner.write(storage, documents)
-        self.measured["write_s"] = round(time.perf_counter() - start, 2)
+        collated = self.inner.collate(*args)
+        self.measured["collate_s"] = round(time.perf_counter() - start, 2)
+        self.measured["driver_rss_collated_mb"] = round(rss_mb())
+        return collated
 
 
 def arm(kind: str, symbols: int, families: int, trials: int, windows: int, cpus: int) -> dict:
@@ -131,7 +119,7 @@ def arm(kind: str, symbols: int, families: int, trials: int, windows: int, cpus:
     logging.getLogger("ray").setLevel(logging.WARNING)
     args = inputs(symbols, families, trials, windows)
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-    inner = SerialCollator() if kind == "serial" else TaskCollator(write_in_tasks=kind == "tasks-write")
+    inner = SerialCollator() if kind == "serial" else TaskCollator()
     collator = Measured(inner)
     with tempfile.TemporaryDirectory() as tmp:
         # Warm-up, two symbols in the driver: what every arm's driver has imported (pandas,
@@ -183,10 +171,8 @@ def main() -> None:
         rows.append(row)
         print(f"{kind:>13}: {row['wall_s']:7.1f} s; driver RSS {row['driver_rss_before_mb']} MB before, peak "
               f"{row['driver_peak_during_mb']} MB during (+{row['driver_growth_mb']} MB; after: heap "
-              f"{row['driver_anon_after_mb']} MB, shared {row['driver_shmem_after_mb']} MB); documents held "
-              f"{row['documents_mb']} MB pickled, {row['documents_decided_mb']} MB decided; RSS gathered "
-              f"{row['driver_rss_gathered_mb']} MB, decided {row['driver_rss_decided_mb']} MB; writing after "
-              f"the decisions {row['write_s']} s; {row['files']} files, "
+              f"{row['driver_anon_after_mb']} MB, shared {row['driver_shmem_after_mb']} MB); "
+              f"collate {row['collate_s']} s, RSS after it {row['driver_rss_collated_mb']} MB; {row['files']} files, "
               f"digest {row['digest']}; load {row['load_after']}"
               + (f"; tasks {row['collation']['tasks']} x {row['collation']['symbols_per_task']} symbols"
                  if row["collation"] else ""), flush=True)

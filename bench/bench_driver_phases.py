@@ -11,6 +11,9 @@ The steps are found by name (the driver's private functions): a renamed one is r
 skipped silently. Run it alone on the machine (it starts its own Ray):
 
     python bench/bench_driver_phases.py 10000 2
+
+With ``--trace``, Python's own allocations are traced too (tracemalloc; slower): after each step
+the lines of code whose live allocations grew by over 1 MB during it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 from bench_control_plane import synthetic_bars
 
 START = time.time()
+TRACE: dict = {}
+"""With --trace: the last tracemalloc snapshot (``last``)."""
 
 
 def memory_mb() -> dict[str, int]:
@@ -38,6 +43,16 @@ def log(what: str) -> None:
     m = memory_mb()
     print(f"[{time.time() - START:7.1f} s] rss {m['VmRSS']:5d} MB  anon {m['RssAnon']:5d} MB  "
           f"peak {m['VmHWM']:5d} MB  {what}", flush=True)
+    if TRACE:
+        import tracemalloc
+
+        snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+        for stat in snapshot.compare_to(TRACE["last"], "lineno"):
+            if stat.size_diff > 1024**2:
+                frame = stat.traceback[0]
+                print(f"            {stat.size_diff / 1024**2:+7.1f} MB ({stat.size / 1024**2:.1f} MB live) "
+                      f"{frame.filename}:{frame.lineno}", flush=True)
+        TRACE["last"] = snapshot
 
 
 def wrap(owner, names: list[str]) -> None:
@@ -60,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", type=int)
     parser.add_argument("trials", type=int)
+    parser.add_argument("--trace", action="store_true", help="also trace Python's allocations (slower)")
     args = parser.parse_args()
 
     import tuner.engine.collate as collate
@@ -70,8 +86,8 @@ def main() -> None:
     wrap(experiment, ["cut_windows", "_connect", "_start_actors", "_make_searcher", "open_trials", "_score_winners",
                       "_score_pooled", "_winner_forecasts", "derive_candidates", "write_experiment",
                       "_add_pooled_section"])
-    wrap(collate, ["build_summary", "add_decisions", "write_summary"])
-    wrap(collate_tasks.TaskCollator, ["documents", "write"])
+    wrap(collate, ["summary_head", "write_summary"])
+    wrap(collate_tasks.TaskCollator, ["collate"])
     mark = experiment.PhaseClock.mark
 
     def marked(self, name, *a, **k):
@@ -83,6 +99,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bars"
         synthetic_bars(data, args.studies)
+        if args.trace:
+            import tracemalloc
+
+            tracemalloc.start()
+            TRACE["last"] = tracemalloc.take_snapshot()
         log("data written")
         summary = experiment.run_experiment(ExperimentConfig(
             name="phases", data=str(data), symbols=tuple(f"S{i:04d}" for i in range(args.studies)),

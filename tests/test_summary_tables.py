@@ -150,3 +150,25 @@ def test_when_the_symbols_table_is_written_in_parts_then_it_is_the_whole_table_i
 
     write_summary(storage, {"created_at": "2026-12-06T00:00:00+00:00", "symbols": {}, "studies": {}})
     assert pq.read_table(storage.path(SYMBOLS_FILE)).num_rows == 0  # no winner at all: an empty table, readable
+
+
+def test_when_the_symbols_table_comes_in_parts_of_any_size_then_it_is_written_whole_in_row_groups(
+        tmp_path, monkeypatch):
+    from tuner.core import summary_tables
+
+    stamp = "2026-12-06T00:00:00+00:00"
+    symbols = {f"S{i:03d}": {"best_family": "toto", "validation_pct_return_mae": 0.01 * i,
+                             "families": {"toto": {"config": {"lookback": i}}}} for i in range(7)}
+    names = sorted(symbols)
+    parts = [summary_tables.symbols_table({s: symbols[s] for s in names[a:b]}, stamp)
+             for a, b in ((0, 2), (2, 6), (6, 7))]  # as the collation tasks make them
+    storage = Storage(str(tmp_path), "exp")
+    monkeypatch.setattr(summary_tables, "ROW_GROUP", 3)
+    storage.write_parquet_parts(SYMBOLS_FILE, summary_tables.symbols_schema(stamp),
+                                summary_tables.row_groups(iter(parts)))
+    short = write_summary(storage, {"created_at": stamp, "studies": {}}, symbols_written=7)
+    written = pq.ParquetFile(storage.path(SYMBOLS_FILE))
+    assert [written.metadata.row_group(g).num_rows for g in range(written.num_row_groups)] == [3, 3, 1]
+    assert written.read().equals(summary_tables.symbols_table(symbols, stamp))
+    assert short["counts"]["symbols"] == 7 and "symbols" not in short
+    assert ExperimentSummary.read(storage).symbol_names() == names

@@ -18,8 +18,9 @@ import pytest
 from tests.decided_experiment import result
 from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import Storage
+from tuner.core.summary_tables import ExperimentSummary
 from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
-from tuner.engine.collate_tasks import TaskCollator, batches, light_view, share_settings
+from tuner.engine.collate_tasks import TaskCollator, batches
 from tuner.engine.journal import JournalError, JournalRecord, TrialJournal, read_journal
 from tuner.engine.result_store import (
     POOLED,
@@ -81,13 +82,17 @@ def written(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*.json"))}
 
 
-@pytest.mark.parametrize("write_in_tasks", [True, False])
-def test_when_collated_in_tasks_then_every_file_and_the_summary_are_the_serial_paths(
-        local_ray, tmp_path, write_in_tasks):
+def tables(storage: Storage) -> tuple[dict, list]:
+    """symbols.parquet's entries and studies.parquet's rows, as the readers see them."""
+    summary = ExperimentSummary.read(storage)
+    return summary.entries_dict(), summary.studies().to_dict("records")
+
+
+def test_when_collated_in_tasks_then_every_file_and_the_summary_are_the_serial_paths(local_ray, tmp_path):
     args = experiment()
     serial = write_experiment(Storage(str(tmp_path), "serial"), **args)
     ticks: list[tuple[int, int]] = []
-    collator = TaskCollator(cpus=1, write_in_tasks=write_in_tasks, on_done=lambda d, t: ticks.append((d, t)))
+    collator = TaskCollator(cpus=1, on_done=lambda d, t: ticks.append((d, t)))
     tasks = write_experiment(Storage(str(tmp_path), "tasks"), **args, collator=collator)
 
     assert collator.stats["tasks"] == len(batches(list(SYMBOLS), 1)) > 1
@@ -101,6 +106,19 @@ def test_when_collated_in_tasks_then_every_file_and_the_summary_are_the_serial_p
     assert all("mcs" in d["significance"] for d in decided)
     serial.pop("created_at"), tasks.pop("created_at")
     assert json.dumps(serial, sort_keys=True, default=str) == json.dumps(tasks, sort_keys=True, default=str)
+    entries, studies = tables(Storage(str(tmp_path), "tasks"))
+    assert (entries, studies) == tables(Storage(str(tmp_path), "serial"))
+    assert sorted(entries) == list(SYMBOLS) and all("decision" in e for e in entries.values())
+    assert collator.stats["decision_tasks"] == collator.stats["tasks"]
+
+
+def test_when_no_symbol_has_a_winner_then_the_tasks_write_the_serial_paths_summary(local_ray, tmp_path):
+    args = {**experiment(), "finals": {}, "derived": {}, "defaults": {}}
+    serial = write_experiment(Storage(str(tmp_path), "serial"), **args)
+    tasks = write_experiment(Storage(str(tmp_path), "tasks"), **args, collator=TaskCollator(cpus=1))
+    serial.pop("created_at"), tasks.pop("created_at")
+    assert tasks == serial and tasks["counts"]["symbols"] == 0
+    assert tasks["counts"]["studies_without_winner"] == len(SYMBOLS) * len(FAMILIES)
 
 
 def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_the_serial_path_writes(
@@ -121,7 +139,7 @@ def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_th
     try:
         assert trials.digest.records == len(args["records"]) and trials.digest.failed == []
         stored = write_experiment(storage, **{**args, "records": trials},
-                                  collator=TaskCollator(cpus=1, write_in_tasks=True))
+                                  collator=TaskCollator(cpus=1))
         trials.wait_compaction()
     finally:
         trials.close()
@@ -154,7 +172,7 @@ def test_when_rescored_and_pooled_results_are_held_by_a_result_store_then_collat
             pooled[family] = replace(outcome, results=pooled_results(actor, family, briefs))
         write_experiment(Storage(str(tmp_path), "stored"),
                          **{**args, "finals": stored["winner"], "defaults": stored["default"], "pooled": pooled},
-                         collator=TaskCollator(cpus=1, write_in_tasks=True))
+                         collator=TaskCollator(cpus=1))
     finally:
         local_ray.kill(actor)
     assert written(tmp_path / "serial") == written(tmp_path / "stored")
@@ -178,27 +196,3 @@ def test_when_symbols_are_batched_then_a_few_tasks_per_cpu_and_none_too_large():
     assert [len(b) for b in batches(symbols * 25, 2)] == [100] * 100  # at most 100 symbols a task
     assert batches(["A"], 16) == [["A"]] and batches([], 2) == []
     assert sum(batches(symbols[:7], 2), []) == symbols[:7]
-
-
-def test_when_a_document_is_viewed_lightly_then_validation_errors_go_and_test_errors_stay():
-    doc = result("A", {}, {p: np.ones(3) for p in ("validation", "test")},
-                 {p: np.ones(3) * 2 for p in ("validation", "test")}).to_dict()
-    doc["default"] = dict(doc)
-    view = light_view(doc)
-    assert "errors" not in view["validation"] and "errors" not in view["baseline"]["validation"]
-    assert view["test"]["errors"] == doc["test"]["errors"] and view["baseline"]["test"]["errors"]
-    assert "baseline" not in view["default"] and view["default"]["test"]["errors"]
-    assert "errors" in doc["validation"] and "baseline" in doc["default"]  # the document itself untouched
-
-
-def test_when_documents_share_significance_settings_then_the_driver_keeps_one_copy_of_equal_ones():
-    def doc(reps: int) -> dict:
-        return {"significance": {"settings": {"reps": reps, "spa": {"trials": 4}}, "spa_p_value": 0.5}}
-
-    shared: dict = {}
-    a, b, c = doc(1000), doc(1000), doc(500)
-    for d in (a, b, c, {"significance": None}, {}):
-        share_settings(d, shared)
-    assert a["significance"]["settings"] is b["significance"]["settings"]
-    assert c["significance"]["settings"] is not a["significance"]["settings"]
-    assert c["significance"]["settings"] == {"reps": 500, "spa": {"trials": 4}} and len(shared) == 2

@@ -146,29 +146,59 @@ def windows_summary(windows_used: Mapping[str, Mapping[str, int]] | None) -> dic
     return out
 
 
-def short_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+def short_summary(summary: Mapping[str, Any], symbol_count: int | None = None) -> dict[str, Any]:
     """``summary.json`` as written: ``summary`` (the collation's in-memory document, with
-    ``symbols``, ``studies``, ``studies_without_winner`` and per-symbol ``windows_used``) less
-    everything that grows with the universe, plus ``counts`` and ``tables``."""
+    ``studies``, ``studies_without_winner``, per-symbol ``windows_used`` and maybe ``symbols``)
+    less everything that grows with the universe, plus ``counts`` and ``tables``
+    (``symbol_count``: the rows of ``symbols.parquet``; default: ``summary``'s ``symbols``)."""
     short = {k: v for k, v in summary.items() if k not in LEGACY_KEYS}
     if isinstance(summary.get("windows_used"), Mapping):
         short["windows_used"] = windows_summary(summary["windows_used"])
-    short["counts"] = {"symbols": len(summary.get("symbols") or {}), "studies": len(summary.get("studies") or {}),
+    symbols = len(summary.get("symbols") or {}) if symbol_count is None else symbol_count
+    short["counts"] = {"symbols": symbols, "studies": len(summary.get("studies") or {}),
                        "studies_without_winner": len(summary.get("studies_without_winner") or {})}
     short["tables"] = {"symbols": SYMBOLS_FILE, "studies": STUDIES_FILE}
     return short
 
 
-def write_summary(storage: Storage, summary: Mapping[str, Any]) -> dict[str, Any]:
+def row_groups(parts: Iterable[pa.Table], size: int | None = None) -> Iterator[pa.Table]:
+    """``parts`` (tables of one schema, in order) regrouped into tables of ``size``
+    (:data:`ROW_GROUP`) rows, the last one shorter, holding about one group's rows at a time."""
+    import pyarrow as pa
+
+    size = size or ROW_GROUP
+    held: list[pa.Table] = []
+    rows = 0
+    for part in parts:
+        held.append(part)
+        rows += part.num_rows
+        while rows >= size:
+            table = pa.concat_tables(held)
+            yield table.slice(0, size)
+            rest = table.slice(size)
+            held, rows = ([rest] if rest.num_rows else []), rest.num_rows
+    if rows:
+        yield pa.concat_tables(held)
+
+
+def write_summary(storage: Storage, summary: Mapping[str, Any], symbols: Mapping[str, Mapping[str, Any]] | None = None,
+                  *, symbols_written: int | None = None) -> dict[str, Any]:
     """Write ``symbols.parquet``, ``studies.parquet`` and then ``summary.json`` (each atomic; the
-    summary last, so a summary never points at tables not yet written); return the short summary."""
+    summary last, so a summary never points at tables not yet written); return the short summary.
+
+    ``symbols``: every symbol's entry (default: ``summary["symbols"]``). ``symbols_written``:
+    instead, the row count of a ``symbols.parquet`` already written with this summary's
+    ``created_at`` (the collation tasks write it from their rows: a universe's entries are
+    never all in one process)."""
     stamp = summary.get("created_at")
-    storage.write_parquet_parts(SYMBOLS_FILE, symbols_schema(stamp),
-                                symbols_table_parts(summary.get("symbols") or {}, stamp))
+    if symbols_written is None:
+        symbols = (summary.get("symbols") or {}) if symbols is None else symbols
+        storage.write_parquet_parts(SYMBOLS_FILE, symbols_schema(stamp), symbols_table_parts(symbols, stamp))
+        symbols_written = len(symbols)
     storage.write_parquet(STUDIES_FILE, studies_table(summary.get("studies") or {},
                                                       summary.get("studies_without_winner") or {},
                                                       summary.get("windows_used"), stamp), ROW_GROUP)
-    short = short_summary(summary)
+    short = short_summary(summary, symbols_written)
     storage.write_json(SUMMARY_FILE, short)
     return short
 

@@ -18,7 +18,7 @@ Files, under ``<storage>/<experiment>/``:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -124,11 +124,11 @@ def winner_document(winner: TrialRecord, final: TrialResult, counts: Mapping[str
     return doc
 
 
-def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tuple[str, str], Mapping[str, int]],
-                  meta: Mapping[str, Any]) -> dict[str, Any]:
-    """The summary in memory: the best family per symbol by validation pct_return_mae (``symbols``),
-    each study's counts (``studies``, ``studies_without_winner``), and run facts. Written as a
-    short ``summary.json`` and two tables by :func:`tuner.core.summary_tables.write_summary`."""
+def symbol_entries(documents: Mapping[tuple[str, str], dict]) -> dict[str, dict[str, Any]]:
+    """Per symbol of ``documents``, its summary entry: every family's (and candidate's) scores,
+    the best one by validation pct_return_mae (``best_family``) with its config, baseline,
+    skill and significance. Each entry reads only its own symbol's documents, so a collation
+    task makes its batch's (:mod:`tuner.engine.collate_tasks`)."""
     symbols: dict[str, dict[str, Any]] = {}
     for (symbol, family), doc in sorted(documents.items()):
         entry = symbols.setdefault(symbol, {"families": {}})
@@ -159,6 +159,14 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
             "stability_spread": (doc.get("stability") or {}).get("spread"),
             "significance": doc.get("significance"),
         })
+    return symbols
+
+
+def summary_head(counts: Mapping[tuple[str, str], Mapping[str, int]], meta: Mapping[str, Any],
+                 documented: Collection[tuple[str, str]]) -> dict[str, Any]:
+    """The summary's universe-level part: run facts (``meta``), ``complete``, the ``trials``
+    totals, each study's counts (``studies``) and why a study has no result file
+    (``studies_without_winner``; ``documented``: the studies that have one)."""
     totals = {COMPLETED: 0, FAILED: 0, NEVER_RAN: 0}
     for c in counts.values():
         for k in totals:
@@ -166,7 +174,7 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
     limit = meta.get("max_latency_s")
     reasons = {study_key(*key): (f"no completed trial within max_latency_s {limit:g} s per forecast"
                                  if limit is not None and counts[key][COMPLETED] else "no completed trial")
-               for key in sorted(counts) if key not in documents}
+               for key in sorted(counts) if key not in documented}
     return {
         **meta,
         # Failed attempts are retried by a resume: complete = every study has its budget completed.
@@ -174,8 +182,15 @@ def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tup
         "trials": totals,
         "studies": {study_key(*k): dict(v) for k, v in sorted(counts.items())},
         "studies_without_winner": reasons,
-        "symbols": symbols,
     }
+
+
+def build_summary(documents: Mapping[tuple[str, str], dict], counts: Mapping[tuple[str, str], Mapping[str, int]],
+                  meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary in memory: :func:`summary_head` and every symbol's entry (``symbols``,
+    :func:`symbol_entries`). Written as a short ``summary.json`` and two tables by
+    :func:`tuner.core.summary_tables.write_summary`."""
+    return {**summary_head(counts, meta, documents), "symbols": symbol_entries(documents)}
 
 
 def trials_table(records: Iterable[TrialRecord]):
@@ -336,44 +351,55 @@ class TrialList:
         storage.write_parquet(TRIALS_FILE, trials_table(self.records))
 
 
-class Collator(Protocol):
-    """How :func:`write_experiment` builds and stores the result documents: in this process
-    (:class:`SerialCollator`) or as Ray tasks (:class:`tuner.engine.collate_tasks.TaskCollator`).
-    The universe-wide steps between the two calls (summary, decisions) stay in the caller.
+@dataclass(frozen=True)
+class Collated:
+    """What collation leaves for the summary, every result file written.
 
     Attributes:
-        pooled_written: whether :meth:`documents` already gave each stored document its
-            ``pooled`` section (then the documents it returns need not hold it).
+        documented: the studies (and derived candidates) that got a result file.
+        tallies: summary.json's ``decisions``; panel: its ``panel``.
+        symbols: every symbol's summary entry, decision included (the serial path), or None.
+        symbols_written: else the rows of ``symbols.parquet``, which collation wrote itself.
     """
 
-    pooled_written: bool
+    documented: frozenset[tuple[str, str]]
+    tallies: dict[str, Any]
+    panel: dict[str, Any]
+    symbols: Mapping[str, dict[str, Any]] | None = None
+    symbols_written: int | None = None
 
-    def documents(self, storage: Storage, trials: Trials,
-                  finals: Mapping[tuple[str, str], TrialResult],
-                  counts: Mapping[tuple[str, str], Mapping[str, int]], meta: Mapping[str, Any],
-                  derived: Mapping[tuple[str, str], dict[str, Any]], defaults: Mapping[tuple[str, str], TrialResult],
-                  pooled: Mapping[str, PooledOutcome]) -> dict[tuple[str, str], dict[str, Any]]:
-        """What :func:`symbol_documents` gives for every symbol, in its order (documents may
-        leave out what neither the summary nor the decisions read, if :meth:`write` does not
-        need it)."""
-        ...
 
-    def write(self, storage: Storage, documents: Mapping[tuple[str, str], dict[str, Any]]) -> None:
-        """Store every document as it stands after the decisions (``<family>/<SYMBOL>.json``)."""
+class Collator(Protocol):
+    """How :func:`write_experiment` builds, decides and stores the result documents: in this
+    process (:class:`SerialCollator`) or as Ray tasks
+    (:class:`tuner.engine.collate_tasks.TaskCollator`)."""
+
+    def collate(self, storage: Storage, trials: Trials, finals: Mapping[tuple[str, str], TrialResult],
+                counts: Mapping[tuple[str, str], Mapping[str, int]], meta: Mapping[str, Any],
+                derived: Mapping[tuple[str, str], dict[str, Any]], defaults: Mapping[tuple[str, str], TrialResult],
+                pooled: Mapping[str, PooledOutcome], window_dates: WindowDates | None) -> Collated:
+        """Every symbol's documents (:func:`symbol_documents`) with their ``pooled`` section, the
+        universe's decisions (:func:`tuner.engine.universe_decisions.decide_universe`), each
+        symbol's ``decision`` in its winner's document and entry; every document stored
+        (``<family>/<SYMBOL>.json``)."""
         ...
 
 
 class SerialCollator:
-    """Every document built, then written, here in the calling process (tests, no Ray)."""
+    """Every document built, decided and written here in the calling process (tests, no Ray)."""
 
-    pooled_written = False
-
-    def documents(self, storage, trials, finals, counts, meta, derived, defaults, pooled):
-        return symbol_documents(trials.records_of(None), finals, counts, meta, derived, defaults)
-
-    def write(self, storage, documents) -> None:
+    def collate(self, storage, trials, finals, counts, meta, derived, defaults, pooled, window_dates) -> Collated:
+        documents = symbol_documents(trials.records_of(None), finals, counts, meta, derived, defaults)
+        summary: dict[str, Any] = {"symbols": symbol_entries(documents)}
+        add_decisions(documents, summary, pooled=pooled, window_dates=window_dates, horizon=horizon_of(meta))
         for key, doc in documents.items():
             storage.write_json(winner_file(key), doc)
+        return Collated(frozenset(documents), summary["decisions"], summary["panel"], symbols=summary["symbols"])
+
+
+def horizon_of(meta: Mapping[str, Any]) -> int:
+    """The forecast horizon of a run (``meta``'s windows spec; 1 when it has none)."""
+    return int((meta.get("windows") or {}).get("horizon", 1))
 
 
 def winner_file(key: tuple[str, str]) -> tuple[str, str]:
@@ -404,22 +430,22 @@ def write_experiment(storage: Storage, records: Iterable[TrialRecord] | Trials, 
     ``pooled`` (family → its pooled config's outcome) and ``window_dates`` (each window's date,
     for the panel tests' clustering) feed each symbol's universe-level ``decision`` and the
     summary's ``decisions`` and ``panel`` (:mod:`tuner.engine.universe_decisions`); without
-    ``pooled`` each decision is own vs default. ``collator``: where the per-symbol documents
-    are built and written (default: here, :class:`SerialCollator`); the summary and the
-    decisions, which need every symbol at once, are always built here."""
+    ``pooled`` each decision is own vs default. ``collator``: where the documents are built,
+    decided and written (default: here, :class:`SerialCollator`; the engine's
+    :class:`~tuner.engine.collate_tasks.TaskCollator` does it in Ray tasks, and this process
+    then holds neither documents nor summary entries, only the universe-level summary)."""
     meta = {**meta, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     collator = collator or SerialCollator()
     trials = records if isinstance(records, Trials) else TrialList(list(records))
     counts = trials.counts(studies, budget)
-    documents = collator.documents(storage, trials, finals, counts, meta, derived or {}, defaults or {},
-                                   pooled or {})
-    summary = build_summary(documents, counts, meta)
-    add_decisions(documents, summary, pooled=pooled, window_dates=window_dates,
-                  horizon=int((meta.get("windows") or {}).get("horizon", 1)),
-                  attach_pooled=not collator.pooled_written)
-    collator.write(storage, documents)
+    collated = collator.collate(storage, trials, finals, counts, meta, derived or {}, defaults or {},
+                                pooled or {}, window_dates)
+    summary = summary_head(counts, meta, collated.documented)
+    summary["decisions"], summary["panel"] = collated.tallies, collated.panel
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why
     trials.write_table(storage)
-    return write_summary(storage, summary)
+    if collated.symbols_written is None:
+        return write_summary(storage, summary, collated.symbols)
+    return write_summary(storage, summary, symbols_written=collated.symbols_written)
 

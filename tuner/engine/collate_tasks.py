@@ -1,21 +1,27 @@
-"""Collation on the cluster: each symbol's result documents built, tested and written by Ray tasks.
+"""Collation on the cluster: each symbol's result documents built, tested, decided and written by Ray tasks.
 
 What :func:`tuner.engine.collate.symbol_documents` does for a symbol (its winner documents, the
 blend/regime labels, the significance tests: SPA/Reality Check and PBO bootstraps over each
 study's trials, the symbol's Model Confidence Set) looks at no other symbol, so it runs as Ray
 tasks, a batch of symbols each (a few tasks per CPU, so a slow batch does not hold the others
-back), each writing its symbols' files as it finishes. The driver gathers, with ``ray.wait`` as
-tasks finish, a light view of every document (:func:`light_view`: what the summary and the
-decisions read, without the per-window validation errors and the default's baseline).
+back), each writing its symbols' files as it finishes. Three rounds:
 
-The decisions need every symbol at once (Benjamini-Yekutieli across the universe), so the driver
-makes them from those views (:func:`tuner.engine.collate.write_experiment`); then a second round
-of tasks adds each symbol's ``decision`` to its winner's file (the one document per symbol that
-gets one). Writing there instead of holding every full document until the decisions keeps the
-driver's memory at the views' size (measured: bench/bench_collation.py).
+1. **documents** (:func:`collate_batch`): a batch's documents, written; its symbols' summary
+   entries and :class:`~tuner.engine.universe_decisions.DecisionInputs` (per-window test
+   errors and configs) go to the object store; the driver gets which studies have a file.
+2. **decide** (:func:`decide_batches`): the decisions need every symbol at once
+   (Benjamini-Yekutieli across the universe, the panel tests), so one task takes every batch's
+   inputs and returns the summary's ``decisions`` and ``panel`` to the driver and each batch's
+   decisions to the object store.
+3. **finish** (:func:`finish_batch`): each symbol's ``decision`` added to its winner's file and
+   its summary entry; the batch's ``symbols.parquet`` rows go to the object store, and one
+   last task (:func:`write_symbols`) writes them, in order, as one table.
 
-The model actors are gone by then (:func:`tuner.engine.experiment._run_session` releases them
-before collating), so these tasks use the CPUs the experiment's actors held; each asks for one.
+So the driver holds object references and numbers that do not grow with the universe (the
+documents, entries and errors stay in the tasks and the object store: measured,
+bench/bench_driver_phases.py). The model actors are gone by then
+(:func:`tuner.engine.experiment._run_session` releases them before collating), so these tasks
+use the CPUs the experiment's actors held; each asks for one.
 
 Everything a task writes is a whole file (atomic, :class:`~tuner.core.storage.Storage`) with the
 content the serial path (:class:`~tuner.engine.collate.SerialCollator`) writes; a kill midway keeps
@@ -24,25 +30,32 @@ what was written, and ``tuner resume`` writes it all again (the same documents: 
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tuner.core.pooled import PooledOutcome
-from tuner.core.storage import Storage
+from tuner.core.pooled import PooledOutcome, WindowDates
+from tuner.core.storage import SYMBOLS_FILE, Storage
+from tuner.core.summary_tables import row_groups, symbols_schema, symbols_table
 from tuner.core.trial import TrialResult
 from tuner.engine.collate import (
+    Collated,
     Key,
-    SerialCollator,
     TrialRecord,
+    horizon_of,
     symbol_documents,
+    symbol_entries,
     winner_file,
 )
 from tuner.engine.result_store import StoredResults
-from tuner.engine.universe_decisions import add_pooled
+from tuner.engine.universe_decisions import (
+    DecisionInputs,
+    add_pooled,
+    decide_universe,
+    decision_inputs,
+)
 
 TASKS_PER_CPU = 4
 """Batches per CPU the tasks may use: enough that the last batch to finish is short."""
@@ -62,48 +75,16 @@ def batches(symbols: list[str], cpus: float, *, tasks_per_cpu: int = TASKS_PER_C
     return [symbols[i:i + size] for i in range(0, len(symbols), size)]
 
 
-def light_view(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """``doc`` without what neither the summary nor the decisions read: the per-window errors of
-    the validation period (the winner's, its baseline's and its default's) and the default's
-    baseline (the winner's own baseline is the same windows). The test period's errors stay:
-    the decisions and the panel tests compare them."""
-    view = dict(doc)
-    for section in ("validation",):
-        if isinstance(view.get(section), Mapping):
-            view[section] = {k: v for k, v in view[section].items() if k != "errors"}
-    if isinstance(view.get("baseline"), Mapping) and isinstance(view["baseline"].get("validation"), Mapping):
-        view["baseline"] = {**view["baseline"], "validation": {
-            k: v for k, v in view["baseline"]["validation"].items() if k != "errors"}}
-    if isinstance(view.get("default"), Mapping):
-        default = {k: v for k, v in view["default"].items() if k != "baseline"}
-        if isinstance(default.get("validation"), Mapping):
-            default["validation"] = {k: v for k, v in default["validation"].items() if k != "errors"}
-        view["default"] = default
-    return view
-
-
-def share_settings(doc: dict[str, Any], shared: dict[str, Any]) -> None:
-    """Make ``doc``'s ``significance.settings`` (the tests' parameters and descriptions, ~2 KB
-    and the same in nearly every document of a run) the one object ``shared`` holds for that
-    content, so that 10,000 documents in the driver hold one copy, not 10,000 (they are read,
-    never changed, after collation)."""
-    significance = doc.get("significance")
-    if isinstance(significance, dict) and isinstance(significance.get("settings"), dict):
-        settings = significance["settings"]
-        significance["settings"] = shared.setdefault(json.dumps(settings, sort_keys=True, default=str), settings)
-
-
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What a collation task sends back.
+    """What a documents task (:func:`collate_batch`) sends the driver.
 
     Attributes:
-        documents: (symbol, family) → the document (its :func:`light_view` when the task wrote
-            the files, the whole document when the driver writes them).
+        documented: the studies (and derived candidates) it wrote a result file for.
         seconds: the task's own time; write_s: of it, storing files.
     """
 
-    documents: dict[Key, dict[str, Any]]
+    documented: frozenset[Key]
     seconds: float
     write_s: float
 
@@ -111,39 +92,73 @@ class BatchOutcome:
 def collate_batch(storage_at: tuple[str, str], records: list[TrialRecord], finals: Mapping[Key, TrialResult],
                   counts: Mapping[Key, Mapping[str, int]], meta: Mapping[str, Any],
                   derived: Mapping[Key, dict[str, Any]], defaults: Mapping[Key, TrialResult],
-                  pooled: Mapping[str, PooledOutcome], write: bool) -> BatchOutcome:
-    """One task's work (plain Python; :class:`TaskCollator` runs it remotely): the documents of
-    the symbols the arguments hold; with ``write``, each written with its ``pooled`` section (the
-    only universe-level part that is per symbol) and a light view of it returned."""
+                  pooled: Mapping[str, PooledOutcome]) -> tuple[BatchOutcome, DecisionInputs, dict[str, dict]]:
+    """Round 1 (plain Python; :class:`TaskCollator` runs it remotely with three returns): the
+    documents of the symbols the arguments hold, each written with its ``pooled`` section (the
+    only universe-level part that is per symbol); returns what the driver reads, the decisions'
+    inputs and the symbols' summary entries."""
     import ray
 
     start = time.perf_counter()
     pooled = {f: replace(o, results=ray.get(o.results)) if isinstance(o.results, ray.ObjectRef) else o
               for f, o in pooled.items()}
     documents = symbol_documents(records, finals, counts, meta, derived, defaults)
-    if not write:
-        return BatchOutcome(documents, time.perf_counter() - start, 0.0)
-    views = {key: light_view(doc) for key, doc in documents.items()}
+    entries = symbol_entries(documents)
+    inputs = decision_inputs(documents, entries, pooled)
     add_pooled(documents, pooled)
     storage = Storage(*storage_at)
     writing = time.perf_counter()
     for key, doc in documents.items():
         storage.write_json(winner_file(key), doc)
     now = time.perf_counter()
-    return BatchOutcome(views, now - start, now - writing)
+    return BatchOutcome(frozenset(documents), now - start, now - writing), inputs, entries
 
 
-def add_decisions_to_files(storage_at: tuple[str, str], decisions: Mapping[Key, Any]) -> float:
-    """A second-round task: each symbol's ``decision`` added to its winner's file (read back as
-    the first round wrote it: a JSON round trip keeps every value, and the key goes last, where
-    the serial path puts it). Returns the seconds it took."""
+def decide_batches(pooled_families: Sequence[str], window_dates: WindowDates | None, horizon: int,
+                   *inputs: DecisionInputs) -> Any:
+    """Round 2: the universe's decisions from every batch's inputs (in batch order). Returns
+    ``[(tallies, panel, seconds), decisions of batch 0, decisions of batch 1, ...]`` (one
+    return each), or only the first when there is no batch."""
+    start = time.perf_counter()
+    outcome = decide_universe(inputs, pooled_families, window_dates, horizon)
+    per_batch = [{c.symbol: outcome.decisions[c.symbol] for c in part.candidates} for part in inputs]
+    head = (outcome.tallies, outcome.panel, time.perf_counter() - start)
+    return [head, *per_batch] if per_batch else head
+
+
+def finish_batch(storage_at: tuple[str, str], entries: dict[str, dict[str, Any]],
+                 decisions: Mapping[str, Any], created_at: str | None):
+    """Round 3: each symbol's ``decision`` added to its summary entry and to its winner's file
+    (read back as round 1 wrote it: a JSON round trip keeps every value, and the key goes last,
+    where the serial path puts it). Returns the batch's ``symbols.parquet`` rows and the
+    seconds it took (two returns: the rows go to :func:`write_symbols`, not to the driver)."""
     start = time.perf_counter()
     storage = Storage(*storage_at)
-    for key, decision in decisions.items():
+    for symbol, decision in decisions.items():
+        entries[symbol]["decision"] = decision
+        key = (symbol, entries[symbol]["best_family"])
         doc = storage.read_json(winner_file(key))
         doc["decision"] = decision
         storage.write_json(winner_file(key), doc)
-    return time.perf_counter() - start
+    return symbols_table(entries, created_at), time.perf_counter() - start
+
+
+def write_symbols(storage_at: tuple[str, str], created_at: str | None, parts: list) -> int:
+    """The last task: ``symbols.parquet`` from every batch's rows (``parts``: references, in
+    batch order, fetched one at a time), in row groups; returns its row count."""
+    import ray
+
+    written = 0
+
+    def fetched():
+        nonlocal written
+        for ref in parts:
+            table = ray.get(ref)
+            written += table.num_rows
+            yield table
+
+    Storage(*storage_at).write_parquet_parts(SYMBOLS_FILE, symbols_schema(created_at), row_groups(fetched()))
+    return written
 
 
 def _of_symbols(mapping: Mapping[Any, Any], symbols: list[str], by_study: bool = True):
@@ -157,24 +172,18 @@ def _of_symbols(mapping: Mapping[Any, Any], symbols: list[str], by_study: bool =
 
 @dataclass
 class TaskCollator:
-    """:class:`tuner.engine.collate.Collator` on Ray: per-symbol documents in batched tasks.
+    """:class:`tuner.engine.collate.Collator` on Ray: documents, decisions and files in tasks
+    (see the module docstring).
 
     Attributes:
         cpus: the CPUs the tasks may use (sizes the batches; default: the cluster's).
-        write_in_tasks: tasks write the files and send light views back (default), or send
-            whole documents and the driver writes them after the decisions.
-        on_done: ``tick(done, total)``: symbols collated so far (the progress view).
+        on_done: ``tick(done, total)``: symbols whose documents are written (the progress view).
         stats: filled as it runs: tasks, symbols per task, seconds (summary's ``collation``).
     """
 
     cpus: float | None = None
-    write_in_tasks: bool = True
     on_done: Callable[[int, int], None] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def pooled_written(self) -> bool:
-        return self.write_in_tasks
 
     def _task_cpus(self) -> float:
         import ray
@@ -183,7 +192,7 @@ class TaskCollator:
         self.cpus = self.cpus if self.cpus is not None else total
         return min(1.0, total)  # a cluster with less than one CPU still runs them
 
-    def documents(self, storage, trials, finals, counts, meta, derived, defaults, pooled):
+    def collate(self, storage, trials, finals, counts, meta, derived, defaults, pooled, window_dates) -> Collated:
         import ray
 
         task_cpus = self._task_cpus()
@@ -196,66 +205,64 @@ class TaskCollator:
                 by_symbol.setdefault(r.symbol, []).append(r)
         symbols = sorted({s for s, _ in finals} | {s for s, _ in derived})
         groups = batches(symbols, self.cpus or 1.0)
-        remote = ray.remote(collate_batch).options(num_cpus=task_cpus)
+        remote = ray.remote(collate_batch).options(num_cpus=task_cpus, num_returns=3)
         at, meta_ref = (storage.base, storage.name), ray.put(dict(meta))
 
-        def submit(group: list[str]):
-            def pick(mapping: Mapping[Key, Any]):
-                return _of_symbols(mapping, group)
-
+        def submit(index: int):
+            group = groups[index]
             # A store's pooled results reach the task as references it resolves itself.
             batch_pooled = {f: replace(o, results=_of_symbols(o.results, group, by_study=False))
                             for f, o in pooled.items()}
             records = fetch(group) if fetch is not None else [r for s in group for r in by_symbol.get(s, [])]
-            return remote.remote(at, records, pick(finals), pick(counts),
-                                 meta_ref, pick(derived), pick(defaults), batch_pooled, self.write_in_tasks)
+            return remote.remote(at, records, _of_symbols(finals, group), _of_symbols(counts, group),
+                                 meta_ref, _of_symbols(derived, group), _of_symbols(defaults, group), batch_pooled)
 
         # A few batches in flight per CPU, the next submitted as one finishes: the arguments
         # waiting in the object store stay bounded whatever the universe's size.
-        queue, pending = list(reversed(groups)), {}
+        queue, pending = list(reversed(range(len(groups)))), {}
         in_flight = IN_FLIGHT_PER_CPU * max(1, math.ceil(self.cpus or 1.0))
-        gathered: dict[Key, dict[str, Any]] = {}
-        shared: dict[str, Any] = {}
+        inputs: list[Any] = [None] * len(groups)  # references, never fetched here
+        entries: list[Any] = [None] * len(groups)
+        documented: set[Key] = set()
         done, seconds, write_s = 0, [], 0.0
         while queue or pending:
             while queue and len(pending) < in_flight:
-                group = queue.pop()
-                pending[submit(group)] = len(group)
+                index = queue.pop()
+                outcome_ref, inputs[index], entries[index] = submit(index)
+                pending[outcome_ref] = index
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 outcome: BatchOutcome = ray.get(ref)  # a task's error is raised here, as its own type
-                for doc in outcome.documents.values():
-                    share_settings(doc, shared)
-                gathered.update(outcome.documents)
+                documented |= outcome.documented
                 seconds.append(outcome.seconds)
                 write_s += outcome.write_s
-                done += pending.pop(ref)
+                done += len(groups[pending.pop(ref)])
                 if self.on_done is not None:
                     self.on_done(done, len(symbols))
+        decided = ray.remote(decide_batches).options(num_cpus=task_cpus, num_returns=len(groups) + 1).remote(
+            sorted(pooled), window_dates, horizon_of(meta), *inputs)
+        decided = decided if groups else [decided]
+        tallies, panel, decide_s = ray.get(decided[0])
+        del inputs
         self.stats.update({"tasks": len(groups), "symbols": len(symbols), "task_cpus": task_cpus,
                            "symbols_per_task": max(map(len, groups), default=0),
-                           "written_by_tasks": self.write_in_tasks,
                            "task_s": round(sum(seconds), 3), "longest_task_s": round(max(seconds, default=0.0), 3),
-                           "task_write_s": round(write_s, 3)})
-        # The serial path's order (the panel tests take the documents in it).
-        order = [k for k in trials.winner_order(meta.get("max_latency_s")) if k in finals] + list(derived)
-        return {k: gathered[k] for k in order if k in gathered}
+                           "task_write_s": round(write_s, 3), "decide_s": round(decide_s, 3)})
+        written = self._finish(at, entries, decided[1:], meta.get("created_at"), task_cpus)
+        return Collated(frozenset(documented), tallies, panel, symbols_written=written)
 
-    def write(self, storage, documents) -> None:
+    def _finish(self, at: tuple[str, str], entries: list, decisions: list, created_at: str | None,
+                task_cpus: float) -> int:
+        """Round 3's tasks, then the one writing ``symbols.parquet`` from their rows; returns
+        its row count."""
         import ray
 
-        if not self.write_in_tasks:
-            SerialCollator().write(storage, documents)
-            return
-        decided = {key: doc["decision"] for key, doc in documents.items() if "decision" in doc}
-        symbols = sorted({s for s, _ in decided})
-        remote = ray.remote(add_decisions_to_files).options(num_cpus=self._task_cpus())
-        at = (storage.base, storage.name)
-        pending = []
-        for group in batches(symbols, self.cpus or 1.0):
-            pending.append(remote.remote(at, _of_symbols(decided, group)))
-        seconds = []
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            seconds.extend(ray.get(ready))
+        remote = ray.remote(finish_batch).options(num_cpus=task_cpus, num_returns=2)
+        submitted = [remote.remote(at, e, d, created_at) for e, d in zip(entries, decisions, strict=True)]
+        entries.clear()
+        written = ray.remote(write_symbols).options(num_cpus=task_cpus).remote(
+            at, created_at, [table for table, _ in submitted])
+        seconds = ray.get([took for _, took in submitted])
+        rows = ray.get(written)
         self.stats.update({"decision_tasks": len(seconds), "decision_task_s": round(sum(seconds), 3)})
+        return rows

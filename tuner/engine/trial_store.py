@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tuner.core.storage import Storage
@@ -39,7 +39,8 @@ class TrialDigest:
     """What the driver keeps of the journal after tuning.
 
     Attributes:
-        winners: each study's winner (:func:`~tuner.engine.collate.pick_winners`, in its order).
+        winners: each study's winner (:func:`~tuner.engine.collate.pick_winners`, in its order),
+            without its per-window validation errors (``metrics["errors"]``).
         pooled: the pooled studies' records (a few per family; never collated per symbol).
         failed: the per-symbol studies' failed trials (the causes of studies without a winner).
         records: how many per-symbol records the store holds.
@@ -73,7 +74,11 @@ class TrialStore:
                 records.append(record)
                 self.by_symbol.setdefault(record.symbol, []).append(record)
         self.trials = TrialList(records)
-        return TrialDigest(pick_winners(records, max_latency_s), pooled,
+        # The driver reads a winner's config and scores, never its per-window validation errors
+        # (the collation tasks get the whole records from here): ~1 KB a study it need not hold.
+        winners = {key: replace(r, metrics={k: v for k, v in r.metrics.items() if k != "errors"})
+                   for key, r in pick_winners(records, max_latency_s).items()}
+        return TrialDigest(winners, pooled,
                            [r for r in records if r.status == FAILED], len(records), max_latency_s)
 
     def counts(self, studies: list[Key], budget: int) -> dict[Key, dict[str, int]]:

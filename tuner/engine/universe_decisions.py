@@ -1,7 +1,8 @@
 """From an experiment's result documents to every symbol's ``decision`` and the ``panel`` tests.
 
-Collation (:mod:`tuner.engine.collate`) calls :func:`add_decisions` once the winner documents
-and the summary are built and before either is written. The rule and the statistics live in the
+Collation calls :func:`decision_inputs` where the documents are (per batch in the collation
+tasks, :mod:`tuner.engine.collate_tasks`; for every symbol in the serial path,
+:func:`add_decisions`) and :func:`decide_universe` once on all of them. The rule and the statistics live in the
 core (:mod:`tuner.core.statistics.universe`, :mod:`tuner.core.statistics.panel`); this module only finds, per symbol,
 the per-window test errors they compare:
 
@@ -19,7 +20,8 @@ decisions: every symbol's decided config against its default and against the bas
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tuner.core.pooled import PooledOutcome, WindowDates
@@ -81,22 +83,91 @@ def add_pooled(documents: Mapping[tuple[str, str], dict[str, Any]], pooled: Mapp
         if family not in DERIVED and outcome is not None and symbol in outcome.results:
             if isinstance(outcome.results[symbol], ResultBrief):
                 raise TypeError("pooled results held by a result store are added by the collation tasks "
-                                "that write the files (TaskCollator's write_in_tasks), not here")
+                                "(TaskCollator), not in this process")
             doc["pooled"] = {**outcome.results[symbol].to_dict(), "pooled_validation_pct_return_mae":
                              outcome.validation_pct_return_mae, "pooled_trials": outcome.trials}
 
 
-def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dict[str, Any], *,
-                  pooled: Mapping[str, PooledOutcome] | None = None, window_dates: WindowDates | None = None,
-                  horizon: int = 1, attach_pooled: bool = True) -> None:
-    """Fill ``decision`` into each symbol's summary entry and its winner document, ``pooled``
-    (the pooled config's scores on the symbol) into every family winner document whose family
-    has one (unless ``attach_pooled`` is false: collation tasks wrote it into the files, and the
-    driver's light documents need not hold it), and ``decisions`` (tallies) and ``panel`` into
-    the summary."""
-    pooled = pooled or {}
-    if attach_pooled:
-        add_pooled(documents, pooled)
+@dataclass(frozen=True)
+class StudyErrors:
+    """One family winner's per-window test errors and those the panel tests compare it with
+    (None where there are none: no test period, no default scored, no pooled config)."""
+
+    symbol: str
+    family: str
+    winner: list[float] | None
+    baseline: list[float] | None
+    default: list[float] | None
+    pooled: list[float] | None
+
+
+@dataclass(frozen=True)
+class DecisionInputs:
+    """What the universe's decisions and panel tests need of some symbols (a collation batch's,
+    or every symbol's): per-window errors and configs, no documents. Built per batch where the
+    documents are (:func:`decision_inputs`), joined once for the whole universe
+    (:func:`decide_universe`).
+
+    Attributes:
+        studies: every family winner (derived candidates excluded), sorted by symbol and family.
+        candidates: per symbol with a winner, sorted, what its decision compares.
+        own_baselines: symbol → the baseline's test errors on its own winner's windows.
+    """
+
+    studies: list[StudyErrors]
+    candidates: list[SymbolCandidates]
+    own_baselines: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class UniverseOutcome:
+    """The decisions of a universe.
+
+    Attributes:
+        decisions: symbol → its ``decision`` (goes to its summary entry and its winner's file).
+        tallies: summary.json's ``decisions``; panel: summary.json's ``panel``.
+    """
+
+    decisions: dict[str, dict[str, Any]]
+    tallies: dict[str, Any]
+    panel: dict[str, Any]
+
+
+def decision_inputs(documents: Mapping[tuple[str, str], Mapping[str, Any]],
+                    entries: Mapping[str, Mapping[str, Any]],
+                    pooled: Mapping[str, PooledOutcome]) -> DecisionInputs:
+    """:class:`DecisionInputs` of the symbols ``documents`` hold (their result documents, every
+    family and candidate of each), ``entries`` their summary entries
+    (:func:`tuner.engine.collate.symbol_entries`), ``pooled`` each family's pooled outcome."""
+    studies = [StudyErrors(symbol, family, _test_errors(doc), _baseline_errors(doc),
+                           _test_errors(doc.get("default")), _pooled_test_errors(pooled, family, symbol))
+               for (symbol, family), doc in sorted(documents.items()) if family not in DERIVED]
+    candidates, own_baselines = [], {}
+    bases = best_family_winners(documents)
+    for symbol, entry in sorted(entries.items()):
+        own_family = entry["best_family"]
+        own_doc = documents[(symbol, own_family)]
+        family = bases.get(symbol, own_family) if own_family in DERIVED else own_family
+        default_doc = (documents.get((symbol, family)) or {}).get("default")
+        pooled_test = _pooled_test_errors(pooled, family, symbol)
+        candidates.append(SymbolCandidates(
+            symbol, own_family, own_doc.get("config") or {}, _test_errors(own_doc) or [], family,
+            (default_doc or {}).get("config") if default_doc else None, _test_errors(default_doc),
+            pooled[family].config if pooled_test is not None else None, pooled_test))
+        base = _baseline_errors(own_doc)
+        if base is not None:
+            own_baselines[symbol] = base
+    return DecisionInputs(studies, candidates, own_baselines)
+
+
+def decide_universe(inputs: Sequence[DecisionInputs], pooled_families: Sequence[str],
+                    window_dates: WindowDates | None = None, horizon: int = 1) -> UniverseOutcome:
+    """Every symbol's decision, the tallies and the panel tests, from the inputs of every
+    symbol (in any number of parts, in symbol order); ``pooled_families``: the families with a
+    pooled config."""
+    studies = [s for part in inputs for s in part.studies]
+    candidates = [c for part in inputs for c in part.candidates]
+    own_baselines = {s: e for part in inputs for s, e in part.own_baselines.items()}
     dates = None
     if window_dates is not None:
         dates = {s: list((window_dates.get(s) or {}).get(PERIOD) or []) for s in window_dates}
@@ -108,64 +179,62 @@ def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dic
     # every symbol the family was tuned on, not only those whose winner is of that family.
     pooled_errors: dict[str, dict[str, list[float]]] = {}
     default_errors: dict[str, dict[str, list[float]]] = {}
-    for (symbol, family), doc in sorted(documents.items()):
-        pooled_test = _pooled_test_errors(pooled, family, symbol)
-        default_test = _test_errors(doc.get("default"))
-        if pooled_test is not None and default_test is not None:
-            pooled_errors.setdefault(family, {})[symbol] = pooled_test
-            default_errors.setdefault(family, {})[symbol] = default_test
-    candidates = []
-    bases = best_family_winners(documents)
-    for symbol, entry in sorted((summary.get("symbols") or {}).items()):
-        own_family = entry["best_family"]
-        own_doc = documents[(symbol, own_family)]
-        family = bases.get(symbol, own_family) if own_family in DERIVED else own_family
-        family_doc = documents.get((symbol, family)) or {}
-        default_doc = family_doc.get("default")
-        pooled_test = _pooled_test_errors(pooled, family, symbol)
-        default_test = _test_errors(default_doc)
-        candidates.append(SymbolCandidates(
-            symbol, own_family, own_doc.get("config") or {}, _test_errors(own_doc) or [], family,
-            (default_doc or {}).get("config") if default_doc else None, default_test,
-            pooled[family].config if pooled_test is not None else None, pooled_test))
+    for study in studies:
+        if study.pooled is not None and study.default is not None:
+            pooled_errors.setdefault(study.family, {})[study.symbol] = study.pooled
+            default_errors.setdefault(study.family, {})[study.symbol] = study.default
     panels = {f: panel_dm(pooled_errors[f], default_errors[f], test_dates(pooled_errors[f]), horizon=horizon)
               for f in pooled_errors}
     outcome = decide(candidates, panels, horizon=horizon)
+    tallies = {**outcome.tallies, "pooled_tuned": sorted(pooled_families), "note": None if pooled_families else
+               "no pooled config was tuned: each decision is own vs default"}
+    panel = panel_section(studies, candidates, outcome.decisions, own_baselines, pooled_families,
+                          test_dates, horizon)
+    return UniverseOutcome(outcome.decisions, tallies, panel)
+
+
+def add_decisions(documents: dict[tuple[str, str], dict[str, Any]], summary: dict[str, Any], *,
+                  pooled: Mapping[str, PooledOutcome] | None = None, window_dates: WindowDates | None = None,
+                  horizon: int = 1) -> None:
+    """Every document in memory (the serial path): fill ``pooled`` (the pooled config's scores
+    on the symbol) into every family winner document whose family has one, ``decision`` into
+    each symbol's summary entry and its winner document, and ``decisions`` (tallies) and
+    ``panel`` into the summary. Collation tasks do the same per batch
+    (:mod:`tuner.engine.collate_tasks`)."""
+    pooled = pooled or {}
+    add_pooled(documents, pooled)
+    entries = summary.get("symbols") or {}
+    outcome = decide_universe([decision_inputs(documents, entries, pooled)], list(pooled), window_dates, horizon)
     for symbol, decision in outcome.decisions.items():
-        summary["symbols"][symbol]["decision"] = decision
-        documents[(symbol, summary["symbols"][symbol]["best_family"])]["decision"] = decision
-    summary["decisions"] = {**outcome.tallies,
-                            "pooled_tuned": sorted(pooled), "note": None if pooled else
-                            "no pooled config was tuned: each decision is own vs default"}
-    summary["panel"] = panel_section(documents, summary, candidates, pooled, test_dates, horizon)
+        entries[symbol]["decision"] = decision
+        documents[(symbol, entries[symbol]["best_family"])]["decision"] = decision
+    summary["decisions"] = outcome.tallies
+    summary["panel"] = outcome.panel
 
 
-def panel_section(documents, summary, candidates, pooled, test_dates, horizon: int) -> dict[str, Any]:
+def panel_section(studies: Sequence[StudyErrors], candidates: Sequence[SymbolCandidates],
+                  decisions: Mapping[str, Mapping[str, Any]], own_baselines: Mapping[str, list[float]],
+                  pooled_families: Sequence[str], test_dates, horizon: int) -> dict[str, Any]:
     """summary.json's ``panel``: see the module docstring."""
     out: dict[str, Any] = {"period": PERIOD, "families": {}}
-    families = sorted({fam for (_, fam) in documents if fam not in DERIVED})
-    for family in families:
+    for family in sorted({s.family for s in studies}):
         winners, defaults, baselines, pooled_test = {}, {}, {}, {}
-        for (symbol, fam), doc in documents.items():
-            if fam != family:
+        for study in studies:
+            if study.family != family or study.winner is None:
                 continue
-            own, base = _test_errors(doc), _baseline_errors(doc)
-            if own is None:
-                continue
-            winners[symbol] = own
-            if base is not None:
-                baselines[symbol] = base
-            default, mine = _test_errors(doc.get("default")), _pooled_test_errors(pooled, family, symbol)
-            if default is not None:
-                defaults[symbol] = default
-            if mine is not None:
-                pooled_test[symbol] = mine
+            winners[study.symbol] = study.winner
+            if study.baseline is not None:
+                baselines[study.symbol] = study.baseline
+            if study.default is not None:
+                defaults[study.symbol] = study.default
+            if study.pooled is not None:
+                pooled_test[study.symbol] = study.pooled
         dates = test_dates(winners)
         section = {
             "winner_vs_default": panel_dm(winners, defaults, dates, horizon=horizon).to_dict(),
             "winner_vs_baseline": panel_dm(winners, baselines, dates, horizon=horizon).to_dict(),
         }
-        if family in pooled:
+        if family in pooled_families:
             section["pooled_vs_default"] = panel_dm(pooled_test, defaults, dates, horizon=horizon).to_dict()
             section["pooled_vs_baseline"] = panel_dm(pooled_test, baselines, dates, horizon=horizon).to_dict()
         else:
@@ -174,9 +243,9 @@ def panel_section(documents, summary, candidates, pooled, test_dates, horizon: i
         out["families"][family] = section
     decided, defaults, baselines = {}, {}, {}
     for c in candidates:
-        choice = summary["symbols"][c.symbol]["decision"]["choice"]
+        choice = decisions[c.symbol]["choice"]
         errors = {"own": c.own, "pooled": c.pooled, "default": c.default}[choice]
-        base = _baseline_errors(documents[(c.symbol, c.own_family)])
+        base = own_baselines.get(c.symbol)
         if errors is not None and len(errors):
             decided[c.symbol] = errors
             if c.default is not None:
