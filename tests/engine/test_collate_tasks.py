@@ -166,9 +166,9 @@ def test_when_rescored_and_pooled_results_are_held_by_a_result_store_then_collat
             local_ray.get(actor.put_many.remote([((kind, key), r.to_dict()) for key, r in results.items()]))
             stored[kind] = study_results(actor, kind, {key: ResultBrief.of(r.to_dict()) for key, r in results.items()})
         pooled = {}
-        for family, outcome in args["pooled"].items():  # the pooled config's: briefs with their test errors
+        for family, outcome in args["pooled"].items():
             local_ray.get(actor.put_many.remote([((POOLED, (s, family)), r.to_dict()) for s, r in outcome.results.items()]))
-            briefs = {s: ResultBrief.of(r.to_dict(), with_test_errors=True) for s, r in outcome.results.items()}
+            briefs = {s: ResultBrief.of(r.to_dict()) for s, r in outcome.results.items()}
             pooled[family] = replace(outcome, results=pooled_results(actor, family, briefs))
         write_experiment(Storage(str(tmp_path), "stored"),
                          **{**args, "finals": stored["winner"], "defaults": stored["default"], "pooled": pooled},

@@ -42,7 +42,7 @@ def test_when_weights_free_runs_go_to_slice_tasks_then_each_result_is_the_actors
     for symbol in reversed(SYMBOLS):  # not in slice order: the results keep the callers' order
         for n, config in enumerate(CONFIGS):
             slot = ("winner", (symbol, FAMILY)) if n == 0 else (POOLED, (symbol, FAMILY))
-            calls[(symbol, n)] = ((symbol, FAMILY), "evaluate_into", (symbol, config, 5, True, at, slot, n == 1))
+            calls[(symbol, n)] = ((symbol, FAMILY), "evaluate_into", (symbol, config, 5, True, at, slot))
     try:
         ticks = []
         scorer = SliceScorer(windows, weights_free([FAMILY, "toto"]), None, "cpu", 0, 0.4, 2.0)
@@ -56,14 +56,13 @@ def test_when_weights_free_runs_go_to_slice_tasks_then_each_result_is_the_actors
 
     every = {s: p for ref in windows.refs for s, p in local_ray.get(ref)[FAMILY].items()}
     server = ModelServer(FAMILY, None, every, device="cpu", bank_max_bytes=0, batch_wait_s=0.0)
-    for key, (_, _, (symbol, config, seed, with_test, _, slot, with_errors)) in calls.items():
+    for key, (_, _, (symbol, config, seed, with_test, _, slot)) in calls.items():
         want = server.evaluate(symbol, config, seed, with_test)["result"]
         got = (stored if slot[0] == "winner" else pooled)[(symbol, FAMILY)].to_dict()
         for period in ("validation", "test"):
             assert got[period]["errors"] == want[period]["errors"], (key, period)
         assert got["config"] == want["config"]
-        expected = ResultBrief.of(want, with_errors)
-        assert briefs[key].objective == expected.objective and briefs[key].test_errors == expected.test_errors
+        assert briefs[key].objective == ResultBrief.of(want).objective, key  # latency is measured, not compared
 
 
 def test_when_a_run_is_not_a_weights_free_evaluate_into_then_the_scorer_refuses_it(windows):

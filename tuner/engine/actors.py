@@ -204,21 +204,20 @@ class ModelServer:
         return {"result": result, "actor_s": elapsed, **_where()}
 
     def evaluate_into(self, symbol: str, params: Mapping[str, Any], seed: int, with_test: bool,
-                      store: tuple[str, str], slot: tuple, with_test_errors: bool = False) -> ResultBrief:
+                      store: tuple[str, str], slot: tuple) -> ResultBrief:
         """``evaluate``, its result put in the run's
         :class:`~tuner.engine.result_store.ResultStore` (``store``: its namespace and name)
-        under ``slot``, not sent back: what comes back is the result's brief (with its test
-        errors when ``with_test_errors``)."""
-        return self._evaluate_many_into([(symbol, params, seed, with_test, store, slot, with_test_errors)])[0]
+        under ``slot``, not sent back: what comes back is the result's brief."""
+        return self._evaluate_many_into([(symbol, params, seed, with_test, store, slot)])[0]
 
     def _evaluate_many_into(self, calls: list[tuple]) -> list[ResultBrief]:
         import ray
 
         items, briefs = [], []
-        for symbol, params, seed, with_test, _, slot, with_test_errors in calls:
+        for symbol, params, seed, with_test, _, slot in calls:
             result = self.evaluate(symbol, params, seed, with_test)["result"]
             items.append((slot, result))
-            briefs.append(ResultBrief.of(result, with_test_errors))
+            briefs.append(ResultBrief.of(result))
         store = calls[0][4]  # every call of a run names the same store
         ray.get(_actor(*store).put_many.remote(items))  # waited for: the brief means it is stored
         return briefs

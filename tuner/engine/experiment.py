@@ -962,10 +962,10 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
     at = (NAMESPACE, store_name)
     calls = {}
     for key, winner in winners.items():
-        calls[("winner", key)] = (key, "evaluate_into", (key[0], dict(winner.config), seed, True, at, ("winner", key), False))
+        calls[("winner", key)] = (key, "evaluate_into", (key[0], dict(winner.config), seed, True, at, ("winner", key)))
         default = defaults_by_family[key[1]]
         if default is not None:
-            calls[("default", key)] = (key, "evaluate_into", (key[0], dict(default), seed, True, at, ("default", key), False))
+            calls[("default", key)] = (key, "evaluate_into", (key[0], dict(default), seed, True, at, ("default", key)))
     results = _run_calls(actors, scorer, calls, on_done)
     finals, unscored, defaults = {}, {}, {}
     for (kind, key), brief in results.items():
@@ -990,12 +990,12 @@ def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, st
     """Each family's best pooled config scored on every symbol's validation and test periods with
     the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
     re-scoring failed (its actors died) is left out of the outcome's results. The results go to
-    ``store``; an outcome's ``results`` are their briefs, test errors included (:func:`pooled_results`)."""
+    ``store``; an outcome's ``results`` are their briefs (:func:`pooled_results`)."""
     best = pick_winners(pooled_records, config.max_latency_s)
     at = (NAMESPACE, store_name)
     calls = {(symbol, family): ((symbol, family), "evaluate_into",
                                 (symbol, dict(best[(POOLED_SYMBOL, family)].config), config.seed, True, at,
-                                 (POOLED, (symbol, family)), True))
+                                 (POOLED, (symbol, family))))
              for symbol, family in studies if (POOLED_SYMBOL, family) in best}
     results: dict[str, dict[str, ResultBrief]] = {}
     for (symbol, family), brief in _run_calls(actors, scorer, calls).items():

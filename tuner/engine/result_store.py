@@ -7,8 +7,7 @@ the 20,000 winner and default results were 164 MB of the driver's memory and the
 78 MB (measured, RSS per phase, 10,000 × 2), held only to be handed to the collation tasks. So
 the model actors put each result in a :class:`ResultStore` actor instead and return a
 :class:`ResultBrief` (what the driver itself reads: the validation score it checks against the
-trial's own, the test latency the candidates need, and for a pooled result the test errors the
-panel tests compare); each collation task gets its symbols' results from the store through the
+trial's own, the test latency the candidates need); each collation task gets its symbols' results from the store through the
 object store (:meth:`StoredResults.ref_of`), never through the driver.
 """
 
@@ -36,21 +35,17 @@ class ResultBrief:
         objective: its validation ``pct_return_mae`` (the driver checks it against the trial's).
         test_latency_per_forecast_s: its latency per forecast on the test period (None when
             it has no test period).
-        test_errors: its per-window test errors, for a pooled config's result (the panel
-            tests compare them in the driver); None for the others.
     """
 
     objective: float
     test_latency_per_forecast_s: float | None
-    test_errors: tuple[float, ...] | None = None
 
     @classmethod
-    def of(cls, result: Mapping[str, Any], with_test_errors: bool = False) -> ResultBrief:
+    def of(cls, result: Mapping[str, Any]) -> ResultBrief:
         """The brief of ``TrialResult.to_dict()``'s layout."""
         test = result.get("test")
         return cls(float(result["validation"]["pct_return_mae"]),
-                   None if not test else test.get("latency_per_forecast_s"),
-                   tuple(test.get("errors") or ()) if with_test_errors and test else None)
+                   None if not test else test.get("latency_per_forecast_s"))
 
 
 class ResultStore:
@@ -106,8 +101,7 @@ def study_results(actor: Any, kind: str, briefs: Mapping[Key, ResultBrief]) -> S
 
 
 def pooled_results(actor: Any, family: str, briefs: Mapping[str, ResultBrief]) -> StoredResults:
-    """``family``'s pooled config's results held by the store ``actor``, by symbol (their
-    briefs keep the test errors)."""
+    """``family``'s pooled config's results held by the store ``actor``, by symbol."""
     return StoredResults(briefs, partial(actor.pooled_of.remote, family))
 
 

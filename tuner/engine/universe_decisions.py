@@ -46,10 +46,8 @@ def _pooled_test_errors(pooled: Mapping[str, PooledOutcome], family: str, symbol
     """The test errors of ``family``'s pooled config on ``symbol``; None when the family has no
     pooled config or it was not scored there."""
     result = pooled[family].results.get(symbol) if family in pooled else None
-    if isinstance(result, ResultBrief):  # the result itself is in the run's result store
-        errors = result.test_errors
-    else:  # read off the result, not its to_dict(): that copies every section (3 calls per symbol)
-        errors = result.test.scores.errors if result is not None and result.test is not None else None
+    # Read off the result, not its to_dict(): that copies every section (3 calls per symbol).
+    errors = result.test.scores.errors if result is not None and result.test is not None else None
     return list(errors) if errors else None
 
 
