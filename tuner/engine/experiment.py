@@ -17,8 +17,8 @@ import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tuner import __version__
@@ -83,9 +83,8 @@ from tuner.engine.result_store import (
     pooled_results,
     study_results,
 )
-from tuner.engine.slice_scoring import SliceScorer, weights_free
 from tuner.engine.trial_store import StoredTrials, open_trials
-from tuner.engine.window_slices import UniverseWindows, cut_windows, derive_candidates
+from tuner.engine.window_slices import cut_windows, derive_candidates
 from tuner.engine.without_winner import cause_lines
 
 log = logging.getLogger(__name__)
@@ -316,16 +315,14 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
         results_name = f"{config.name}-results-{uuid.uuid4().hex[:6]}"
         result_store = open_results(results_name, NAMESPACE)
-        # Weights-free families re-score on tasks over every CPU; their actors go first.
-        released_infos, scorer = _slice_scorer(config, windows, pool)
         finals, unscored, defaults = _score_winners(winners, actors, config.seed, result_store, results_name,
-                                                    on_done=tick, weights=config.weights_source, scorer=scorer)
+                                                    on_done=tick, weights=config.weights_source)
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
-        pooled = _score_pooled(pooled_records, studies, actors, config, result_store, results_name, scorer)
+        pooled = _score_pooled(pooled_records, studies, actors, config, result_store, results_name)
         tick = progress.begin_phase("blend and regime candidates")
         forecasts = _winner_forecasts(winners, finals, actors, config.seed, on_done=tick)
-        infos = released_infos + _actor_infos(actors)
+        infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
         # The model actors' work is done: their CPUs (and GPUs) go to the candidate and
@@ -616,7 +613,6 @@ class ActorPool:
         data_refs: every family's windows in the object store: the driver owns them for the
             whole run, because a restarted actor fetches them again (via the window store).
         groups: placement groups, one per GPU set (one actor of each family on one node).
-        plan: actor group → its actors' count and resources (:func:`_actor_plan`).
         board, board_name: the :class:`~tuner.engine.actors.PackBoard` actor and its name.
         ledger, ledger_name: the :class:`~tuner.engine.actors.LoadLedger` actor and its name.
         store, store_name: the :class:`~tuner.engine.actors.WindowStore` actor and its name.
@@ -626,25 +622,12 @@ class ActorPool:
     infos: list[dict]
     data_refs: list
     groups: list
-    plan: dict[str, FamilyResources] = field(default_factory=dict)
     board: Any = None
     board_name: str | None = None
     ledger: Any = None
     ledger_name: str | None = None
     store: Any = None
     store_name: str | None = None
-
-    def release_groups(self, groups: Collection[str]) -> list[dict]:
-        """End the actors of ``groups`` (actor groups, :func:`actor_groups`) now, the rest kept;
-        returns what each reported of itself (:func:`_actor_infos`) just before."""
-        import ray
-
-        released = {g: self.actors.pop(g) for g in list(self.actors) if g in groups}
-        infos = _actor_infos(released)
-        for members in released.values():
-            for _, handle in members:
-                ray.kill(handle, no_restart=True)
-        return infos
 
     def release(self) -> None:
         import ray
@@ -695,7 +678,7 @@ def _start_actors(config: ExperimentConfig, window_refs: list, echo: Echo) -> Ac
     groups = [placement_group([{"GPU": plan[f].num_gpus, "CPU": plan[f].num_cpus} for f in families],
                               strategy="STRICT_PACK", name=f"{config.name}-set{i}-{run_id}")
               for i in range(_gpu_sets(plan))]
-    pool = ActorPool({}, [], [], groups, plan)
+    pool = ActorPool({}, [], [], groups)
     pool.board_name = f"{config.name}-packs-{run_id}"
     pool.board = ray.remote(PackBoard).options(name=pool.board_name, namespace=NAMESPACE,
                                                num_cpus=0).remote()
@@ -915,44 +898,9 @@ def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, s
     return {key: results[key] for key in calls}
 
 
-def _slice_scorer(config: ExperimentConfig, windows: UniverseWindows, pool: ActorPool
-                  ) -> tuple[list[dict], SliceScorer | None]:
-    """For a run with weights-free families: their actors released (what they reported of
-    themselves returned) and the :class:`SliceScorer` that re-scores their studies instead."""
-    import ray
-
-    families = weights_free(config.families)
-    if not families:
-        return [], None
-    groups = [g for g, (family, _) in actor_groups(config).items() if family in families]
-    # A task asks for what one released actor held (at most a CPU): the model families' actors
-    # keep theirs, and a task asking for more might never be placed.
-    task_cpus = min([1.0, *(pool.plan[g].num_cpus for g in groups if g in pool.plan)])
-    infos = pool.release_groups(groups)
-    return infos, SliceScorer(windows, families, config.weights, config.device, config.bank_max_mb * 1024**2,
-                              task_cpus, float(ray.cluster_resources().get("CPU", 1.0)))
-
-
-def _run_calls(actors: dict[str, list], scorer: SliceScorer | None, calls: dict,
-               on_done: Callable[[int, int], None] | None = None) -> dict:
-    """:func:`_on_live_actors` for the calls of families with actors, ``scorer`` for the
-    weights-free families' (when given); key → result in ``calls``' order."""
-    on_slices = {k: c for k, c in calls.items() if scorer is not None and c[0][1] in scorer.families}
-    on_actors = {k: c for k, c in calls.items() if k not in on_slices}
-
-    def ticking(offset: int):
-        return None if on_done is None else (lambda done, _: on_done(offset + done, len(calls)))
-
-    results = _on_live_actors(actors, on_actors, ticking(0)) if on_actors else {}
-    if on_slices:
-        results.update(scorer.run(on_slices, ticking(len(on_actors))))
-    return {key: results[key] for key in calls}
-
-
 def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int,
                    store: Any, store_name: str, on_done: Callable[[int, int], None] | None = None,
-                   weights=None, scorer: SliceScorer | None = None
-                   ) -> tuple[StoredResults, dict[tuple[str, str], str], StoredResults]:
+                   weights=None) -> tuple[StoredResults, dict[tuple[str, str], str], StoredResults]:
     """Re-run each study's winner with the test period (same seed) on a live actor of its family,
     and score the family's default config next to it, all at once; the results go to ``store``
     (a :class:`~tuner.engine.result_store.ResultStore` named ``store_name``), the driver keeps
@@ -966,7 +914,7 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
         default = defaults_by_family[key[1]]
         if default is not None:
             calls[("default", key)] = (key, "evaluate_into", (key[0], dict(default), seed, True, at, ("default", key)))
-    results = _run_calls(actors, scorer, calls, on_done)
+    results = _on_live_actors(actors, calls, on_done)
     finals, unscored, defaults = {}, {}, {}
     for (kind, key), brief in results.items():
         if isinstance(brief, TunerError):
@@ -985,8 +933,7 @@ def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str
 
 
 def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, str]], actors: dict[str, list],
-                  config: ExperimentConfig, store: Any, store_name: str,
-                  scorer: SliceScorer | None = None) -> dict[str, PooledOutcome]:
+                  config: ExperimentConfig, store: Any, store_name: str) -> dict[str, PooledOutcome]:
     """Each family's best pooled config scored on every symbol's validation and test periods with
     the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
     re-scoring failed (its actors died) is left out of the outcome's results. The results go to
@@ -998,7 +945,7 @@ def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, st
                                  (POOLED, (symbol, family))))
              for symbol, family in studies if (POOLED_SYMBOL, family) in best}
     results: dict[str, dict[str, ResultBrief]] = {}
-    for (symbol, family), brief in _run_calls(actors, scorer, calls).items():
+    for (symbol, family), brief in _on_live_actors(actors, calls).items():
         if isinstance(brief, TunerError):
             log.warning("%s: pooled config of %s not scored: %s", symbol, family, brief)
             continue
