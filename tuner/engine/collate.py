@@ -316,10 +316,6 @@ class Trials(Protocol):
         """:func:`trial_counts` over every record."""
         ...
 
-    def winner_order(self, max_latency_s: float | None) -> list[Key]:
-        """The studies with a winner, in the order :func:`pick_winners` finds them."""
-        ...
-
     def records_of(self, symbols: Iterable[str] | None) -> list[TrialRecord]:
         """Every record of ``symbols`` (None: of every symbol), in the order they were written."""
         ...
@@ -337,9 +333,6 @@ class TrialList:
 
     def counts(self, studies, budget):
         return trial_counts(self.records, studies, budget)
-
-    def winner_order(self, max_latency_s):
-        return list(pick_winners(self.records, max_latency_s))
 
     def records_of(self, symbols):
         if symbols is None:

@@ -122,12 +122,6 @@ class StoredTrials:
     def counts(self, studies: Iterable[Key], budget: int) -> dict[Key, dict[str, int]]:
         return get_raising_cause(self.actor.counts.remote(list(studies), budget))
 
-    def winner_order(self, max_latency_s: float | None) -> list[Key]:
-        if max_latency_s != self.digest.max_latency_s:
-            raise ValueError(f"the winners were picked with max_latency_s {self.digest.max_latency_s}, "
-                             f"not {max_latency_s}")
-        return list(self.digest.winners)
-
     def records_of(self, symbols: Iterable[str] | None) -> list[TrialRecord]:
         return get_raising_cause(self.actor.records_of.remote(None if symbols is None else list(symbols)))
 
