@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -148,6 +149,37 @@ def _actors(cluster) -> list[dict]:
     except OSError:
         return []
     return body["data"]["result"]["result"] if status == 200 else []
+
+
+class ActorWatch:
+    """Every actor of ``class_name`` Ray's state API lists while the watch runs, by actor id,
+    polled every other second in a thread: a job's actors are listed while it runs but may be gone
+    from the API once it has been stopped, so a check after the fact can find none."""
+
+    def __init__(self, cluster, class_name: str) -> None:
+        self.cluster, self.class_name = cluster, class_name
+        self.seen: dict[str, dict] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            for actor in _actors(self.cluster):
+                if actor["class_name"] == self.class_name:
+                    self.seen[actor["actor_id"]] = actor
+            self._stop.wait(2)
+
+    def of_jobs(self, jobs: set[str]) -> list[dict]:
+        """The actors of ``jobs`` seen so far and listed now."""
+        for actor in _actors(self.cluster):
+            if actor["class_name"] == self.class_name:
+                self.seen[actor["actor_id"]] = actor
+        return [a for a in list(self.seen.values()) if a["job_id"] in jobs]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
 
 
 def _request(resources: dict[str, float], name: str) -> float:
@@ -335,7 +367,16 @@ def test_token_auth_guards_the_dashboard_of_a_two_node_cluster_with_emulated_gpu
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-def test_submitted_job_is_stopped_then_resumed_and_tunes_on_both_nodes_with_fractional_gpus(cluster, tmp_path):
+@pytest.fixture
+def trial_watch(cluster):
+    """Tune's trial actors, watched from the test's start (see :class:`ActorWatch`)."""
+    watch = ActorWatch(cluster, "ImplicitFunc")
+    yield watch
+    watch.stop()
+
+
+def test_submitted_job_is_stopped_then_resumed_and_tunes_on_both_nodes_with_fractional_gpus(
+        cluster, tmp_path, trial_watch):
     started = time.time()
     tiny = tmp_path / "tiny-weights"
     made = cluster.run(_tool("tuner"), "models", "make-tiny", str(tiny))
@@ -419,14 +460,14 @@ def test_submitted_job_is_stopped_then_resumed_and_tunes_on_both_nodes_with_frac
     # Tune's trial actors reserve no GPU: the model actors hold the whole GPU of both nodes.
     # Which job ran trials depends on load: a slow `ray job stop` can land after the first job
     # has run every trial (then the resume only collates), so look at the jobs whose sessions
-    # ran trials, and wait for the state API to list their actors rather than query it once.
+    # ran trials, as the watch saw their actors while they ran (a stopped job's may be gone
+    # from the state API by now).
     table = pd.read_parquet(root / "trials.parquet")
     sessions = {1: cluster.job(first)["job_id"], 2: job["job_id"]}
     ran = {sessions[s] for s in set(table["session"]) if s in sessions}
     assert ran, sorted(set(table["session"]))
-    trial_actors = _wait_for(lambda: [a for a in _actors(cluster)
-                                      if a["class_name"] == "ImplicitFunc" and a["job_id"] in ran],
-                             timeout=180, what=f"Tune's trial actors of jobs {sorted(ran)}")
+    trial_actors = _wait_for(lambda: trial_watch.of_jobs(ran), timeout=180,
+                             what=f"Tune's trial actors of jobs {sorted(ran)}")
     assert not any("GPU" in k for a in trial_actors for k in a["required_resources"]), trial_actors
 
     # 6. Trials: every one completed, and their model work ran on both nodes.
