@@ -8,9 +8,9 @@ one after another:
 
 * ``serial``: every document built and written in the driver (``SerialCollator``: the code
   before issue 22's collation tasks);
-* ``tasks``: built, decided and written by Ray tasks (``TaskCollator``, the engine's): the
-  driver holds object references, the universe-level summary and one batch of
-  ``symbols.parquet`` rows at a time.
+* ``tasks``: built, decided and written by Ray tasks (``TaskCollator``, the engine's),
+  ``symbols.parquet`` included: the driver holds object references and the universe-level
+  summary.
 
 Per arm: wall seconds of ``write_experiment``, the driver's RSS before it and its peak during it
 (the kernel's high-water mark, reset first), and a digest of every file written (``created_at``

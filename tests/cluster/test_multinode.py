@@ -163,18 +163,19 @@ class ActorWatch:
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
 
+    def _record(self) -> None:
+        for actor in _actors(self.cluster):
+            if actor["class_name"] == self.class_name:
+                self.seen[actor["actor_id"]] = actor
+
     def _poll(self) -> None:
         while not self._stop.is_set():
-            for actor in _actors(self.cluster):
-                if actor["class_name"] == self.class_name:
-                    self.seen[actor["actor_id"]] = actor
+            self._record()
             self._stop.wait(2)
 
     def of_jobs(self, jobs: set[str]) -> list[dict]:
         """The actors of ``jobs`` seen so far and listed now."""
-        for actor in _actors(self.cluster):
-            if actor["class_name"] == self.class_name:
-                self.seen[actor["actor_id"]] = actor
+        self._record()
         return [a for a in list(self.seen.values()) if a["job_id"] in jobs]
 
     def stop(self) -> None:

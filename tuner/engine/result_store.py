@@ -7,8 +7,9 @@ the 20,000 winner and default results were 164 MB of the driver's memory and the
 78 MB (measured, RSS per phase, 10,000 × 2), held only to be handed to the collation tasks. So
 the model actors put each result in a :class:`ResultStore` actor instead and return a
 :class:`ResultBrief` (what the driver itself reads: the validation score it checks against the
-trial's own, the test latency the candidates need); each collation task gets its symbols' results from the store through the
-object store (:meth:`StoredResults.ref_of`), never through the driver.
+trial's own, the test latency the candidates need); each collation task gets its symbols'
+results from the store through the object store (:meth:`StoredResults.ref_of`), never through
+the driver.
 """
 
 from __future__ import annotations

@@ -44,14 +44,12 @@ class TrialDigest:
         pooled: the pooled studies' records (a few per family; never collated per symbol).
         failed: the per-symbol studies' failed trials (the causes of studies without a winner).
         records: how many per-symbol records the store holds.
-        max_latency_s: the latency limit the winners were picked under.
     """
 
     winners: dict[Key, TrialRecord]
     pooled: list[TrialRecord]
     failed: list[TrialRecord]
     records: int
-    max_latency_s: float | None
 
 
 class TrialStore:
@@ -79,7 +77,7 @@ class TrialStore:
         winners = {key: replace(r, metrics={k: v for k, v in r.metrics.items() if k != "errors"})
                    for key, r in pick_winners(records, max_latency_s).items()}
         return TrialDigest(winners, pooled,
-                           [r for r in records if r.status == FAILED], len(records), max_latency_s)
+                           [r for r in records if r.status == FAILED], len(records))
 
     def counts(self, studies: list[Key], budget: int) -> dict[Key, dict[str, int]]:
         return self.trials.counts(studies, budget)
