@@ -13,7 +13,9 @@ skipped silently. Run it alone on the machine (it starts its own Ray):
     python bench/bench_driver_phases.py 10000 2
 
 With ``--trace``, Python's own allocations are traced too (tracemalloc; slower): after each step
-the lines of code whose live allocations grew by over 1 MB during it.
+the lines of code whose live allocations grew by over 1 MB during it. With ``--trim``, glibc's
+``malloc_trim(0)`` runs after each step and the line shows the RSS after it too: what the step
+left as freed heap the allocator had kept rather than as live memory.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from bench_control_plane import synthetic_bars
 START = time.time()
 TRACE: dict = {}
 """With --trace: the last tracemalloc snapshot (``last``)."""
+TRIM: dict = {}
+"""With --trim: glibc's ``malloc_trim`` (``call``)."""
 
 
 def memory_mb() -> dict[str, int]:
@@ -41,8 +45,12 @@ def memory_mb() -> dict[str, int]:
 
 def log(what: str) -> None:
     m = memory_mb()
+    trimmed = ""
+    if TRIM:
+        TRIM["call"](0)
+        trimmed = f"  trimmed {memory_mb()['VmRSS']:5d} MB"
     print(f"[{time.time() - START:7.1f} s] rss {m['VmRSS']:5d} MB  anon {m['RssAnon']:5d} MB  "
-          f"peak {m['VmHWM']:5d} MB  {what}", flush=True)
+          f"peak {m['VmHWM']:5d} MB{trimmed}  {what}", flush=True)
     if TRACE:
         import tracemalloc
 
@@ -76,6 +84,7 @@ def main() -> None:
     parser.add_argument("studies", type=int)
     parser.add_argument("trials", type=int)
     parser.add_argument("--trace", action="store_true", help="also trace Python's allocations (slower)")
+    parser.add_argument("--trim", action="store_true", help="malloc_trim(0) after each step (glibc)")
     args = parser.parse_args()
 
     import tuner.engine.collate as collate
@@ -87,7 +96,11 @@ def main() -> None:
                       "_score_pooled", "_winner_forecasts", "derive_candidates", "write_experiment",
                       "_add_pooled_section"])
     wrap(collate, ["summary_head", "write_summary"])
-    wrap(collate_tasks.TaskCollator, ["collate"])
+    wrap(collate_tasks.TaskCollator, ["collate", "_finish"])
+    if args.trim:
+        import ctypes
+
+        TRIM["call"] = ctypes.CDLL("libc.so.6").malloc_trim
     mark = experiment.PhaseClock.mark
 
     def marked(self, name, *a, **k):

@@ -21,6 +21,7 @@ dir, ports away from a default Ray's (6379, 8265, 10001, 52365), 2 CPUs and one 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -32,7 +33,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -129,58 +129,45 @@ def _marked_processes(marker: str, root: Path) -> list[str]:
     return hits
 
 
-def _wait_for(probe, timeout: float, what: str):
+def _wait_for(probe, timeout: float, what: str, detail=lambda: ""):
     """Poll ``probe`` until it returns something truthy (every second, up to ``timeout`` s: a
-    generous deadline for a loaded machine); fail naming ``what`` otherwise."""
+    generous deadline for a loaded machine); fail naming ``what`` (and ``detail()``) otherwise."""
     deadline = time.time() + timeout
     while True:
         found = probe()
         if found:
             return found
         if time.time() > deadline:
-            raise AssertionError(f"{what}: not there after {timeout:.0f}s")
+            raise AssertionError(f"{what}: not there after {timeout:.0f}s\n{detail()}")
         time.sleep(1)
 
 
-def _actors(cluster) -> list[dict]:
-    """Every actor Ray's state API lists (alive and dead), [] when the API does not answer."""
+def _actors(cluster, failures: list[str] | None = None) -> list[dict]:
+    """Every actor Ray's state API lists (alive and dead), [] when the API does not answer (why
+    is appended to ``failures`` when given)."""
     try:
         status, body = cluster.api("/api/v0/actors?detail=true&limit=10000")
-    except OSError:
+    except OSError as e:
+        if failures is not None:
+            failures.append(f"{type(e).__name__}: {e}")
         return []
-    return body["data"]["result"]["result"] if status == 200 else []
+    if status != 200:
+        if failures is not None:
+            failures.append(f"HTTP {status}: {str(body)[:200]}")
+        return []
+    return body["data"]["result"]["result"]
 
 
-class ActorWatch:
-    """Every actor of ``class_name`` Ray's state API lists while the watch runs, by actor id,
-    polled every other second in a thread: a job's actors are listed while it runs but may be gone
-    from the API once it has been stopped, so a check after the fact can find none."""
+def _short_class(actor: dict) -> str:
+    """An actor's class name without its enclosing scopes: Ray lists Tune's function trainable as
+    ``ImplicitFunc`` in some runs and ``wrap_function.<locals>.ImplicitFunc`` in others."""
+    return actor["class_name"].rsplit(".", 1)[-1]
 
-    def __init__(self, cluster, class_name: str) -> None:
-        self.cluster, self.class_name = cluster, class_name
-        self.seen: dict[str, dict] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
 
-    def _record(self) -> None:
-        for actor in _actors(self.cluster):
-            if actor["class_name"] == self.class_name:
-                self.seen[actor["actor_id"]] = actor
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self._record()
-            self._stop.wait(2)
-
-    def of_jobs(self, jobs: set[str]) -> list[dict]:
-        """The actors of ``jobs`` seen so far and listed now."""
-        self._record()
-        return [a for a in list(self.seen.values()) if a["job_id"] in jobs]
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
+def _listed(actors: list[dict]) -> str:
+    """Each class, job and state the state API listed, with how many actors: for a failure."""
+    counts = collections.Counter((a["class_name"], a["job_id"], a["state"]) for a in actors)
+    return "\n".join(f"  {c} job={j} {st}: {n}" for (c, j, st), n in sorted(counts.items())) or "  nothing"
 
 
 def _request(resources: dict[str, float], name: str) -> float:
@@ -368,16 +355,8 @@ def test_token_auth_guards_the_dashboard_of_a_two_node_cluster_with_emulated_gpu
     assert out.returncode == 0, out.stderr[-2000:]
 
 
-@pytest.fixture
-def trial_watch(cluster):
-    """Tune's trial actors, watched from the test's start (see :class:`ActorWatch`)."""
-    watch = ActorWatch(cluster, "ImplicitFunc")
-    yield watch
-    watch.stop()
-
-
 def test_submitted_job_is_stopped_then_resumed_and_tunes_on_both_nodes_with_fractional_gpus(
-        cluster, tmp_path, trial_watch):
+        cluster, tmp_path):
     started = time.time()
     tiny = tmp_path / "tiny-weights"
     made = cluster.run(_tool("tuner"), "models", "make-tiny", str(tiny))
@@ -461,15 +440,21 @@ def test_submitted_job_is_stopped_then_resumed_and_tunes_on_both_nodes_with_frac
     # Tune's trial actors reserve no GPU: the model actors hold the whole GPU of both nodes.
     # Which job ran trials depends on load: a slow `ray job stop` can land after the first job
     # has run every trial (then the resume only collates), so look at the jobs whose sessions
-    # ran trials, as the watch saw their actors while they ran (a stopped job's may be gone
-    # from the state API by now).
+    # ran trials (the state API keeps listing a finished job's actors, as DEAD).
     table = pd.read_parquet(root / "trials.parquet")
     sessions = {1: cluster.job(first)["job_id"], 2: job["job_id"]}
     ran = {sessions[s] for s in set(table["session"]) if s in sessions}
     assert ran, sorted(set(table["session"]))
-    trial_actors = _wait_for(lambda: trial_watch.of_jobs(ran), timeout=180,
-                             what=f"Tune's trial actors of jobs {sorted(ran)}")
-    assert not any("GPU" in k for a in trial_actors for k in a["required_resources"]), trial_actors
+    listed: list[dict] = []
+    failures: list[str] = []
+
+    def trial_actors() -> list[dict]:
+        listed[:] = _actors(cluster, failures)
+        return [a for a in listed if _short_class(a) == "ImplicitFunc" and a["job_id"] in ran]
+
+    found = _wait_for(trial_actors, timeout=180, what=f"Tune's trial actors of jobs {sorted(ran)}",
+                      detail=lambda: f"unanswered: {failures[-3:]}; last listed:\n{_listed(listed)}")
+    assert not any("GPU" in k for a in found for k in a["required_resources"]), found
 
     # 6. Trials: every one completed, and their model work ran on both nodes.
     table = pd.read_parquet(root / "trials.parquet")
