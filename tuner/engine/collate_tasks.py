@@ -8,18 +8,19 @@ back), each writing its symbols' files as it finishes. Three rounds:
 
 1. **documents** (:func:`collate_batch`): a batch's documents, written; its symbols' summary
    entries and :class:`~tuner.engine.universe_decisions.DecisionInputs` (per-window test
-   errors and configs) go to the object store; the driver gets which studies have a file.
+   errors and configs) go to the run's :class:`~tuner.engine.part_store.PartStore`; the
+   driver gets which studies have a file.
 2. **decide** (:func:`decide_batches`): the decisions need every symbol at once
    (Benjamini-Yekutieli across the universe, the panel tests), so one task takes every batch's
-   inputs and returns the summary's ``decisions`` and ``panel`` to the driver and each batch's
-   decisions to the object store.
+   inputs and returns the summary's ``decisions`` and ``panel`` to the driver; each batch's
+   decisions go to the part store.
 3. **finish** (:func:`finish_batch`): each symbol's ``decision`` added to its winner's file and
-   its summary entry; the batch's ``symbols.parquet`` rows go to the object store, and one
-   last task (:func:`write_symbols`) writes them, in order, as one table.
+   its summary entry; the batch's ``symbols.parquet`` rows go to the part store, and one last
+   task (:func:`write_symbols`) writes them, in order, as one table.
 
-So the driver holds object references and numbers that do not grow with the universe (the
-documents, entries and errors stay in the tasks and the object store: measured,
-bench/bench_driver_phases.py). The model actors are gone by then
+So the driver holds numbers, a few references and the part store's handle, none of which grow
+with the universe (the documents, entries and errors stay in the tasks and the part store:
+measured, bench/bench_driver_phases.py). The model actors are gone by then
 (:func:`tuner.engine.experiment._run_session` releases them before collating), so these tasks
 use the CPUs the experiment's actors held; each asks for one.
 
@@ -49,6 +50,7 @@ from tuner.engine.collate import (
     symbol_entries,
     winner_file,
 )
+from tuner.engine.part_store import open_parts
 from tuner.engine.result_store import StoredResults
 from tuner.engine.universe_decisions import (
     DecisionInputs,
@@ -63,6 +65,8 @@ MAX_BATCH = 100
 """Most symbols per task (10,000 symbols: 100 tasks), so a task's memory and time stay small."""
 IN_FLIGHT_PER_CPU = 2
 """Batches submitted at once per CPU; the rest wait in the driver until one finishes."""
+INPUTS, ENTRIES, DECISIONS, ROWS = "inputs", "entries", "decisions", "rows"
+"""The kinds of part a batch hands on through the part store."""
 
 def batches(symbols: list[str], cpus: float, *, tasks_per_cpu: int = TASKS_PER_CPU,
             max_batch: int = MAX_BATCH) -> list[list[str]]:
@@ -89,14 +93,14 @@ class BatchOutcome:
     write_s: float
 
 
-def collate_batch(storage_at: tuple[str, str], records: list[TrialRecord], finals: Mapping[Key, TrialResult],
-                  counts: Mapping[Key, Mapping[str, int]], meta: Mapping[str, Any],
-                  derived: Mapping[Key, dict[str, Any]], defaults: Mapping[Key, TrialResult],
-                  pooled: Mapping[str, PooledOutcome]) -> tuple[BatchOutcome, DecisionInputs, dict[str, dict]]:
-    """Round 1 (plain Python; :class:`TaskCollator` runs it remotely with three returns): the
-    documents of the symbols the arguments hold, each written with its ``pooled`` section (the
-    only universe-level part that is per symbol); returns what the driver reads, the decisions'
-    inputs and the symbols' summary entries."""
+def collate_batch(storage_at: tuple[str, str], parts: Any, index: int, records: list[TrialRecord],
+                  finals: Mapping[Key, TrialResult], counts: Mapping[Key, Mapping[str, int]],
+                  meta: Mapping[str, Any], derived: Mapping[Key, dict[str, Any]],
+                  defaults: Mapping[Key, TrialResult], pooled: Mapping[str, PooledOutcome]) -> BatchOutcome:
+    """Round 1 (plain Python; :class:`TaskCollator` runs it remotely): the documents of the
+    symbols the arguments hold, each written with its ``pooled`` section (the only
+    universe-level part that is per symbol); the decisions' inputs and the symbols' summary
+    entries go to the part store ``parts`` as batch ``index``'s; returns what the driver reads."""
     import ray
 
     start = time.perf_counter()
@@ -111,49 +115,56 @@ def collate_batch(storage_at: tuple[str, str], records: list[TrialRecord], final
     for key, doc in documents.items():
         storage.write_json(winner_file(key), doc)
     now = time.perf_counter()
-    return BatchOutcome(frozenset(documents), now - start, now - writing), inputs, entries
+    ray.get([parts.put.remote(INPUTS, index, inputs), parts.put.remote(ENTRIES, index, entries)])
+    return BatchOutcome(frozenset(documents), now - start, now - writing)
 
 
-def decide_batches(pooled_families: Sequence[str], window_dates: WindowDates | None, horizon: int,
-                   *inputs: DecisionInputs) -> Any:
-    """Round 2: the universe's decisions from every batch's inputs (in batch order). Returns
-    ``[(tallies, panel, seconds), decisions of batch 0, decisions of batch 1, ...]`` (one
-    return each), or only the first when there is no batch."""
+def decide_batches(parts: Any, count: int, pooled_families: Sequence[str], window_dates: WindowDates | None,
+                   horizon: int) -> tuple[Any, Any, float]:
+    """Round 2: the universe's decisions from the inputs of batches ``0 .. count - 1`` (in the
+    part store ``parts``); each batch's decisions go back to it. Returns (tallies, panel, its
+    seconds)."""
+    import ray
+
     start = time.perf_counter()
+    inputs: list[DecisionInputs] = ray.get([parts.get.remote(INPUTS, i) for i in range(count)])
     outcome = decide_universe(inputs, pooled_families, window_dates, horizon)
-    per_batch = [{c.symbol: outcome.decisions[c.symbol] for c in part.candidates} for part in inputs]
-    head = (outcome.tallies, outcome.panel, time.perf_counter() - start)
-    return [head, *per_batch] if per_batch else head
+    ray.get(parts.put_each.remote(DECISIONS, [{c.symbol: outcome.decisions[c.symbol] for c in part.candidates}
+                                              for part in inputs]))
+    return outcome.tallies, outcome.panel, time.perf_counter() - start
 
 
-def finish_batch(storage_at: tuple[str, str], entries: dict[str, dict[str, Any]],
-                 decisions: Mapping[str, Any], created_at: str | None):
-    """Round 3: each symbol's ``decision`` added to its summary entry and to its winner's file
-    (read back as round 1 wrote it: a JSON round trip keeps every value, and the key goes last,
-    where the serial path puts it). Returns the batch's ``symbols.parquet`` rows and the
-    seconds it took (two returns: the rows go to :func:`write_symbols`, not to the driver)."""
+def finish_batch(storage_at: tuple[str, str], parts: Any, index: int, created_at: str | None) -> float:
+    """Round 3: each of batch ``index``'s symbols' ``decision`` added to its summary entry and
+    to its winner's file (read back as round 1 wrote it: a JSON round trip keeps every value,
+    and the key goes last, where the serial path puts it). The batch's ``symbols.parquet`` rows
+    go to the part store, for :func:`write_symbols`; returns the seconds it took."""
+    import ray
+
     start = time.perf_counter()
     storage = Storage(*storage_at)
+    entries, decisions = ray.get([parts.get.remote(ENTRIES, index), parts.get.remote(DECISIONS, index)])
     for symbol, decision in decisions.items():
         entries[symbol]["decision"] = decision
         key = (symbol, entries[symbol]["best_family"])
         doc = storage.read_json(winner_file(key))
         doc["decision"] = decision
         storage.write_json(winner_file(key), doc)
-    return symbols_table(entries, created_at), time.perf_counter() - start
+    ray.get(parts.put.remote(ROWS, index, symbols_table(entries, created_at)))
+    return time.perf_counter() - start
 
 
-def write_symbols(storage_at: tuple[str, str], created_at: str | None, parts: list) -> int:
-    """The last task: ``symbols.parquet`` from every batch's rows (``parts``: references, in
-    batch order, fetched one at a time), in row groups; returns its row count."""
+def write_symbols(storage_at: tuple[str, str], created_at: str | None, parts: Any, count: int) -> int:
+    """The last task: ``symbols.parquet`` from the rows of batches ``0 .. count - 1`` (in the
+    part store ``parts``, fetched one at a time), in row groups; returns its row count."""
     import ray
 
     written = 0
 
     def fetched():
         nonlocal written
-        for ref in parts:
-            table = ray.get(ref)
+        for index in range(count):
+            table = ray.get(parts.get.remote(ROWS, index))
             written += table.num_rows
             yield table
 
@@ -205,31 +216,48 @@ class TaskCollator:
                 by_symbol.setdefault(r.symbol, []).append(r)
         symbols = sorted({s for s, _ in finals} | {s for s, _ in derived})
         groups = batches(symbols, self.cpus or 1.0)
-        remote = ray.remote(collate_batch).options(num_cpus=task_cpus, num_returns=3)
+        remote = ray.remote(collate_batch).options(num_cpus=task_cpus)
         at, meta_ref = (storage.base, storage.name), ray.put(dict(meta))
+        parts = open_parts()
+        try:
+            def submit(index: int):
+                group = groups[index]
+                # A store's pooled results reach the task as references it resolves itself.
+                batch_pooled = {f: replace(o, results=_of_symbols(o.results, group, by_study=False))
+                                for f, o in pooled.items()}
+                records = fetch(group) if fetch is not None else [r for s in group for r in by_symbol.get(s, [])]
+                return remote.remote(at, parts, index, records, _of_symbols(finals, group),
+                                     _of_symbols(counts, group), meta_ref, _of_symbols(derived, group),
+                                     _of_symbols(defaults, group), batch_pooled)
 
-        def submit(index: int):
-            group = groups[index]
-            # A store's pooled results reach the task as references it resolves itself.
-            batch_pooled = {f: replace(o, results=_of_symbols(o.results, group, by_study=False))
-                            for f, o in pooled.items()}
-            records = fetch(group) if fetch is not None else [r for s in group for r in by_symbol.get(s, [])]
-            return remote.remote(at, records, _of_symbols(finals, group), _of_symbols(counts, group),
-                                 meta_ref, _of_symbols(derived, group), _of_symbols(defaults, group), batch_pooled)
+            documented, seconds, write_s = self._documents(groups, len(symbols), submit)
+            tallies, panel, decide_s = ray.get(ray.remote(decide_batches).options(num_cpus=task_cpus).remote(
+                parts, len(groups), sorted(pooled), window_dates, horizon_of(meta)))
+            parts.drop.remote(INPUTS)  # only the decide task reads them
+            self.stats.update({"tasks": len(groups), "symbols": len(symbols), "task_cpus": task_cpus,
+                               "symbols_per_task": max(map(len, groups), default=0),
+                               "task_s": round(sum(seconds), 3),
+                               "longest_task_s": round(max(seconds, default=0.0), 3),
+                               "task_write_s": round(write_s, 3), "decide_s": round(decide_s, 3)})
+            written = self._finish(at, parts, len(groups), meta.get("created_at"), task_cpus)
+        finally:
+            ray.kill(parts, no_restart=True)
+        return Collated(frozenset(documented), tallies, panel, symbols_written=written)
 
-        # A few batches in flight per CPU, the next submitted as one finishes: the arguments
-        # waiting in the object store stay bounded whatever the universe's size.
+    def _documents(self, groups: list[list[str]], total: int, submit) -> tuple[set[Key], list[float], float]:
+        """Round 1: ``submit(index)`` each batch, a few in flight per CPU, the next as one
+        finishes (the arguments waiting in the object store stay bounded whatever the universe's
+        size). Returns the studies documented, each task's seconds and their writing seconds."""
+        import ray
+
         queue, pending = list(reversed(range(len(groups)))), {}
         in_flight = IN_FLIGHT_PER_CPU * max(1, math.ceil(self.cpus or 1.0))
-        inputs: list[Any] = [None] * len(groups)  # references, never fetched here
-        entries: list[Any] = [None] * len(groups)
         documented: set[Key] = set()
         done, seconds, write_s = 0, [], 0.0
         while queue or pending:
             while queue and len(pending) < in_flight:
                 index = queue.pop()
-                outcome_ref, inputs[index], entries[index] = submit(index)
-                pending[outcome_ref] = index
+                pending[submit(index)] = index
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 outcome: BatchOutcome = ray.get(ref)  # a task's error is raised here, as its own type
@@ -238,31 +266,17 @@ class TaskCollator:
                 write_s += outcome.write_s
                 done += len(groups[pending.pop(ref)])
                 if self.on_done is not None:
-                    self.on_done(done, len(symbols))
-        decided = ray.remote(decide_batches).options(num_cpus=task_cpus, num_returns=len(groups) + 1).remote(
-            sorted(pooled), window_dates, horizon_of(meta), *inputs)
-        decided = decided if groups else [decided]
-        tallies, panel, decide_s = ray.get(decided[0])
-        del inputs
-        self.stats.update({"tasks": len(groups), "symbols": len(symbols), "task_cpus": task_cpus,
-                           "symbols_per_task": max(map(len, groups), default=0),
-                           "task_s": round(sum(seconds), 3), "longest_task_s": round(max(seconds, default=0.0), 3),
-                           "task_write_s": round(write_s, 3), "decide_s": round(decide_s, 3)})
-        written = self._finish(at, entries, decided[1:], meta.get("created_at"), task_cpus)
-        return Collated(frozenset(documented), tallies, panel, symbols_written=written)
+                    self.on_done(done, total)
+        return documented, seconds, write_s
 
-    def _finish(self, at: tuple[str, str], entries: list, decisions: list, created_at: str | None,
+    def _finish(self, at: tuple[str, str], parts: Any, count: int, created_at: str | None,
                 task_cpus: float) -> int:
         """Round 3's tasks, then the one writing ``symbols.parquet`` from their rows; returns
         its row count."""
         import ray
 
-        remote = ray.remote(finish_batch).options(num_cpus=task_cpus, num_returns=2)
-        submitted = [remote.remote(at, e, d, created_at) for e, d in zip(entries, decisions, strict=True)]
-        entries.clear()
-        written = ray.remote(write_symbols).options(num_cpus=task_cpus).remote(
-            at, created_at, [table for table, _ in submitted])
-        seconds = ray.get([took for _, took in submitted])
-        rows = ray.get(written)
+        remote = ray.remote(finish_batch).options(num_cpus=task_cpus)
+        seconds = ray.get([remote.remote(at, parts, index, created_at) for index in range(count)])
+        rows = ray.get(ray.remote(write_symbols).options(num_cpus=task_cpus).remote(at, created_at, parts, count))
         self.stats.update({"decision_tasks": len(seconds), "decision_task_s": round(sum(seconds), 3)})
         return rows
