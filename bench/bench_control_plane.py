@@ -308,6 +308,9 @@ def universe(studies: int, trials: int, kill_at: float, seed: int, keep: str | N
               f"winner files {winners}/{studies}; session {summary['session']}")
         print(f"  its phases (wall_s {summary['wall_s']:.1f} s, process start to Ray's shutdown): "
               + ", ".join(f"{k} {v:.1f}" for k, v in summary["phases_s"].items()))
+        tuning = summary.get("tuning") or {}
+        print("  its tuning: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                                           for k, v in tuning.items()))
         for label, _, mem in sessions:
             name, rss = mem.largest_actor()
             print(f"  {label}: driver peak RSS {mem.driver_peak / 1e6:.0f} MB; largest Ray worker {name} "
