@@ -377,6 +377,11 @@ class Collator(Protocol):
         (``<family>/<SYMBOL>.json``)."""
         ...
 
+    def write_summary(self, storage: Storage, summary: dict[str, Any], collated: Collated) -> dict[str, Any]:
+        """The summary's tables and ``summary.json``
+        (:func:`tuner.core.summary_tables.write_summary`); returns the short summary."""
+        ...
+
 
 class SerialCollator:
     """Every document built, decided and written here in the calling process (tests, no Ray)."""
@@ -388,6 +393,9 @@ class SerialCollator:
         for key, doc in documents.items():
             storage.write_json(winner_file(key), doc)
         return Collated(frozenset(documents), summary["decisions"], summary["panel"], symbols=summary["symbols"])
+
+    def write_summary(self, storage, summary, collated: Collated) -> dict[str, Any]:
+        return write_summary(storage, summary, collated.symbols, symbols_written=collated.symbols_written)
 
 
 def horizon_of(meta: Mapping[str, Any]) -> int:
@@ -438,7 +446,5 @@ def write_experiment(storage: Storage, records: Iterable[TrialRecord] | Trials, 
     for key, why in (unscored or {}).items():
         summary["studies_without_winner"][study_key(*key)] = why
     trials.write_table(storage)
-    if collated.symbols_written is None:
-        return write_summary(storage, summary, collated.symbols)
-    return write_summary(storage, summary, symbols_written=collated.symbols_written)
+    return collator.write_summary(storage, summary, collated)
 

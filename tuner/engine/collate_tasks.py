@@ -39,7 +39,7 @@ from typing import Any
 
 from tuner.core.pooled import PooledOutcome, WindowDates
 from tuner.core.storage import SYMBOLS_FILE, Storage
-from tuner.core.summary_tables import row_groups, symbols_schema, symbols_table
+from tuner.core.summary_tables import row_groups, symbols_schema, symbols_table, write_summary
 from tuner.core.trial import TrialResult
 from tuner.engine.collate import (
     Collated,
@@ -52,6 +52,7 @@ from tuner.engine.collate import (
 )
 from tuner.engine.part_store import open_parts
 from tuner.engine.result_store import StoredResults
+from tuner.engine.task_errors import get_raising_cause
 from tuner.engine.universe_decisions import (
     DecisionInputs,
     add_pooled,
@@ -172,6 +173,13 @@ def write_symbols(storage_at: tuple[str, str], created_at: str | None, parts: An
     return written
 
 
+def write_summary_tables(storage_at: tuple[str, str], summary: dict[str, Any], symbols_written: int) -> dict[str, Any]:
+    """The last step, in a task: ``studies.parquet`` and ``summary.json``
+    (:func:`tuner.core.summary_tables.write_summary`; building the studies table in the driver
+    added 14 MB to it at 10,000 studies, 5 MB at 1,000); returns the short summary."""
+    return write_summary(Storage(*storage_at), summary, symbols_written=symbols_written)
+
+
 def _of_symbols(mapping: Mapping[Any, Any], symbols: list[str], by_study: bool = True):
     """``mapping``'s entries of ``symbols`` (keyed by study; by symbol when not ``by_study``);
     for results held by a store actor, a reference to them (the store sends them to the task)."""
@@ -243,6 +251,12 @@ class TaskCollator:
         finally:
             ray.kill(parts, no_restart=True)
         return Collated(frozenset(documented), tallies, panel, symbols_written=written)
+
+    def write_summary(self, storage, summary: dict[str, Any], collated: Collated) -> dict[str, Any]:
+        import ray
+
+        task = ray.remote(write_summary_tables).options(num_cpus=self._task_cpus())
+        return get_raising_cause(task.remote((storage.base, storage.name), summary, collated.symbols_written))
 
     def _documents(self, groups: list[list[str]], total: int, submit) -> tuple[set[Key], list[float], float]:
         """Round 1: ``submit(index)`` each batch, a few in flight per CPU, the next as one
