@@ -26,7 +26,6 @@ from tuner.core.candidates import WinnerForecasts
 from tuner.core.config import load_family_config, with_space_checkpoints
 from tuner.core.data import bundled_data_path
 from tuner.core.errors import ConfigError, DamagedFile, TunerError
-from tuner.core.heap import release_free_heap
 from tuner.core.models.weights import FAMILY_MODEL, resolve_weights
 from tuner.core.phase_clock import PhaseClock
 from tuner.core.pooled import PooledOutcome
@@ -263,7 +262,6 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     try:
         # The data is read and cut by tasks; the windows stay in the object store.
         windows = cut_windows(config)
-        release_free_heap()  # the slices' facts, read and settled (see tuner.core.heap)
         studies, skipped = windows.studies, windows.skipped
         for what, why in skipped.items():
             echo(f"skipped {what}: {why}")
@@ -310,7 +308,6 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         finally:
             progress.close()
         clock.mark("tuning")
-        release_free_heap()
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
         trials = open_trials(storage, provenance, config.max_latency_s, session)
@@ -334,7 +331,6 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         derived = derive_candidates(windows, forecasts, config.max_latency_s, config.seed)
         tick = progress.begin_phase("collating: significance tests, result files, summary")
         clock.mark("rescoring")
-        release_free_heap()
         meta["phases_s"] = dict(clock.phases)  # completed after shutdown, below
         meta["tuning"] = {"seconds": outcome.seconds, "tune_runs": outcome.runs,
                           "pack_size": searcher.pack_size, "max_packs_in_flight": searcher.max_packs,
@@ -352,7 +348,6 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         summary = _add_pooled_section(timed, summary, pooled, pooled_fams, pooled_records, config.trials, tuned_on)
         progress.close()
         clock.mark("collation", within={"writing": timed.write_s})
-        release_free_heap()
         trials.wait_compaction()  # it ran beside re-scoring and collation: what is left of it
         trials.close()
         summary["collation"]["compaction_s"] = round(trials.compact_s or 0.0, 3)
