@@ -80,6 +80,10 @@ def test_when_windows_are_cut_in_tasks_then_studies_skips_and_windows_equal_the_
     assert list(got.skipped.items()) == list(skipped.items())
     assert "DUP" in skipped and "SHORT/toto" in skipped and "XY" in skipped  # the reference sees them
     assert got.windows_used == used and got.window_dates == dates
+    # Symbols with the same calendar share one dates object and one counts object.
+    alike = [s for s in got.window_dates if got.window_dates[s] == got.window_dates["AAA"]]
+    assert len(alike) > 1 and all(got.window_dates[s] is got.window_dates["AAA"] for s in alike)
+    assert all(got.windows_used[s] is got.windows_used["AAA"] for s in alike)
     assert len(got.refs) > 1
     for symbol, family in studies:
         cut = local_ray.get(got.refs[got.slice_of[symbol]])[family][symbol]
