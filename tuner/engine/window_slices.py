@@ -94,6 +94,7 @@ class UniverseWindows:
         windows_used: symbol → its window counts.
         window_dates: symbol → ``test`` → each test window's target date; a date is one
             string whatever the number of symbols that share it (a universe shares a calendar).
+            Symbols with equal counts (or dates) share one object: read them, never modify.
         slice_of: symbol → the index of its slice in ``refs``.
     """
 
@@ -222,7 +223,7 @@ def _settle(listing, source, families: list[str], refs: list, facts: list[SliceF
 
 
 def _once(shared: dict[Any, Any], value: Any, key: Hashable) -> Any:
-    """The first object ``shared`` was given under ``key``, else ``value`` (kept from now on).
+    """The object ``shared`` keeps under ``key``; ``value``, kept from now on, when it has none.
     Symbols that share a calendar have equal window counts and dates: one object each instead of
     one per symbol (8 MB at 10,000 symbols). Nothing mutates them once cut."""
     return shared.setdefault(key, value)
