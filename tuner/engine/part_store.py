@@ -29,7 +29,7 @@ class PartStore:
     def put_each(self, kind: str, parts: list[Any]) -> None:
         """Keep ``parts[i]`` as batch ``i``'s ``kind`` part."""
         for index, part in enumerate(parts):
-            self.parts[(kind, index)] = part
+            self.put(kind, index, part)
 
     def get(self, kind: str, index: int) -> Any:
         """Batch ``index``'s ``kind`` part.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,28 +215,28 @@ def _settle(listing, source, families: list[str], refs: list, facts: list[SliceF
     if not studies:
         raise DataError(f"{source}: nothing to tune; " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     shared: dict[Any, Any] = {}
-    return UniverseWindows(refs, studies, skipped,
-                           windows_used={symbol: _once(shared, w.counts, tuple(w.counts.items()))
-                                         for symbol, w in cut.items()},
-                           window_dates={symbol: _shared_dates(shared, w.test_times) for symbol, w in cut.items()},
+    used, dates = {}, {}
+    for symbol, w in cut.items():
+        used[symbol] = _shared(shared, tuple(w.counts.items()), lambda w=w: w.counts)
+        dates[symbol] = _shared(shared, ("test", w.test_times.dtype.str, w.test_times.tobytes()),
+                                lambda w=w: {"test": _interned_dates(w.test_times)})
+    return UniverseWindows(refs, studies, skipped, windows_used=used, window_dates=dates,
                            slice_of={symbol: where[symbol] for symbol in cut})
 
 
-def _once(shared: dict[Any, Any], value: Any, key: Hashable) -> Any:
-    """The object ``shared`` keeps under ``key``; ``value``, kept from now on, when it has none.
+def _shared(shared: dict[Any, Any], key: Hashable, make: Callable[[], Any]) -> Any:
+    """The object ``shared`` keeps under ``key``, made by ``make`` (and kept) the first time.
     Symbols that share a calendar have equal window counts and dates: one object each instead of
     one per symbol (8 MB at 10,000 symbols). Nothing mutates them once cut."""
-    return shared.setdefault(key, value)
-
-
-def _shared_dates(shared: dict[Any, Any], times: np.ndarray) -> dict[str, list[str]]:
-    """``{"test": target dates}`` (:func:`~tuner.core.windows.target_dates`) of ``times``, one
-    object for every symbol with the same dates, each date one string object (a universe
-    shares a calendar: 10,000 symbols' copies were tens of MB)."""
-    key = ("test", times.dtype.str, times.tobytes())
     if key not in shared:
-        shared[key] = {"test": [sys.intern(date) for date in np.datetime_as_string(times, unit="s").tolist()]}
+        shared[key] = make()
     return shared[key]
+
+
+def _interned_dates(times: np.ndarray) -> list[str]:
+    """:func:`~tuner.core.windows.target_dates` of ``times``, each date one string object however
+    many symbols share it (a universe shares a calendar: 10,000 symbols' copies were tens of MB)."""
+    return [sys.intern(date) for date in np.datetime_as_string(times, unit="s").tolist()]
 
 
 def derive_candidates(windows: UniverseWindows, found: Mapping[str, Mapping[str, WinnerForecasts]],
