@@ -196,3 +196,20 @@ def test_when_symbols_are_batched_then_a_few_tasks_per_cpu_and_none_too_large():
     assert [len(b) for b in batches(symbols * 25, 2)] == [100] * 100  # at most 100 symbols a task
     assert batches(["A"], 16) == [["A"]] and batches([], 2) == []
     assert sum(batches(symbols[:7], 2), []) == symbols[:7]
+
+
+def test_warm_tasks_leave_a_worker_per_cpu_with_the_collation_libraries_imported(local_ray):
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def imported() -> tuple[int, bool]:
+        import os
+        import sys
+
+        return os.getpid(), all(m in sys.modules for m in ("arch.bootstrap", "scipy.stats", "scipy.optimize"))
+
+    pids = ray.get(TaskCollator(cpus=2).warm())
+    assert len(pids) == 2
+    # Ray reuses those idle workers for the next tasks; some of them ran a warm task.
+    seen = dict(ray.get([imported.remote() for _ in range(8)]))
+    assert any(seen.get(pid) for pid in pids), (pids, seen)

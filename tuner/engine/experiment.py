@@ -308,6 +308,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         finally:
             progress.close()
         clock.mark("tuning")
+        collator = TaskCollator()
+        collator.warm()  # its workers import their libraries while the actors re-score
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
         trials = open_trials(storage, provenance, config.max_latency_s, session)
@@ -338,7 +340,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                           "searcher_suggest_s": searcher.suggest_s, "searcher_tell_s": searcher.tell_s}
         meta["windows_used"] = windows.windows_used
         timed = TimedStorage(storage)
-        collator = TaskCollator(on_done=tick)
+        collator.on_done = tick
         summary = write_experiment(timed, trials, finals, studies, config.trials, meta, derived,
                                    unscored, defaults, pooled=pooled, window_dates=windows.window_dates,
                                    collator=collator)

@@ -67,6 +67,17 @@ POWER = 0.80
 """Power at which the minimum detectable edge is stated."""
 
 
+def import_backends() -> None:
+    """Import the libraries this module's tests import when first called (SciPy's
+    distributions and optimizers, arch's bootstraps, pandas): about 1.5 s of CPU in a fresh
+    process, which a caller can pay ahead, while something else waits (see
+    :meth:`tuner.engine.collate_tasks.TaskCollator.warm`)."""
+    import arch.bootstrap  # noqa: F401
+    import pandas  # noqa: F401
+    import scipy.optimize  # noqa: F401
+    import scipy.stats  # noqa: F401
+
+
 def block_length(n: int, horizon: int = 1) -> int:
     """Block length of the bootstraps: ``max(horizon, ceil(n ** (1/3)))``.
 
