@@ -90,11 +90,13 @@ def main() -> None:
     import tuner.engine.collate as collate
     import tuner.engine.collate_tasks as collate_tasks
     import tuner.engine.experiment as experiment
+    import tuner.engine.trial_store as trial_store
     from tuner.engine.experiment_config import ExperimentConfig
 
-    wrap(experiment, ["cut_windows", "_connect", "_start_actors", "_make_searcher", "open_trials", "_score_winners",
+    wrap(experiment, ["cut_windows", "_connect", "_start_actors", "_make_searcher", "start_trials", "_score_winners",
                       "_score_pooled", "_winner_forecasts", "derive_candidates", "write_experiment",
                       "_add_pooled_section"])
+    wrap(trial_store.StoredTrials, ["load"])
     wrap(collate, ["summary_head", "write_summary"])
     wrap(collate_tasks.TaskCollator, ["collate", "_finish"])
     if args.trim:

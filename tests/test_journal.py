@@ -203,3 +203,26 @@ def test_when_the_storage_stays_full_then_close_saves_a_rescue_file_and_says_how
     storage.full = False
     storage.write_bytes(f"{JOURNAL_DIR}/{rescue.name}", rescue.read_bytes())
     assert [r.number for r in read_journal(storage)] == [5, 6]
+
+
+def test_a_read_record_shares_its_strings_with_the_others_and_keeps_its_numbers():
+    def line(i: int) -> str:
+        r = record(i)
+        metrics = {"pct_return_mae": 0.5 + i, "errors": [0.1 * i, 2, None], "node": "10.0.0." + "7",
+                   "windows": [{"kind": "val" + "idation", "n": i}]}
+        return JournalRecord(**{**r.__dict__, "metrics": metrics}).to_json()
+
+    a, b = JournalRecord.from_json(line(1)), JournalRecord.from_json(line(2))
+    assert a.metrics["node"] is b.metrics["node"]
+    assert a.metrics["windows"][0]["kind"] is b.metrics["windows"][0]["kind"]
+    assert a.distributions["x"] is b.distributions["x"]
+    assert a.metrics["errors"] == [0.1, 2, None] and b.metrics["windows"][0]["n"] == 2
+    assert a.metrics["pct_return_mae"] == 1.5
+
+
+def test_records_sharing_a_distribution_are_each_checked_against_it():
+    inside, outside = record(5).to_json(), record(101).to_json()  # the distribution's high is 100
+    assert JournalRecord.from_json(inside).params == {"x": 5}
+    with pytest.raises(ValueError, match="outside its distribution"):
+        JournalRecord.from_json(outside)
+    assert JournalRecord.from_json(record(6).to_json()).params == {"x": 6}

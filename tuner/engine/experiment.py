@@ -83,7 +83,7 @@ from tuner.engine.result_store import (
     pooled_results,
     study_results,
 )
-from tuner.engine.trial_store import StoredTrials, open_trials
+from tuner.engine.trial_store import StoredTrials, start_trials
 from tuner.engine.window_slices import cut_windows, derive_candidates
 from tuner.engine.without_winner import cause_lines
 
@@ -302,17 +302,19 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
              + (f" [resumed] with {len(history)} finished trials kept" if resumed else ""))
         from tuner.engine.tuning import tune_studies
 
+        # The store that reads the journal after tuning starts now, so its process is up by then.
+        trials = start_trials(storage, provenance)
         clock.mark("start")
         try:
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
         finally:
             progress.close()
         clock.mark("tuning")
-        collator = TaskCollator()
-        collator.warm()  # its workers import their libraries while the actors re-score
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
-        trials = open_trials(storage, provenance, config.max_latency_s, session)
+        trials.load(config.max_latency_s, session)
+        collator = TaskCollator()
+        collator.warm()  # its workers import their libraries while the actors re-score
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners and defaults on the test period")
         results_name = f"{config.name}-results-{uuid.uuid4().hex[:6]}"

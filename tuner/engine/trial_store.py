@@ -53,10 +53,12 @@ class TrialDigest:
 
 
 class TrialStore:
-    """The actor's body (plain Python; :func:`open_trials` runs it as an actor): the
+    """The actor's body (plain Python; :func:`start_trials` runs it as an actor): the
     experiment's records, read once from its journal by :meth:`load`."""
 
     def __init__(self, storage_at: tuple[str, str], provenance: Provenance | None) -> None:
+        import optuna  # noqa: F401  (reading checks each record's params: imported before load)
+
         self.storage = Storage(*storage_at)
         self.provenance = provenance
         self.trials = TrialList([])
@@ -103,19 +105,33 @@ class TrialStore:
 
 class StoredTrials:
     """:class:`~tuner.engine.collate.Trials` held by a :class:`TrialStore` actor (see
-    :func:`open_trials`); ``close`` ends the actor.
+    :func:`start_trials`); ``close`` ends the actor.
 
     Attributes:
-        digest: what the driver keeps (:class:`TrialDigest`).
+        digest: what the driver keeps (:class:`TrialDigest`), once :meth:`load` has run.
     """
 
-    def __init__(self, actor: Any, digest: TrialDigest, table: Any, compaction: Any) -> None:
+    def __init__(self, actor: Any) -> None:
         self.actor = actor
-        self.digest = digest
-        self._table = table  # the pending write of trials.parquet
-        self._compaction = compaction  # the pending compaction of the journal
+        self.digest: TrialDigest | None = None
+        self._table = None  # the pending write of trials.parquet
+        self._compaction = None  # the pending compaction of the journal
         self.table_s: float | None = None
         self.compact_s: float | None = None
+
+    def load(self, max_latency_s: float | None, session: int) -> StoredTrials:
+        """Have the actor read every record the journal holds (checked against the store's
+        provenance) and return the digest, then start writing ``trials.parquet`` and compacting
+        the journal (as session ``session``), both while the driver goes on. Ends the actor
+        when the reading fails."""
+        try:
+            self.digest = get_raising_cause(self.actor.load.remote(max_latency_s))
+        except BaseException:
+            self.close()
+            raise
+        self._table = self.actor.write_table.remote()
+        self._compaction = self.actor.compact.remote(session)
+        return self
 
     def counts(self, studies: Iterable[Key], budget: int) -> dict[Key, dict[str, int]]:
         return get_raising_cause(self.actor.counts.remote(list(studies), budget))
@@ -145,20 +161,19 @@ class StoredTrials:
             self.actor = None
 
 
-def open_trials(storage: Storage, provenance: Provenance | None, max_latency_s: float | None,
-                session: int) -> StoredTrials:
-    """Start a :class:`TrialStore` for ``storage``'s experiment, load it (every record the
-    journal holds, checked against ``provenance``), then start writing ``trials.parquet`` and
-    compacting the journal (as session ``session``), both while the driver goes on."""
+def start_trials(storage: Storage, provenance: Provenance | None) -> StoredTrials:
+    """Start a :class:`TrialStore` for ``storage``'s experiment; nothing is read until
+    :meth:`StoredTrials.load`. The experiment starts it before tuning, so that the actor's
+    process start and imports (~1 s of CPU) are not paid after it."""
     import ray
 
     # No CPU reserved: it works while the model actors still hold theirs, and only a few
     # collation tasks at a time ask it for records; concurrent calls read shared lists.
-    actor = ray.remote(TrialStore).options(num_cpus=0, max_concurrency=4).remote(
-        (storage.base, storage.name), provenance)
-    try:
-        digest = get_raising_cause(actor.load.remote(max_latency_s))
-    except BaseException:
-        ray.kill(actor, no_restart=True)
-        raise
-    return StoredTrials(actor, digest, actor.write_table.remote(), actor.compact.remote(session))
+    return StoredTrials(ray.remote(TrialStore).options(num_cpus=0, max_concurrency=4).remote(
+        (storage.base, storage.name), provenance))
+
+
+def open_trials(storage: Storage, provenance: Provenance | None, max_latency_s: float | None,
+                session: int) -> StoredTrials:
+    """:func:`start_trials`, then :meth:`StoredTrials.load`."""
+    return start_trials(storage, provenance).load(max_latency_s, session)
