@@ -291,6 +291,7 @@ class PackBoard:
 
     def __init__(self) -> None:
         self.packs: dict[str, list[dict[str, Any]]] = {}
+        self.started: set[str] = set()
 
     def put(self, pack_id: str, pack: list[dict[str, Any]]) -> None:
         self.packs[pack_id] = pack
@@ -300,8 +301,19 @@ class PackBoard:
             raise KeyError(f"pack {pack_id} is not on the board (its searcher is gone?)")
         return self.packs[pack_id]
 
+    def start(self, pack_id: str) -> list[dict[str, Any]]:
+        """``get``, noting that the pack's Tune trial now runs (see :func:`pack_trial`)."""
+        pack = self.get(pack_id)
+        self.started.add(pack_id)
+        return pack
+
+    def not_started(self) -> int:
+        """Packs on the board whose Tune trial has not started yet."""
+        return len(self.packs.keys() - self.started)
+
     def drop(self, pack_id: str) -> None:
         self.packs.pop(pack_id, None)
+        self.started.discard(pack_id)
 
     def size(self) -> int:
         return len(self.packs)
@@ -356,6 +368,24 @@ def _actor(namespace: str, name: str):
     return _handles[(namespace, name)]
 
 
+def _wait_for_the_others(board: Any) -> None:
+    """Wait (at most :data:`START_WAIT_S`) until every pack on the board has started. A pack
+    that ends while another's Tune trial actor is still starting hands that trial its own
+    cached actor, and Tune kills the one starting; the first pack of a run can end before the
+    others' actors are up (its trials take under a second when it runs alone), and from then
+    on each new pack's actor start is killed in turn: one pack in four always PENDING and an
+    actor start (about a CPU-second) wasted per pack. Measured at 1,000 × 10 on 2 cores: a
+    quarter of the runs tuned in 42-53 s instead of 13-18 s that way."""
+    import ray
+
+    deadline = time.monotonic() + START_WAIT_S
+    while ray.get(board.not_started.remote()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+START_WAIT_S = 30.0
+"""The longest a pack waits for the other packs in flight to start (their trial actors:
+started once per Tune run and then reused)."""
 PACK_METRIC = "trials_done"
 """What a pack reports to Tune itself: how many of its Optuna trials finished so far."""
 REPORT_INTERVAL_S = 0.5
@@ -371,7 +401,9 @@ def pack_trial(config: dict[str, Any], routing: Routing) -> None:
     start = time.perf_counter()
     pack = config.get("pack")
     if pack is None:
-        pack = ray.get(_actor(routing.namespace, routing.board).get.remote(config["pack_id"]))
+        board = _actor(routing.namespace, routing.board)
+        pack = ray.get(board.start.remote(config["pack_id"]))
+        _wait_for_the_others(board)
     calls: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
     by_actor: dict[str, list[dict[str, Any]]] = {}
     for slot in pack:
