@@ -374,8 +374,8 @@ def _wait_for_the_others(board: Any) -> None:
     cached actor, and Tune kills the one starting; the first pack of a run can end before the
     others' actors are up (its trials take under a second when it runs alone), and from then
     on each new pack's actor start is killed in turn: one pack in four always PENDING and an
-    actor start (about a CPU-second) wasted per pack. Measured at 1,000 × 10 on 2 cores: a
-    quarter of the runs tuned in 42-53 s instead of 13-18 s that way."""
+    actor start (about a CPU-second) wasted per pack. Measured at 1,000 × 10 on 2 cores: 5 of
+    ~38 runs tuned in 42-53 s instead of 13-18 s that way; none of 9 since this wait."""
     import ray
 
     deadline = time.monotonic() + START_WAIT_S
