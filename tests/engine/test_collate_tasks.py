@@ -29,7 +29,7 @@ from tuner.engine.result_store import (
     pooled_results,
     study_results,
 )
-from tuner.engine.trial_store import open_trials, trial_record
+from tuner.engine.trial_store import start_trials, trial_record
 
 FAMILIES = ("bootstrap_returns", "toto")
 SYMBOLS = tuple(f"S{i}" for i in range(7))
@@ -135,7 +135,7 @@ def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_th
     write_experiment(Storage(str(tmp_path), "serial"),
                      **{**args, "records": [trial_record(r) for r in read_journal(storage)]})
     before = read_journal(storage)
-    trials = open_trials(storage, None, None, session=1)
+    trials = start_trials(storage, None).load(None, session=1)
     try:
         assert trials.digest.records == len(args["records"]) and trials.digest.failed == []
         stored = write_experiment(storage, **{**args, "records": trials},
@@ -186,7 +186,7 @@ def test_when_the_trial_store_reads_a_damaged_journal_then_the_driver_gets_the_j
     storage = Storage(str(tmp_path), "damaged")
     storage.write_bytes("journal/0001-000001.jsonl", b'{"study": "S0/toto"}\n')
     with pytest.raises(JournalError) as e:  # not Ray's wrapper: the CLI prints it as one line
-        open_trials(storage, None, None, session=1)
+        start_trials(storage, None).load(None, session=1)
     assert "0001-000001.jsonl" in str(e.value) and "line 1" in str(e.value)
 
 

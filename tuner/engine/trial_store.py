@@ -172,8 +172,3 @@ def start_trials(storage: Storage, provenance: Provenance | None) -> StoredTrial
     return StoredTrials(ray.remote(TrialStore).options(num_cpus=0, max_concurrency=4).remote(
         (storage.base, storage.name), provenance))
 
-
-def open_trials(storage: Storage, provenance: Provenance | None, max_latency_s: float | None,
-                session: int) -> StoredTrials:
-    """:func:`start_trials`, then :meth:`StoredTrials.load`."""
-    return start_trials(storage, provenance).load(max_latency_s, session)
