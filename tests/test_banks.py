@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
-from tuner.core.banks import SampleBank
+from tuner.core.banks import SampleBank, batch_fingerprint
 from tuner.core.data import load_bars
 from tuner.core.windows import WindowSpec, make_periods
 
@@ -36,6 +36,27 @@ def test_when_seed_or_period_changes_then_the_bank_misses(make_family, periods):
     assert not family.forecast(periods.validation, params, seed=2).from_bank
     assert not family.forecast(periods.test, params, seed=1).from_bank
     assert family.forecast(periods.test, params, seed=1).from_bank
+
+
+def test_when_any_bar_a_window_sees_differs_then_the_fingerprint_differs_and_only_then(write_csv):
+    bars = random_walk_bars(300, seed=5)
+
+    def validation(frame, context_length=128):
+        return make_periods(load_bars(write_csv("AAA.csv", frame)), WindowSpec(), context_length).validation
+
+    base = validation(bars)
+    first_seen = int(base.starts.min())
+    assert first_seen > 0  # there are bars no window sees
+    unseen = bars.copy()
+    unseen.loc[first_seen - 1, "Volume"] += 1.0
+    seen = bars.copy()
+    seen.loc[first_seen + 3, "Volume"] += 1.0  # inside every window's context up to the last
+    later_seen = bars.copy()
+    later_seen.loc[base.end - 1, "Volume"] += 1.0  # only the last window's context reaches it
+    assert batch_fingerprint(validation(unseen)) == batch_fingerprint(base)
+    assert batch_fingerprint(validation(seen)) != batch_fingerprint(base)
+    assert batch_fingerprint(validation(later_seen)) != batch_fingerprint(base)
+    assert batch_fingerprint(validation(bars, 127)) != batch_fingerprint(base)
 
 
 def test_when_kronos_sampling_params_change_then_the_bank_misses(make_family, periods):

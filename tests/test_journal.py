@@ -113,6 +113,36 @@ def test_when_compacted_then_one_file_holds_every_record(storage):
     assert last_session(storage) == 2
 
 
+def test_when_a_compaction_cut_short_is_compacted_again_then_each_trial_is_kept_once_as_first_written(storage):
+    journal = TrialJournal(storage, session=1)
+    for i in range(3):
+        journal.append([record(i)])
+        journal.flush()
+    # a kill between writing the merged file and deleting the merged-from chunks; the merged
+    # file sorts after those chunks, so the chunks' lines are the first written
+    storage.write_bytes(f"{JOURNAL_DIR}/0001-compact.jsonl",
+                        "".join(record(i).to_json() + "\n" for i in (0, 1)).encode())
+    before = read_journal(storage)
+    compact(storage, 2)
+    assert [p.name for p in chunk_files(storage)] == ["0002-compact.jsonl"]
+    assert storage.read_bytes(f"{JOURNAL_DIR}/0002-compact.jsonl") == (
+        "\n".join(r.to_json() for r in before) + "\n").encode()
+    assert [r.trial_id for r in read_journal(storage)] == ["t0.0", "t1.0", "t2.0"]
+
+
+def test_when_a_line_names_no_trial_then_compaction_stops_naming_it_and_deletes_nothing(storage):
+    journal = TrialJournal(storage, session=1)
+    for i in range(2):
+        journal.append([record(i)])
+        journal.flush()
+    first, second = chunk_files(storage)
+    second.write_text(second.read_text() + json.dumps({"study": "AAPL/toto"}) + "\n")
+    with pytest.raises(JournalError) as e:
+        compact(storage, 1)
+    assert str(second) in str(e.value) and "line 2 is not a trial record" in str(e.value)
+    assert chunk_files(storage) == [first, second]
+
+
 def test_when_compacted_in_pieces_then_the_file_is_what_one_piece_would_be_and_a_failure_keeps_the_chunks(
         storage, monkeypatch):
     journal = TrialJournal(storage, session=1)
