@@ -93,8 +93,8 @@ def main() -> None:
     import tuner.engine.trial_store as trial_store
     from tuner.engine.experiment_config import ExperimentConfig
 
-    wrap(experiment, ["cut_windows", "_connect", "_start_actors", "_make_searcher", "start_trials", "_score_winners",
-                      "_score_pooled", "_winner_forecasts", "derive_candidates", "write_experiment",
+    wrap(experiment, ["cut_windows", "_connect", "_start_actors", "_make_searcher", "start_trials", "score_winners",
+                      "score_pooled", "winner_forecasts", "derive_candidates", "write_experiment",
                       "_add_pooled_section"])
     wrap(trial_store.StoredTrials, ["load"])
     wrap(collate, ["summary_head", "write_summary"])

@@ -2,8 +2,9 @@
 
 Flow: load data and cut windows (before Ray starts, so bad input fails fast) → resolve weights
 → join or start Ray → start each family's model actors and wait until they have loaded →
-one Tune run whose searcher multiplexes one Optuna TPE study per (symbol, family) →
-re-score each winner on the test period → write result files, summary and trial table.
+one Tune run whose searcher multiplexes one Optuna TPE study per (symbol, family), the family
+defaults scored on both periods beside it → re-score each winner on the test period
+(:mod:`tuner.engine.rescoring`) → write result files, summary and trial table.
 
 A run under an existing name resumes it (Tune restores its trials and the searcher every
 study's history); ``tuner resume NAME`` does the same from the stored config.
@@ -12,17 +13,14 @@ study's history); ``tuner resume NAME`` does the same from the stored config.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from tuner import __version__
-from tuner.core.candidates import WinnerForecasts
 from tuner.core.config import load_family_config, with_space_checkpoints
 from tuner.core.data import bundled_data_path
 from tuner.core.errors import ConfigError, DamagedFile, TunerError
@@ -45,15 +43,15 @@ from tuner.core.windows import (
     AUTO_MIN,
 )
 from tuner.engine.actors import (
+    WEIGHTS_FREE_CHUNK,
     LoadLedger,
     ModelServer,
     PackBoard,
     Routing,
     WindowStore,
     group_key,
-    trial_group,
 )
-from tuner.engine.collate import TrialRecord, pick_winners, write_experiment
+from tuner.engine.collate import TrialRecord, write_experiment
 from tuner.engine.collate_tasks import TaskCollator
 from tuner.engine.experiment_config import ExperimentConfig, FamilyResources
 from tuner.engine.journal import (
@@ -69,19 +67,16 @@ from tuner.engine.journal import (
 from tuner.engine.lock import ExperimentLock
 from tuner.engine.pooled_study import (
     POOLED_SYMBOL,
+    pooled_completed,
     pooled_families,
     pooled_key,
     pooled_summary,
     tuning_symbols,
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
+from tuner.engine.rescoring import DefaultScores, score_pooled, score_winners, winner_forecasts
 from tuner.engine.result_store import (
-    POOLED,
-    ResultBrief,
-    StoredResults,
     open_results,
-    pooled_results,
-    study_results,
 )
 from tuner.engine.trial_store import StoredTrials, start_trials
 from tuner.engine.window_slices import cut_windows, derive_candidates
@@ -96,10 +91,6 @@ ACTOR_CONCURRENCY = 4
 """evaluate() calls a model actor runs at once (threads), so its batcher can merge them."""
 REPORT_SYMBOLS = 20
 """Symbols the end-of-run lines show (the report has them all)."""
-WEIGHTS_FREE_CHUNK = 64
-"""Optuna trials per actor call for weights-free families (a call costs more than their work).
-Smaller calls with twice the packs in flight, so that packs overlap more, measured slower on
-2 cores (33.7 vs 18.6 ms per trial at 100 studies x 10): more processes competing."""
 PACKS_PER_ACTOR = ACTOR_CONCURRENCY
 """Packs in flight per model actor: as many as it runs calls at once."""
 
@@ -258,6 +249,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     started_ray, dashboard = _connect(config, include_dashboard)
     pool: ActorPool | None = None
     trials: StoredTrials | None = None
+    default_scores: DefaultScores | None = None
     result_store = None
     try:
         # The data is read and cut by tasks; the windows stay in the object store.
@@ -304,28 +296,33 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
 
         # The store that reads the journal after tuning starts now, so its process is up by then.
         trials = start_trials(storage, provenance)
+        results_name = f"{config.name}-results-{uuid.uuid4().hex[:6]}"
+        result_store = open_results(results_name, NAMESPACE)
+        default_scores = DefaultScores(studies, actors, config.seed, result_store, (NAMESPACE, results_name),
+                                       weights=config.weights_source).start()
         clock.mark("start")
         try:
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
         finally:
             progress.close()
         clock.mark("tuning")
+        default_scores.hurry()
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
         trials.load(config.max_latency_s, session)
         collator = TaskCollator()
         collator.warm()  # its workers import their libraries while the actors re-score
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
-        tick = progress.begin_phase("re-scoring winners and defaults on the test period")
-        results_name = f"{config.name}-results-{uuid.uuid4().hex[:6]}"
-        result_store = open_results(results_name, NAMESPACE)
-        finals, unscored, defaults = _score_winners(winners, actors, config.seed, result_store, results_name,
-                                                    on_done=tick, weights=config.weights_source)
+        tick = progress.begin_phase("re-scoring winners on the test period")
+        store_at = (NAMESPACE, results_name)
+        finals, unscored = score_winners(winners, actors, config.seed, result_store, store_at, on_done=tick)
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
-        pooled = _score_pooled(pooled_records, studies, actors, config, result_store, results_name)
+        pooled = score_pooled(pooled_records, studies, actors, config, result_store, store_at)
         tick = progress.begin_phase("blend and regime candidates")
-        forecasts = _winner_forecasts(winners, finals, actors, config.seed, on_done=tick)
+        forecasts = winner_forecasts(winners, finals, actors, config.seed, on_done=tick)
+        progress.begin_phase("scoring the family defaults")
+        defaults = default_scores.result(winners)
         infos = _actor_infos(actors)
         meta = _meta(config, infos, skipped, started, tiny_fallback, resumed, session, journal)
         meta.update(ray.get(pool.ledger.totals.remote()))  # loads and restarts, restarted actors included
@@ -359,6 +356,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         if outcome.stopped:
             summary["stopped"] = outcome.stopped
     finally:
+        if default_scores is not None:
+            default_scores.stop()
         if pool is not None:
             pool.release()
         if trials is not None:
@@ -659,11 +658,6 @@ def _gpu_sets(plan: dict[str, FamilyResources]) -> int:
     return 0
 
 
-CALLS_IN_FLIGHT_PER_ACTOR = 64
-"""Re-scoring calls (or chunks of a weights-free family's calls) queued per model actor at once
-(:func:`_on_live_actors`): enough to keep every actor and its request batcher busy."""
-
-
 def _start_actors(config: ExperimentConfig, window_refs: list, echo: Echo) -> ActorPool:
     """Start every model actor and wait until all have loaded their weights (or time out).
 
@@ -828,146 +822,6 @@ def _warm_start(config: ExperimentConfig, studies: list[tuple[str, str]]) -> dic
                              top_k=config.warm_start_top_k, budget=config.trials)
 
 
-def _on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[tuple[str, str], str, tuple]],
-                    on_done: Callable[[int, int], None] | None = None) -> dict:
-    """Run many actor calls at once: ``calls`` maps a caller's key to ((symbol, family), method,
-    args). Each starts on an actor chosen by its study; a call whose actor has died for good
-    (Ray restarts crashed ones ``max_restarts`` times) moves on to the family's other actors.
-    A weights-free family's calls go up to :data:`WEIGHTS_FREE_CHUNK` in one actor call
-    (``ModelServer.call_many``): Ray's cost per call is more than their work; a model family's
-    go one by one, so that its request batcher can merge those running at once.
-    Returns key → result (in ``calls``' order), or key → :class:`TunerError` when every actor
-    of the family is dead."""
-    import zlib
-
-    import ray
-    from ray.exceptions import RayActorError
-
-    def group(key) -> str:  # the family's actors, or its size's (args: symbol, config, ...)
-        study, _, args = calls[key]
-        return trial_group(study[1], args[1])
-
-    def member(key, attempt: int) -> int:
-        return (zlib.crc32("/".join(calls[key][0]).encode()) + attempt) % len(actors[group(key)])
-
-    # Calls that share an actor (and a method) are cut into chunks, in the callers' order.
-    chunks: list[list] = []
-    filling: dict[tuple, list] = {}
-    for key in calls:
-        study, method, _ = calls[key]
-        slot = (group(key), member(key, 0), method)
-        chunk = filling.setdefault(slot, [])
-        chunk.append(key)
-        if len(chunk) >= (1 if study[1] in FAMILY_MODEL else WEIGHTS_FREE_CHUNK):
-            chunks.append(filling.pop(slot))
-    chunks.extend(filling.values())
-
-    def submit(chunk: list, attempt: int):
-        first = chunk[0]
-        _, handle = actors[group(first)][member(first, attempt)]
-        method = calls[first][1]
-        if len(chunk) == 1:
-            return getattr(handle, method).remote(*calls[first][2])
-        return handle.call_many.remote(method, [calls[key][2] for key in chunk])
-
-    # A bounded number in flight, the next submitted as one is gathered: every call at once
-    # made the driver hold 20,000 task specs and their results (+0.5 GB at 10,000 studies).
-    limit = CALLS_IN_FLIGHT_PER_ACTOR * sum(len(m) for m in actors.values())
-    waiting = iter(chunks)
-    pending: deque[tuple[list, Any, int]] = deque()  # (chunk, its ref, attempt), gathered in order
-    results: dict = {}
-
-    def top_up() -> None:
-        while len(pending) < limit:
-            chunk = next(waiting, None)
-            if chunk is None:
-                return
-            pending.append((chunk, submit(chunk, 0), 0))
-
-    top_up()
-    while pending:
-        chunk, ref, attempt = pending.popleft()
-        top_up()
-        try:
-            outs = ray.get(ref)
-            results.update(zip(chunk, outs if len(chunk) > 1 else [outs], strict=True))
-        except RayActorError as e:
-            if attempt + 1 < len(actors[group(chunk[0])]):
-                pending.append((chunk, submit(chunk, attempt + 1), attempt + 1))
-            else:
-                results.update((key, TunerError(f"every {group(key)} model actor has died ({type(e).__name__})"))
-                               for key in chunk)
-        if on_done is not None:
-            on_done(len(results), len(calls))  # the live view's re-scoring progress
-    return {key: results[key] for key in calls}
-
-
-def _score_winners(winners: dict[tuple[str, str], TrialRecord], actors: dict[str, list], seed: int,
-                   store: Any, store_name: str, on_done: Callable[[int, int], None] | None = None,
-                   weights=None) -> tuple[StoredResults, dict[tuple[str, str], str], StoredResults]:
-    """Re-run each study's winner with the test period (same seed) on a live actor of its family,
-    and score the family's default config next to it, all at once; the results go to ``store``
-    (a :class:`~tuner.engine.result_store.ResultStore` named ``store_name``), the driver keeps
-    their briefs. Returns the re-scored winners, for winners that could not be re-scored why,
-    and the defaults."""
-    # Once per family, not per study: loading a family's config file 1,000 times took ~1 s.
-    defaults_by_family = {family: load_family_config(family, weights=weights).default
-                          for family in {family for _, family in winners}}
-    at = (NAMESPACE, store_name)
-    calls = {}
-    for key, winner in winners.items():
-        calls[("winner", key)] = (key, "evaluate_into", (key[0], dict(winner.config), seed, True, at, ("winner", key)))
-        default = defaults_by_family[key[1]]
-        if default is not None:
-            calls[("default", key)] = (key, "evaluate_into", (key[0], dict(default), seed, True, at, ("default", key)))
-    results = _on_live_actors(actors, calls, on_done)
-    finals, unscored, defaults = {}, {}, {}
-    for (kind, key), brief in results.items():
-        if isinstance(brief, TunerError):
-            if kind == "winner":
-                unscored[key] = f"winner not re-scored on the test period: {brief}"
-            continue
-        if kind == "default":
-            defaults[key] = brief
-            continue
-        own = winners[key].objective
-        if not math.isclose(brief.objective, own, rel_tol=1e-9, abs_tol=1e-12):
-            log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
-                        "device?); the trial's own value is reported", *key, brief.objective, own)
-        finals[key] = brief
-    return study_results(store, "winner", finals), unscored, study_results(store, "default", defaults)
-
-
-def _score_pooled(pooled_records: list[TrialRecord], studies: list[tuple[str, str]], actors: dict[str, list],
-                  config: ExperimentConfig, store: Any, store_name: str) -> dict[str, PooledOutcome]:
-    """Each family's best pooled config scored on every symbol's validation and test periods with
-    the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
-    re-scoring failed (its actors died) is left out of the outcome's results. The results go to
-    ``store``; an outcome's ``results`` are their briefs (:func:`pooled_results`)."""
-    best = pick_winners(pooled_records, config.max_latency_s)
-    at = (NAMESPACE, store_name)
-    calls = {(symbol, family): ((symbol, family), "evaluate_into",
-                                (symbol, dict(best[(POOLED_SYMBOL, family)].config), config.seed, True, at,
-                                 (POOLED, (symbol, family))))
-             for symbol, family in studies if (POOLED_SYMBOL, family) in best}
-    results: dict[str, dict[str, ResultBrief]] = {}
-    for (symbol, family), brief in _on_live_actors(actors, calls).items():
-        if isinstance(brief, TunerError):
-            log.warning("%s: pooled config of %s not scored: %s", symbol, family, brief)
-            continue
-        results.setdefault(family, {})[symbol] = brief
-    completed = _pooled_completed(pooled_records, [f for _, f in best])
-    return {family: PooledOutcome(family, dict(record.config), record.objective, completed[family],
-                                  pooled_results(store, family, results.get(family, {})))
-            for (_, family), record in best.items()}
-
-
-def _pooled_completed(pooled_records: list[TrialRecord], families: Sequence[str]) -> dict[str, int]:
-    """Completed trials of each family's pooled study."""
-    done = Counter(r.family for r in pooled_records if r.status == "completed")
-    return {f: done[f] for f in families}
-
-
 def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[str, PooledOutcome],
                         pooled_fams: list[str], pooled_records: list[TrialRecord], budget: int,
                         tuned_on: dict[str, tuple[str, ...]] | None = None) -> dict[str, Any]:
@@ -977,30 +831,11 @@ def _add_pooled_section(storage: Storage, summary: dict[str, Any], pooled: dict[
         return summary
     if "pooled" not in summary:
         summary["pooled"] = pooled_summary(pooled, budget, tuned_on)
-    done = _pooled_completed(pooled_records, pooled_fams)
+    done = pooled_completed(pooled_records, pooled_fams)
     summary["pooled_trials"] = done
     summary["complete"] = bool(summary.get("complete")) and all(n >= budget for n in done.values())
     storage.write_json(SUMMARY_FILE, summary)
     return summary
-
-
-def _winner_forecasts(winners: dict[tuple[str, str], TrialRecord], finals: Mapping[tuple[str, str], ResultBrief],
-                      actors: dict[str, list], seed: int, on_done: Callable[[int, int], None] | None = None
-                      ) -> dict[str, dict[str, WinnerForecasts]]:
-    """Symbol → family → its winner's point forecasts on both periods (the blend and regime
-    candidates' inputs; see tuner.core.candidates), asked of the model actors."""
-    found: dict[str, dict[str, WinnerForecasts]] = {}
-    outs = _on_live_actors(actors, {key: (key, "point_forecasts", (key[0], dict(w.config), seed))
-                                    for key, w in winners.items() if key[1] in FAMILY_MODEL}, on_done)
-    for (symbol, family), out in outs.items():
-        if isinstance(out, TunerError):
-            continue  # no candidate from a family whose actors are gone (its study says why)
-        latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
-        final = finals.get((symbol, family))
-        test_latency = final.test_latency_per_forecast_s if final is not None else None
-        found.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency,
-                                                               test_latency)
-    return found
 
 
 def _actor_infos(actors: dict[str, list]) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ Pooled records never enter the per-symbol tables (winners, trial counts, ``trial
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -87,3 +88,9 @@ def pooled_metrics(per_symbol: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
                   "windows": windows, "skill": (1.0 - mae / base) if base > 0 else None,
                   "per_symbol": {s: r["validation"]["pct_return_mae"] for s, r in per_symbol.items()}}
     return {"validation": validation, "baseline": {"validation": {"pct_return_mae": base}}}
+
+
+def pooled_completed(pooled_records: Iterable[Any], families: Iterable[str]) -> dict[str, int]:
+    """Completed trials of each family's pooled study (``pooled_records``: its trial records)."""
+    done = Counter(r.family for r in pooled_records if r.status == "completed")
+    return {f: done[f] for f in families}

@@ -1,0 +1,65 @@
+"""The family defaults scored beside tuning (tuner/engine/rescoring.py: DefaultScores) are what
+scoring each default after tuning gave: same windows, seed and per-window errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import random_walk_bars
+from tuner.core.config import load_family_config
+from tuner.core.data import load_bars
+from tuner.core.families import family_class
+from tuner.core.trial import run_trial
+from tuner.core.windows import WindowSpec, make_periods
+from tuner.engine.actors import ModelServer
+from tuner.engine.rescoring import DefaultScores
+from tuner.engine.result_store import open_results
+
+FAMILY = "bootstrap_returns"
+SYMBOLS = ("AAA", "BBB", "CCC")
+SEED = 7
+
+
+@pytest.fixture
+def periods(write_csv):
+    return {s: make_periods(load_bars(write_csv(f"{s}.csv", random_walk_bars(400, seed=n))), WindowSpec(), 128)
+            for n, s in enumerate(SYMBOLS)}
+
+
+@pytest.fixture
+def actors_and_store(local_ray, periods):
+    actor = local_ray.remote(ModelServer).options(num_cpus=0, max_concurrency=4).remote(FAMILY, None, periods)
+    store = open_results("defaults-test", "forecast-tuner")
+    yield {FAMILY: [("defaults-test-actor", actor)]}, store
+    local_ray.kill(actor)
+    local_ray.kill(store)
+
+
+def test_when_defaults_are_scored_beside_tuning_then_each_is_the_default_run_on_both_periods(
+        local_ray, periods, actors_and_store):
+    actors, store = actors_and_store
+    studies = [(s, FAMILY) for s in SYMBOLS]
+    job = DefaultScores(studies, actors, SEED, store, ("forecast-tuner", "defaults-test")).start()
+    with_winner = studies[:2]  # the third study has no winner: its default is not handed on
+    briefs = job.result(with_winner)
+    assert sorted(briefs) == sorted(with_winner)
+    family = family_class(FAMILY)()
+    default = load_family_config(FAMILY).default
+    held = local_ray.get(store.of_symbols.remote("default", list(SYMBOLS)))
+    assert sorted(held) == sorted(studies)  # the store has all three
+    for symbol, _ in with_winner:
+        expected = run_trial(family, default, periods[symbol], SEED, with_test=True)
+        assert briefs[(symbol, FAMILY)].objective == expected.validation.scores.pct_return_mae
+        got = held[(symbol, FAMILY)]
+        assert got.config == expected.config and got.seed == SEED
+        for period in ("validation", "test"):
+            assert list(getattr(got, period).scores.errors) == list(getattr(expected, period).scores.errors)
+
+
+def test_when_the_family_actors_are_dead_then_no_default_is_handed_on_and_nothing_raises(
+        local_ray, actors_and_store):
+    actors, store = actors_and_store
+    local_ray.kill(actors[FAMILY][0][1], no_restart=True)
+    studies = [(s, FAMILY) for s in SYMBOLS]
+    job = DefaultScores(studies, actors, SEED, store, ("forecast-tuner", "defaults-test")).start()
+    assert len(job.result(studies)) == 0

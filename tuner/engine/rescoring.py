@@ -1,0 +1,256 @@
+"""Re-scoring on the live model actors: each study's winner and its family default on the
+validation and test periods, each family's pooled config on every symbol, and the winners'
+point forecasts for the blend and regime candidates.
+
+The weights are loaded in the model actors, so every call goes there
+(:func:`on_live_actors`). The results go to the run's
+:class:`~tuner.engine.result_store.ResultStore`; the driver keeps their briefs.
+
+The family defaults do not depend on tuning, so :class:`DefaultScores` scores them from the
+moment the actors are up, beside tuning, in a driver thread that keeps few calls queued per
+actor (the trials' calls are not queued behind them). Each study's first trial is that same
+default: whichever of the two runs first leaves its validation draws in the actor's sample
+bank for the other. The winners and the pooled configs are known only once tuning ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from tuner.core.candidates import WinnerForecasts
+from tuner.core.config import load_family_config
+from tuner.core.errors import TunerError
+from tuner.core.models.weights import FAMILY_MODEL, WeightsSource
+from tuner.core.pooled import PooledOutcome
+from tuner.engine.actors import WEIGHTS_FREE_CHUNK, trial_group
+from tuner.engine.collate import Key, TrialRecord, pick_winners
+from tuner.engine.experiment_config import ExperimentConfig
+from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_completed
+from tuner.engine.result_store import (
+    POOLED,
+    ResultBrief,
+    StoredResults,
+    pooled_results,
+    study_results,
+)
+
+log = logging.getLogger(__name__)
+
+CALLS_IN_FLIGHT_PER_ACTOR = 64
+"""Re-scoring calls (or chunks of a weights-free family's calls) queued per model actor at once
+(:func:`on_live_actors`): enough to keep every actor and its request batcher busy."""
+BESIDE_TUNING_PER_ACTOR = 1
+""":class:`DefaultScores`' calls (or chunks) queued per model actor while tuning runs: one of
+its ``ACTOR_CONCURRENCY`` threads, the others left to the trials."""
+
+StoreAt = tuple[str, str]
+"""(namespace, name) of the run's result store, where the model actors put each result."""
+
+
+def on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[Key, str, tuple]],
+                   on_done: Callable[[int, int], None] | None = None,
+                   per_actor: Callable[[], int] = lambda: CALLS_IN_FLIGHT_PER_ACTOR,
+                   stop: threading.Event | None = None) -> dict:
+    """Run many actor calls at once: ``calls`` maps a caller's key to ((symbol, family), method,
+    args). Each starts on an actor chosen by its study; a call whose actor has died for good
+    (Ray restarts crashed ones ``max_restarts`` times) moves on to the family's other actors.
+    A weights-free family's calls go up to :data:`WEIGHTS_FREE_CHUNK` in one actor call
+    (``ModelServer.call_many``): Ray's cost per call is more than their work; a model family's
+    go one by one, so that its request batcher can merge those running at once.
+    ``per_actor``: how many calls (or chunks) to keep queued per actor, asked before each
+    submission. ``stop``: once set, nothing more is submitted or waited for, and the results
+    gathered so far are returned.
+    Returns key → result (in ``calls``' order), or key → :class:`TunerError` when every actor
+    of the family is dead."""
+    import zlib
+
+    import ray
+    from ray.exceptions import RayActorError
+
+    def group(key) -> str:  # the family's actors, or its size's (args: symbol, config, ...)
+        study, _, args = calls[key]
+        return trial_group(study[1], args[1])
+
+    def member(key, attempt: int) -> int:
+        return (zlib.crc32("/".join(calls[key][0]).encode()) + attempt) % len(actors[group(key)])
+
+    # Calls that share an actor (and a method) are cut into chunks, in the callers' order.
+    chunks: list[list] = []
+    filling: dict[tuple, list] = {}
+    for key in calls:
+        study, method, _ = calls[key]
+        slot = (group(key), member(key, 0), method)
+        chunk = filling.setdefault(slot, [])
+        chunk.append(key)
+        if len(chunk) >= (1 if study[1] in FAMILY_MODEL else WEIGHTS_FREE_CHUNK):
+            chunks.append(filling.pop(slot))
+    chunks.extend(filling.values())
+
+    def submit(chunk: list, attempt: int):
+        first = chunk[0]
+        _, handle = actors[group(first)][member(first, attempt)]
+        method = calls[first][1]
+        if len(chunk) == 1:
+            return getattr(handle, method).remote(*calls[first][2])
+        return handle.call_many.remote(method, [calls[key][2] for key in chunk])
+
+    def stopped() -> bool:
+        return stop is not None and stop.is_set()
+
+    # A bounded number in flight, the next submitted as one is gathered: every call at once
+    # made the driver hold 20,000 task specs and their results (+0.5 GB at 10,000 studies).
+    actor_count = sum(len(m) for m in actors.values())
+    waiting = iter(chunks)
+    pending: deque[tuple[list, Any, int]] = deque()  # (chunk, its ref, attempt), gathered in order
+    results: dict = {}
+
+    def top_up() -> None:
+        while not stopped() and len(pending) < per_actor() * actor_count:
+            chunk = next(waiting, None)
+            if chunk is None:
+                return
+            pending.append((chunk, submit(chunk, 0), 0))
+
+    top_up()
+    while pending and not stopped():
+        chunk, ref, attempt = pending.popleft()
+        top_up()
+        try:
+            outs = ray.get(ref)
+            results.update(zip(chunk, outs if len(chunk) > 1 else [outs], strict=True))
+        except RayActorError as e:
+            if attempt + 1 < len(actors[group(chunk[0])]):
+                pending.append((chunk, submit(chunk, attempt + 1), attempt + 1))
+            else:
+                results.update((key, TunerError(f"every {group(key)} model actor has died ({type(e).__name__})"))
+                               for key in chunk)
+        if on_done is not None:
+            on_done(len(results), len(calls))  # the live view's re-scoring progress
+    return {key: results[key] for key in calls if key in results}
+
+
+class DefaultScores:
+    """Each study's family default scored on the validation and test periods (same seed as its
+    winner), in a driver thread started before tuning: see the module docstring.
+
+    :meth:`hurry` once tuning has ended (as many calls queued as re-scoring's), :meth:`result`
+    for the briefs, :meth:`stop` when the run ends without them.
+    """
+
+    def __init__(self, studies: Iterable[Key], actors: dict[str, list], seed: int, store: Any, store_at: StoreAt,
+                 weights: WeightsSource | None = None) -> None:
+        studies = list(studies)
+        # Once per family, not per study: loading a family's config file 1,000 times took ~1 s.
+        defaults = {family: load_family_config(family, weights=weights).default
+                    for family in {family for _, family in studies}}
+        self._calls = {key: (key, "evaluate_into", (key[0], dict(defaults[key[1]]), seed, True, store_at,
+                                                    ("default", key)))
+                       for key in studies if defaults[key[1]] is not None}
+        self._actors, self._store = actors, store
+        self._per_actor = BESIDE_TUNING_PER_ACTOR
+        self._stop = threading.Event()
+        self._briefs: dict = {}
+        self._error: BaseException | None = None
+        # A daemon: a run that ends by an error does not wait on it (stop() ends it sooner).
+        self._thread = threading.Thread(target=self._score, name="default-scores", daemon=True)
+
+    def start(self) -> DefaultScores:
+        self._thread.start()
+        return self
+
+    def _score(self) -> None:
+        try:
+            self._briefs = on_live_actors(self._actors, self._calls, per_actor=lambda: self._per_actor,
+                                          stop=self._stop)
+        except BaseException as e:  # handed to result(), in the driver's thread
+            self._error = e
+
+    def hurry(self) -> None:
+        """Tuning has ended: keep as many calls queued as re-scoring does."""
+        self._per_actor = CALLS_IN_FLIGHT_PER_ACTOR
+
+    def result(self, studies: Iterable[Key]) -> StoredResults:
+        """The defaults of ``studies`` (those with a winner), once all are scored; a default whose
+        actors all died is left out."""
+        self.hurry()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        briefs = {key: self._briefs[key] for key in studies
+                  if key in self._briefs and not isinstance(self._briefs[key], TunerError)}
+        return study_results(self._store, "default", briefs)
+
+    def stop(self, wait_s: float = 10.0) -> None:
+        """Submit nothing more and wait (at most ``wait_s``) for the call being gathered."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(wait_s)
+
+
+def score_winners(winners: dict[Key, TrialRecord], actors: dict[str, list], seed: int, store: Any,
+                  store_at: StoreAt, on_done: Callable[[int, int], None] | None = None
+                  ) -> tuple[StoredResults, dict[Key, str]]:
+    """Re-run each study's winner with the test period (same seed) on a live actor of its family;
+    the results go to ``store`` (the :class:`~tuner.engine.result_store.ResultStore` at
+    ``store_at``), the driver keeps their briefs. Returns the re-scored winners and, for winners
+    that could not be re-scored, why."""
+    calls = {key: (key, "evaluate_into", (key[0], dict(winner.config), seed, True, store_at, ("winner", key)))
+             for key, winner in winners.items()}
+    finals, unscored = {}, {}
+    for key, brief in on_live_actors(actors, calls, on_done).items():
+        if isinstance(brief, TunerError):
+            unscored[key] = f"winner not re-scored on the test period: {brief}"
+            continue
+        own = winners[key].objective
+        if not math.isclose(brief.objective, own, rel_tol=1e-9, abs_tol=1e-12):
+            log.warning("%s/%s: re-run validation %.6g differs from the trial's %.6g (non-deterministic "
+                        "device?); the trial's own value is reported", *key, brief.objective, own)
+        finals[key] = brief
+    return study_results(store, "winner", finals), unscored
+
+
+def score_pooled(pooled_records: list[TrialRecord], studies: Sequence[Key], actors: dict[str, list],
+                 config: ExperimentConfig, store: Any, store_at: StoreAt) -> dict[str, PooledOutcome]:
+    """Each family's best pooled config scored on every symbol's validation and test periods with
+    the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
+    re-scoring failed (its actors died) is left out of the outcome's results. The results go to
+    ``store``; an outcome's ``results`` are their briefs (:func:`pooled_results`)."""
+    best = pick_winners(pooled_records, config.max_latency_s)
+    calls = {(symbol, family): ((symbol, family), "evaluate_into",
+                                (symbol, dict(best[(POOLED_SYMBOL, family)].config), config.seed, True, store_at,
+                                 (POOLED, (symbol, family))))
+             for symbol, family in studies if (POOLED_SYMBOL, family) in best}
+    results: dict[str, dict[str, ResultBrief]] = {}
+    for (symbol, family), brief in on_live_actors(actors, calls).items():
+        if isinstance(brief, TunerError):
+            log.warning("%s: pooled config of %s not scored: %s", symbol, family, brief)
+            continue
+        results.setdefault(family, {})[symbol] = brief
+    completed = pooled_completed(pooled_records, [f for _, f in best])
+    return {family: PooledOutcome(family, dict(record.config), record.objective, completed[family],
+                                  pooled_results(store, family, results.get(family, {})))
+            for (_, family), record in best.items()}
+
+
+def winner_forecasts(winners: dict[Key, TrialRecord], finals: Mapping[Key, ResultBrief], actors: dict[str, list],
+                     seed: int, on_done: Callable[[int, int], None] | None = None
+                     ) -> dict[str, dict[str, WinnerForecasts]]:
+    """Symbol → family → its winner's point forecasts on both periods (the blend and regime
+    candidates' inputs; see tuner.core.candidates), asked of the model actors."""
+    found: dict[str, dict[str, WinnerForecasts]] = {}
+    outs = on_live_actors(actors, {key: (key, "point_forecasts", (key[0], dict(w.config), seed))
+                                   for key, w in winners.items() if key[1] in FAMILY_MODEL}, on_done)
+    for (symbol, family), out in outs.items():
+        if isinstance(out, TunerError):
+            continue  # no candidate from a family whose actors are gone (its study says why)
+        latency = winners[(symbol, family)].metrics.get("latency_per_forecast_s", 0.0)
+        final = finals.get((symbol, family))
+        test_latency = final.test_latency_per_forecast_s if final is not None else None
+        found.setdefault(symbol, {})[family] = WinnerForecasts(family, out["validation"], out["test"], latency,
+                                                               test_latency)
+    return found
