@@ -148,8 +148,9 @@ class DefaultScores:
         # Once per family, not per study: loading a family's config file 1,000 times took ~1 s.
         defaults = {family: load_family_config(family, weights=weights).default
                     for family in {family for _, family in studies}}
-        self._calls = {key: (key, "evaluate_into", (key[0], dict(defaults[key[1]]), seed, True, store_at,
-                                                    ("default", key)))
+        defaults = {family: None if d is None else dict(d) for family, d in defaults.items()}
+        # One config dict per family, shared by its calls (never changed: Ray copies arguments).
+        self._calls = {key: (key, "evaluate_into", (key[0], defaults[key[1]], seed, True, store_at, ("default", key)))
                        for key in studies if defaults[key[1]] is not None}
         self._actors, self._store = actors, store
         self._per_actor = BESIDE_TUNING_PER_ACTOR
@@ -169,6 +170,8 @@ class DefaultScores:
                                           stop=self._stop)
         except BaseException as e:  # handed to result(), in the driver's thread
             self._error = e
+        finally:
+            self._calls = {}  # ~300 bytes a study, not kept to the end of the run
 
     def hurry(self) -> None:
         """Tuning has ended: keep as many calls queued as re-scoring does."""
