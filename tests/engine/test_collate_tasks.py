@@ -19,7 +19,7 @@ from tests.decided_experiment import result
 from tuner.core.pooled import PooledOutcome
 from tuner.core.storage import Storage
 from tuner.core.summary_tables import ExperimentSummary
-from tuner.engine.collate import COMPLETED, TrialRecord, write_experiment
+from tuner.engine.collate import COMPLETED, TrialRecord, pick_winners, write_experiment
 from tuner.engine.collate_tasks import TaskCollator, batches
 from tuner.engine.journal import JournalError, JournalRecord, TrialJournal, read_journal
 from tuner.engine.result_store import (
@@ -138,6 +138,12 @@ def test_when_the_trials_are_held_by_a_trial_store_then_collation_writes_what_th
     trials = start_trials(storage, None).load(None, session=1)
     try:
         assert trials.digest.records == len(args["records"]) and trials.digest.failed == []
+        # the driver's copy of each winner: its config and the two metrics it reads
+        expected = pick_winners([trial_record(r) for r in before], None)
+        assert sorted(trials.digest.winners) == sorted(expected)
+        for key, winner in trials.digest.winners.items():
+            assert winner.config == expected[key].config and winner.objective == expected[key].objective
+            assert set(winner.metrics) == {"pct_return_mae", "latency_per_forecast_s"} & set(expected[key].metrics)
         stored = write_experiment(storage, **{**args, "records": trials},
                                   collator=TaskCollator(cpus=1))
         trials.wait_compaction()

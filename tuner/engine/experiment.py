@@ -75,9 +75,7 @@ from tuner.engine.pooled_study import (
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
 from tuner.engine.rescoring import DefaultScores, score_pooled, score_winners, winner_forecasts
-from tuner.engine.result_store import (
-    open_results,
-)
+from tuner.engine.result_store import open_results
 from tuner.engine.trial_store import StoredTrials, start_trials
 from tuner.engine.window_slices import cut_windows, derive_candidates
 from tuner.engine.without_winner import cause_lines

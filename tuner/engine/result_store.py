@@ -28,7 +28,7 @@ config scored on the symbol)."""
 POOLED = "pooled"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: the driver holds three per study
 class ResultBrief:
     """What the driver keeps of one re-scored result.
 

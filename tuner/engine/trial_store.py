@@ -34,13 +34,18 @@ def trial_record(r: JournalRecord) -> TrialRecord:
                        number=r.number, session=r.session)
 
 
+DRIVER_METRICS = ("pct_return_mae", "latency_per_forecast_s")
+"""What the driver reads of a winner's metrics: its objective, and its validation latency (the
+blend and regime candidates' latency)."""
+
+
 @dataclass(frozen=True)
 class TrialDigest:
     """What the driver keeps of the journal after tuning.
 
     Attributes:
         winners: each study's winner (:func:`~tuner.engine.collate.pick_winners`, in its order),
-            without its per-window validation errors (``metrics["errors"]``).
+            its metrics only :data:`DRIVER_METRICS`.
         pooled: the pooled studies' records (a few per family; never collated per symbol).
         failed: the per-symbol studies' failed trials (the causes of studies without a winner).
         records: how many per-symbol records the store holds.
@@ -74,9 +79,10 @@ class TrialStore:
                 records.append(record)
                 self.by_symbol.setdefault(record.symbol, []).append(record)
         self.trials = TrialList(records)
-        # The driver reads a winner's config and scores, never its per-window validation errors
-        # (the collation tasks get the whole records from here): ~1 KB a study it need not hold.
-        winners = {key: replace(r, metrics={k: v for k, v in r.metrics.items() if k != "errors"})
+        # The driver reads a winner's config, objective and validation latency, never the rest
+        # of its metrics (the collation tasks get the whole records from here): the per-window
+        # errors were ~1 KB a study, the other metrics ~0.7 KB.
+        winners = {key: replace(r, metrics={k: r.metrics[k] for k in DRIVER_METRICS if k in r.metrics})
                    for key, r in pick_winners(records, max_latency_s).items()}
         return TrialDigest(winners, pooled,
                            [r for r in records if r.status == FAILED], len(records))
