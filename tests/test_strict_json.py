@@ -55,3 +55,20 @@ def test_when_prices_are_flat_then_evaluate_prints_strict_json_with_a_null_skill
     assert data["validation"]["pct_return_mae"] > 0  # the tiny model does not forecast "no change"
     assert data["validation"]["skill"] is None
     assert data["validation"]["skill_reason"] == "baseline pct_return_mae is 0 (flat prices), so skill is undefined"
+
+
+def test_when_a_key_is_added_to_a_written_object_then_the_file_is_what_writing_it_whole_gives(tmp_path):
+    from tuner.core.errors import DamagedFile
+
+    storage = Storage(str(tmp_path), "exp")
+    doc = {"symbol": "ÅAA", "test": {"errors": [0.1, float("nan")], "skill": None}, "trials": [1, 2]}
+    decision = {"choice": "own", "p_value": float("inf"), "why": "line one\nline two", "nested": {"a": [1, {}]}}
+    storage.write_json("whole.json", {**doc, "decision": decision})
+    storage.write_json("added.json", doc)
+    storage.add_json_key("added.json", "decision", decision)
+    assert (tmp_path / "exp" / "added.json").read_bytes() == (tmp_path / "exp" / "whole.json").read_bytes()
+    with pytest.raises(ValueError, match="decision"):  # a second one would be a duplicate key
+        storage.add_json_key("added.json", "decision", {"choice": "pooled"})
+    (tmp_path / "exp" / "cut.json").write_text('{\n  "symbol": "AAA",\n')
+    with pytest.raises(DamagedFile, match="cut.json"):
+        storage.add_json_key("cut.json", "decision", decision)

@@ -149,9 +149,10 @@ def decide_batches(parts: Any, count: int, pooled_families: Sequence[str], windo
 
 def finish_batch(storage_at: tuple[str, str], parts: Any, index: int, created_at: str | None) -> float:
     """Round 3: each of batch ``index``'s symbols' ``decision`` added to its summary entry and
-    to its winner's file (read back as round 1 wrote it: a JSON round trip keeps every value,
-    and the key goes last, where the serial path puts it). The batch's ``symbols.parquet`` rows
-    go to the part store, for :func:`write_symbols`; returns the seconds it took."""
+    to its winner's file (the key goes last, where the serial path puts it, by extending the
+    file round 1 wrote: :meth:`~tuner.core.storage.Storage.add_json_key`). The batch's
+    ``symbols.parquet`` rows go to the part store, for :func:`write_symbols`; returns the
+    seconds it took."""
     import ray
 
     start = time.perf_counter()
@@ -159,10 +160,7 @@ def finish_batch(storage_at: tuple[str, str], parts: Any, index: int, created_at
     entries, decisions = ray.get([parts.get.remote(ENTRIES, index), parts.get.remote(DECISIONS, index)])
     for symbol, decision in decisions.items():
         entries[symbol]["decision"] = decision
-        key = (symbol, entries[symbol]["best_family"])
-        doc = storage.read_json(winner_file(key))
-        doc["decision"] = decision
-        storage.write_json(winner_file(key), doc)
+        storage.add_json_key(winner_file((symbol, entries[symbol]["best_family"])), "decision", decision)
     ray.get(parts.put.remote(ROWS, index, symbols_table(entries, created_at)))
     return time.perf_counter() - start
 
