@@ -93,3 +93,10 @@ def test_when_a_stored_score_has_no_errors_then_it_loads_with_none_kept():
     old = {"pct_return_mae": 0.01, "price_mae": 1.0, "latency_s": 0.5, "latency_per_forecast_s": 0.025,
            "windows": 20, "skill": 0.1}
     assert Scores.from_dict(old).errors == ()
+
+
+def test_when_the_baseline_is_asked_again_then_the_batch_gives_the_scores_it_kept_and_a_cut_its_own(batch):
+    first = baseline(batch)
+    assert baseline(batch) is first
+    assert baseline(batch.rows(slice(0, 3))).windows == 3  # a batch cut from it is scored itself
+    assert baseline(batch.rows(slice(0, 3))).errors == first.errors[:3]
