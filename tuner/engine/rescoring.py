@@ -34,6 +34,7 @@ from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_completed
 from tuner.engine.result_store import (
     POOLED,
     ResultBrief,
+    Slot,
     StoredResults,
     pooled_results,
     study_results,
@@ -134,6 +135,12 @@ def on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[Key, str, tup
     return {key: results[key] for key in calls if key in results}
 
 
+def _scored_into(study: Key, config: Mapping[str, Any], seed: int, store_at: StoreAt, slot: Slot) -> tuple:
+    """An :func:`on_live_actors` call: ``config`` scored on ``study``'s symbol, validation and
+    test periods with ``seed``, its result put in the store at ``store_at`` under ``slot``."""
+    return study, "evaluate_into", (study[0], config, seed, True, store_at, slot)
+
+
 class DefaultScores:
     """Each study's family default scored on the validation and test periods (same seed as its
     winner), in a driver thread started before tuning: see the module docstring.
@@ -150,7 +157,7 @@ class DefaultScores:
                     for family in {family for _, family in studies}}
         defaults = {family: None if d is None else dict(d) for family, d in defaults.items()}
         # One config dict per family, shared by its calls (never changed: Ray copies arguments).
-        self._calls = {key: (key, "evaluate_into", (key[0], defaults[key[1]], seed, True, store_at, ("default", key)))
+        self._calls = {key: _scored_into(key, defaults[key[1]], seed, store_at, ("default", key))
                        for key in studies if defaults[key[1]] is not None}
         self._actors, self._store = actors, store
         self._per_actor = BESIDE_TUNING_PER_ACTOR
@@ -202,7 +209,7 @@ def score_winners(winners: dict[Key, TrialRecord], actors: dict[str, list], seed
     the results go to ``store`` (the :class:`~tuner.engine.result_store.ResultStore` at
     ``store_at``), the driver keeps their briefs. Returns the re-scored winners and, for winners
     that could not be re-scored, why."""
-    calls = {key: (key, "evaluate_into", (key[0], dict(winner.config), seed, True, store_at, ("winner", key)))
+    calls = {key: _scored_into(key, dict(winner.config), seed, store_at, ("winner", key))
              for key, winner in winners.items()}
     finals, unscored = {}, {}
     for key, brief in on_live_actors(actors, calls, on_done).items():
@@ -224,9 +231,8 @@ def score_pooled(pooled_records: list[TrialRecord], studies: Sequence[Key], acto
     re-scoring failed (its actors died) is left out of the outcome's results. The results go to
     ``store``; an outcome's ``results`` are their briefs (:func:`pooled_results`)."""
     best = pick_winners(pooled_records, config.max_latency_s)
-    calls = {(symbol, family): ((symbol, family), "evaluate_into",
-                                (symbol, dict(best[(POOLED_SYMBOL, family)].config), config.seed, True, store_at,
-                                 (POOLED, (symbol, family))))
+    calls = {(symbol, family): _scored_into((symbol, family), dict(best[(POOLED_SYMBOL, family)].config),
+                                            config.seed, store_at, (POOLED, (symbol, family)))
              for symbol, family in studies if (POOLED_SYMBOL, family) in best}
     results: dict[str, dict[str, ResultBrief]] = {}
     for (symbol, family), brief in on_live_actors(actors, calls).items():

@@ -177,4 +177,3 @@ def start_trials(storage: Storage, provenance: Provenance | None) -> StoredTrial
     # collation tasks at a time ask it for records; concurrent calls read shared lists.
     return StoredTrials(ray.remote(TrialStore).options(num_cpus=0, max_concurrency=4).remote(
         (storage.base, storage.name), provenance))
-
