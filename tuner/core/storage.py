@@ -115,6 +115,13 @@ def _names(relative: Relative) -> tuple[str, ...]:
     return tuple(relative.split("/")) if isinstance(relative, str) else tuple(relative)
 
 
+def _json_text(data: Any) -> str:
+    """How every JSON file is written (:meth:`Storage.write_json`, :meth:`Storage.add_json_key`)."""
+    from tuner.core.strict_json import dumps
+
+    return dumps(data, indent=2, default=str)
+
+
 class Storage:
     """An experiment root (``<storage>/<name>``) that files are read from and written to.
 
@@ -269,9 +276,7 @@ class Storage:
 
     def write_json(self, relative: Relative, data: Any) -> str:
         """Strict JSON: NaN/Infinity become null with a reason beside them (never invalid JSON)."""
-        from tuner.core.strict_json import dumps
-
-        return self.write_bytes(relative, (dumps(data, indent=2, default=str) + "\n").encode())
+        return self.write_bytes(relative, (_json_text(data) + "\n").encode())
 
     def add_json_key(self, relative: Relative, key: str, value: Mapping[str, Any]) -> str:
         """Give the JSON object :meth:`write_json` wrote at ``relative`` one more key, last: the
@@ -281,8 +286,6 @@ class Storage:
         Raises:
             DamagedFile: the file does not end as ``write_json`` ends an object.
             ValueError: the object has ``key`` already."""
-        from tuner.core.strict_json import dumps
-
         if not isinstance(value, Mapping):  # a non-finite scalar would need a reason key beside it
             raise TypeError(f"add_json_key takes a mapping, not {type(value).__name__}")
         text, end = self.read_bytes(relative), b"\n}\n"
@@ -291,7 +294,7 @@ class Storage:
         name = json.dumps(key)
         if f"\n  {name}: ".encode() in text:  # only a top-level key sits two spaces in
             raise ValueError(f"{self.path(relative)} has {name} already")
-        member = f"{name}: " + dumps(value, indent=2, default=str).replace("\n", "\n  ")
+        member = f"{name}: " + _json_text(value).replace("\n", "\n  ")
         return self.write_bytes(relative, text[:-len(end)] + b",\n  " + member.encode() + end)
 
     def read_json(self, relative: Relative) -> Any:
