@@ -37,18 +37,17 @@ def batch_fingerprint(batch: WindowBatch) -> tuple:
     to ``end``, and each window's start): W overlapping windows of L bars gathered and hashed
     one by one were ~W times those bars (20 × 256 for 276 at 20 windows), most of a fingerprint's
     cost. Equal series slices and starts give equal contexts."""
-    cached = batch.__dict__.get("_fingerprint")
-    if cached is not None:
-        return cached
+    return batch.kept("_fingerprint", _fingerprint)
+
+
+def _fingerprint(batch: WindowBatch) -> tuple:
     first = int(batch.starts.min()) if len(batch.starts) else batch.end
     digest = hashlib.blake2b(digest_size=16)
     for array in (batch.target_index, batch.starts, batch.series[first:batch.end],
                   batch.series_times[first:batch.end], batch.future_times):
         digest.update(np.ascontiguousarray(array).tobytes())
-    fingerprint = (batch.symbol, batch.period, batch.horizon, (len(batch), batch.length, batch.series.shape[1]),
-                   digest.hexdigest())
-    object.__setattr__(batch, "_fingerprint", fingerprint)  # frozen dataclass: a private memo
-    return fingerprint
+    return (batch.symbol, batch.period, batch.horizon, (len(batch), batch.length, batch.series.shape[1]),
+            digest.hexdigest())
 
 
 @dataclass

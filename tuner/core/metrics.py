@@ -104,11 +104,7 @@ def baseline(batch: WindowBatch) -> Scores:
     Kept on the batch after the first call (Scores are immutable and a batch is never modified
     after it is cut): every trial and re-scoring of a symbol scores the baseline on the same
     batch objects, and it was 2-3 % of a weights-free trial's cost."""
-    cached = batch.__dict__.get("_baseline")
-    if cached is None:
-        cached = score(naive_forecast(batch), batch, latency_s=0.0)
-        object.__setattr__(batch, "_baseline", cached)  # frozen dataclass: a private memo
-    return cached
+    return batch.kept("_baseline", lambda b: score(naive_forecast(b), b, latency_s=0.0))
 
 
 SKILL_UNDEFINED = "baseline pct_return_mae is 0 (flat prices), so skill is undefined"

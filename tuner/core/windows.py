@@ -23,12 +23,16 @@ number of bars and the spec, so every family of a symbol is scored on the same w
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 from tuner.core.data import Bars
 from tuner.core.errors import ConfigError, DataError
+
+T = TypeVar("T")
 
 Period = str
 """``"validation"``, ``"test"``, or ``"fold1"``, ``"fold2"``... for stability folds."""
@@ -171,6 +175,17 @@ class WindowBatch:
 
     def __len__(self) -> int:
         return len(self.target_index)
+
+    def kept(self, name: str, make: Callable[[WindowBatch], T]) -> T:
+        """``make(self)``, made on the first call and kept on the batch under ``name`` (a private
+        memo on a frozen dataclass): what is derived from the batch alone never changes, since
+        its arrays are never modified after it is cut. A batch made from it by ``replace``
+        (:meth:`rows`, :meth:`truncated`) starts without it."""
+        value = self.__dict__.get(name)
+        if value is None:
+            value = make(self)
+            object.__setattr__(self, name, value)
+        return value
 
     @property
     def context_length(self) -> int:
