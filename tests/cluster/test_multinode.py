@@ -392,9 +392,12 @@ def test_submitted_job_is_stopped_then_resumed_and_tunes_on_both_nodes_with_frac
     stop = cluster.ray("job", "stop", "--address", cluster.address, first)
     assert stop.returncode == 0, stop.stderr[-2000:]
     cluster.wait_job(first, {"STOPPED"}, timeout=180)
+    # Stopped before it finished: no summary. Its trials need not be unfinished: `ray job stop`
+    # lands when it lands, and on a fast machine the 20 trials can all be done by then (seen in
+    # CI); the resume then only re-scores and collates (step 5 allows for it).
     assert not (root / "summary.json").exists()
     total = len(SYMBOLS) * len(FAMILIES) * TRIALS
-    assert json.loads((root / "progress.json").read_text())["trials_done"] < total
+    assert 2 <= json.loads((root / "progress.json").read_text())["trials_done"] <= total
 
     # 3. Resume it as a job (`tuner resume` on the cluster) and wait for it to succeed.
     out = cluster.run("bash", *submit, "--resume", "mn", "--storage", str(storage),

@@ -415,19 +415,25 @@ def pack_trial(config: dict[str, Any], routing: Routing) -> None:
     by_actor: dict[str, list[dict[str, Any]]] = {}
     for slot in pack:
         by_actor.setdefault(routing.pick(slot["family"], slot["slot"], slot["params"]), []).append(slot)
+    finished: list[dict[str, Any]] = []
     for name, slots in by_actor.items():
         size = routing.chunk.get(slots[0]["family"], 1)
-        actor = _actor(routing.namespace, name)
+        try:
+            actor = _actor(routing.namespace, name)
+        except Exception as e:  # an actor dead for good is no longer listed: its slots fail, the others run
+            gone = {"error": f"model actor {name} could not be found (dead for good?): {type(e).__name__}: {e}"[:2000]}
+            finished += [_slot_result(s, gone, name, routing.seed, time.perf_counter() - start) for s in slots]
+            continue
         for i in range(0, len(slots), size):
             chunk = slots[i:i + size]
             ref = actor.evaluate_many.remote([(s["symbol"], s["params"]) for s in chunk], routing.seed,
                                              routing.pooled_symbols.get(chunk[0]["family"]))
             calls[ref] = (name, chunk)
-    pending, finished, done = list(calls), [], 0
+    pending, done = list(calls), 0
     last_report = time.monotonic()
-    while pending:
+    while pending or finished:
         wait_s = max(0.01, REPORT_INTERVAL_S - (time.monotonic() - last_report))
-        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=wait_s)
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=wait_s) if pending else ([], [])
         for ref in ready:
             name, chunk = calls.pop(ref)
             try:
