@@ -96,6 +96,7 @@ def test_when_collated_in_tasks_then_every_file_and_the_summary_are_the_serial_p
     tasks = write_experiment(Storage(str(tmp_path), "tasks"), **args, collator=collator)
 
     assert collator.stats["tasks"] == len(batches(list(SYMBOLS), 1)) > 1
+    assert collator.stats["workers"] == 1 and collator._workers is None  # ended by the last step
     assert ticks[-1] == (len(SYMBOLS), len(SYMBOLS)) and len(ticks) == collator.stats["tasks"]
     a, b = written(tmp_path / "serial"), written(tmp_path / "tasks")
     assert len(a) == len(SYMBOLS) * len(FAMILIES) + len(SYMBOLS) // 2 + 1  # + the blends, summary.json
@@ -204,18 +205,27 @@ def test_when_symbols_are_batched_then_a_few_tasks_per_cpu_and_none_too_large():
     assert sum(batches(symbols[:7], 2), []) == symbols[:7]
 
 
-def test_warm_tasks_leave_a_worker_per_cpu_with_the_collation_libraries_imported(local_ray):
+def test_collation_steps_run_in_the_workers_warmed_for_them_and_spread_over_them(local_ray, tmp_path):
     import ray
 
-    @ray.remote(num_cpus=0)
-    def imported() -> tuple[int, bool]:
+    def imported(gate: str) -> tuple[int, bool]:
         import os
         import sys
+        import time
 
+        while not os.path.exists(gate):  # held until every step is submitted: none ends early
+            time.sleep(0.01)
         return os.getpid(), all(m in sys.modules for m in ("arch.bootstrap", "scipy.stats", "scipy.optimize"))
 
-    pids = ray.get(TaskCollator(cpus=2).warm())
-    assert len(pids) == 2
-    # Ray reuses those idle workers for the next tasks; some of them ran a warm task.
-    seen = dict(ray.get([imported.remote() for _ in range(8)]))
-    assert any(seen.get(pid) for pid in pids), (pids, seen)
+    collator = TaskCollator(cpus=2)
+    workers = collator.warm()
+    pids = workers.pids()
+    assert len(set(pids)) == 2 and collator.warm() is workers  # started once
+    gate = tmp_path / "go"
+    calls = [workers.submit(imported, str(gate)) for _ in range(6)]
+    gate.touch()
+    seen = ray.get(calls)
+    assert all(ok for _, ok in seen)  # imported when the worker started, not by the step
+    assert sorted(pid for pid, _ in seen) == sorted(pids * 3)  # each step in a warmed worker, spread evenly
+    collator.close()
+    assert workers.workers == [] and collator._workers is None

@@ -20,9 +20,11 @@ back), each writing its symbols' files as it finishes. Three rounds:
 
 So the driver holds numbers, a few references and the part store's handle, none of which grow
 with the universe (the documents, entries and errors stay in the tasks and the part store:
-measured, bench/bench_driver_phases.py). The model actors are gone by then
-(:func:`tuner.engine.experiment._run_session` releases them before collating), so these tasks
-use the CPUs the experiment's actors held; each asks for one.
+measured, bench/bench_driver_phases.py). The steps run on
+:class:`~tuner.engine.collation_workers.CollationWorkers`, one per CPU, which import their
+libraries while the winners are re-scored; the model actors are gone by the time they work
+(:func:`tuner.engine.experiment._run_session` releases them before collating), so they use the
+CPUs the experiment's actors held.
 
 Everything a task writes is a whole file (atomic, :class:`~tuner.core.storage.Storage`) with the
 content the serial path (:class:`~tuner.engine.collate.SerialCollator`) writes; a kill midway keeps
@@ -50,6 +52,7 @@ from tuner.engine.collate import (
     symbol_entries,
     winner_file,
 )
+from tuner.engine.collation_workers import CollationWorkers
 from tuner.engine.part_store import open_parts
 from tuner.engine.result_store import StoredResults
 from tuner.engine.task_errors import get_raising_cause
@@ -92,18 +95,6 @@ class BatchOutcome:
     documented: frozenset[Key]
     seconds: float
     write_s: float
-
-
-def warm_worker() -> int:
-    """A task that imports what the collation tasks import lazily (:func:`tuner.core.statistics.
-    significance.import_backends`), so the worker that Ray reuses for them has it ready;
-    returns its process id."""
-    import os
-
-    from tuner.core.statistics.significance import import_backends
-
-    import_backends()
-    return os.getpid()
 
 
 def collate_batch(storage_at: tuple[str, str], parts: Any, index: int, records: list[TrialRecord],
@@ -213,31 +204,35 @@ class TaskCollator:
     cpus: float | None = None
     on_done: Callable[[int, int], None] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    _workers: CollationWorkers | None = field(default=None, init=False, repr=False)
 
-    def _task_cpus(self) -> float:
+    def _cpus(self) -> float:
+        """The CPUs collation may use: ``cpus``, else the cluster's."""
         import ray
 
-        total = float(ray.cluster_resources().get("CPU", 1.0))
-        self.cpus = self.cpus if self.cpus is not None else total
-        return min(1.0, total)  # a cluster with less than one CPU still runs them
+        if self.cpus is None:
+            self.cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        return self.cpus
 
-    def warm(self) -> list[Any]:
-        """Start one :func:`warm_worker` task per CPU the collation will use, asking for
-        none (the model actors still hold the CPUs) and spread over the nodes: run while the
-        actors re-score, the collation tasks that follow find Ray's workers with their
-        libraries imported. Measured at 1,000 studies on 2 cores (bench, back to back):
-        collation 4.2-4.7 s against 6.0-6.3 s without, re-scoring ~1 s longer (the imports
-        share the CPUs with the actor there). Returns the tasks' references."""
-        import ray
+    def warm(self) -> CollationWorkers:
+        """Start the workers (:class:`~tuner.engine.collation_workers.CollationWorkers`, one
+        per CPU the collation will use), which import their libraries at once: started while
+        the actors re-score, they are ready when collation begins. :meth:`collate` starts them
+        if this was not called; :meth:`write_summary`, the last step, ends them."""
+        if self._workers is None:
+            self._workers = CollationWorkers(max(1, int(self._cpus())))
+        return self._workers
 
-        self._task_cpus()
-        task = ray.remote(warm_worker).options(num_cpus=0, scheduling_strategy="SPREAD")
-        return [task.remote() for _ in range(max(1, int(self.cpus)))]
+    def close(self) -> None:
+        """End the workers, if any (the run's ``finally``: collation may have failed midway)."""
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
 
     def collate(self, storage, trials, finals, counts, meta, derived, defaults, pooled, window_dates) -> Collated:
         import ray
 
-        task_cpus = self._task_cpus()
+        workers = self.warm()
         # Trials held by an actor go from it to each task through the object store (a task's
         # top-level reference is resolved before it runs); the driver never fetches them.
         fetch = getattr(trials, "records_ref", None)
@@ -246,8 +241,7 @@ class TaskCollator:
             for r in trials.records_of(None):
                 by_symbol.setdefault(r.symbol, []).append(r)
         symbols = sorted({s for s, _ in finals} | {s for s, _ in derived})
-        groups = batches(symbols, self.cpus or 1.0)
-        remote = ray.remote(collate_batch).options(num_cpus=task_cpus)
+        groups = batches(symbols, self._cpus())
         at, meta_ref = (storage.base, storage.name), ray.put(dict(meta))
         parts = open_parts()
         try:
@@ -257,29 +251,30 @@ class TaskCollator:
                 batch_pooled = {f: replace(o, results=_of_symbols(o.results, group, by_study=False))
                                 for f, o in pooled.items()}
                 records = fetch(group) if fetch is not None else [r for s in group for r in by_symbol.get(s, [])]
-                return remote.remote(at, parts, index, records, _of_symbols(finals, group),
-                                     _of_symbols(counts, group), meta_ref, _of_symbols(derived, group),
-                                     _of_symbols(defaults, group), batch_pooled)
+                return workers.submit(collate_batch, at, parts, index, records, _of_symbols(finals, group),
+                                      _of_symbols(counts, group), meta_ref, _of_symbols(derived, group),
+                                      _of_symbols(defaults, group), batch_pooled)
 
             documented, seconds, write_s = self._documents(groups, len(symbols), submit)
-            tallies, panel, decide_s = ray.get(ray.remote(decide_batches).options(num_cpus=task_cpus).remote(
-                parts, len(groups), sorted(pooled), window_dates, horizon_of(meta)))
+            tallies, panel, decide_s = ray.get(workers.submit(
+                decide_batches, parts, len(groups), sorted(pooled), window_dates, horizon_of(meta)))
             parts.drop.remote(INPUTS)  # only the decide task reads them
-            self.stats.update({"tasks": len(groups), "symbols": len(symbols), "task_cpus": task_cpus,
+            self.stats.update({"tasks": len(groups), "symbols": len(symbols), "workers": len(workers.workers),
                                "symbols_per_task": max(map(len, groups), default=0),
                                "task_s": round(sum(seconds), 3),
                                "longest_task_s": round(max(seconds, default=0.0), 3),
                                "task_write_s": round(write_s, 3), "decide_s": round(decide_s, 3)})
-            written = self._finish(at, parts, len(groups), meta.get("created_at"), task_cpus)
+            written = self._finish(workers, at, parts, len(groups), meta.get("created_at"))
         finally:
             ray.kill(parts, no_restart=True)
         return Collated(frozenset(documented), tallies, panel, symbols_written=written)
 
     def write_summary(self, storage, summary: dict[str, Any], collated: Collated) -> dict[str, Any]:
-        import ray
-
-        task = ray.remote(write_summary_tables).options(num_cpus=self._task_cpus())
-        return get_raising_cause(task.remote((storage.base, storage.name), summary, collated.symbols_written))
+        try:
+            return get_raising_cause(self.warm().submit(write_summary_tables, (storage.base, storage.name),
+                                                        summary, collated.symbols_written))
+        finally:
+            self.close()  # the last step
 
     def _documents(self, groups: list[list[str]], total: int, submit) -> tuple[set[Key], list[float], float]:
         """Round 1: ``submit(index)`` each batch, a few in flight per CPU, the next as one
@@ -288,7 +283,7 @@ class TaskCollator:
         import ray
 
         queue, pending = list(reversed(range(len(groups)))), {}
-        in_flight = IN_FLIGHT_PER_CPU * max(1, math.ceil(self.cpus or 1.0))
+        in_flight = IN_FLIGHT_PER_CPU * max(1, math.ceil(self._cpus()))
         documented: set[Key] = set()
         done, seconds, write_s = 0, [], 0.0
         while queue or pending:
@@ -306,14 +301,13 @@ class TaskCollator:
                     self.on_done(done, total)
         return documented, seconds, write_s
 
-    def _finish(self, at: tuple[str, str], parts: Any, count: int, created_at: str | None,
-                task_cpus: float) -> int:
-        """Round 3's tasks, then the one writing ``symbols.parquet`` from their rows; returns
+    def _finish(self, workers: CollationWorkers, at: tuple[str, str], parts: Any, count: int,
+                created_at: str | None) -> int:
+        """Round 3's steps, then the one writing ``symbols.parquet`` from their rows; returns
         its row count."""
         import ray
 
-        remote = ray.remote(finish_batch).options(num_cpus=task_cpus)
-        seconds = ray.get([remote.remote(at, parts, index, created_at) for index in range(count)])
-        rows = ray.get(ray.remote(write_symbols).options(num_cpus=task_cpus).remote(at, created_at, parts, count))
+        seconds = ray.get([workers.submit(finish_batch, at, parts, index, created_at) for index in range(count)])
+        rows = ray.get(workers.submit(write_symbols, at, created_at, parts, count))
         self.stats.update({"decision_tasks": len(seconds), "decision_task_s": round(sum(seconds), 3)})
         return rows

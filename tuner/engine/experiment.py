@@ -249,6 +249,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     trials: StoredTrials | None = None
     default_scores: DefaultScores | None = None
     result_store = None
+    collator: TaskCollator | None = None
     try:
         # The data is read and cut by tasks; the windows stay in the object store.
         windows = cut_windows(config)
@@ -309,7 +310,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         # the winners, the pooled studies' records and the failed trials.
         trials.load(config.max_latency_s, session)
         collator = TaskCollator()
-        collator.warm()  # its workers import their libraries while the actors re-score
+        collator.warm()  # its workers import their libraries while the actors re-score (they hold no CPU)
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners on the test period")
         store_at = (NAMESPACE, results_name)
@@ -356,6 +357,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     finally:
         if default_scores is not None:
             default_scores.stop()
+        if collator is not None:
+            collator.close()
         if pool is not None:
             pool.release()
         if trials is not None:
