@@ -11,6 +11,7 @@ from tuner.core.statistics.significance import (
     ALPHA,
     CI_LEVEL,
     SPA_MIN_WINDOWS,
+    _dm_from,
     diebold_mariano,
     dm_statistic,
     hln_standard_error,
@@ -98,3 +99,23 @@ def test_when_validation_has_fewer_windows_than_spa_is_calibrated_for_then_spa_i
     n = SPA_MIN_WINDOWS
     ok = spa_test(np.abs(rng.normal(0, 0.01, n)), np.abs(rng.normal(0, 0.01, (n, 5))), reps=200)
     assert ok.spa_p_value is not None and ok.reason is None
+
+
+def test_the_comparison_reports_exactly_the_t_test_interval_and_edge_of_its_standard_error():
+    """diebold_mariano computes the standard error once and Student t's CDF directly (for
+    speed): every number must be what the separate functions and scipy.stats.t give."""
+    rng = np.random.default_rng(11)
+    for seed in range(60):
+        horizon = 1 + seed % 3
+        winner, other = np.abs(rng.normal(0, 0.01, (2, WINDOWS)))
+        c = diebold_mariano(winner, other, horizon=horizon)
+        d = winner - other
+        statistic, p = dm_statistic(d, horizon)
+        mean, se = hln_standard_error(d, horizon)
+        assert c.statistic == float(statistic) == float(mean / se)
+        assert c.p_value == float(p) == float(stats.t.cdf(mean / se, df=WINDOWS - 1))
+        assert c.ci == t_interval(d, horizon=horizon)
+        assert c.min_detectable_edge == minimum_detectable_edge(float(se), WINDOWS)
+    means = np.array([-np.inf, -3.0, 0.0, 1.5, np.inf, np.nan])
+    _, p = _dm_from(means, np.ones(len(means)), WINDOWS)
+    assert np.array_equal(p, stats.t.cdf(means, df=WINDOWS - 1), equal_nan=True)

@@ -72,3 +72,36 @@ def test_when_a_key_is_added_to_a_written_object_then_the_file_is_what_writing_i
     (tmp_path / "exp" / "cut.json").write_text('{\n  "symbol": "AAA",\n')
     with pytest.raises(DamagedFile, match="cut.json"):
         storage.add_json_key("cut.json", "decision", decision)
+
+
+def test_dumps_writes_what_the_sanitised_copy_gives_whether_or_not_the_data_needs_it(monkeypatch):
+    """dumps first writes the data as it is and makes the sanitised copy only when that fails:
+    the text must be the copy's in every case, and the copy must be skipped when nothing needs it."""
+    import datetime
+    from collections import OrderedDict
+    from types import MappingProxyType
+
+    plain = {"a": [1, 2.5, None, True, "é"], "b": {"c": (1, 2), "3": "key"}, "d": OrderedDict(x=1.0),
+             "when": datetime.date(2026, 1, 2), "big": 1e-05, "sub": np.float64(0.25)}
+    changed = [
+        {**plain, "nan": float("nan")},
+        {**plain, "np_int": np.int64(3)},
+        {**plain, "array": np.array([1.0, 2.0])},
+        {**plain, "view": MappingProxyType({"k": 1})},
+        {**plain, "flag": np.bool_(True)},
+        {**plain, "deep": [{"x": [np.float32(0.5)]}]},
+    ]
+    for data in [plain, *changed]:
+        for kwargs in ({}, {"indent": 2, "default": str}, {"sort_keys": True, "default": str}):
+            if "when" in data and "default" not in kwargs:
+                with pytest.raises(TypeError, match="date"):
+                    strict_json.dumps(data, **kwargs)
+                continue
+            assert strict_json.dumps(data, **kwargs) == json.dumps(strict_json.strict(data), allow_nan=False, **kwargs)
+    walked = []
+    original = strict_json.strict
+    monkeypatch.setattr(strict_json, "strict", lambda data: walked.append(1) or original(data))
+    strict_json.dumps(plain, default=str)
+    assert walked == []  # nothing to change: no copy made
+    strict_json.dumps(changed[0], default=str)
+    assert walked  # a NaN: the copy is made

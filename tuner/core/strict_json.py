@@ -43,8 +43,32 @@ def strict(data: Any) -> Any:
 
 
 def dumps(data: Any, **kwargs: Any) -> str:
-    """``json.dumps`` of :func:`strict` ``(data)``; raises ValueError on any NaN or infinity left."""
-    return json.dumps(strict(data), allow_nan=False, **kwargs)
+    """``json.dumps`` of :func:`strict` ``(data)``; raises ValueError on any NaN or infinity left.
+
+    Most documents hold nothing :func:`strict` would change, so they are first written as they
+    are, a NaN, numpy value or non-dict mapping stopping that try; only then is the copy made
+    (the walk cost as much as the writing: ~0.5 ms of a 14 KB result file's 1 ms)."""
+    try:
+        return json.dumps(data, allow_nan=False, **{**kwargs, "default": _unchanged_only(kwargs.get("default"))})
+    except (ValueError, _NeedsStrict):
+        return json.dumps(strict(data), allow_nan=False, **kwargs)
+
+
+class _NeedsStrict(Exception):
+    """Raised inside the first try of :func:`dumps`: the data holds what :func:`strict` changes."""
+
+
+def _unchanged_only(default: Any):
+    """``json.dumps``' ``default`` for :func:`dumps`' first try: what :func:`strict` would change
+    stops the try; anything else goes to the caller's ``default``, as it would after the walk."""
+    def fallback(value: Any) -> Any:
+        if isinstance(value, (Mapping, np.generic, np.ndarray)):
+            raise _NeedsStrict
+        if default is None:
+            raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+        return default(value)
+
+    return fallback
 
 
 def _non_finite(value: Any) -> bool:
