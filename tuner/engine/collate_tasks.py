@@ -1,32 +1,32 @@
-"""Collation on the cluster: each symbol's result documents built, tested, decided and written by Ray tasks.
+"""Collation on the cluster: each symbol's result documents built, tested, decided and written in batches.
 
 What :func:`tuner.engine.collate.symbol_documents` does for a symbol (its winner documents, the
 blend/regime labels, the significance tests: SPA/Reality Check and PBO bootstraps over each
-study's trials, the symbol's Model Confidence Set) looks at no other symbol, so it runs as Ray
-tasks, a batch of symbols each (a few tasks per CPU, so a slow batch does not hold the others
-back), each writing its symbols' files as it finishes. Three rounds:
+study's trials, the symbol's Model Confidence Set) looks at no other symbol, so it runs as steps
+on the cluster, a batch of symbols each (a few batches per CPU, so a slow batch does not hold
+the others back), each writing its symbols' files as it finishes. Three rounds:
 
 1. **documents** (:func:`collate_batch`): a batch's documents, written; its symbols' summary
    entries and :class:`~tuner.engine.universe_decisions.DecisionInputs` (per-window test
    errors and configs) go to the run's :class:`~tuner.engine.part_store.PartStore`; the
    driver gets which studies have a file.
 2. **decide** (:func:`decide_batches`): the decisions need every symbol at once
-   (Benjamini-Yekutieli across the universe, the panel tests), so one task takes every batch's
+   (Benjamini-Yekutieli across the universe, the panel tests), so one step takes every batch's
    inputs and returns the summary's ``decisions`` and ``panel`` to the driver; each batch's
    decisions go to the part store.
 3. **finish** (:func:`finish_batch`): each symbol's ``decision`` added to its winner's file and
    its summary entry; the batch's ``symbols.parquet`` rows go to the part store, and one last
-   task (:func:`write_symbols`) writes them, in order, as one table.
+   step (:func:`write_symbols`) writes them, in order, as one table.
 
 So the driver holds numbers, a few references and the part store's handle, none of which grow
-with the universe (the documents, entries and errors stay in the tasks and the part store:
+with the universe (the documents, entries and errors stay in the workers and the part store:
 measured, bench/bench_driver_phases.py). The steps run on
 :class:`~tuner.engine.collation_workers.CollationWorkers`, one per CPU, which import their
 libraries while the winners are re-scored; the model actors are gone by the time they work
 (:func:`tuner.engine.experiment._run_session` releases them before collating), so they use the
 CPUs the experiment's actors held.
 
-Everything a task writes is a whole file (atomic, :class:`~tuner.core.storage.Storage`) with the
+Everything a step writes is a whole file (atomic, :class:`~tuner.core.storage.Storage`) with the
 content the serial path (:class:`~tuner.engine.collate.SerialCollator`) writes; a kill midway keeps
 what was written, and ``tuner resume`` writes it all again (the same documents: same seed).
 """
