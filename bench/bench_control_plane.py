@@ -33,9 +33,8 @@ Smaller: ``--bare-trials 200 --ratio-size 20x10 --sizes 10x20,100x10,500x10``.
 Each ratio pair (a, b) runs back to back; the scaling table after them.
 Universe: ``.venv/bin/python bench/bench_control_plane.py --universe 1000x10``.
 
-4. ``--post-tuning 1000x10``: our arm twice at one size, back to back: collation in the driver
-   (serial, as before issue 22) and as Ray tasks (``tuner/engine/collate_tasks.py``); the
-   phases (``phases_s``) and the post-tuning share of the wall (re-scoring, collation, writing,
+4. ``--post-tuning 1000x10``: our arm at one size, collation on the cluster
+   (``tuner/engine/collate_tasks.py``); the phases (``phases_s``) and the post-tuning share of the wall (re-scoring, collation, writing,
    compaction, shutdown). ``--json FILE`` keeps the rows.
 """
 
@@ -119,22 +118,13 @@ def arm_bare(trials: int, concurrency: int, seed: int) -> dict:
                 "tune_state_bytes": largest(root, "experiment_state-*.json")}
 
 
-def arm_ours(studies: int, trials: int, data: str, seed: int, collation: str = "tasks") -> dict:
+def arm_ours(studies: int, trials: int, data: str, seed: int) -> dict:
     import logging
 
-    from tuner.engine import experiment
     from tuner.engine.experiment import run_experiment
     from tuner.engine.experiment_config import ExperimentConfig
 
     logging.getLogger("ray").setLevel(logging.WARNING)
-    if collation == "serial":  # the collation before issue 22: every document in the driver
-        from tuner.engine.collate import SerialCollator
-
-        class Serial(SerialCollator):
-            def __init__(self, on_done=None) -> None:
-                self.stats = {"serial": True}
-
-        experiment.TaskCollator = Serial
     with tempfile.TemporaryDirectory() as storage:
         start = time.perf_counter()
         summary = run_experiment(ExperimentConfig(
@@ -162,24 +152,25 @@ POST_TUNING = ("rescoring", "collation", "writing", "compaction", "shutdown")
 
 
 def post_tuning(size: str, seed: int, out: str | None) -> None:
-    """Our arm twice, back to back at one size: collation in the driver (serial) and as Ray tasks."""
+    """Our arm at one size: its phases and the post-tuning share of its wall. (It also ran the
+    collation of before issue 22, in the driver, beside it: that path needs the re-scored
+    results in the driver, which now stay in the run's result store; bench/bench_collation.py
+    still compares the two collations on synthetic inputs.)"""
     studies, trials = parse_size(size)
     print(f"post-tuning phases, {studies} studies x {trials} trials; {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.2f} at start ({_uptime()})", flush=True)
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bars"
         synthetic_bars(data, studies)
-        for collation in ("serial", "tasks"):
-            r = run_arm(["ours", str(studies), str(trials), str(data), collation])
-            r["collation_mode"], r["uptime_after"] = collation, _uptime()
-            phases = r["phases_s"]
-            share = sum(phases.get(k, 0.0) for k in POST_TUNING) / r["summary_wall_s"]
-            r["post_tuning_share"] = share
-            rows.append(r)
-            print(f"{collation:>6}: wall {r['summary_wall_s']:.1f} s, {r['trials'] / r['summary_wall_s']:.1f} trials/s; "
-                  f"post-tuning {100 * share:.1f} % of the wall; phases " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
-                  + f"; driver peak RSS {r['peak_rss_mb']:.0f} MB; collation {r['collation']}; {r['uptime_after']}", flush=True)
+        r = run_arm(["ours", str(studies), str(trials), str(data)])
+    r["uptime_after"] = _uptime()
+    phases = r["phases_s"]
+    share = sum(phases.get(k, 0.0) for k in POST_TUNING) / r["summary_wall_s"]
+    r["post_tuning_share"] = share
+    rows = [r]
+    print(f"wall {r['summary_wall_s']:.1f} s, {r['trials'] / r['summary_wall_s']:.1f} trials/s; "
+          f"post-tuning {100 * share:.1f} % of the wall; phases " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
+          + f"; driver peak RSS {r['peak_rss_mb']:.0f} MB; collation {r['collation']}; {r['uptime_after']}", flush=True)
     if out:
         Path(out).write_text(json.dumps({"size": size, "rows": rows}, indent=2, default=str) + "\n")
 
@@ -361,7 +352,7 @@ def main() -> None:
                         help="Universe run: SIGKILL at this share done (0: no kill, one session).")
     parser.add_argument("--keep", default=None, help="Universe run: copy the experiment to DIR/universe.")
     parser.add_argument("--post-tuning", default=None,
-                        help="Only our arm at this size (studies x trials), collation serial then as Ray tasks.")
+                        help="Only our arm at this size (studies x trials): its phases.")
     parser.add_argument("--json", default=None, help="--post-tuning: also write the rows to this JSON file.")
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -369,7 +360,7 @@ def main() -> None:
     if args.child is not None:
         kind, *rest = args.child
         result = (arm_bare(int(rest[0]), int(rest[1]), args.seed) if kind == "bare"
-                  else arm_ours(int(rest[0]), int(rest[1]), rest[2], args.seed, *rest[3:]))
+                  else arm_ours(int(rest[0]), int(rest[1]), rest[2], args.seed))
         print(json.dumps(result))
         return
 
