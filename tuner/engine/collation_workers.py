@@ -57,9 +57,11 @@ class CollationWorkers:
         returns the call's reference (its error is raised by ``ray.get``, as its own type)."""
         import ray
 
-        for given in self._given:
-            if given:
-                _, given[:] = ray.wait(given, num_returns=len(given), timeout=0)
+        given = [ref for calls in self._given for ref in calls]
+        if given:  # one wait for all: a wait per worker was hundreds per step on a large cluster
+            _, running = ray.wait(given, num_returns=len(given), timeout=0)
+            still = set(running)
+            self._given = [[ref for ref in calls if ref in still] for calls in self._given]
         index = min(range(len(self.workers)), key=lambda i: len(self._given[i]))
         ref = self.workers[index].run.remote(step, *args)
         self._given[index].append(ref)
