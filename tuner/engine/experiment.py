@@ -293,8 +293,11 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
              + (f" [resumed] with {len(history)} finished trials kept" if resumed else ""))
         from tuner.engine.tuning import tune_studies
 
-        # The store that reads the journal after tuning starts now, so its process is up by then.
+        # The store of the trial records starts now and reads the journal's chunks as they are
+        # saved (a resumed run's earlier ones at once), so that little is left after tuning.
         trials = start_trials(storage, provenance)
+        trials.read_new()
+        journal.on_saved = lambda _chunk: trials.read_new()
         results_name = f"{config.name}-results-{uuid.uuid4().hex[:6]}"
         result_store = open_results(results_name, NAMESPACE)
         default_scores = DefaultScores(studies, actors, config.seed, result_store, (NAMESPACE, results_name),

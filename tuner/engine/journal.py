@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ from tuner.core.storage import Storage
 
 if TYPE_CHECKING:
     from tuner.engine.provenance import Provenance
+
+log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "journal"
 FLUSH_INTERVAL_S = 1.0
@@ -248,6 +251,8 @@ class TrialJournal:
         self.flush_seconds = 0.0
         self.failure: OSError | None = None
         """The first write the storage refused; the run stops at once (see :meth:`flush`)."""
+        self.on_saved: Callable[[str], None] | None = None
+        """Told each chunk's name once it is written (the trial store reads it then, beside tuning)."""
         # pending is appended by Tune's event loop and written by the timer thread.
         self._state = threading.Condition()
         self._writing = threading.Lock()  # one chunk at a time: chunk names are sequential
@@ -329,6 +334,11 @@ class TrialJournal:
             self.bytes_written += len(data)
             self.flushes += 1
             self.flush_seconds += time.perf_counter() - start
+        if self.on_saved is not None:
+            try:
+                self.on_saved(name.rsplit("/", 1)[1])
+            except Exception as e:  # only a head start for a reader: the chunk is saved either way
+                log.warning("journal: telling of chunk %s failed: %s", name, e)
 
     def close(self) -> None:
         """Write what is pending. When the storage still refuses, save the pending records to a
@@ -380,7 +390,20 @@ def iter_journal(storage: Storage, provenance: Provenance | None = None) -> Iter
     """:func:`read_journal`'s records one at a time, a chunk file read at once: a caller that
     keeps less than the whole record (collation) never holds every record."""
     seen: set[tuple[str, str]] = set()
-    for path, line_no, line in _chunk_lines(storage):
+    for name in chunk_names(storage):
+        for record in chunk_records(storage, name, provenance):
+            if (record.study, record.trial_id) not in seen:
+                seen.add((record.study, record.trial_id))
+                yield record
+
+
+def chunk_records(storage: Storage, name: str, provenance: Provenance | None = None) -> list[JournalRecord]:
+    """The records of the chunk ``name`` (as :func:`chunk_names` lists it), each checked as
+    :func:`read_journal` checks them, duplicates kept. Raises :class:`JournalError` naming the
+    file and line of the first that is not allowed."""
+    path = f"{JOURNAL_DIR}/{name}"
+    records = []
+    for line_no, line in _file_lines(storage, path):
         try:
             record = JournalRecord.from_json(line)
         except BadField as e:
@@ -390,22 +413,27 @@ def iter_journal(storage: Storage, provenance: Provenance | None = None) -> Iter
         why = provenance.refuses(record) if provenance is not None else None
         if why is not None:
             raise JournalError(_foreign(storage, path, line_no, record, why))
-        if (record.study, record.trial_id) not in seen:
-            seen.add((record.study, record.trial_id))
-            yield record
+        records.append(record)
+    return records
 
 
 def _chunk_lines(storage: Storage) -> Iterator[tuple[str, int, str]]:
     """(chunk path, line number, line) of every non-blank line, oldest chunk first."""
     for name in chunk_names(storage):
         path = f"{JOURNAL_DIR}/{name}"
-        try:
-            text = storage.read_bytes(path).decode()
-        except (OSError, UnicodeDecodeError) as e:
-            raise JournalError(_damaged(storage, path, f"cannot be read ({e})")) from e
-        for line_no, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                yield path, line_no, line
+        for line_no, line in _file_lines(storage, path):
+            yield path, line_no, line
+
+
+def _file_lines(storage: Storage, path: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of every non-blank line of the chunk at ``path``."""
+    try:
+        text = storage.read_bytes(path).decode()
+    except (OSError, UnicodeDecodeError) as e:
+        raise JournalError(_damaged(storage, path, f"cannot be read ({e})")) from e
+    for line_no, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            yield line_no, line
 
 
 def _foreign(storage: Storage, path: str, line_no: int, record: JournalRecord, why: str) -> str:

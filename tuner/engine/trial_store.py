@@ -6,13 +6,17 @@ records, which the driver used to read from the journal and keep until the end (
 records and the trial table were ~100 MB of the driver's 540 MB at 1,000 × 10). A
 :class:`TrialStore` actor reads the journal once instead, keeps the records, writes
 ``trials.parquet`` and compacts the journal while the winners are re-scored and collated, and
-hands each collation task its symbols' records through the object store. The driver keeps only the small :class:`TrialDigest`: each
+hands each collation task its symbols' records through the object store. It reads each chunk
+of the journal as the run saves it (:meth:`TrialStore.read_new`), beside tuning: reading
+100,000 records at the end took 7 s of a core on a quiet machine, and 15 s between the end of
+tuning and re-scoring in a 10,000 × 10 run, where nothing else waited on. The driver keeps only the small :class:`TrialDigest`: each
 study's winner, the pooled studies' records and the failed trials (for the causes printed at
 the end).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -20,7 +24,7 @@ from typing import Any
 
 from tuner.core.storage import Storage
 from tuner.engine.collate import FAILED, Key, TrialList, TrialRecord, pick_winners
-from tuner.engine.journal import JournalRecord, compact, iter_journal
+from tuner.engine.journal import JournalError, JournalRecord, chunk_names, chunk_records, compact
 from tuner.engine.pooled_study import POOLED_SYMBOL
 from tuner.engine.provenance import Provenance
 from tuner.engine.task_errors import get_raising_cause
@@ -59,7 +63,8 @@ class TrialDigest:
 
 class TrialStore:
     """The actor's body (plain Python; :func:`start_trials` runs it as an actor): the
-    experiment's records, read once from its journal by :meth:`load`."""
+    experiment's records, read from its journal chunk by chunk (:meth:`read_new`) and all
+    together by :meth:`load`."""
 
     def __init__(self, storage_at: tuple[str, str], provenance: Provenance | None) -> None:
         import optuna  # noqa: F401  (reading checks each record's params: imported before load)
@@ -68,16 +73,52 @@ class TrialStore:
         self.provenance = provenance
         self.trials = TrialList([])
         self.by_symbol: dict[str, list[TrialRecord]] = {}
+        self._chunks: dict[str, list[TrialRecord]] = {}  # chunk name → its records, read and checked
+        self._reading = threading.Lock()  # calls run in several threads; a chunk is read once
+
+    def read_new(self) -> int:
+        """Read (and check) the journal's chunks not read yet; returns how many were read. The
+        run calls it as it saves each chunk; a chunk that cannot be read now is left for
+        :meth:`load`, which reads it again and raises its error."""
+        with self._reading:
+            read = 0
+            try:
+                names = chunk_names(self.storage)
+            except OSError:
+                return 0
+            for name in names:
+                if name not in self._chunks:
+                    try:
+                        self._chunks[name] = [trial_record(r) for r in
+                                              chunk_records(self.storage, name, self.provenance)]
+                        read += 1
+                    except JournalError:
+                        continue
+            return read
 
     def load(self, max_latency_s: float | None) -> TrialDigest:
+        """Every record of the journal's chunks (those not read yet are read now), a trial
+        written twice kept once, as :func:`~tuner.engine.journal.read_journal` does; returns
+        the driver's digest. Raises :class:`~tuner.engine.journal.JournalError` for a chunk
+        that cannot be read or holds a record not allowed."""
         records, pooled = [], []
-        for r in iter_journal(self.storage, self.provenance):
-            record = trial_record(r)
-            if record.symbol == POOLED_SYMBOL:
-                pooled.append(record)
-            else:
-                records.append(record)
-                self.by_symbol.setdefault(record.symbol, []).append(record)
+        seen: set[tuple[str, str, str]] = set()
+        with self._reading:
+            for name in chunk_names(self.storage):
+                chunk = self._chunks.get(name)
+                if chunk is None:
+                    chunk = [trial_record(r) for r in chunk_records(self.storage, name, self.provenance)]
+                for record in chunk:
+                    key = (record.symbol, record.family, record.trial_id)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    if record.symbol == POOLED_SYMBOL:
+                        pooled.append(record)
+                    else:
+                        records.append(record)
+                        self.by_symbol.setdefault(record.symbol, []).append(record)
+            self._chunks = {}  # the records are kept below; compaction rewrites the chunks next
         self.trials = TrialList(records)
         # The driver reads a winner's config, objective and validation latency, never the rest
         # of its metrics (the collation tasks get the whole records from here): the per-window
@@ -124,6 +165,13 @@ class StoredTrials:
         self._compaction = None  # the pending compaction of the journal
         self.table_s: float | None = None
         self.compact_s: float | None = None
+
+    def read_new(self) -> None:
+        """Have the actor read the journal's chunks saved since it last did, and go on without
+        waiting (:meth:`TrialStore.read_new`): the run calls it before tuning (a resumed run's
+        earlier chunks) and as each chunk is saved."""
+        if self.actor is not None:
+            self.actor.read_new.remote()
 
     def load(self, max_latency_s: float | None, session: int) -> StoredTrials:
         """Have the actor read every record the journal holds (checked against the store's
