@@ -100,3 +100,20 @@ def test_when_a_winner_is_rescored_then_both_periods_keep_per_window_errors_for_
         assert data[period]["errors"] != data["baseline"][period]["errors"]
     assert again.validation.scores.errors == result.validation.scores.errors  # seeded: same draws
     assert again.test.scores.errors == result.test.scores.errors
+
+
+def test_when_a_winner_is_rescored_with_its_own_validation_scores_then_only_the_test_period_is_forecast(periods):
+    family = bootstrap()
+    params = FAMILY_PARAMS["bootstrap_returns"]
+    tuning = run_trial(family, params, periods, seed=5)
+    whole = run_trial(family, params, periods, seed=5, with_test=True)
+    forecast_periods = []
+    forecast = family.forecast
+    family.forecast = lambda batch, *args, **kw: forecast_periods.append(batch.period) or forecast(batch, *args, **kw)
+    final = run_trial(family, params, periods, seed=5, with_test=True, validation=tuning.validation.scores)
+    assert forecast_periods == ["test"]
+    assert final.validation.scores is tuning.validation.scores
+    # The rest is what running the validation period again gives (same seed, same draws).
+    assert final.validation.baseline == whole.validation.baseline
+    assert final.validation.skill == whole.validation.skill is not None
+    assert final.test.scores.errors == whole.test.scores.errors and final.test.baseline == whole.test.baseline

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import random_walk_bars
+from tests.conftest import FAMILY_PARAMS, random_walk_bars
 from tuner.core.config import load_family_config
 from tuner.core.data import load_bars
 from tuner.core.families import family_class
 from tuner.core.trial import run_trial
 from tuner.core.windows import WindowSpec, make_periods
 from tuner.engine.actors import ModelServer
-from tuner.engine.rescoring import DefaultScores
+from tuner.engine.collate import TrialRecord
+from tuner.engine.rescoring import DefaultScores, score_winners
 from tuner.engine.result_store import open_results
 
 FAMILY = "bootstrap_returns"
@@ -63,3 +64,29 @@ def test_when_the_family_actors_are_dead_then_no_default_is_handed_on_and_nothin
     studies = [(s, FAMILY) for s in SYMBOLS]
     job = DefaultScores(studies, actors, SEED, store, ("forecast-tuner", "defaults-test")).start()
     assert len(job.result(studies)) == 0
+
+
+def test_when_winners_come_with_their_validation_scores_then_only_their_test_period_is_forecast(
+        local_ray, periods, actors_and_store):
+    actors, store = actors_and_store
+    family = family_class(FAMILY)()
+    params = dict(FAMILY_PARAMS[FAMILY])
+    tuned = {s: run_trial(family, params, periods[s], SEED) for s in SYMBOLS}
+    winners = {(s, FAMILY): TrialRecord(f"t-{s}", s, FAMILY, "completed", params,
+                                        {"pct_return_mae": tuned[s].objective}) for s in SYMBOLS}
+    given = {(s, FAMILY): tuned[s].validation.scores.to_dict() for s in SYMBOLS[:2]}  # CCC has none
+    finals, unscored = score_winners(winners, actors, SEED, store, ("forecast-tuner", "defaults-test"),
+                                     validation=given)
+    assert unscored == {} and sorted(finals) == sorted(winners)
+    bank = local_ray.get(actors[FAMILY][0][1].info.remote())["bank"]
+    folds = len(periods["AAA"].folds)
+    # Test period and folds for each winner; the validation period again for CCC only.
+    assert bank["hits"] + bank["misses"] == 3 * (1 + folds) + 1
+    held = local_ray.get(store.of_symbols.remote("winner", list(SYMBOLS)))
+    for symbol in SYMBOLS:
+        expected = run_trial(family, params, periods[symbol], SEED, with_test=True)
+        got = held[(symbol, FAMILY)]
+        assert list(got.validation.scores.errors) == list(expected.validation.scores.errors)
+        assert list(got.test.scores.errors) == list(expected.test.scores.errors)
+        assert got.validation.baseline == expected.validation.baseline
+    assert held[("AAA", FAMILY)].validation.scores.latency_s == tuned["AAA"].validation.scores.latency_s

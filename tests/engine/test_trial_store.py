@@ -4,9 +4,12 @@ not read beside tuning still stops the load with the journal's own error."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.test_journal import chunk_files, record
+from tuner.core.metrics import Scores
 from tuner.core.storage import Storage
 from tuner.engine.journal import JournalError, TrialJournal
 from tuner.engine.trial_store import TrialStore
@@ -66,3 +69,21 @@ def test_when_a_chunk_is_saved_then_the_journal_tells_its_name_and_a_failing_lis
     journal.flush()  # the listener's error is logged, not raised: the chunk is saved
     assert [f.name for f in chunk_files(storage)] == ["0001-000001.jsonl"]
     assert TrialStore((storage.base, storage.name), None).load(None).records == 1
+
+
+def test_when_winners_have_their_validation_scores_then_the_store_hands_them_on_and_leaves_out_the_rest(storage):
+    scores = {"pct_return_mae": 0.004, "price_mae": 0.3, "latency_s": 0.02, "latency_per_forecast_s": 0.001,
+              "windows": 3, "errors": [0.003, 0.004, 0.005]}
+    full = replace(record(1, value=0.004), metrics={**scores, "actor": "a0"})
+    old = replace(record(1, study="MSFT/toto", value=0.004),  # a journal from before the errors were kept
+                  metrics={k: v for k, v in scores.items() if k != "errors"})
+    journal = TrialJournal(storage, session=1)
+    journal.append([record(0, value=0.01), full, old])
+    journal.flush()
+    store = TrialStore((storage.base, storage.name), None)
+    store.load(None)
+    found = store.winner_validation()
+    assert list(found) == [("AAPL", "toto")]
+    given = found[("AAPL", "toto")]
+    assert Scores.from_dict(given) == Scores.from_dict(scores)
+    assert list(given["errors"]) == scores["errors"]

@@ -119,14 +119,20 @@ def evaluate_period(family: Family, params: Mapping[str, Any], batch: WindowBatc
 
 
 def run_trial(family: Family, params: Mapping[str, Any], periods: Periods, seed: int,
-              *, with_test: bool = False) -> TrialResult:
+              *, with_test: bool = False, validation: Scores | None = None) -> TrialResult:
     """Evaluate ``params`` on the validation period (and the test period when ``with_test``).
 
     Tuning calls this with ``with_test=False``: the test period (and the stability folds) are only
-    scored for winners, with the same seed, so tuning never sees them.
+    scored for winners, with the same seed, so tuning never sees them. ``validation``: the
+    scores the trial already has on the validation period (a winner's, from tuning): that
+    period is then not forecast again, only its baseline is computed.
     """
     checked = family.check_params(params)
-    validation = evaluate_period(family, checked, periods.validation, seed)
+    if validation is None:
+        tuned_on = evaluate_period(family, checked, periods.validation, seed)
+    else:
+        reference = baseline(periods.validation)
+        tuned_on = PeriodResult(validation, reference, skill(validation, reference))
     test = evaluate_period(family, checked, periods.test, seed) if with_test else None
     folds = tuple(evaluate_period(family, checked, f, seed) for f in periods.folds) if with_test else ()
     return TrialResult(
@@ -134,7 +140,7 @@ def run_trial(family: Family, params: Mapping[str, Any], periods: Periods, seed:
         family=family.name,
         config=checked,
         seed=seed,
-        validation=validation,
+        validation=tuned_on,
         test=test,
         weights=family.weights_id,
         tiny_weights=family.tiny_weights,

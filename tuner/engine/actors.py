@@ -27,6 +27,7 @@ from tuner.core.families.base import Family
 from tuner.core.families.batching import RequestBatcher
 from tuner.core.families.registry import family_class
 from tuner.core.families.torch_family import TorchFamily
+from tuner.core.metrics import Scores
 from tuner.core.models import registry
 from tuner.core.models.weights import CHECKPOINT_PARAM, WeightsSource
 from tuner.core.trial import run_trial
@@ -152,13 +153,16 @@ class ModelServer:
         }
 
     def evaluate(self, symbol: str, params: Mapping[str, Any], seed: int,
-                 with_test: bool = False) -> dict[str, Any]:
-        """Run one trial; returns ``TrialResult.to_dict()`` plus where and how long it ran."""
+                 with_test: bool = False, validation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run one trial; returns ``TrialResult.to_dict()`` plus where and how long it ran.
+        ``validation``: the trial's own validation scores (``Scores.to_dict()``'s fields), when
+        it has them: that period is not forecast again (:func:`~tuner.core.trial.run_trial`)."""
         start = time.perf_counter()
         periods = self.periods.get(symbol)
         if periods is None:
             raise KeyError(f"actor for {self.family_name} has no windows for symbol {symbol!r}")
-        result = run_trial(self.family, params, periods, seed, with_test=with_test)
+        result = run_trial(self.family, params, periods, seed, with_test=with_test,
+                           validation=None if validation is None else Scores.from_dict(validation))
         elapsed = time.perf_counter() - start
         with self._lock:  # evaluate() runs in several threads at once
             self.calls += 1
@@ -204,18 +208,19 @@ class ModelServer:
         return {"result": result, "actor_s": elapsed, **_where()}
 
     def evaluate_into(self, symbol: str, params: Mapping[str, Any], seed: int, with_test: bool,
-                      store: tuple[str, str], slot: tuple) -> ResultBrief:
+                      store: tuple[str, str], slot: tuple,
+                      validation: Mapping[str, Any] | None = None) -> ResultBrief:
         """``evaluate``, its result put in the run's
         :class:`~tuner.engine.result_store.ResultStore` (``store``: its namespace and name)
         under ``slot``, not sent back: what comes back is the result's brief."""
-        return self._evaluate_many_into([(symbol, params, seed, with_test, store, slot)])[0]
+        return self._evaluate_many_into([(symbol, params, seed, with_test, store, slot, validation)])[0]
 
     def _evaluate_many_into(self, calls: list[tuple]) -> list[ResultBrief]:
         import ray
 
         items, briefs = [], []
-        for symbol, params, seed, with_test, _, slot in calls:
-            result = self.evaluate(symbol, params, seed, with_test)["result"]
+        for symbol, params, seed, with_test, _, slot, validation in calls:
+            result = self.evaluate(symbol, params, seed, with_test, validation)["result"]
             items.append((slot, result))
             briefs.append(ResultBrief.of(result))
         store = calls[0][4]  # every call of a run names the same store

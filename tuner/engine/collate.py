@@ -106,8 +106,10 @@ def winner_document(winner: TrialRecord, final: TrialResult, counts: Mapping[str
                     meta: Mapping[str, Any]) -> dict[str, Any]:
     """The SPEC.md result file of one study.
 
-    ``final`` is the winner re-run with the test period (same seed); its validation block is
-    replaced by the trial's own reported scores, which are what tuning chose on.
+    ``final`` is the winner scored on the test period (same seed), with its trial's own
+    validation scores (:func:`tuner.engine.rescoring.score_winners`; a winner whose record
+    lacks them was run again on that period, and its validation block is still replaced by the
+    trial's reported scores, which are what tuning chose on).
     """
     doc = final.to_dict()
     own = {k: winner.metrics[k] for k in ("pct_return_mae", "price_mae", "latency_s",

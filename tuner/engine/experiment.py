@@ -317,7 +317,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners on the test period")
         store_at = (NAMESPACE, results_name)
-        finals, unscored = score_winners(winners, actors, config.seed, result_store, store_at, on_done=tick)
+        finals, unscored = score_winners(winners, actors, config.seed, result_store, store_at, on_done=tick,
+                                         validation=trials.winner_validation())
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
         pooled = score_pooled(pooled_records, studies, actors, config, result_store, store_at)

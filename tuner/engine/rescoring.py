@@ -1,6 +1,7 @@
-"""Re-scoring on the live model actors: each study's winner and its family default on the
-validation and test periods, each family's pooled config on every symbol, and the winners'
-point forecasts for the blend and regime candidates.
+"""Re-scoring on the live model actors: each study's winner on the test period (its validation
+scores are its trial's own), its family default on the validation and test periods, each
+family's pooled config on every symbol, and the winners' point forecasts for the blend and
+regime candidates.
 
 The weights are loaded in the model actors, so every call goes there
 (:func:`on_live_actors`). The results go to the run's
@@ -135,10 +136,12 @@ def on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[Key, str, tup
     return {key: results[key] for key in calls if key in results}
 
 
-def _scored_into(study: Key, config: Mapping[str, Any], seed: int, store_at: StoreAt, slot: Slot) -> tuple:
+def _scored_into(study: Key, config: Mapping[str, Any], seed: int, store_at: StoreAt, slot: Slot,
+                 validation: Mapping[str, Any] | None = None) -> tuple:
     """An :func:`on_live_actors` call: ``config`` scored on ``study``'s symbol, validation and
-    test periods with ``seed``, its result put in the store at ``store_at`` under ``slot``."""
-    return study, "evaluate_into", (study[0], config, seed, True, store_at, slot)
+    test periods with ``seed``, its result put in the store at ``store_at`` under ``slot``.
+    ``validation``: scores it already has on the validation period (not forecast again)."""
+    return study, "evaluate_into", (study[0], config, seed, True, store_at, slot, validation)
 
 
 class DefaultScores:
@@ -203,13 +206,22 @@ class DefaultScores:
 
 
 def score_winners(winners: dict[Key, TrialRecord], actors: dict[str, list], seed: int, store: Any,
-                  store_at: StoreAt, on_done: Callable[[int, int], None] | None = None
+                  store_at: StoreAt, on_done: Callable[[int, int], None] | None = None,
+                  validation: Mapping[Key, Mapping[str, Any]] | None = None
                   ) -> tuple[StoredResults, dict[Key, str]]:
-    """Re-run each study's winner with the test period (same seed) on a live actor of its family;
+    """Score each study's winner on the test period (same seed) on a live actor of its family;
     the results go to ``store`` (the :class:`~tuner.engine.result_store.ResultStore` at
     ``store_at``), the driver keeps their briefs. Returns the re-scored winners and, for winners
-    that could not be re-scored, why."""
-    calls = {key: _scored_into(key, dict(winner.config), seed, store_at, ("winner", key))
+    that could not be re-scored, why.
+
+    ``validation``: each winner's own validation scores, from its trial
+    (:meth:`~tuner.engine.trial_store.TrialStore.winner_validation`): its validation period is
+    then not forecast again, only its baseline computed. A winner without them is run again on
+    that period too. (Measured at 10,000 × 10: the sample bank had evicted nearly every
+    winner's draws by the end of tuning, so that re-run was a second forecast per winner, half
+    the winners' re-scoring.)"""
+    validation = validation or {}
+    calls = {key: _scored_into(key, dict(winner.config), seed, store_at, ("winner", key), validation.get(key))
              for key, winner in winners.items()}
     finals, unscored = {}, {}
     for key, brief in on_live_actors(actors, calls, on_done).items():

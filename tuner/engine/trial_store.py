@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from tuner.core.metrics import Scores
 from tuner.core.storage import Storage
 from tuner.engine.collate import FAILED, Key, TrialList, TrialRecord, pick_winners
 from tuner.engine.journal import JournalError, JournalRecord, chunk_names, chunk_records, compact
@@ -41,6 +43,8 @@ def trial_record(r: JournalRecord) -> TrialRecord:
 DRIVER_METRICS = ("pct_return_mae", "latency_per_forecast_s")
 """What the driver reads of a winner's metrics: its objective, and its validation latency (the
 blend and regime candidates' latency)."""
+SCORE_FIELDS = tuple(f.name for f in fields(Scores))
+"""A trial's validation scores, as its metrics hold them (:meth:`TrialStore.winner_validation`)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class TrialStore:
         self.trials = TrialList([])
         self.by_symbol: dict[str, list[TrialRecord]] = {}
         self._chunks: dict[str, list[TrialRecord]] = {}  # chunk name → its records, read and checked
+        self._winners: dict[Key, TrialRecord] = {}
         self._reading = threading.Lock()  # calls run in several threads; a chunk is read once
 
     def read_new(self) -> int:
@@ -123,10 +128,24 @@ class TrialStore:
         # The driver reads a winner's config, objective and validation latency, never the rest
         # of its metrics (the collation tasks get the whole records from here): the per-window
         # errors were ~1 KB a study, the other metrics ~0.7 KB.
+        self._winners = pick_winners(records, max_latency_s)
         winners = {key: replace(r, metrics={k: r.metrics[k] for k in DRIVER_METRICS if k in r.metrics})
-                   for key, r in pick_winners(records, max_latency_s).items()}
+                   for key, r in self._winners.items()}
         return TrialDigest(winners, pooled,
                            [r for r in records if r.status == FAILED], len(records))
+
+    def winner_validation(self) -> dict[Key, dict[str, Any]]:
+        """Each winner's validation scores as its trial reported them (``Scores.to_dict()``'s
+        fields, the per-window errors as a compact array), so that re-scoring forecasts only its
+        test period; a winner whose record lacks any (a journal written before the errors were
+        kept) is left out, and is run again on both periods."""
+        found = {}
+        for key, record in self._winners.items():
+            metrics = record.metrics
+            if all(metrics.get(name) is not None for name in SCORE_FIELDS) and len(metrics["errors"]):
+                found[key] = {**{name: metrics[name] for name in SCORE_FIELDS},
+                              "errors": array("d", metrics["errors"])}
+        return found
 
     def counts(self, studies: list[Key], budget: int) -> dict[Key, dict[str, int]]:
         return self.trials.counts(studies, budget)
@@ -189,6 +208,10 @@ class StoredTrials:
 
     def counts(self, studies: Iterable[Key], budget: int) -> dict[Key, dict[str, int]]:
         return get_raising_cause(self.actor.counts.remote(list(studies), budget))
+
+    def winner_validation(self) -> dict[Key, dict[str, Any]]:
+        """:meth:`TrialStore.winner_validation` (after :meth:`load`)."""
+        return get_raising_cause(self.actor.winner_validation.remote())
 
     def records_of(self, symbols: Iterable[str] | None) -> list[TrialRecord]:
         return get_raising_cause(self.actor.records_of.remote(None if symbols is None else list(symbols)))
