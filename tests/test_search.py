@@ -207,11 +207,12 @@ def test_when_the_journal_cannot_be_written_then_the_searcher_starts_nothing_new
 
 
 def _drive(hot: int, studies: int = 12, trials: int = 8, active: int = 10_000,
-           max_concurrent: int = 2) -> tuple[list, StudyMultiplexer]:
+           max_concurrent: int = 2, first: tuple[str, ...] = ()) -> tuple[list, StudyMultiplexer]:
     """Run every study to its budget with values that depend on the params (so TPE has a
     signal), packs finishing out of order; return every suggestion in order."""
     searcher = StudyMultiplexer(spaces(studies), trials_per_study=trials, max_concurrent=max_concurrent,
-                                seed=3, pack_size=5, max_packs=3, hot_studies=hot, active_studies=active)
+                                seed=3, pack_size=5, max_packs=3, hot_studies=hot, active_studies=active,
+                                first=first)
     suggested, open_packs, n = [], [], 0
     while not searcher.done:
         config = searcher.suggest(f"t{n}")
@@ -279,3 +280,37 @@ def test_when_a_tune_run_ends_with_a_pack_never_completed_then_abandoning_it_fai
     assert searcher.abandon_packs() == 1 and searcher.done and searcher.abandon_packs() == 0
     journal.flush()
     assert sorted(r.status for r in read_journal(journal.storage)) == ["completed", "failed"]
+
+
+def test_when_a_study_goes_first_then_it_finishes_early_and_every_study_suggests_what_it_would_have():
+    def by_study(suggested):
+        out: dict = {}
+        for key, params in suggested:
+            out.setdefault(key, []).append(params)
+        return out
+
+    last = "S11/bootstrap_returns"  # admitted last of all, three at a time
+    in_turn, _ = _drive(hot=6, active=3, max_concurrent=1)
+    with_first, searcher = _drive(hot=6, active=3, max_concurrent=1, first=(last,))
+    assert by_study(with_first) == by_study(in_turn) and len(with_first) == 12 * 8
+    where = [i for i, (key, _) in enumerate(with_first) if key == last]
+    before = [i for i, (key, _) in enumerate(in_turn) if key == last]
+    assert max(where) < len(with_first) // 3 < min(before)
+    # Every study admitted at once: it still takes its next trial before the others take theirs.
+    searcher = StudyMultiplexer(spaces(12), trials_per_study=8, max_concurrent=1, pack_size=5, max_packs=1,
+                                first=(last,))
+    for n in range(8):
+        pack = searcher.suggest(f"t{n}")["pack"]
+        assert pack[0]["study"] == last  # then four of the other eleven, in turn
+        finish(searcher, f"t{n}", pack)
+    assert searcher.study_done(last) and not searcher.study_done("S0/bootstrap_returns")
+
+
+def test_when_a_pack_ends_a_study_then_a_listener_hears_it_done_with_its_last_record_only():
+    searcher = StudyMultiplexer(spaces(1), trials_per_study=2, max_concurrent=2, pack_size=2)
+    heard: list = []
+    searcher.listeners.append(lambda record: heard.append((record.trial_id, searcher.study_done(record.study))))
+    pack = searcher.suggest("a")["pack"]
+    assert len(pack) == 2  # both of the study's trials in one pack, told together
+    finish(searcher, "a", pack)
+    assert heard == [("a.0", False), ("a.1", True)]

@@ -12,9 +12,13 @@ from tuner.core.families import family_class
 from tuner.core.trial import run_trial
 from tuner.core.windows import WindowSpec, make_periods
 from tuner.engine.actors import ModelServer
-from tuner.engine.collate import TrialRecord
-from tuner.engine.rescoring import DefaultScores, score_winners
+from tuner.engine.collate import TrialRecord, pick_winners
+from tuner.engine.experiment_config import ExperimentConfig
+from tuner.engine.journal import JournalRecord
+from tuner.engine.pooled_study import pooled_key
+from tuner.engine.rescoring import DefaultScores, PooledScores, score_pooled, score_winners
 from tuner.engine.result_store import open_results
+from tuner.engine.trial_store import trial_record
 
 FAMILY = "bootstrap_returns"
 SYMBOLS = ("AAA", "BBB", "CCC")
@@ -90,3 +94,44 @@ def test_when_winners_come_with_their_validation_scores_then_only_their_test_per
         assert list(got.test.scores.errors) == list(expected.test.scores.errors)
         assert got.validation.baseline == expected.validation.baseline
     assert held[("AAA", FAMILY)].validation.scores.latency_s == tuned["AAA"].validation.scores.latency_s
+
+
+def _pooled_records(configs_and_values) -> list[JournalRecord]:
+    return [JournalRecord(study=pooled_key(FAMILY), number=i, trial_id=f"p{i}", status="completed", params={},
+                          distributions={}, config=config, value=value, metrics={"pct_return_mae": value})
+            for i, (config, value) in enumerate(configs_and_values)]
+
+
+@pytest.mark.parametrize("same_best", [True, False])
+def test_when_the_pooled_study_finishes_during_tuning_then_its_best_config_is_scored_beside_it(
+        local_ray, periods, actors_and_store, same_best):
+    actors, store = actors_and_store
+    store_at = ("forecast-tuner", "defaults-test")
+    studies = [(s, FAMILY) for s in SYMBOLS]
+    params = dict(FAMILY_PARAMS[FAMILY])
+    better = {**params, "lookback": 20}
+    told = _pooled_records([(params, 0.02), (better, 0.01)])
+    heard = {"n": 0}
+    job = PooledScores(studies, actors, SEED, store, store_at, None, done=lambda key: heard["n"] == len(told))
+    for record in told:  # what the searcher's listener hears; done with the last one
+        heard["n"] += 1
+        job.record(record)
+    # After tuning, the journal's pooled records say which config won (the same, unless changed here).
+    final = told if same_best else told + _pooled_records([({**params, "lookback": 30}, 0.005)])[-1:]
+    job.result(pick_winners([trial_record(r) for r in told]))  # what was scored beside tuning is in
+    pooled_records = [trial_record(r) for r in final]
+    actor = actors[FAMILY][0][1]
+    before = local_ray.get(actor.info.remote())["bank"]
+    outcome = score_pooled(pooled_records, studies, actors, ExperimentConfig(seed=SEED), store, store_at,
+                           beside=job)[FAMILY]
+    after = local_ray.get(actor.info.remote())["bank"]
+    lookups = (after["hits"] + after["misses"]) - (before["hits"] + before["misses"])
+    folds = len(periods["AAA"].folds)
+    assert lookups == (0 if same_best else 3 * (2 + folds))  # scored once, beside tuning, when it was the best
+    assert outcome.config == pooled_records[-1 if not same_best else 1].config
+    held = local_ray.get(store.pooled_of.remote(FAMILY, list(SYMBOLS)))
+    assert sorted(held) == sorted(SYMBOLS) == sorted(outcome.results)
+    for symbol in SYMBOLS:
+        expected = run_trial(family_class(FAMILY)(), outcome.config, periods[symbol], SEED, with_test=True)
+        assert list(held[symbol].test.scores.errors) == list(expected.test.scores.errors)
+        assert list(held[symbol].validation.scores.errors) == list(expected.validation.scores.errors)

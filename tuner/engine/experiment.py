@@ -74,7 +74,13 @@ from tuner.engine.pooled_study import (
     tuning_symbols,
 )
 from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_identity
-from tuner.engine.rescoring import DefaultScores, score_pooled, score_winners, winner_forecasts
+from tuner.engine.rescoring import (
+    DefaultScores,
+    PooledScores,
+    score_pooled,
+    score_winners,
+    winner_forecasts,
+)
 from tuner.engine.result_store import open_results
 from tuner.engine.trial_store import StoredTrials, start_trials
 from tuner.engine.window_slices import cut_windows, derive_candidates
@@ -248,6 +254,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     pool: ActorPool | None = None
     trials: StoredTrials | None = None
     default_scores: DefaultScores | None = None
+    pooled_scores: PooledScores | None = None
     result_store = None
     collator: TaskCollator | None = None
     try:
@@ -302,6 +309,9 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         result_store = open_results(results_name, NAMESPACE)
         default_scores = DefaultScores(studies, actors, config.seed, result_store, (NAMESPACE, results_name),
                                        weights=config.weights_source).start()
+        pooled_scores = PooledScores(studies, actors, config.seed, result_store, (NAMESPACE, results_name),
+                                     config.max_latency_s, searcher.study_done, history)
+        searcher.listeners.append(pooled_scores.record)
         clock.mark("start")
         try:
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
@@ -309,6 +319,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             progress.close()
         clock.mark("tuning")
         default_scores.hurry()
+        pooled_scores.hurry()
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
         trials.load(config.max_latency_s, session)
@@ -321,7 +332,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
                                          validation=trials.winner_validation())
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
-        pooled = score_pooled(pooled_records, studies, actors, config, result_store, store_at)
+        pooled = score_pooled(pooled_records, studies, actors, config, result_store, store_at, beside=pooled_scores)
         tick = progress.begin_phase("blend and regime candidates")
         forecasts = winner_forecasts(winners, finals, actors, config.seed, on_done=tick)
         progress.begin_phase("scoring the family defaults")
@@ -361,6 +372,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     finally:
         if default_scores is not None:
             default_scores.stop()
+        if pooled_scores is not None:
+            pooled_scores.stop()
         if collator is not None:
             collator.close()
         if pool is not None:
@@ -768,7 +781,8 @@ def _make_searcher(config: ExperimentConfig, storage: Storage, studies: list[tup
                                                     **_pooled_first_points(pooled_fams, families)},
                                 pack_size=pack_size,
                                 max_packs=max_packs, journal=journal, history=records_by_study(history),
-                                session=session, board=board, numbers_seen=_numbers_seen(storage))
+                                session=session, board=board, numbers_seen=_numbers_seen(storage),
+                                first=[pooled_key(f) for f in pooled_fams])
     progress = ProgressView(storage, list(spaces), config.trials, history)
     progress.in_flight = searcher.in_flight
     searcher.listeners.append(progress.record)

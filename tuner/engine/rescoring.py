@@ -31,7 +31,7 @@ from tuner.core.pooled import PooledOutcome
 from tuner.engine.actors import WEIGHTS_FREE_CHUNK, trial_group
 from tuner.engine.collate import Key, TrialRecord, pick_winners
 from tuner.engine.experiment_config import ExperimentConfig
-from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_completed
+from tuner.engine.pooled_study import POOLED_SYMBOL, pooled_completed, pooled_key
 from tuner.engine.result_store import (
     POOLED,
     ResultBrief,
@@ -40,6 +40,7 @@ from tuner.engine.result_store import (
     pooled_results,
     study_results,
 )
+from tuner.engine.trial_store import trial_record
 
 log = logging.getLogger(__name__)
 
@@ -236,18 +237,125 @@ def score_winners(winners: dict[Key, TrialRecord], actors: dict[str, list], seed
     return study_results(store, "winner", finals), unscored
 
 
+def _pooled_calls(best: Mapping[Key, TrialRecord], studies: Iterable[Key], seed: int, store_at: StoreAt) -> dict:
+    """:func:`on_live_actors` calls: each family's best pooled config (``best``, keyed by
+    ``(POOLED_SYMBOL, family)``) on every symbol of that family in ``studies``."""
+    return {(symbol, family): _scored_into((symbol, family), dict(best[(POOLED_SYMBOL, family)].config), seed,
+                                           store_at, (POOLED, (symbol, family)))
+            for symbol, family in studies if (POOLED_SYMBOL, family) in best}
+
+
+class PooledScores:
+    """Each family's pooled config scored on every symbol beside tuning, from the moment its
+    pooled study has finished (the searcher runs the pooled studies first:
+    :class:`~tuner.engine.search.StudyMultiplexer`'s ``first``), in a driver thread that keeps
+    few calls queued per actor, as :class:`DefaultScores` does. :func:`score_pooled` takes
+    what it scored and scores the rest.
+
+    Args:
+        studies: every (symbol, family) study.
+        actors, seed, store, store_at: as :func:`score_pooled`'s.
+        max_latency_s: the experiment's latency limit (which pooled trial can win).
+        done: study key → whether that study has finished (the searcher's ``study_done``).
+        history: earlier sessions' records (a pooled study finished then is scored at once).
+
+    :meth:`record` is the searcher's listener; :meth:`hurry` once tuning has ended,
+    :meth:`stop` when the run ends.
+    """
+
+    def __init__(self, studies: Iterable[Key], actors: dict[str, list], seed: int, store: Any, store_at: StoreAt,
+                 max_latency_s: float | None, done: Callable[[str], bool],
+                 history: Iterable[Any] = ()) -> None:
+        self._studies = list(studies)
+        self._actors, self._seed, self._store_at = actors, seed, store_at
+        self._max_latency_s, self._done = max_latency_s, done
+        self._records: dict[str, list[TrialRecord]] = {}
+        # family → (its config, the thread scoring it, the briefs, what stops it)
+        self._jobs: dict[str, tuple[dict, threading.Thread, dict, threading.Event]] = {}
+        self._per_actor = BESIDE_TUNING_PER_ACTOR
+        self._stopped = False
+        for record in history:
+            if record.symbol == POOLED_SYMBOL:
+                self._records.setdefault(record.family, []).append(trial_record(record))
+        for family in list(self._records):
+            if self._done(pooled_key(family)):
+                self._start(family)
+
+    def record(self, record: Any) -> None:
+        """A journal record the searcher has just told: a pooled study's last one starts the
+        scoring of its best config."""
+        if record.symbol != POOLED_SYMBOL:
+            return
+        self._records.setdefault(record.family, []).append(trial_record(record))
+        if record.family not in self._jobs and self._done(record.study):
+            self._start(record.family)
+
+    def _start(self, family: str) -> None:
+        best = pick_winners(self._records[family], self._max_latency_s)
+        if (POOLED_SYMBOL, family) not in best or self._stopped:
+            return  # no completed trial: nothing to score (score_pooled agrees)
+        calls = _pooled_calls(best, (k for k in self._studies if k[1] == family), self._seed, self._store_at)
+        briefs: dict = {}
+        stop = threading.Event()
+
+        def score() -> None:
+            try:
+                briefs.update(on_live_actors(self._actors, calls, per_actor=lambda: self._per_actor, stop=stop))
+            except Exception as e:  # score_pooled scores what is missing, and raises then
+                log.warning("pooled config of %s not scored beside tuning: %s", family, e)
+
+        thread = threading.Thread(target=score, name=f"pooled-scores-{family}", daemon=True)
+        self._jobs[family] = (dict(best[(POOLED_SYMBOL, family)].config), thread, briefs, stop)
+        thread.start()
+
+    def hurry(self) -> None:
+        """Tuning has ended: keep as many calls queued as re-scoring does."""
+        self._per_actor = CALLS_IN_FLIGHT_PER_ACTOR
+
+    def result(self, best: Mapping[Key, TrialRecord]) -> dict[Key, Any]:
+        """The briefs scored for the families whose config here is ``best``'s (the pooled
+        winners read from the journal after tuning), once they are all in."""
+        wanted = {family: dict(record.config) for (_, family), record in best.items()}
+        for family, (config, thread, _, stop) in self._jobs.items():
+            if wanted.get(family) != config:  # not the winner after all: its scores are of no use
+                stop.set()
+                thread.join()
+        self.hurry()
+        found: dict[Key, Any] = {}
+        for family, (config, thread, briefs, _) in self._jobs.items():
+            if wanted.get(family) == config:
+                thread.join()
+                found.update(briefs)
+        return found
+
+    def stop(self, wait_s: float = 10.0) -> None:
+        """Submit nothing more and wait (at most ``wait_s``) for the calls being gathered."""
+        self._stopped = True
+        for _, _, _, stop in self._jobs.values():
+            stop.set()
+        for _, thread, _, _ in self._jobs.values():
+            if thread.is_alive():
+                thread.join(wait_s)
+
+
 def score_pooled(pooled_records: list[TrialRecord], studies: Sequence[Key], actors: dict[str, list],
-                 config: ExperimentConfig, store: Any, store_at: StoreAt) -> dict[str, PooledOutcome]:
+                 config: ExperimentConfig, store: Any, store_at: StoreAt,
+                 beside: PooledScores | None = None) -> dict[str, PooledOutcome]:
     """Each family's best pooled config scored on every symbol's validation and test periods with
     the experiment seed (the windows and draws of the symbol's own winner). A symbol whose
     re-scoring failed (its actors died) is left out of the outcome's results. The results go to
-    ``store``; an outcome's ``results`` are their briefs (:func:`pooled_results`)."""
+    ``store``; an outcome's ``results`` are their briefs (:func:`pooled_results`). ``beside``:
+    what was scored beside tuning (only the rest is scored here)."""
     best = pick_winners(pooled_records, config.max_latency_s)
-    calls = {(symbol, family): _scored_into((symbol, family), dict(best[(POOLED_SYMBOL, family)].config),
-                                            config.seed, store_at, (POOLED, (symbol, family)))
-             for symbol, family in studies if (POOLED_SYMBOL, family) in best}
+    every = _pooled_calls(best, studies, config.seed, store_at)
+    briefs = beside.result(best) if beside is not None else {}
+    briefs.update(on_live_actors(actors, {key: call for key, call in every.items()
+                                          if key not in briefs or isinstance(briefs[key], TunerError)}))
     results: dict[str, dict[str, ResultBrief]] = {}
-    for (symbol, family), brief in on_live_actors(actors, calls).items():
+    for (symbol, family) in every:  # in the studies' order, wherever each was scored
+        brief = briefs.get((symbol, family))
+        if brief is None:
+            continue  # stopped before it was scored
         if isinstance(brief, TunerError):
             log.warning("%s: pooled config of %s not scored: %s", symbol, family, brief)
             continue

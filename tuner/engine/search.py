@@ -93,6 +93,10 @@ class StudyMultiplexer(Searcher):
             3.8x slower); admitting them in turn keeps the ones in use live. What a study
             suggests depends only on its own history and sampler, so the order of admission
             does not change it (tested).
+        first: studies admitted before the others and, whenever they can take a trial, put
+            at the front of the queue: the pooled studies, whose winner is scored on every
+            symbol beside tuning once they finish (:class:`tuner.engine.rescoring.PooledScores`),
+            so they should finish early. Their seeds and suggestions are unchanged.
     """
 
     def __init__(self, spaces: Mapping[str, tuple[str, str, SearchSpace]], trials_per_study: int,
@@ -101,7 +105,8 @@ class StudyMultiplexer(Searcher):
                  max_packs: int = 4, journal: TrialJournal | None = None,
                  history: Mapping[str, Sequence[JournalRecord]] | None = None, session: int = 1,
                  board: Any = None, numbers_seen: Mapping[str, int] | None = None,
-                 hot_studies: int = DEFAULT_HOT, active_studies: int | None = None) -> None:
+                 hot_studies: int = DEFAULT_HOT, active_studies: int | None = None,
+                 first: Sequence[str] = ()) -> None:
         super().__init__(metric=PACK_METRIC, mode="max")
         self.trials_per_study = trials_per_study
         self.max_concurrent = max_concurrent
@@ -135,7 +140,9 @@ class StudyMultiplexer(Searcher):
             # A failed trial of an earlier session is retried: only completed ones use budget.
             self.issued[key] = sum(r.status == COMPLETED for r in done)
         self.remaining = sum(max(0, trials_per_study - n) for n in self.issued.values())
+        self.first = frozenset(first)
         with_budget = [k for k in spaces if self.issued[k] < trials_per_study]
+        with_budget = [k for k in with_budget if k in self.first] + [k for k in with_budget if k not in self.first]
         # Enough admitted studies to fill every pack in flight twice over, and room in the live
         # cache for them and the ones just finished.
         filling = 2 * math.ceil(self.pack_size * self.max_packs / max(1, max_concurrent))
@@ -173,8 +180,7 @@ class StudyMultiplexer(Searcher):
             symbol, family = self.meta[key]
             pack.append({"slot": slot, "study": key, "symbol": symbol, "family": family, "params": params})
             if self._can_take(key):  # to the back: the other ready studies go first
-                self.ready.append(key)
-                self.queued.add(key)
+                self._queue(key)
             elif self.issued[key] >= self.trials_per_study and self.waiting:
                 self._admit(self.waiting.popleft())  # its budget is issued: the next study's turn
         self.studies.settle()
@@ -244,8 +250,20 @@ class StudyMultiplexer(Searcher):
 
     def _admit(self, key: str) -> None:
         if self._can_take(key) and key not in self.queued:
+            self._queue(key)
+
+    def _queue(self, key: str) -> None:
+        """``key`` takes its turn: at the back of the ready studies, or the front for a
+        :attr:`first` one."""
+        if key in self.first:
+            self.ready.appendleft(key)
+        else:
             self.ready.append(key)
-            self.queued.add(key)
+        self.queued.add(key)
+
+    def study_done(self, key: str) -> bool:
+        """The study has issued its whole budget and been told every result (this session)."""
+        return self._finished(key)
 
     def _can_take(self, key: str) -> bool:
         return self.issued[key] < self.trials_per_study and self.in_flight[key] < self.max_concurrent
@@ -258,18 +276,18 @@ class StudyMultiplexer(Searcher):
             key = self.slots.pop(outcome["slot"], None)
             if key is None:
                 continue  # already told (Tune repeats the last result on completion)
-            records.append(self._tell(key, outcome))
+            record = self._tell(key, outcome)
+            records.append(record)
             self.in_flight[key] -= 1
             if self._can_take(key) and key not in self.queued:
-                self.ready.append(key)
-                self.queued.add(key)
+                self._queue(key)
+            # Told one at a time, so that a listener asking study_done hears it with the last one.
+            for listener in self.listeners:
+                listener(record)
         self.studies.settle()
         if records and self.journal is not None:
             self.journal.append(records)
             self.journal.maybe_flush()
-        for record in records:
-            for listener in self.listeners:
-                listener(record)
         self.tell_s += time.perf_counter() - start
 
     def _tell(self, key: str, outcome: Mapping[str, Any]) -> JournalRecord:
