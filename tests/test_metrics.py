@@ -100,3 +100,12 @@ def test_when_the_baseline_is_asked_again_then_the_batch_gives_the_scores_it_kep
     assert baseline(batch) is first
     assert baseline(batch.rows(slice(0, 3))).windows == 3  # a batch cut from it is scored itself
     assert baseline(batch.rows(slice(0, 3))).errors == first.errors[:3]
+
+
+def test_when_scores_are_packed_then_unpacking_gives_them_back_exactly():
+    scores = Scores(0.1 + 0.2, 1 / 3, 0.0123456789, 0.0123456789 / 7, 7,
+                    tuple(float(str(v)) for v in np.float32([0.1, 1e-9, 3.3, 0.0, 2.5, 1 / 7, 9.75])))
+    packed = scores.packed()
+    assert Scores.unpacked(packed) == scores and type(Scores.unpacked(packed).windows) is int
+    assert Scores.unpacked(Scores(0.5, 0.5, 0.0, 0.0, 0).packed()) == Scores(0.5, 0.5, 0.0, 0.0, 0)
+    assert len(packed) == 5 + 7

@@ -78,7 +78,7 @@ def test_when_winners_come_with_their_validation_scores_then_only_their_test_per
     tuned = {s: run_trial(family, params, periods[s], SEED) for s in SYMBOLS}
     winners = {(s, FAMILY): TrialRecord(f"t-{s}", s, FAMILY, "completed", params,
                                         {"pct_return_mae": tuned[s].objective}) for s in SYMBOLS}
-    given = {(s, FAMILY): tuned[s].validation.scores.to_dict() for s in SYMBOLS[:2]}  # CCC has none
+    given = {(s, FAMILY): tuned[s].validation.scores.packed() for s in SYMBOLS[:2]}  # CCC has none
     finals, unscored = score_winners(winners, actors, SEED, store, ("forecast-tuner", "defaults-test"),
                                      validation=given)
     assert unscored == {} and sorted(finals) == sorted(winners)

@@ -81,9 +81,9 @@ def test_when_winners_have_their_validation_scores_then_the_store_hands_them_on_
     journal.append([record(0, value=0.01), full, old])
     journal.flush()
     store = TrialStore((storage.base, storage.name), None)
-    store.load(None)
-    found = store.winner_validation()
-    assert list(found) == [("AAPL", "toto")]
-    given = found[("AAPL", "toto")]
-    assert Scores.from_dict(given) == Scores.from_dict(scores)
-    assert list(given["errors"]) == scores["errors"]
+    digest = store.load(None)
+    assert list(digest.winners) == [("AAPL", "toto"), ("MSFT", "toto")]
+    found = store.winner_validation()  # in the digest's order of winners
+    assert found[1] is None
+    assert Scores.unpacked(found[0]) == Scores.from_dict(scores)
+    assert list(Scores.unpacked(found[0]).errors) == scores["errors"]

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,16 +153,17 @@ class ModelServer:
         }
 
     def evaluate(self, symbol: str, params: Mapping[str, Any], seed: int,
-                 with_test: bool = False, validation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 with_test: bool = False, validation: Sequence[float] | None = None) -> dict[str, Any]:
         """Run one trial; returns ``TrialResult.to_dict()`` plus where and how long it ran.
-        ``validation``: the trial's own validation scores (``Scores.to_dict()``'s fields), when
-        it has them: that period is not forecast again (:func:`~tuner.core.trial.run_trial`)."""
+        ``validation``: the trial's own validation scores (:meth:`Scores.packed
+        <tuner.core.metrics.Scores.packed>`), when it has them: that period is not forecast
+        again (:func:`~tuner.core.trial.run_trial`)."""
         start = time.perf_counter()
         periods = self.periods.get(symbol)
         if periods is None:
             raise KeyError(f"actor for {self.family_name} has no windows for symbol {symbol!r}")
         result = run_trial(self.family, params, periods, seed, with_test=with_test,
-                           validation=None if validation is None else Scores.from_dict(validation))
+                           validation=None if validation is None else Scores.unpacked(validation))
         elapsed = time.perf_counter() - start
         with self._lock:  # evaluate() runs in several threads at once
             self.calls += 1
@@ -209,7 +210,7 @@ class ModelServer:
 
     def evaluate_into(self, symbol: str, params: Mapping[str, Any], seed: int, with_test: bool,
                       store: tuple[str, str], slot: tuple,
-                      validation: Mapping[str, Any] | None = None) -> ResultBrief:
+                      validation: Sequence[float] | None = None) -> ResultBrief:
         """``evaluate``, its result put in the run's
         :class:`~tuner.engine.result_store.ResultStore` (``store``: its namespace and name)
         under ``slot``, not sent back: what comes back is the result's brief."""

@@ -464,7 +464,8 @@ def compact(storage: Storage, session: int) -> None:
     short) is kept once, as it was first written.
 
     The lines are copied as they are, not read into records and written again: it runs after
-    :func:`iter_journal` has checked every record (parsing and re-writing them cost 7.7 s of a
+    every record was read and checked (:func:`chunk_records`, by the trial store as the chunks
+    were saved and when tuning ended; parsing and re-writing them cost 7.7 s of a
     core at 1,000 studies × 10 trials, beside re-scoring). A line that is not a JSON object
     naming its study and trial still stops it, naming the file and line, before anything is
     deleted."""

@@ -138,7 +138,7 @@ def on_live_actors(actors: dict[str, list], calls: dict[Any, tuple[Key, str, tup
 
 
 def _scored_into(study: Key, config: Mapping[str, Any], seed: int, store_at: StoreAt, slot: Slot,
-                 validation: Mapping[str, Any] | None = None) -> tuple:
+                 validation: Sequence[float] | None = None) -> tuple:
     """An :func:`on_live_actors` call: ``config`` scored on ``study``'s symbol, validation and
     test periods with ``seed``, its result put in the store at ``store_at`` under ``slot``.
     ``validation``: scores it already has on the validation period (not forecast again)."""
@@ -208,14 +208,14 @@ class DefaultScores:
 
 def score_winners(winners: dict[Key, TrialRecord], actors: dict[str, list], seed: int, store: Any,
                   store_at: StoreAt, on_done: Callable[[int, int], None] | None = None,
-                  validation: Mapping[Key, Mapping[str, Any]] | None = None
+                  validation: Mapping[Key, Sequence[float]] | None = None
                   ) -> tuple[StoredResults, dict[Key, str]]:
     """Score each study's winner on the test period (same seed) on a live actor of its family;
     the results go to ``store`` (the :class:`~tuner.engine.result_store.ResultStore` at
     ``store_at``), the driver keeps their briefs. Returns the re-scored winners and, for winners
     that could not be re-scored, why.
 
-    ``validation``: each winner's own validation scores, from its trial
+    ``validation``: each winner's own validation scores, from its trial, packed
     (:meth:`~tuner.engine.trial_store.TrialStore.winner_validation`): its validation period is
     then not forecast again, only its baseline computed. A winner without them is run again on
     that period too. (Measured at 10,000 × 10: the sample bank had evicted nearly every

@@ -8,10 +8,10 @@ records and the trial table were ~100 MB of the driver's 540 MB at 1,000 × 10).
 ``trials.parquet`` and compacts the journal while the winners are re-scored and collated, and
 hands each collation task its symbols' records through the object store. It reads each chunk
 of the journal as the run saves it (:meth:`TrialStore.read_new`), beside tuning: reading
-100,000 records at the end took 7 s of a core on a quiet machine, and 15 s between the end of
-tuning and re-scoring in a 10,000 × 10 run, where nothing else waited on. The driver keeps only the small :class:`TrialDigest`: each
-study's winner, the pooled studies' records and the failed trials (for the causes printed at
-the end).
+100,000 records at the end took 7 s of a core on a quiet machine, and 15 s of a 10,000 × 10
+run, between the end of tuning and the start of re-scoring, which waited for it. The driver
+keeps only the small :class:`TrialDigest`: each study's winner, the pooled studies' records and
+the failed trials (for the causes printed at the end).
 """
 
 from __future__ import annotations
@@ -134,17 +134,16 @@ class TrialStore:
         return TrialDigest(winners, pooled,
                            [r for r in records if r.status == FAILED], len(records))
 
-    def winner_validation(self) -> dict[Key, dict[str, Any]]:
-        """Each winner's validation scores as its trial reported them (``Scores.to_dict()``'s
-        fields, the per-window errors as a compact array), so that re-scoring forecasts only its
-        test period; a winner whose record lacks any (a journal written before the errors were
-        kept) is left out, and is run again on both periods."""
-        found = {}
-        for key, record in self._winners.items():
+    def winner_validation(self) -> list[array | None]:
+        """Each winner's validation scores as its trial reported them (:meth:`Scores.packed`),
+        in the digest's order of winners, so that re-scoring forecasts only its test period;
+        None for a winner whose record lacks any (a journal written before the errors were
+        kept): it is run again on both periods."""
+        found: list[array | None] = []
+        for record in self._winners.values():
             metrics = record.metrics
-            if all(metrics.get(name) is not None for name in SCORE_FIELDS) and len(metrics["errors"]):
-                found[key] = {**{name: metrics[name] for name in SCORE_FIELDS},
-                              "errors": array("d", metrics["errors"])}
+            complete = all(metrics.get(name) is not None for name in SCORE_FIELDS) and len(metrics["errors"])
+            found.append(Scores.from_dict(metrics).packed() if complete else None)
         return found
 
     def counts(self, studies: list[Key], budget: int) -> dict[Key, dict[str, int]]:
@@ -209,9 +208,11 @@ class StoredTrials:
     def counts(self, studies: Iterable[Key], budget: int) -> dict[Key, dict[str, int]]:
         return get_raising_cause(self.actor.counts.remote(list(studies), budget))
 
-    def winner_validation(self) -> dict[Key, dict[str, Any]]:
-        """:meth:`TrialStore.winner_validation` (after :meth:`load`)."""
-        return get_raising_cause(self.actor.winner_validation.remote())
+    def winner_validation(self) -> dict[Key, array]:
+        """Each winner's packed validation scores (:meth:`TrialStore.winner_validation`, after
+        :meth:`load`), keyed as :attr:`digest`'s winners; those without are left out."""
+        packed = get_raising_cause(self.actor.winner_validation.remote())
+        return {key: scores for key, scores in zip(self.digest.winners, packed, strict=True) if scores is not None}
 
     def records_of(self, symbols: Iterable[str] | None) -> list[TrialRecord]:
         return get_raising_cause(self.actor.records_of.remote(None if symbols is None else list(symbols)))
