@@ -226,6 +226,14 @@ def _drive(hot: int, studies: int = 12, trials: int = 8, active: int = 10_000,
     return suggested, searcher
 
 
+def _by_study(suggested: list) -> dict:
+    """Each study's suggestions, in order (what _drive returned, split by study)."""
+    out: dict = {}
+    for key, params in suggested:
+        out.setdefault(key, []).append(params)
+    return out
+
+
 def test_when_idle_studies_are_kept_compressed_then_tpe_suggests_exactly_what_live_studies_would():
     live, kept_live = _drive(hot=10_000)
     compressed, kept_small = _drive(hot=2)
@@ -255,16 +263,10 @@ def test_when_studies_wait_or_finish_then_the_driver_holds_no_optuna_objects_for
 
 
 def test_when_studies_are_admitted_in_turn_then_each_suggests_what_it_would_have_and_few_are_revived():
-    def by_study(suggested):
-        out: dict = {}
-        for key, params in suggested:
-            out.setdefault(key, []).append(params)
-        return out
-
     # One trial in flight per study: each suggestion then follows only from the study's own history.
     all_at_once, _ = _drive(hot=10_000, max_concurrent=1)
     in_turn, searcher = _drive(hot=6, active=3, max_concurrent=1)
-    assert by_study(in_turn) == by_study(all_at_once) and len(in_turn) == 12 * 8
+    assert _by_study(in_turn) == _by_study(all_at_once) and len(in_turn) == 12 * 8
     first_seen = list(dict.fromkeys(key for key, _ in in_turn))
     assert first_seen == list(spaces(12))  # admitted in order, three at a time
     assert searcher.studies.stats()["revivals"] <= 12  # round robin over 12 would revive ~96 times
@@ -283,16 +285,10 @@ def test_when_a_tune_run_ends_with_a_pack_never_completed_then_abandoning_it_fai
 
 
 def test_when_a_study_goes_first_then_it_finishes_early_and_every_study_suggests_what_it_would_have():
-    def by_study(suggested):
-        out: dict = {}
-        for key, params in suggested:
-            out.setdefault(key, []).append(params)
-        return out
-
     last = "S11/bootstrap_returns"  # admitted last of all, three at a time
     in_turn, _ = _drive(hot=6, active=3, max_concurrent=1)
     with_first, searcher = _drive(hot=6, active=3, max_concurrent=1, first=(last,))
-    assert by_study(with_first) == by_study(in_turn) and len(with_first) == 12 * 8
+    assert _by_study(with_first) == _by_study(in_turn) and len(with_first) == 12 * 8
     where = [i for i, (key, _) in enumerate(with_first) if key == last]
     before = [i for i, (key, _) in enumerate(in_turn) if key == last]
     assert max(where) < len(with_first) // 3 < min(before)
