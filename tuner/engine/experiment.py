@@ -312,6 +312,11 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         pooled_scores = PooledScores(studies, actors, config.seed, result_store, (NAMESPACE, results_name),
                                      config.max_latency_s, searcher.study_done, history)
         searcher.listeners.append(pooled_scores.record)
+        # Collation's workers start once every trial is issued (the last packs still run, the
+        # CPUs less busy) and import their libraries while those and re-scoring run.
+        collator = TaskCollator()
+        warm = collator.warm
+        searcher.listeners.append(lambda _record: warm() if searcher.remaining == 0 else None)
         clock.mark("start")
         try:
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
@@ -323,8 +328,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
         trials.load(config.max_latency_s, session)
-        collator = TaskCollator()
-        collator.warm()  # its workers import their libraries while the actors re-score (they hold no CPU)
+        collator.warm()  # (started already, unless tuning had nothing left to issue)
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners on the test period")
         store_at = (NAMESPACE, results_name)
