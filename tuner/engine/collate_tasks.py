@@ -22,9 +22,9 @@ So the driver holds numbers, a few references and the part store's handle, none 
 with the universe (the documents, entries and errors stay in the workers and the part store:
 measured, bench/bench_driver_phases.py). The steps run on
 :class:`~tuner.engine.collation_workers.CollationWorkers`, one per CPU, which import their
-libraries while the last trials run and the winners are re-scored; the model actors are gone by the time they work
-(:func:`tuner.engine.experiment._run_session` releases them before collating), so they use the
-CPUs the experiment's actors held.
+libraries while the last trials run and the winners are re-scored; the model actors are gone
+by the time they work (:func:`tuner.engine.experiment._run_session` releases them before
+collating), so they use the CPUs the experiment's actors held.
 
 Everything a step writes is a whole file (atomic, :class:`~tuner.core.storage.Storage`) with the
 content the serial path (:class:`~tuner.engine.collate.SerialCollator`) writes; a kill midway keeps
@@ -218,8 +218,8 @@ class TaskCollator:
         """Start the workers (:class:`~tuner.engine.collation_workers.CollationWorkers`, one
         per CPU the collation will use), which import their libraries at once: started once
         every trial is issued (the run calls this from a searcher listener), they are ready
-        when collation begins. :meth:`collate` starts them
-        if this was not called; :meth:`write_summary`, the last step, ends them."""
+        when collation begins. :meth:`collate` starts them if this was not called;
+        :meth:`write_summary`, the last step, ends them."""
         if self._workers is None:
             self._workers = CollationWorkers(max(1, int(self._cpus())))
         return self._workers

@@ -32,10 +32,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tuner.core.errors import TunerError
 from tuner.core.storage import Storage
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from tuner.engine.provenance import Provenance
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 JOURNAL_DIR = "journal"
 FLUSH_INTERVAL_S = 1.0
@@ -389,12 +390,19 @@ def read_journal(storage: Storage, provenance: Provenance | None = None) -> list
 def iter_journal(storage: Storage, provenance: Provenance | None = None) -> Iterator[JournalRecord]:
     """:func:`read_journal`'s records one at a time, a chunk file read at once: a caller that
     keeps less than the whole record (collation) never holds every record."""
-    seen: set[tuple[str, str]] = set()
-    for name in chunk_names(storage):
-        for record in chunk_records(storage, name, provenance):
-            if (record.study, record.trial_id) not in seen:
-                seen.add((record.study, record.trial_id))
-                yield record
+    yield from first_written((r for name in chunk_names(storage) for r in chunk_records(storage, name, provenance)),
+                             key=lambda r: (r.study, r.trial_id))
+
+
+def first_written(items: Iterable[T], key: Callable[[T], Hashable]) -> Iterator[T]:
+    """``items`` (a trial's records or lines, oldest chunk first) with each trial, as ``key``
+    names it, kept once, as it was first written (a compaction cut short writes some twice)."""
+    seen: set[Hashable] = set()
+    for item in items:
+        trial = key(item)
+        if trial not in seen:
+            seen.add(trial)
+            yield item
 
 
 def chunk_records(storage: Storage, name: str, provenance: Provenance | None = None) -> list[JournalRecord]:
@@ -473,16 +481,11 @@ def compact(storage: Storage, session: int) -> None:
     if len(names) <= 1:
         return
     target = f"{session:04d}-compact.jsonl"
-    seen: set[tuple[str, str]] = set()
     # Streamed, COMPACT_LINES records at a time: the whole journal (~150 MB at 100,000 trials)
     # is never one string in memory.
     with storage.write_stream(f"{JOURNAL_DIR}/{target}") as out:
         lines: list[str] = []
-        for path, line_no, line in _chunk_lines(storage):
-            key = _trial_key(storage, path, line_no, line)
-            if key in seen:
-                continue
-            seen.add(key)
+        for _, _, line in first_written(_chunk_lines(storage), key=lambda found: _trial_key(storage, *found)):
             lines.append(line)
             if len(lines) == COMPACT_LINES:
                 out.write(("\n".join(lines) + "\n").encode())

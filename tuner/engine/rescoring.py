@@ -145,9 +145,56 @@ def _scored_into(study: Key, config: Mapping[str, Any], seed: int, store_at: Sto
     return study, "evaluate_into", (study[0], config, seed, True, store_at, slot, validation)
 
 
+class BesideTuning:
+    """Actor calls (:func:`on_live_actors`'s ``calls``) run from a driver thread while tuning
+    runs, one call (or chunk) queued per actor so that the trials' calls are not held up behind
+    them, until :meth:`hurry`; :meth:`wait` for their results, :meth:`stop` when the run ends
+    without them. The family defaults and the pooled configs are scored so."""
+
+    def __init__(self, actors: dict[str, list], calls: dict, name: str) -> None:
+        self._actors, self._calls = actors, calls
+        self._per_actor = BESIDE_TUNING_PER_ACTOR
+        self._stop = threading.Event()
+        self.results: dict = {}
+        self.error: BaseException | None = None
+        """What the thread raised (handed to the driver's thread by whoever waits)."""
+        # A daemon: a run that ends by an error does not wait on it (stop() ends it sooner).
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> BesideTuning:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            self.results = on_live_actors(self._actors, self._calls, per_actor=lambda: self._per_actor,
+                                          stop=self._stop)
+        except BaseException as e:
+            self.error = e
+        finally:
+            self._calls = {}  # ~300 bytes a call, not kept to the end of the run
+
+    def hurry(self) -> None:
+        """Tuning has ended: keep as many calls queued as re-scoring does."""
+        self._per_actor = CALLS_IN_FLIGHT_PER_ACTOR
+
+    def wait(self) -> dict:
+        """The results (as :func:`on_live_actors` returns them), once every call is in."""
+        self.hurry()
+        self._thread.join()
+        return self.results
+
+    def stop(self, wait_s: float | None = 10.0) -> None:
+        """Submit nothing more and wait (at most ``wait_s``; None: until it ends) for the call
+        being gathered."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(wait_s)
+
+
 class DefaultScores:
     """Each study's family default scored on the validation and test periods (same seed as its
-    winner), in a driver thread started before tuning: see the module docstring.
+    winner), :class:`BesideTuning`, started before tuning: see the module docstring.
 
     :meth:`hurry` once tuning has ended (as many calls queued as re-scoring's), :meth:`result`
     for the briefs, :meth:`stop` when the run ends without them.
@@ -161,49 +208,31 @@ class DefaultScores:
                     for family in {family for _, family in studies}}
         defaults = {family: None if d is None else dict(d) for family, d in defaults.items()}
         # One config dict per family, shared by its calls (never changed: Ray copies arguments).
-        self._calls = {key: _scored_into(key, defaults[key[1]], seed, store_at, ("default", key))
-                       for key in studies if defaults[key[1]] is not None}
-        self._actors, self._store = actors, store
-        self._per_actor = BESIDE_TUNING_PER_ACTOR
-        self._stop = threading.Event()
-        self._briefs: dict = {}
-        self._error: BaseException | None = None
-        # A daemon: a run that ends by an error does not wait on it (stop() ends it sooner).
-        self._thread = threading.Thread(target=self._score, name="default-scores", daemon=True)
+        calls = {key: _scored_into(key, defaults[key[1]], seed, store_at, ("default", key))
+                 for key in studies if defaults[key[1]] is not None}
+        self._store = store
+        self._job = BesideTuning(actors, calls, "default-scores")
 
     def start(self) -> DefaultScores:
-        self._thread.start()
+        self._job.start()
         return self
-
-    def _score(self) -> None:
-        try:
-            self._briefs = on_live_actors(self._actors, self._calls, per_actor=lambda: self._per_actor,
-                                          stop=self._stop)
-        except BaseException as e:  # handed to result(), in the driver's thread
-            self._error = e
-        finally:
-            self._calls = {}  # ~300 bytes a study, not kept to the end of the run
 
     def hurry(self) -> None:
         """Tuning has ended: keep as many calls queued as re-scoring does."""
-        self._per_actor = CALLS_IN_FLIGHT_PER_ACTOR
+        self._job.hurry()
 
     def result(self, studies: Iterable[Key]) -> StoredResults:
         """The defaults of ``studies`` (those with a winner), once all are scored; a default whose
         actors all died is left out."""
-        self.hurry()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        briefs = {key: self._briefs[key] for key in studies
-                  if key in self._briefs and not isinstance(self._briefs[key], TunerError)}
+        scored = self._job.wait()
+        if self._job.error is not None:
+            raise self._job.error
+        briefs = {key: scored[key] for key in studies if key in scored and not isinstance(scored[key], TunerError)}
         return study_results(self._store, "default", briefs)
 
     def stop(self, wait_s: float = 10.0) -> None:
         """Submit nothing more and wait (at most ``wait_s``) for the call being gathered."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(wait_s)
+        self._job.stop(wait_s)
 
 
 def score_winners(winners: dict[Key, TrialRecord], actors: dict[str, list], seed: int, store: Any,
@@ -246,10 +275,9 @@ def _pooled_calls(best: Mapping[Key, TrialRecord], studies: Iterable[Key], seed:
 
 
 class PooledScores:
-    """Each family's pooled config scored on every symbol beside tuning, from the moment its
-    pooled study has finished (the searcher runs the pooled studies first:
-    :class:`~tuner.engine.search.StudyMultiplexer`'s ``first``), in a driver thread that keeps
-    few calls queued per actor, as :class:`DefaultScores` does. :func:`score_pooled` takes
+    """Each family's pooled config scored on every symbol beside tuning (:class:`BesideTuning`),
+    from the moment its pooled study has finished (the searcher runs the pooled studies first:
+    :class:`~tuner.engine.search.StudyMultiplexer`'s ``first``). :func:`score_pooled` takes
     what it scored and scores the rest.
 
     Args:
@@ -270,9 +298,7 @@ class PooledScores:
         self._actors, self._seed, self._store_at = actors, seed, store_at
         self._max_latency_s, self._done = max_latency_s, done
         self._records: dict[str, list[TrialRecord]] = {}
-        # family → (its config, the thread scoring it, the briefs, what stops it)
-        self._jobs: dict[str, tuple[dict, threading.Thread, dict, threading.Event]] = {}
-        self._per_actor = BESIDE_TUNING_PER_ACTOR
+        self._jobs: dict[str, tuple[dict, BesideTuning]] = {}  # family → (its config, the job scoring it)
         self._stopped = False
         for record in history:
             if record.symbol == POOLED_SYMBOL:
@@ -295,47 +321,34 @@ class PooledScores:
         if (POOLED_SYMBOL, family) not in best or self._stopped:
             return  # no completed trial: nothing to score (score_pooled agrees)
         calls = _pooled_calls(best, (k for k in self._studies if k[1] == family), self._seed, self._store_at)
-        briefs: dict = {}
-        stop = threading.Event()
-
-        def score() -> None:
-            try:
-                briefs.update(on_live_actors(self._actors, calls, per_actor=lambda: self._per_actor, stop=stop))
-            except Exception as e:  # score_pooled scores what is missing, and raises then
-                log.warning("pooled config of %s not scored beside tuning: %s", family, e)
-
-        thread = threading.Thread(target=score, name=f"pooled-scores-{family}", daemon=True)
-        self._jobs[family] = (dict(best[(POOLED_SYMBOL, family)].config), thread, briefs, stop)
-        thread.start()
+        job = BesideTuning(self._actors, calls, f"pooled-scores-{family}")
+        self._jobs[family] = (dict(best[(POOLED_SYMBOL, family)].config), job.start())
 
     def hurry(self) -> None:
         """Tuning has ended: keep as many calls queued as re-scoring does."""
-        self._per_actor = CALLS_IN_FLIGHT_PER_ACTOR
+        for _, job in self._jobs.values():
+            job.hurry()
 
     def result(self, best: Mapping[Key, TrialRecord]) -> dict[Key, Any]:
         """The briefs scored for the families whose config here is ``best``'s (the pooled
         winners read from the journal after tuning), once they are all in."""
         wanted = {family: dict(record.config) for (_, family), record in best.items()}
-        for family, (config, thread, _, stop) in self._jobs.items():
+        for family, (config, job) in self._jobs.items():
             if wanted.get(family) != config:  # not the winner after all: its scores are of no use
-                stop.set()
-                thread.join()
-        self.hurry()
+                job.stop(None)
         found: dict[Key, Any] = {}
-        for family, (config, thread, briefs, _) in self._jobs.items():
+        for family, (config, job) in self._jobs.items():
             if wanted.get(family) == config:
-                thread.join()
-                found.update(briefs)
+                found.update(job.wait())
+                if job.error is not None:  # score_pooled scores what is missing, and raises then
+                    log.warning("pooled config of %s not scored beside tuning: %s", family, job.error)
         return found
 
     def stop(self, wait_s: float = 10.0) -> None:
-        """Submit nothing more and wait (at most ``wait_s``) for the calls being gathered."""
+        """Submit nothing more and wait (at most ``wait_s`` each) for the calls being gathered."""
         self._stopped = True
-        for _, _, _, stop in self._jobs.values():
-            stop.set()
-        for _, thread, _, _ in self._jobs.values():
-            if thread.is_alive():
-                thread.join(wait_s)
+        for _, job in self._jobs.values():
+            job.stop(wait_s)
 
 
 def score_pooled(pooled_records: list[TrialRecord], studies: Sequence[Key], actors: dict[str, list],

@@ -26,7 +26,14 @@ from typing import Any
 from tuner.core.metrics import Scores
 from tuner.core.storage import Storage
 from tuner.engine.collate import FAILED, Key, TrialList, TrialRecord, pick_winners
-from tuner.engine.journal import JournalError, JournalRecord, chunk_names, chunk_records, compact
+from tuner.engine.journal import (
+    JournalError,
+    JournalRecord,
+    chunk_names,
+    chunk_records,
+    compact,
+    first_written,
+)
 from tuner.engine.pooled_study import POOLED_SYMBOL
 from tuner.engine.provenance import Provenance
 from tuner.engine.task_errors import get_raising_cause
@@ -94,12 +101,18 @@ class TrialStore:
             for name in names:
                 if name not in self._chunks:
                     try:
-                        self._chunks[name] = [trial_record(r) for r in
-                                              chunk_records(self.storage, name, self.provenance)]
+                        self._chunk(name)
                         read += 1
                     except JournalError:
                         continue
             return read
+
+    def _chunk(self, name: str) -> list[TrialRecord]:
+        """The chunk ``name``'s records, read and checked the first time they are asked for."""
+        chunk = self._chunks.get(name)
+        if chunk is None:
+            chunk = self._chunks[name] = [trial_record(r) for r in chunk_records(self.storage, name, self.provenance)]
+        return chunk
 
     def load(self, max_latency_s: float | None) -> TrialDigest:
         """Every record of the journal's chunks (those not read yet are read now), a trial
@@ -107,22 +120,14 @@ class TrialStore:
         the driver's digest. Raises :class:`~tuner.engine.journal.JournalError` for a chunk
         that cannot be read or holds a record not allowed."""
         records, pooled = [], []
-        seen: set[tuple[str, str, str]] = set()
         with self._reading:
-            for name in chunk_names(self.storage):
-                chunk = self._chunks.get(name)
-                if chunk is None:
-                    chunk = [trial_record(r) for r in chunk_records(self.storage, name, self.provenance)]
-                for record in chunk:
-                    key = (record.symbol, record.family, record.trial_id)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    if record.symbol == POOLED_SYMBOL:
-                        pooled.append(record)
-                    else:
-                        records.append(record)
-                        self.by_symbol.setdefault(record.symbol, []).append(record)
+            every = (r for name in chunk_names(self.storage) for r in self._chunk(name))
+            for record in first_written(every, key=lambda r: (r.symbol, r.family, r.trial_id)):
+                if record.symbol == POOLED_SYMBOL:
+                    pooled.append(record)
+                else:
+                    records.append(record)
+                    self.by_symbol.setdefault(record.symbol, []).append(record)
             self._chunks = {}  # the records are kept below; compaction rewrites the chunks next
         self.trials = TrialList(records)
         # The driver reads a winner's config, objective and validation latency, never the rest
