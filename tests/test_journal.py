@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+import tuner.engine.journal as journal_module
 from tuner.core.storage import Storage
 from tuner.engine.journal import (
     JOURNAL_DIR,
@@ -15,6 +16,8 @@ from tuner.engine.journal import (
     JournalRecord,
     StorageFault,
     TrialJournal,
+    chunk_names,
+    chunk_records,
     compact,
     last_session,
     read_journal,
@@ -141,6 +144,38 @@ def test_when_a_line_names_no_trial_then_compaction_stops_naming_it_and_deletes_
         compact(storage, 1)
     assert str(second) in str(e.value) and "line 2 is not a trial record" in str(e.value)
     assert chunk_files(storage) == [first, second]
+
+
+def test_when_the_reader_hands_on_its_keys_then_compaction_uses_them_and_parses_only_a_chunk_that_changed(
+        storage, monkeypatch):
+    journal = TrialJournal(storage, session=1)
+    for i in range(3):
+        journal.append([record(i)])
+        journal.flush()
+    first, second, third = chunk_files(storage)
+    # a cut-short compaction's copy of trial 0, which first_written drops, parsed or not
+    storage.write_bytes(f"{JOURNAL_DIR}/0001-compact.jsonl", (record(0).to_json() + "\n").encode())
+    before = read_journal(storage)
+    parsed: list[str] = []
+    real = journal_module._trial_key
+    monkeypatch.setattr(journal_module, "_trial_key", lambda s, path, n, line: parsed.append(path) or real(s, path, n, line))
+    keys = {name: [(r.study, r.trial_id) for r in chunk_records(storage, name)] for name in chunk_names(storage)}
+    keys[third.name] = []  # read when it held no line: its line count has changed since
+    compact(storage, 2, read=keys)
+    assert parsed == [f"{JOURNAL_DIR}/{third.name}"]
+    assert storage.read_bytes(f"{JOURNAL_DIR}/0002-compact.jsonl") == (
+        "\n".join(r.to_json() for r in before) + "\n").encode()
+    assert read_journal(storage) == before
+
+
+def test_when_the_reader_names_two_lines_one_trial_then_compaction_keeps_the_first(storage):
+    journal = TrialJournal(storage, session=1)
+    for i in range(2):
+        journal.append([record(i)])
+        journal.flush()
+    keys = {name: [("AAPL/toto", "same")] for name in chunk_names(storage)}
+    compact(storage, 1, read=keys)  # the keys are what decides, not a parse of the lines
+    assert [r.trial_id for r in read_journal(storage)] == ["t0.0"]
 
 
 def test_when_compacted_in_pieces_then_the_file_is_what_one_piece_would_be_and_a_failure_keeps_the_chunks(
