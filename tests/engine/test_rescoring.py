@@ -16,9 +16,15 @@ from tuner.engine.collate import TrialRecord, pick_winners
 from tuner.engine.experiment_config import ExperimentConfig
 from tuner.engine.journal import JournalRecord
 from tuner.engine.pooled_study import pooled_key
-from tuner.engine.rescoring import DefaultScores, PooledScores, score_pooled, score_winners
+from tuner.engine.rescoring import (
+    DefaultScores,
+    PooledScores,
+    WinnerScores,
+    score_pooled,
+    score_winners,
+)
 from tuner.engine.result_store import open_results
-from tuner.engine.trial_store import trial_record
+from tuner.engine.trial_store import trial_record, validation_scores
 
 FAMILY = "bootstrap_returns"
 SYMBOLS = ("AAA", "BBB", "CCC")
@@ -136,3 +142,49 @@ def test_when_the_pooled_study_finishes_during_tuning_then_its_best_config_is_sc
         expected = run_trial(family_class(FAMILY)(), outcome.config, periods[symbol], SEED, with_test=True)
         assert list(held[symbol].test.scores.errors) == list(expected.test.scores.errors)
         assert list(held[symbol].validation.scores.errors) == list(expected.validation.scores.errors)
+
+
+def test_when_studies_finish_during_tuning_then_their_winners_are_scored_beside_it_and_only_the_rest_after(
+        local_ray, periods, actors_and_store, monkeypatch):
+    monkeypatch.setattr("tuner.engine.rescoring.WINNERS_PER_JOB", 1)  # each winner as soon as its study ends
+    actors, store = actors_and_store
+    store_at = ("forecast-tuner", "defaults-test")
+    family = family_class(FAMILY)()
+    params = dict(FAMILY_PARAMS[FAMILY])
+    configs = [{**params, "lookback": n} for n in (20, 30)]
+    heard: dict[str, int] = {}
+    told = []
+    for symbol in SYMBOLS:
+        for number, config in enumerate(configs):
+            scores = run_trial(family, config, periods[symbol], SEED).validation.scores
+            told.append(JournalRecord(study=f"{symbol}/{FAMILY}", number=number, trial_id=f"{symbol}-{number}",
+                                      status="completed", params={}, distributions={}, config=config,
+                                      value=scores.pct_return_mae, metrics=scores.to_dict()))
+    job = WinnerScores(actors, SEED, store_at, None, done=lambda study: heard[study] == len(configs))
+    for record in told:  # what the searcher's listener hears; a study is done with its second trial
+        heard[record.study] = heard.get(record.study, 0) + 1
+        job.record(record)
+    # The journal's winners, read back after tuning; CCC's is a trial the listener never heard
+    # (an earlier session's), so the one scored beside tuning is not used.
+    read_back = [trial_record(JournalRecord.from_json(r.to_json())) for r in told]
+    earlier = TrialRecord("CCC-earlier", "CCC", FAMILY, "completed", {**params, "lookback": 40}, {"pct_return_mae": 0.0})
+    winners = pick_winners([*read_back, earlier])
+    assert winners[("AAA", FAMILY)].trial_id in {"AAA-0", "AAA-1"}
+    actor = actors[FAMILY][0][1]
+    job.result(winners)  # every winner heard is scored by now
+    before = local_ray.get(actor.info.remote())["bank"]
+    validation = {key: validation_scores(w.metrics) for key, w in winners.items() if key[0] != "CCC"}
+    finals, unscored = score_winners(winners, actors, SEED, store, store_at, validation=validation, beside=job)
+    after = local_ray.get(actor.info.remote())["bank"]
+    folds = len(periods["AAA"].folds)
+    # After tuning only CCC's winner, which has no validation scores: both periods and the folds.
+    assert (after["hits"] + after["misses"]) - (before["hits"] + before["misses"]) == 2 + folds
+    assert unscored == {} and list(finals) == list(winners)
+    held = local_ray.get(store.of_symbols.remote("winner", list(SYMBOLS)))
+    for (symbol, _), winner in winners.items():
+        expected = run_trial(family, dict(winner.config), periods[symbol], SEED, with_test=True)
+        got = held[(symbol, FAMILY)]
+        assert got.config == expected.config and got.seed == SEED
+        for period in ("validation", "test"):
+            assert list(getattr(got, period).scores.errors) == list(getattr(expected, period).scores.errors)
+        assert got.validation.baseline == expected.validation.baseline

@@ -22,7 +22,7 @@ So the driver holds numbers, a few references and the part store's handle, none 
 with the universe (the documents, entries and errors stay in the workers and the part store:
 measured, bench/bench_driver_phases.py). The steps run on
 :class:`~tuner.engine.collation_workers.CollationWorkers`, one per CPU, which import their
-libraries while the last trials run and the winners are re-scored; the model actors are gone
+libraries at the lowest CPU priority while tuning runs; the model actors are gone
 by the time they work (:func:`tuner.engine.experiment._run_session` releases them before
 collating), so they use the CPUs the experiment's actors held.
 
@@ -216,9 +216,9 @@ class TaskCollator:
 
     def warm(self) -> CollationWorkers:
         """Start the workers (:class:`~tuner.engine.collation_workers.CollationWorkers`, one
-        per CPU the collation will use), which import their libraries at once: started once
-        every trial is issued (the run calls this from a searcher listener), they are ready
-        when collation begins. :meth:`collate` starts them if this was not called;
+        per CPU the collation will use), which import their libraries at once, at the lowest
+        CPU priority: started with tuning, they import in the time the trials leave idle and
+        are ready when collation begins. :meth:`collate` starts them if this was not called;
         :meth:`write_summary`, the last step, ends them."""
         if self._workers is None:
             self._workers = CollationWorkers(max(1, int(self._cpus())))

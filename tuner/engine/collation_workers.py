@@ -11,7 +11,9 @@ warmed is the one that works.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,21 +22,47 @@ RETRIES = 3
 Ray retries a task: every step writes whole files and can run twice."""
 
 
+LOW_PRIORITY = 19
+"""The nice value of a worker's import thread: it takes only the CPU nothing else wants."""
+
+
 class CollationWorker:
-    """The actor's body: imports the libraries the collation steps use when it starts
-    (:func:`tuner.core.statistics.significance.import_backends`)."""
+    """The actor's body: imports the libraries the collation steps use
+    (:func:`tuner.core.statistics.significance.import_backends`) in a thread of the lowest CPU
+    priority, so that a worker started while tuning runs imports in the time the trials leave
+    idle; a step waits for the imports."""
 
     def __init__(self) -> None:
+        self._imported = threading.Event()
+        self._error: BaseException | None = None
+        threading.Thread(target=self._import, name="collation-imports", daemon=True).start()
+
+    def _import(self) -> None:
         from tuner.core.statistics.significance import import_backends
 
-        import_backends()
+        try:
+            with contextlib.suppress(AttributeError, OSError):  # Linux: a thread's own nice value
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOW_PRIORITY)
+            import_backends()
+        except BaseException as e:  # raised by the step that waits for them
+            self._error = e
+        finally:
+            self._imported.set()
+
+    def _ready(self) -> None:
+        self._imported.wait()
+        if self._error is not None:
+            raise self._error
 
     def pid(self) -> int:
+        """The worker's process id, once its imports are done."""
+        self._ready()
         return os.getpid()
 
     def run(self, step: Callable[..., Any], *args: Any) -> Any:
         """``step(*args)``: a module-level function (it travels by name); the references among
         ``args`` arrive resolved, as a task's do."""
+        self._ready()
         return step(*args)
 
 

@@ -77,6 +77,7 @@ from tuner.engine.provenance import ID_KEY, SINCE_KEY, Provenance, experiment_id
 from tuner.engine.rescoring import (
     DefaultScores,
     PooledScores,
+    WinnerScores,
     score_pooled,
     score_winners,
     winner_forecasts,
@@ -255,6 +256,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     trials: StoredTrials | None = None
     default_scores: DefaultScores | None = None
     pooled_scores: PooledScores | None = None
+    winner_scores: WinnerScores | None = None
     result_store = None
     collator: TaskCollator | None = None
     try:
@@ -312,11 +314,13 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         pooled_scores = PooledScores(studies, actors, config.seed, result_store, (NAMESPACE, results_name),
                                      config.max_latency_s, searcher.study_done, history)
         searcher.listeners.append(pooled_scores.record)
-        # Collation's workers start once every trial is issued (the last packs still run, the
-        # CPUs less busy) and import their libraries while those and re-scoring run.
+        winner_scores = WinnerScores(actors, config.seed, (NAMESPACE, results_name), config.max_latency_s,
+                                     searcher.study_done)
+        searcher.listeners.append(winner_scores.record)
+        # Collation's workers start with tuning and import their libraries at the lowest CPU
+        # priority, in the time the trials leave idle.
         collator = TaskCollator()
-        warm = collator.warm
-        searcher.listeners.append(lambda _record: warm() if searcher.remaining == 0 else None)
+        collator.warm()
         clock.mark("start")
         try:
             outcome = tune_studies(searcher, routing, storage, session, progress, watchdog)
@@ -325,6 +329,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         clock.mark("tuning")
         default_scores.hurry()
         pooled_scores.hurry()
+        winner_scores.hurry()
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
         trials.load(config.max_latency_s, session)
@@ -333,7 +338,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         tick = progress.begin_phase("re-scoring winners on the test period")
         store_at = (NAMESPACE, results_name)
         finals, unscored = score_winners(winners, actors, config.seed, result_store, store_at, on_done=tick,
-                                         validation=trials.winner_validation())
+                                         validation=trials.winner_validation(), beside=winner_scores)
         if pooled_records:
             progress.begin_phase("re-scoring each family's pooled config on every symbol")
         pooled = score_pooled(pooled_records, studies, actors, config, result_store, store_at, beside=pooled_scores)
@@ -378,6 +383,8 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
             default_scores.stop()
         if pooled_scores is not None:
             pooled_scores.stop()
+        if winner_scores is not None:
+            winner_scores.stop()
         if collator is not None:
             collator.close()
         if pool is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -51,7 +51,15 @@ DRIVER_METRICS = ("pct_return_mae", "latency_per_forecast_s")
 """What the driver reads of a winner's metrics: its objective, and its validation latency (the
 blend and regime candidates' latency)."""
 SCORE_FIELDS = tuple(f.name for f in fields(Scores))
-"""A trial's validation scores, as its metrics hold them (:meth:`TrialStore.winner_validation`)."""
+"""A trial's validation scores, as its metrics hold them (:func:`validation_scores`)."""
+
+
+def validation_scores(metrics: Mapping[str, Any]) -> array | None:
+    """A trial's validation scores as it reported them, packed (:meth:`Scores.packed`), so that
+    re-scoring its config forecasts only the test period; None when its metrics lack any (a
+    journal written before the errors were kept): it is run again on both periods."""
+    complete = all(metrics.get(name) is not None for name in SCORE_FIELDS) and len(metrics["errors"])
+    return Scores.from_dict(metrics).packed() if complete else None
 
 
 @dataclass(frozen=True)
@@ -143,16 +151,8 @@ class TrialStore:
                            [r for r in records if r.status == FAILED], len(records))
 
     def winner_validation(self) -> list[array | None]:
-        """Each winner's validation scores as its trial reported them (:meth:`Scores.packed`),
-        in the digest's order of winners, so that re-scoring forecasts only its test period;
-        None for a winner whose record lacks any (a journal written before the errors were
-        kept): it is run again on both periods."""
-        found: list[array | None] = []
-        for record in self._winners.values():
-            metrics = record.metrics
-            complete = all(metrics.get(name) is not None for name in SCORE_FIELDS) and len(metrics["errors"])
-            found.append(Scores.from_dict(metrics).packed() if complete else None)
-        return found
+        """Each winner's :func:`validation_scores`, in the digest's order of winners."""
+        return [validation_scores(record.metrics) for record in self._winners.values()]
 
     def counts(self, studies: list[Key], budget: int) -> dict[Key, dict[str, int]]:
         return self.trials.counts(studies, budget)
