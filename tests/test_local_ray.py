@@ -1,5 +1,6 @@
-"""A local Ray started the way ``tuner run`` starts it listens on loopback only, and its auth
-token file is private to its user. Run in a subprocess: Ray reads RAY_AUTH_MODE when imported."""
+"""A local Ray started the way ``tuner run`` starts it listens on loopback only, its auth token
+file is private to its user, and it stops as the run stops it. Run in a subprocess: Ray reads
+RAY_AUTH_MODE when imported."""
 
 from __future__ import annotations
 
@@ -34,15 +35,27 @@ PROBE = textwrap.dedent("""
             if any("DashboardAgent" in name for _, name in listening):
                 break
             time.sleep(1)
-        print(json.dumps({"started": started, "listening": sorted(listening),
-                          "nodes": [n["NodeManagerAddress"] for n in ray.nodes()]}))
+        seen = {"started": started, "listening": sorted(listening),
+                "nodes": [n["NodeManagerAddress"] for n in ray.nodes()]}
     finally:
-        ray.shutdown()
+        # How the run stops its Ray: the autoscaler monitor killed before Ray's shutdown begins.
+        from tuner.engine.local_ray import stop_local_ray
+        processes = {kind: [i.process for i in infos]
+                     for kind, infos in ray._private.worker._global_node.all_processes.items()}
+        real_shutdown = ray.shutdown
+        def shutdown():
+            seen["running_at_shutdown"] = sorted(k for k, ps in processes.items() if any(p.poll() is None for p in ps))
+            real_shutdown()
+        ray.shutdown = shutdown
+        stop_local_ray()
+    seen["running_after"] = sorted(k for k, ps in processes.items() if any(p.poll() is None for p in ps))
+    print(json.dumps(seen))
 """)
 
 
 @pytest.mark.slow
-def test_when_tuner_starts_a_local_ray_then_it_listens_on_loopback_only_and_the_token_is_private(tmp_path):
+def test_when_tuner_starts_a_local_ray_then_it_listens_on_loopback_only_the_token_is_private_and_it_stops_whole(
+        tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
     env["HOME"] = str(tmp_path)  # Ray writes ~/.ray/auth_token: a fresh home, so it is made now
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300,
@@ -58,6 +71,9 @@ def test_when_tuner_starts_a_local_ray_then_it_listens_on_loopback_only_and_the_
     assert len(token.read_text()) == 64
     assert oct(token.stat().st_mode & 0o777) == oct(0o600)
     assert oct((tmp_path / ".ray").stat().st_mode & 0o777) == oct(0o700)
+    # Stopped as a run stops it: the monitor first (not left to wait on the stopped GCS), then all.
+    assert "monitor" not in seen["running_at_shutdown"] and "gcs_server" in seen["running_at_shutdown"]
+    assert seen["running_after"] == []
 
 
 def test_when_an_earlier_token_file_is_world_readable_then_connect_tightens_it(tmp_path, monkeypatch):

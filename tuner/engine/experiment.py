@@ -246,7 +246,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
     session = last_session(storage) + 1
     weights, tiny_fallback = _resolve_weights(config, echo, fallback_allowed)
     config = replace(config, weights=weights)
-    from tuner.engine.local_ray import set_start_wait
+    from tuner.engine.local_ray import set_start_wait, stop_local_ray
 
     set_start_wait()  # Ray reads its start-up wait when first imported: set it before that
     import ray
@@ -394,7 +394,7 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         if result_store is not None:
             ray.kill(result_store, no_restart=True)
         if started_ray:
-            ray.shutdown()
+            stop_local_ray()
     clock.mark("shutdown")
     _finish_timing(summary, clock, storage)
     if outcome.stopped:

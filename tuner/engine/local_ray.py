@@ -95,6 +95,40 @@ def start_local_ray(namespace: str, include_dashboard: bool | None):
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
 
 
+MONITOR_EXIT_WAIT_S = 5.0
+"""How long :func:`stop_local_ray` waits for the killed autoscaler monitor to be reaped."""
+
+
+def stop_local_ray() -> None:
+    """``ray.shutdown()`` of the Ray this process started, without its one-second wait on the
+    autoscaler monitor. Ray stops its processes one after another, the GCS before the monitor,
+    and the monitor's SIGTERM handler then waits on the gone GCS to report its own termination
+    until Ray's timeout (1 s) and a SIGKILL (measured: 1.0 of a 1.4–1.6 s shutdown, the
+    machine idle). The monitor holds no state of ours, so it is killed first, as Ray would
+    end it; everything else stops as Ray stops it. Any Ray internals that moved: plain
+    ``ray.shutdown()``."""
+    import subprocess
+
+    import ray
+
+    try:
+        from ray._private import ray_constants
+
+        node = ray._private.worker._global_node
+        monitors = [info.process for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, [])]
+    except (AttributeError, ImportError):
+        monitors = []
+    for process in monitors:
+        if process.poll() is None:
+            process.kill()
+            try:
+                process.wait(timeout=MONITOR_EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                log.debug("the autoscaler monitor (pid %s) outlived SIGKILL by %s s", process.pid,
+                          MONITOR_EXIT_WAIT_S)
+    ray.shutdown()
+
+
 def _stop_half_started(ray) -> None:
     """Stop what a failed ``ray.init`` may have started (best effort: the reason is reported)."""
     try:
