@@ -53,7 +53,7 @@ from tuner.engine.collate import (
     winner_file,
 )
 from tuner.engine.collation_workers import CollationWorkers
-from tuner.engine.part_store import open_parts
+from tuner.engine.part_store import open_parts, pack, unpack
 from tuner.engine.result_store import StoredResults
 from tuner.engine.task_errors import get_raising_cause
 from tuner.engine.universe_decisions import (
@@ -119,7 +119,7 @@ def collate_batch(storage_at: tuple[str, str], parts: Any, index: int, records: 
     for key, doc in documents.items():
         storage.write_json(winner_file(key), doc)
     now = time.perf_counter()
-    ray.get([parts.put.remote(INPUTS, index, inputs), parts.put.remote(ENTRIES, index, entries)])
+    ray.get([parts.put.remote(INPUTS, index, pack(inputs)), parts.put.remote(ENTRIES, index, pack(entries))])
     return BatchOutcome(frozenset(documents), now - start, now - writing)
 
 
@@ -131,9 +131,9 @@ def decide_batches(parts: Any, count: int, pooled_families: Sequence[str], windo
     import ray
 
     start = time.perf_counter()
-    inputs: list[DecisionInputs] = ray.get([parts.get.remote(INPUTS, i) for i in range(count)])
+    inputs: list[DecisionInputs] = [unpack(part) for part in ray.get([parts.get.remote(INPUTS, i) for i in range(count)])]
     outcome = decide_universe(inputs, pooled_families, window_dates, horizon)
-    ray.get(parts.put_each.remote(DECISIONS, [{c.symbol: outcome.decisions[c.symbol] for c in part.candidates}
+    ray.get(parts.put_each.remote(DECISIONS, [pack({c.symbol: outcome.decisions[c.symbol] for c in part.candidates})
                                               for part in inputs]))
     return outcome.tallies, outcome.panel, time.perf_counter() - start
 
@@ -148,11 +148,11 @@ def finish_batch(storage_at: tuple[str, str], parts: Any, index: int, created_at
 
     start = time.perf_counter()
     storage = Storage(*storage_at)
-    entries, decisions = ray.get([parts.get.remote(ENTRIES, index), parts.get.remote(DECISIONS, index)])
+    entries, decisions = map(unpack, ray.get([parts.get.remote(ENTRIES, index), parts.get.remote(DECISIONS, index)]))
     for symbol, decision in decisions.items():
         entries[symbol]["decision"] = decision
         storage.add_json_key(winner_file((symbol, entries[symbol]["best_family"])), "decision", decision)
-    ray.get(parts.put.remote(ROWS, index, symbols_table(entries, created_at)))
+    ray.get(parts.put.remote(ROWS, index, pack(symbols_table(entries, created_at))))
     return time.perf_counter() - start
 
 
@@ -166,7 +166,7 @@ def write_symbols(storage_at: tuple[str, str], created_at: str | None, parts: An
     def fetched():
         nonlocal written
         for index in range(count):
-            table = ray.get(parts.get.remote(ROWS, index))
+            table = unpack(ray.get(parts.get.remote(ROWS, index)))
             written += table.num_rows
             yield table
 
