@@ -205,6 +205,7 @@ class TaskCollator:
     on_done: Callable[[int, int], None] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     _workers: CollationWorkers | None = field(default=None, init=False, repr=False)
+    _parts: Any = field(default=None, init=False, repr=False)
 
     def _cpus(self) -> float:
         """The CPUs collation may use: ``cpus``, else the cluster's."""
@@ -218,17 +219,24 @@ class TaskCollator:
         """Start the workers (:class:`~tuner.engine.collation_workers.CollationWorkers`, one
         per CPU the collation will use), which import their libraries at once, at the lowest
         CPU priority: started with tuning, they import in the time the trials leave idle and
-        are ready when collation begins. :meth:`collate` starts them if this was not called;
+        are ready when collation begins; the part store starts with them. :meth:`collate` starts them if this was not called;
         :meth:`write_summary`, the last step, ends them."""
         if self._workers is None:
             self._workers = CollationWorkers(max(1, int(self._cpus())))
+            self._parts = open_parts()  # its process starts now too, not when the first part is put
         return self._workers
 
     def close(self) -> None:
-        """End the workers, if any (the run's ``finally``: collation may have failed midway)."""
+        """End the workers and a part store no collation took, if any (the run's ``finally``:
+        collation may have failed midway, or never begun)."""
         if self._workers is not None:
             self._workers.close()
             self._workers = None
+        if self._parts is not None:
+            import ray
+
+            ray.kill(self._parts, no_restart=True)
+            self._parts = None
 
     def collate(self, storage, trials, finals, counts, meta, derived, defaults, pooled, window_dates) -> Collated:
         import ray
@@ -244,7 +252,7 @@ class TaskCollator:
         symbols = sorted({s for s, _ in finals} | {s for s, _ in derived})
         groups = batches(symbols, self._cpus())
         at, meta_ref = (storage.base, storage.name), ray.put(dict(meta))
-        parts = open_parts()
+        parts, self._parts = self._parts or open_parts(), None
         try:
             def submit(index: int):
                 group = groups[index]
