@@ -3,6 +3,8 @@ scoring each default after tuning gave: same windows, seed and per-window errors
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from tests.conftest import FAMILY_PARAMS, random_walk_bars
@@ -23,7 +25,7 @@ from tuner.engine.rescoring import (
     score_pooled,
     score_winners,
 )
-from tuner.engine.result_store import open_results
+from tuner.engine.result_store import ResultBrief, ResultStore, StoredResults, open_results
 from tuner.engine.trial_store import trial_record, validation_scores
 
 FAMILY = "bootstrap_returns"
@@ -188,3 +190,18 @@ def test_when_studies_finish_during_tuning_then_their_winners_are_scored_beside_
         for period in ("validation", "test"):
             assert list(getattr(got, period).scores.errors) == list(getattr(expected, period).scores.errors)
         assert got.validation.baseline == expected.validation.baseline
+
+
+def test_when_the_store_holds_a_result_the_run_did_not_keep_then_no_task_is_handed_it(periods):
+    # A winner scored beside tuning that was not the journal's winner, whose scoring after tuning
+    # then failed: its result stays in the store, but the run has no brief for it.
+    family = family_class(FAMILY)()
+    result = run_trial(family, dict(FAMILY_PARAMS[FAMILY]), periods["AAA"], SEED, with_test=True)
+    store = ResultStore()
+    store.put_many([(("winner", ("AAA", FAMILY)), result.to_dict()), (("winner", ("BBB", FAMILY)), result.to_dict()),
+                    (("pooled", ("AAA", FAMILY)), result.to_dict()), (("pooled", ("BBB", FAMILY)), result.to_dict())])
+    brief = ResultBrief.of(result.to_dict())
+    winners = StoredResults({("BBB", FAMILY): brief}, partial(store.of_keys, "winner"))
+    assert sorted(winners.ref_of(["AAA", "BBB"])) == [("BBB", FAMILY)]
+    pooled = StoredResults({"AAA": brief}, partial(store.pooled_of, FAMILY), symbol_of=str)
+    assert sorted(pooled.ref_of(["AAA", "BBB"])) == ["AAA"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from tuner.core.trial import TrialResult
@@ -67,6 +68,15 @@ class ResultStore:
         return {key: r for symbol in symbols for (k, key), r in self.by_symbol.get(symbol, {}).items()
                 if k == kind}
 
+    def of_keys(self, kind: str, keys: list[Key]) -> dict[Key, TrialResult]:
+        """The ``kind`` results of the studies ``keys`` (those it holds)."""
+        found = {}
+        for key in keys:
+            result = self.by_symbol.get(key[0], {}).get((kind, key))
+            if result is not None:
+                found[key] = result
+        return found
+
     def pooled_of(self, family: str, symbols: list[str]) -> dict[str, TrialResult]:
         """``family``'s pooled config's results on ``symbols``, symbol → result."""
         return {key[0]: r for key, r in self.of_symbols(POOLED, symbols).items() if key[1] == family}
@@ -78,8 +88,10 @@ class StoredResults(Mapping[Any, ResultBrief]):
     (a kind of study result, keyed by study) or :func:`pooled_results` (a family's pooled
     config's, keyed by symbol: :class:`~tuner.core.pooled.PooledOutcome`'s ``results``)."""
 
-    def __init__(self, briefs: Mapping[Any, ResultBrief], fetch: Callable[[list[str]], Any]) -> None:
-        self.briefs, self._fetch = dict(briefs), fetch
+    def __init__(self, briefs: Mapping[Any, ResultBrief], fetch: Callable[[list[Any]], Any],
+                 symbol_of: Callable[[Any], str] = itemgetter(0)) -> None:
+        self.briefs, self._fetch, self._symbol_of = dict(briefs), fetch, symbol_of
+        self._keys_of: dict[str, list[Any]] | None = None  # symbol → its keys, built when first asked
 
     def __getitem__(self, key: Any) -> ResultBrief:
         return self.briefs[key]
@@ -92,18 +104,25 @@ class StoredResults(Mapping[Any, ResultBrief]):
 
     def ref_of(self, symbols: Iterable[str]):
         """An object reference to the results of ``symbols`` (key → TrialResult): pass it to a
-        task, where Ray resolves it; the driver never holds the results."""
-        return self._fetch(list(symbols))
+        task, where Ray resolves it; the driver never holds the results. Only the keys with a
+        brief are asked for: the store may also hold a result the run did not keep (one scored
+        beside tuning for a trial that was not the journal's winner after all, whose scoring
+        after tuning then failed)."""
+        if self._keys_of is None:
+            self._keys_of = {}
+            for key in self.briefs:
+                self._keys_of.setdefault(self._symbol_of(key), []).append(key)
+        return self._fetch([key for symbol in symbols for key in self._keys_of.get(symbol, ())])
 
 
 def study_results(actor: Any, kind: str, briefs: Mapping[Key, ResultBrief]) -> StoredResults:
     """The ``kind`` (``winner``, ``default``) results held by the store ``actor``, by study."""
-    return StoredResults(briefs, partial(actor.of_symbols.remote, kind))
+    return StoredResults(briefs, partial(actor.of_keys.remote, kind))
 
 
 def pooled_results(actor: Any, family: str, briefs: Mapping[str, ResultBrief]) -> StoredResults:
     """``family``'s pooled config's results held by the store ``actor``, by symbol."""
-    return StoredResults(briefs, partial(actor.pooled_of.remote, family))
+    return StoredResults(briefs, partial(actor.pooled_of.remote, family), symbol_of=str)
 
 
 def open_results(name: str, namespace: str):
