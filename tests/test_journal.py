@@ -40,6 +40,14 @@ def chunk_files(storage: Storage) -> list:
     return sorted((storage._local(JOURNAL_DIR)).glob("*.jsonl"))
 
 
+def chunk_each(storage: Storage, count: int) -> None:
+    """Trials 0 .. count - 1 of session 1, a journal chunk each."""
+    journal = TrialJournal(storage, session=1)
+    for i in range(count):
+        journal.append([record(i)])
+        journal.flush()
+
+
 def test_when_flushed_twice_then_the_second_chunk_holds_only_the_new_trials(storage):
     journal = TrialJournal(storage, session=1)
     journal.append([record(0), record(1)])
@@ -117,10 +125,7 @@ def test_when_compacted_then_one_file_holds_every_record(storage):
 
 
 def test_when_a_compaction_cut_short_is_compacted_again_then_each_trial_is_kept_once_as_first_written(storage):
-    journal = TrialJournal(storage, session=1)
-    for i in range(3):
-        journal.append([record(i)])
-        journal.flush()
+    chunk_each(storage, 3)
     # a kill between writing the merged file and deleting the merged-from chunks; the merged
     # file sorts after those chunks, so the chunks' lines are the first written
     storage.write_bytes(f"{JOURNAL_DIR}/0001-compact.jsonl",
@@ -134,10 +139,7 @@ def test_when_a_compaction_cut_short_is_compacted_again_then_each_trial_is_kept_
 
 
 def test_when_a_line_names_no_trial_then_compaction_stops_naming_it_and_deletes_nothing(storage):
-    journal = TrialJournal(storage, session=1)
-    for i in range(2):
-        journal.append([record(i)])
-        journal.flush()
+    chunk_each(storage, 2)
     first, second = chunk_files(storage)
     second.write_text(second.read_text() + json.dumps({"study": "AAPL/toto"}) + "\n")
     with pytest.raises(JournalError) as e:
@@ -148,10 +150,7 @@ def test_when_a_line_names_no_trial_then_compaction_stops_naming_it_and_deletes_
 
 def test_when_the_reader_hands_on_its_keys_then_compaction_uses_them_and_parses_only_a_chunk_that_changed(
         storage, monkeypatch):
-    journal = TrialJournal(storage, session=1)
-    for i in range(3):
-        journal.append([record(i)])
-        journal.flush()
+    chunk_each(storage, 3)
     first, second, third = chunk_files(storage)
     # a cut-short compaction's copy of trial 0, which first_written drops, parsed or not
     storage.write_bytes(f"{JOURNAL_DIR}/0001-compact.jsonl", (record(0).to_json() + "\n").encode())
@@ -169,10 +168,7 @@ def test_when_the_reader_hands_on_its_keys_then_compaction_uses_them_and_parses_
 
 
 def test_when_the_reader_names_two_lines_one_trial_then_compaction_keeps_the_first(storage):
-    journal = TrialJournal(storage, session=1)
-    for i in range(2):
-        journal.append([record(i)])
-        journal.flush()
+    chunk_each(storage, 2)
     keys = {name: [("AAPL/toto", "same")] for name in chunk_names(storage)}
     compact(storage, 1, read=keys)  # the keys are what decides, not a parse of the lines
     assert [r.trial_id for r in read_journal(storage)] == ["t0.0"]
@@ -180,10 +176,7 @@ def test_when_the_reader_names_two_lines_one_trial_then_compaction_keeps_the_fir
 
 def test_when_compacted_in_pieces_then_the_file_is_what_one_piece_would_be_and_a_failure_keeps_the_chunks(
         storage, monkeypatch):
-    journal = TrialJournal(storage, session=1)
-    for i in range(5):
-        journal.append([record(i)])
-        journal.flush()
+    chunk_each(storage, 5)
     before = read_journal(storage)
     monkeypatch.setattr("tuner.engine.journal.COMPACT_LINES", 2)  # three pieces
 

@@ -219,8 +219,8 @@ class TaskCollator:
         """Start the workers (:class:`~tuner.engine.collation_workers.CollationWorkers`, one
         per CPU the collation will use), which import their libraries at once, at the lowest
         CPU priority: started with tuning, they import in the time the trials leave idle and
-        are ready when collation begins; the part store starts with them. :meth:`collate` starts them if this was not called;
-        :meth:`write_summary`, the last step, ends them."""
+        are ready when collation begins; the part store starts with them. :meth:`collate`
+        starts them if this was not called; :meth:`write_summary`, the last step, ends them."""
         if self._workers is None:
             self._workers = CollationWorkers(max(1, int(self._cpus())))
             self._parts = open_parts()  # its process starts now too, not when the first part is put
