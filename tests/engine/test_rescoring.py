@@ -148,7 +148,7 @@ def test_when_the_pooled_study_finishes_during_tuning_then_its_best_config_is_sc
 
 def test_when_studies_finish_during_tuning_then_their_winners_are_scored_beside_it_and_only_the_rest_after(
         local_ray, periods, actors_and_store, monkeypatch):
-    monkeypatch.setattr("tuner.engine.rescoring.WINNERS_PER_JOB", 1)  # each winner as soon as its study ends
+    monkeypatch.setattr("tuner.engine.rescoring.WINNERS_PER_BATCH", 1)  # each winner as soon as its study ends
     actors, store = actors_and_store
     store_at = ("forecast-tuner", "defaults-test")
     family = family_class(FAMILY)()

@@ -333,7 +333,6 @@ def _run_session(config: ExperimentConfig, storage: Storage, echo: Echo, include
         # The records go to an actor (which writes trials.parquet meanwhile); the driver keeps
         # the winners, the pooled studies' records and the failed trials.
         trials.load(config.max_latency_s, session)
-        collator.warm()  # (started already, unless tuning had nothing left to issue)
         winners, pooled_records = trials.digest.winners, trials.digest.pooled
         tick = progress.begin_phase("re-scoring winners on the test period")
         store_at = (NAMESPACE, results_name)

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 CALLS_IN_FLIGHT_PER_ACTOR = 64
 """Re-scoring calls (or chunks of a weights-free family's calls) queued per model actor at once
 (:func:`on_live_actors`): enough to keep every actor and its request batcher busy."""
-WINNERS_PER_JOB = WEIGHTS_FREE_CHUNK
+WINNERS_PER_BATCH = WEIGHTS_FREE_CHUNK
 """Winners of finished studies that :class:`WinnerScores` gathers, while tuning runs, before it
 scores them (a weights-free family's calls go that many per actor call)."""
 BESIDE_TUNING_PER_ACTOR = 1
@@ -154,12 +154,18 @@ def _scored_into(study: Key, config: Mapping[str, Any], seed: int, store_at: Sto
 class BesideTuning:
     """Actor calls (:func:`on_live_actors`'s ``calls``) run from a driver thread while tuning
     runs, one call (or chunk) queued per actor so that the trials' calls are not held up behind
-    them, until :meth:`hurry`; :meth:`wait` for their results, :meth:`stop` when the run ends
-    without them. The family defaults and the pooled configs are scored so."""
+    them, until :meth:`hurry`. The calls are given at once (``calls``), or added as they become
+    known (``calls=None``, :meth:`add`): those are taken in batches of at least ``batch`` while
+    tuning runs, and all that are left once it has ended. :meth:`wait` for the results,
+    :meth:`stop` when the run ends without them. The family defaults, the pooled configs and
+    the winners are scored so."""
 
-    def __init__(self, actors: dict[str, list], calls: dict, name: str) -> None:
-        self._actors, self._calls = actors, calls
+    def __init__(self, actors: dict[str, list], calls: dict | None, name: str, batch: int = 1) -> None:
+        self._actors, self._batch = actors, batch
+        self._waiting: dict = calls if calls is not None else {}  # calls the thread has not taken
+        self._closed = calls is not None  # nothing more is added: the thread takes what is left and ends
         self._per_actor = BESIDE_TUNING_PER_ACTOR
+        self._changed = threading.Condition()
         self._stop = threading.Event()
         self.results: dict = {}
         self.error: BaseException | None = None
@@ -171,18 +177,37 @@ class BesideTuning:
         self._thread.start()
         return self
 
+    def add(self, key: Any, call: tuple) -> None:
+        """One more call (once :meth:`hurry` has been called, none: its caller scores the rest)."""
+        with self._changed:
+            if self._closed:
+                return
+            self._waiting[key] = call
+            if len(self._waiting) >= self._batch:
+                self._changed.notify()
+
     def _run(self) -> None:
         try:
-            self.results = on_live_actors(self._actors, self._calls, per_actor=lambda: self._per_actor,
-                                          stop=self._stop)
+            while not self._stop.is_set():
+                with self._changed:
+                    self._changed.wait_for(lambda: self._closed or self._stop.is_set()
+                                           or len(self._waiting) >= self._batch)
+                    # Taken, not kept: ~300 bytes a call, not held to the end of the run.
+                    calls, self._waiting = self._waiting, {}
+                if not calls:
+                    return
+                self.results.update(on_live_actors(self._actors, calls, per_actor=lambda: self._per_actor,
+                                                   stop=self._stop))
         except BaseException as e:
             self.error = e
-        finally:
-            self._calls = {}  # ~300 bytes a call, not kept to the end of the run
 
     def hurry(self) -> None:
-        """Tuning has ended: keep as many calls queued as re-scoring does."""
+        """Tuning has ended: nothing more is added, and as many calls are kept queued as
+        re-scoring does."""
         self._per_actor = CALLS_IN_FLIGHT_PER_ACTOR
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
 
     def wait(self) -> dict:
         """The results (as :func:`on_live_actors` returns them), once every call is in."""
@@ -194,6 +219,8 @@ class BesideTuning:
         """Submit nothing more and wait (at most ``wait_s``; None: until it ends) for the call
         being gathered."""
         self._stop.set()
+        with self._changed:
+            self._changed.notify()
         if self._thread.is_alive():
             self._thread.join(wait_s)
 
@@ -242,15 +269,13 @@ class DefaultScores:
 
 
 class WinnerScores:
-    """Each study's winner scored on the test period beside tuning, from the moment its study has
-    finished, by one driver thread that keeps one call (or chunk) per actor queued while tuning
-    runs, as :class:`BesideTuning` does. (Measured at 1,000 × 10 on 2 cores: after tuning, the
-    winners' test period was 2.2 s of the one model actor's core while the other core idled.
-    There every study is admitted at once and they finish together, in tuning's last seconds;
-    at 10,000 studies they are admitted in turn and finish all along.) The thread takes the
-    finished studies' winners in batches of at least :data:`WINNERS_PER_JOB` while tuning
-    runs, and every one left once tuning has ended; :func:`score_winners` takes what it scored
-    when the journal's winner is the same trial, and scores the rest.
+    """Each study's winner scored on the test period beside tuning (:class:`BesideTuning`, in
+    batches of at least :data:`WINNERS_PER_BATCH`), from the moment its study has finished.
+    (Measured at 1,000 × 10 on 2 cores: after tuning, the winners' test period was 2.2 s of the
+    one model actor's core while the other core idled. There every study is admitted at once
+    and they finish together, in tuning's last seconds; at 10,000 studies they are admitted in
+    turn and finish all along.) :func:`score_winners` takes what it scored when the journal's
+    winner is the same trial, and scores the rest.
 
     Args:
         actors, seed, store_at: as :func:`score_winners`'.
@@ -264,24 +289,16 @@ class WinnerScores:
 
     def __init__(self, actors: dict[str, list], seed: int, store_at: StoreAt, max_latency_s: float | None,
                  done: Callable[[str], bool]) -> None:
-        self._actors, self._seed, self._store_at = actors, seed, store_at
+        self._seed, self._store_at = seed, store_at
         self._max_latency_s, self._done = max_latency_s, done
         self._best: dict[str, TrialRecord] = {}  # study → its best trial so far (studies still running)
-        self._trial: dict[Key, str] = {}  # study → the trial id of the winner queued for scoring
-        self._waiting: dict[Key, tuple] = {}  # calls not yet taken by the thread
-        self._per_actor = BESIDE_TUNING_PER_ACTOR
-        self._closed = False  # nothing more will be queued: the thread takes what is left and ends
-        self._changed = threading.Condition()
-        self._stop = threading.Event()
-        self.results: dict[Key, Any] = {}
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="winner-scores", daemon=True)
-        self._thread.start()
+        self._trial: dict[Key, str] = {}  # study → the trial id of the winner handed to the job
+        self._job = BesideTuning(actors, None, "winner-scores", batch=WINNERS_PER_BATCH).start()
 
     def record(self, record: Any) -> None:
         """A journal record the searcher has just told: kept if it is its study's best so far;
-        a study's last one queues its best for scoring."""
-        if record.symbol == POOLED_SYMBOL or self._closed:
+        a study's last one hands its best to the job."""
+        if record.symbol == POOLED_SYMBOL:
             return
         held = self._best.get(record.study)
         best = pick_winners([trial_record(record)] if held is None else [held, trial_record(record)],
@@ -294,57 +311,30 @@ class WinnerScores:
         if winner is None:
             return  # no completed trial: no winner (score_winners agrees)
         key = (winner.symbol, winner.family)
+        self._trial[key] = winner.trial_id
         # The config in the journal's key order (sorted), as score_winners gets it read back: the
         # result document is then the same, byte for byte, wherever the winner was scored.
-        call = _scored_into(key, dict(sorted(winner.config.items())), self._seed, self._store_at,
-                            ("winner", key), validation_scores(winner.metrics))
-        with self._changed:
-            self._trial[key] = winner.trial_id
-            self._waiting[key] = call
-            if len(self._waiting) >= WINNERS_PER_JOB:
-                self._changed.notify()
+        self._job.add(key, _scored_into(key, dict(sorted(winner.config.items())), self._seed, self._store_at,
+                                        ("winner", key), validation_scores(winner.metrics)))
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                with self._changed:
-                    self._changed.wait_for(lambda: self._closed or self._stop.is_set()
-                                           or len(self._waiting) >= WINNERS_PER_JOB)
-                    calls, self._waiting = self._waiting, {}
-                if not calls:
-                    return  # closed (or stopped) with nothing left
-                self.results.update(on_live_actors(self._actors, calls, per_actor=lambda: self._per_actor,
-                                                   stop=self._stop))
-        except BaseException as e:  # handed to the driver's thread by result()
-            self.error = e
+    def hurry(self) -> None:
+        """Tuning has ended: score every winner handed on, as many calls in flight as re-scoring's."""
+        self._job.hurry()
 
     def result(self, winners: Mapping[Key, TrialRecord]) -> dict[Key, ResultBrief]:
-        """Once every queued winner is scored (as many calls in flight as re-scoring's from now
-        on), the briefs of the studies whose winner in ``winners`` (the journal's, read after
-        tuning) is the trial scored here. A failure is logged; score_winners scores the rest."""
-        self.hurry()
-        self._thread.join()
-        if self.error is not None:
-            log.warning("winners not scored beside tuning: %s", self.error)
-        return {key: brief for key, brief in self.results.items()
+        """Once every winner handed on is scored, the briefs of the studies whose winner in
+        ``winners`` (the journal's, read after tuning) is the trial scored here. A failure is
+        logged; score_winners scores the rest."""
+        scored = self._job.wait()
+        if self._job.error is not None:
+            log.warning("winners not scored beside tuning: %s", self._job.error)
+        return {key: brief for key, brief in scored.items()
                 if key in winners and winners[key].trial_id == self._trial.get(key)
                 and not isinstance(brief, TunerError)}
 
-    def hurry(self) -> None:
-        """Tuning has ended: score every winner queued, as many calls in flight as re-scoring's."""
-        self._per_actor = CALLS_IN_FLIGHT_PER_ACTOR
-        with self._changed:
-            self._closed = True
-            self._changed.notify()
-
     def stop(self, wait_s: float = 10.0) -> None:
         """Submit nothing more and wait (at most ``wait_s``) for the call being gathered."""
-        self._stop.set()
-        with self._changed:
-            self._closed = True
-            self._changed.notify()
-        if self._thread.is_alive():
-            self._thread.join(wait_s)
+        self._job.stop(wait_s)
 
 
 def score_winners(winners: dict[Key, TrialRecord], actors: dict[str, list], seed: int, store: Any,
